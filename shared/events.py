@@ -1,0 +1,154 @@
+"""The event contract: every message on the bus, one frozen, versioned model each.
+
+Rules (see docs/events.md):
+
+* every event carries ``event_type``, ``schema_version``, ``event_id``,
+  ``ts_event`` (when it happened, ns since the Unix epoch, UTC) and
+  ``ts_init`` (when this process created the event, ns);
+* a change to an event is a new ``schema_version`` (a new class), never an edit;
+* money, prices and quantities are ``Decimal`` and travel as JSON strings;
+* ``event_id`` is deterministic where the fact is: the same tick or the same
+  bar always gets the same id, so a duplicate anywhere upstream is recognised
+  downstream as the same event.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared import topics
+
+__all__ = [
+    "Event", "MarketTick", "MarketBar", "Timeframe", "EventDecodeError",
+    "decode_event", "encode_event", "tick_event_id", "bar_event_id", "now_ns",
+]
+
+#: Namespace of the deterministic (uuid5) event ids.
+EVENT_NAMESPACE = uuid.UUID("5f0c2b0e-4a53-4c1e-9d59-2f1a7b8c6d10")
+
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9._#-]{1,31}$")]
+Price = Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
+Quantity = Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
+TimestampNs = Annotated[int, Field(ge=0)]
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class Timeframe(StrEnum):
+    """Bar timeframes, MT5 names; the value of each is its length in seconds via ``seconds``."""
+
+    M1 = "M1"
+    M5 = "M5"
+    M15 = "M15"
+    H1 = "H1"
+
+    @property
+    def seconds(self) -> int:
+        return _TIMEFRAME_SECONDS[self]
+
+    @property
+    def nanos(self) -> int:
+        return _TIMEFRAME_SECONDS[self] * 1_000_000_000
+
+
+_TIMEFRAME_SECONDS = {Timeframe.M1: 60, Timeframe.M5: 300, Timeframe.M15: 900, Timeframe.H1: 3600}
+
+
+class Event(BaseModel):
+    """Base of every event. Subclasses pin ``event_type`` and ``schema_version`` as literals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TOPIC: ClassVar[str]
+
+    event_id: uuid.UUID
+    ts_event: TimestampNs
+    ts_init: TimestampNs
+
+    def partition_key(self) -> bytes:
+        """Kafka key: events with the same key keep their order (symbol or account)."""
+        raise NotImplementedError
+
+
+class MarketTick(Event):
+    """One price update of one symbol, as the terminal reported it (MT5 ``MqlTick``)."""
+
+    event_type: Literal["market.tick"] = "market.tick"
+    schema_version: Literal[1] = 1
+    symbol: Symbol
+    bid: Price
+    ask: Price
+    last: Quantity | None = None
+    volume: Quantity = Decimal(0)
+    flags: int = 0
+    source: Annotated[str, Field(max_length=64)] = "unknown"
+
+    def partition_key(self) -> bytes:
+        return self.symbol.encode()
+
+
+class MarketBar(Event):
+    """A closed OHLC bar built from bid prices (the MT5 convention).
+
+    ``ts_event`` is the bar's open time; ``volume`` is the tick volume (count of
+    ticks, what MT5 charts show), ``real_volume`` the sum of traded volume.
+    """
+
+    event_type: Literal["market.bar"] = "market.bar"
+    schema_version: Literal[1] = 1
+    symbol: Symbol
+    timeframe: Timeframe
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: int = Field(ge=0)
+    real_volume: Quantity = Decimal(0)
+
+    def partition_key(self) -> bytes:
+        return self.symbol.encode()
+
+
+class EventDecodeError(ValueError):
+    """A message that is not a valid event of the expected kind; goes to the dead-letter topic."""
+
+
+def tick_event_id(symbol: str, time_msc: int, bid: Decimal, ask: Decimal,
+                  last: Decimal | None, volume: Decimal, flags: int) -> uuid.UUID:
+    """Deterministic id of a tick: the same tick resent by any source gets the same id."""
+    key = f"tick|{symbol}|{time_msc}|{bid.normalize()}|{ask.normalize()}|" \
+          f"{'' if last is None else last.normalize()}|{volume.normalize()}|{flags}"
+    return uuid.uuid5(EVENT_NAMESPACE, key)
+
+
+def bar_event_id(symbol: str, timeframe: Timeframe, open_time_ns: int) -> uuid.UUID:
+    """Deterministic id of a bar: a rebuilt bar is the same event as the original."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"bar|{symbol}|{timeframe.value}|{open_time_ns}")
+
+
+MarketTick.TOPIC = topics.MARKET_TICKS
+MarketBar.TOPIC = topics.MARKET_BARS
+
+E = TypeVar("E", bound=Event)
+
+
+def decode_event(kind: type[E], payload: bytes) -> E:
+    """Parse one JSON payload as ``kind``; raise ``EventDecodeError`` with a readable reason."""
+    try:
+        return kind.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise EventDecodeError(f"{kind.__name__}: {where}: {first['msg']}") from exc
+
+
+def encode_event(event: Event) -> bytes:
+    return event.model_dump_json().encode()

@@ -1,0 +1,68 @@
+"""RFC 9457 problem details: every HTTP error of every service has this shape, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class Problem(Exception):
+    """Raise anywhere in a handler to answer with a problem+json document."""
+
+    def __init__(self, status: int, detail: str, *, title: str | None = None,
+                 type_: str = "about:blank", headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.type = type_
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(status: int, detail: str, *, instance: str | None = None, title: str | None = None,
+                     type_: str = "about:blank", headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {"type": type_, "title": title or HTTPStatus(status).phrase, "status": status,
+                            "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Problem) -> Response:
+        return problem_response(exc.status, exc.detail, instance=request.url.path, title=exc.title,
+                                type_=exc.type, headers=exc.headers, **exc.extra)
+
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return problem_response(exc.status_code, detail, instance=request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return problem_response(422, f"{where}: {first['msg']}" if where else first["msg"],
+                                instance=request.url.path, errors=errors)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal error; see the service log", instance=request.url.path)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,48 @@
+"""Run one service of the port matrix as this process: ``hats serve <name>``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import uvicorn
+
+from shared import ports
+from shared.kit.portguard import PortTaken, bind_or_explain
+from shared.settings import PlatformSettings
+
+#: Exit code of a service that refused to start because its port is taken.
+EXIT_PORT_TAKEN = 3
+#: Seconds uvicorn waits for open requests on SIGTERM before closing; the lifespan
+#: then drains consumers and commits offsets, all within the 10 s budget.
+GRACEFUL_HTTP_S = 4
+
+
+def load_factory(service: ports.Service):
+    if service.module is None:
+        raise SystemExit(f"{service.name} is in the port matrix but not implemented yet")
+    module_name, _, attr = service.module.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def serve(name: str) -> int:
+    try:
+        service = ports.service(name)
+    except KeyError:
+        print(f"unknown service {name!r}; see `hats ports`", file=sys.stderr)
+        return 2
+    settings = PlatformSettings()
+    port = settings.port_of(service.name)
+    try:
+        sock = bind_or_explain(settings.hats_bind_host, port, service.name)
+    except PortTaken as exc:
+        print(f"{service.name}: {exc}", file=sys.stderr)
+        return EXIT_PORT_TAKEN
+    app = load_factory(service)()
+    config = uvicorn.Config(app, lifespan="on", loop="uvloop", http="httptools", log_config=None,
+                            access_log=False, timeout_graceful_shutdown=GRACEFUL_HTTP_S,
+                            server_header=False)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    # uvicorn returns normally after SIGTERM; a failed startup leaves started=False.
+    return 0 if server.started else 1

@@ -1,0 +1,66 @@
+"""OpenTelemetry tracing: OTLP to Jaeger when configured, otherwise a local JSON-lines file.
+
+Sampling follows the standard ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``
+variables (the SDK reads them), parent-based by default so a trace is kept or
+dropped as a whole across services.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends finished spans to a file, one JSON object per line (the embedded stand-in for Jaeger)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab")
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = []
+        for span in spans:
+            ctx = span.get_span_context()
+            lines.append(orjson.dumps({
+                "trace_id": format(ctx.trace_id, "032x"),
+                "span_id": format(ctx.span_id, "016x"),
+                "parent_span_id": format(span.parent.span_id, "016x") if span.parent else None,
+                "name": span.name,
+                "kind": span.kind.name,
+                "service": span.resource.attributes.get("service.name"),
+                "start_ns": span.start_time,
+                "end_ns": span.end_time,
+                "status": span.status.status_code.name,
+                "attributes": dict(span.attributes or {}),
+            }, default=str) + b"\n")
+        with self._lock:
+            self._file.write(b"".join(lines))
+            self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def configure_tracing(service: str, *, otlp_endpoint: str | None, var_dir: Path) -> TracerProvider:
+    """Install the global tracer provider for this process and return it (call ``shutdown`` on exit)."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service, "service.namespace": "hats"}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter: SpanExporter = OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")
+    else:
+        exporter = JsonLinesSpanExporter(var_dir / "traces" / f"{service}.jsonl")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return provider

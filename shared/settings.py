@@ -1,0 +1,80 @@
+"""Settings every process shares, from the environment (no prefix: these are the standard names).
+
+An unset infrastructure URL means "use the embedded component"; see the README's
+configuration table. Service-specific settings live next to each service, with
+the service's own prefix (``DATA_BRIDGE_``, ``DATABASE_SERVICE_``...).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import ports
+
+
+class PlatformSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    #: ``local`` allows embedded infrastructure and development defaults; ``production`` refuses them.
+    hats_env: Literal["local", "production"] = "local"
+    #: Runtime data (embedded stores, buffers, logs, traces, pid files).
+    hats_var_dir: Path = Path("var")
+    #: Interface the services bind to. Loopback by default: 8001-8019 are internal.
+    hats_bind_host: str = "127.0.0.1"
+    hats_log_level: str = "INFO"
+    #: Added to every port of the matrix (services and the embedded broker). Zero in any real
+    #: deployment; tests set it to run an isolated mesh beside a developer's ``make run``.
+    hats_port_offset: int = 0
+    #: External Kafka; unset = the embedded broker on 127.0.0.1:9092.
+    kafka_bootstrap_servers: str | None = None
+    #: External PostgreSQL (``postgresql://...``); unset = embedded pgserver under var/postgres.
+    database_url: SecretStr | None = None
+    #: External ClickHouse (``clickhouse://user:pass@host:9000/db``); unset = chdb under var/clickhouse.
+    clickhouse_url: SecretStr | None = None
+    #: OTLP/HTTP endpoint (Jaeger: http://jaeger:4318); unset = spans go to var/traces/<service>.jsonl.
+    otel_exporter_otlp_endpoint: str | None = None
+
+    @field_validator("hats_var_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.port_of('kafka')}"
+
+    def port_of(self, name: str) -> int:
+        """The port a service (or the embedded broker) listens on in this environment."""
+        return ports.service(name).port + self.hats_port_offset
+
+    def url_of(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port_of(name)}"
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_url is None
+
+    def require_external_in_production(self) -> None:
+        """Fail fast: production must name every server instead of falling back to embedded ones."""
+        if self.hats_env != "production":
+            return
+        missing = [name for name, embedded in (
+            ("KAFKA_BOOTSTRAP_SERVERS", self.embedded_kafka),
+            ("DATABASE_URL", self.embedded_postgres),
+            ("CLICKHOUSE_URL", self.embedded_clickhouse),
+        ) if embedded]
+        if missing:
+            raise RuntimeError(f"HATS_ENV=production requires {', '.join(missing)}")

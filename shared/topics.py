@@ -1,0 +1,16 @@
+"""Topic names, defined once. Dotted and versioned: a new event version gets a new topic."""
+
+from __future__ import annotations
+
+MARKET_TICKS = "market.ticks.v1"
+MARKET_BARS = "market.bars.v1"
+#: Messages a consumer could not decode or process, with the reason in the headers.
+DEAD_LETTERS = "system.deadletters.v1"
+
+#: Partition counts used when the project creates the topics itself. Market topics
+#: are keyed by symbol, so the partition count bounds how far a consumer group scales out.
+PARTITIONS: dict[str, int] = {
+    MARKET_TICKS: 6,
+    MARKET_BARS: 6,
+    DEAD_LETTERS: 1,
+}
