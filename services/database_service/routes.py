@@ -1,0 +1,76 @@
+"""database-service HTTP API, at the paths the gateway will route by prefix."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from services.database_service.cache import BarCache
+from services.database_service.repository import BarRow, MarketRepository
+from shared.events import Symbol, Timeframe
+from shared.kit.problems import Problem
+
+router = APIRouter(prefix="/api/v1/market", tags=["market"])
+
+
+def _ms(value: dt.datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)  # naive times are UTC, as everywhere in the platform
+    return int(value.timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _render(rows: list[BarRow]) -> bytes:
+    # Decimal -> float for JSON numbers: bar prices carry at most 8 decimals, which
+    # a double represents and prints back exactly.
+    return orjson.dumps([{"ts": _iso(r.ts_ms), "open": float(r.open), "high": float(r.high), "low": float(r.low),
+                          "close": float(r.close), "volume": r.volume, "real_volume": float(r.real_volume)}
+                         for r in rows])
+
+
+@router.get("/bars", operation_id="list_bars",
+            summary="OHLC bars of one symbol and timeframe, oldest first")
+async def list_bars(
+    request: Request,
+    symbol: Annotated[Symbol, Query(description="e.g. EURUSD")],
+    timeframe: Timeframe = Timeframe.M1,
+    start: Annotated[dt.datetime | None, Query(description="first bar open time (ISO 8601, UTC)")] = None,
+    end: Annotated[dt.datetime | None, Query(description="last bar open time (ISO 8601, UTC)")] = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+) -> Response:
+    """From ``start`` forward when given; otherwise the latest ``limit`` bars up to ``end`` (or now)."""
+    state = request.app.state
+    if limit > state.settings.max_bars_per_request:
+        raise Problem(422, f"limit: at most {state.settings.max_bars_per_request} bars per request")
+    start_ms, end_ms = _ms(start), _ms(end)
+    if start_ms is not None and end_ms is not None and end_ms < start_ms:
+        raise Problem(422, "end: must not be before start")
+    cache: BarCache = state.cache
+    key = (symbol, timeframe)
+    rows = cache.get(key, start_ms=start_ms, end_ms=end_ms, limit=limit)
+    if rows is None and cache.caught_up and not cache.is_loaded(key):
+        await state.load_series(key)
+        rows = cache.get(key, start_ms=start_ms, end_ms=end_ms, limit=limit)
+    if rows is None:
+        repo: MarketRepository = state.repo
+        rows = await repo.bars(symbol, timeframe, start_ms=start_ms, end_ms=end_ms, limit=limit)
+    return Response(_render(rows), media_type="application/json")
+
+
+@router.get("/symbols", operation_id="list_symbols", summary="Symbols with stored data")
+async def list_symbols(request: Request) -> Response:
+    return Response(orjson.dumps(await request.app.state.repo.symbols()), media_type="application/json")
+
+
+@router.get("/stats", operation_id="market_stats", summary="Row counts of the market store")
+async def market_stats(request: Request) -> Response:
+    return Response(orjson.dumps(await request.app.state.repo.counts()), media_type="application/json")
