@@ -1,0 +1,36 @@
+"""data-collector settings (prefix ``DATA_COLLECTOR_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class CollectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATA_COLLECTOR_", extra="ignore", frozen=True)
+
+    #: Where ticks come from: the local metatrader-connector. Unset = the matrix's port on this host.
+    connector_url: str | None = None
+    #: Where ticks go: data-bridge (through the gateway once it exists). Unset = the matrix's port.
+    server_url: str | None = None
+    symbols: Annotated[tuple[str, ...], NoDecode] = ("EURUSD", "GBPUSD", "XAUUSD", "BTCUSD")
+    poll_interval_ms: int = 250
+    #: How far back to fetch on the very first start (later starts resume from the saved cursor).
+    backfill_s: int = 300
+    #: Ticks per request to the server.
+    batch_size: int = 2000
+    #: CSV (MT5 tick export) and Parquet files dropped here are ingested, then moved to ``done/``.
+    #: Unset = ``var/collector/inbox``.
+    inbox_dir: Path | None = None
+    #: A silence longer than this between two ticks of a symbol is recorded as a gap.
+    gap_threshold_s: int = 120
+    #: Delivered ticks are remembered this long to drop duplicates from overlapping sources.
+    dedupe_window_s: int = 3600
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return tuple(s.strip() for s in value.split(",") if s.strip()) if isinstance(value, str) else value

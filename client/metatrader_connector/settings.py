@@ -1,0 +1,28 @@
+"""metatrader-connector settings (prefix ``METATRADER_CONNECTOR_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ConnectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="METATRADER_CONNECTOR_", extra="ignore", frozen=True)
+
+    #: auto = the MetaTrader5 package if importable (Windows), else mt5linux if a host is set, else simulated.
+    mode: Literal["auto", "metatrader5", "mt5linux", "simulated"] = "auto"
+    mt5linux_host: str | None = None
+    mt5linux_port: int = 18812
+    #: Seed of the simulated terminal's market: same seed, same ticks.
+    seed: int = 20240101
+    symbols: Annotated[tuple[str, ...], NoDecode] = ("EURUSD", "GBPUSD", "XAUUSD", "BTCUSD")
+    #: Folder of MT5 CSV tick exports (``<SYMBOL>.csv``) replayed instead of generated data.
+    csv_dir: Path | None = None
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return tuple(s.strip() for s in value.split(",") if s.strip()) if isinstance(value, str) else value

@@ -1,0 +1,116 @@
+"""The ``hats`` command: up, down, status, ports, serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+
+import httpx
+
+from shared import ports
+from shared.kit.portguard import is_listening, port_holder
+from shared.settings import PlatformSettings
+
+
+def cmd_up(_: argparse.Namespace) -> int:
+    from infra.supervisor import AlreadyRunning, Supervisor
+
+    settings = PlatformSettings()
+    try:
+        return asyncio.run(Supervisor(settings).run())
+    except AlreadyRunning as exc:
+        print(f"[hats] {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    from infra.supervisor import STOP_TIMEOUT_S, read_holder
+
+    settings = PlatformSettings()
+    pid = read_holder(settings.hats_var_dir)
+    if pid is None:
+        print("[hats] not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S * 3
+    while time.monotonic() < deadline and read_holder(settings.hats_var_dir) is not None:
+        time.sleep(0.1)
+    if read_holder(settings.hats_var_dir) is not None:
+        print(f"[hats] supervisor pid {pid} is still stopping", file=sys.stderr)
+        return 1
+    print("[hats] stopped")
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    from infra.supervisor import read_holder
+
+    settings = PlatformSettings()
+    pid = read_holder(settings.hats_var_dir)
+    print(f"supervisor: {'running, pid ' + str(pid) if pid else 'not running'}")
+    state_path = settings.hats_var_dir / "supervisor.json"
+    state = json.loads(state_path.read_text()) if pid and state_path.exists() else {"services": {}}
+    if pid:
+        print(f"kafka: {state.get('kafka')}   postgres: {state.get('database')}")
+    print(f"{'service':<22}{'port':>6}  {'pid':>7}  {'restarts':>8}  readiness")
+    with httpx.Client(timeout=2.0) as http:
+        for service in ports.implemented_services():
+            port = settings.port_of(service.name)
+            info = state["services"].get(service.name, {})
+            try:
+                body = http.get(f"http://127.0.0.1:{port}/readyz").json()
+                checks = ", ".join(f"{k}={'ok' if v['ok'] else v.get('detail', 'down')}"
+                                   for k, v in body.get("checks", {}).items())
+                ready = f"{body['status']} ({checks})" if checks else body["status"]
+            except httpx.HTTPError:
+                ready = "not answering"
+            print(f"{service.name:<22}{port:>6}  {str(info.get('pid') or '-'):>7}  "
+                  f"{str(info.get('restarts', '-')):>8}  {ready}")
+    return 0
+
+
+def cmd_ports(_: argparse.Namespace) -> int:
+    settings = PlatformSettings()
+    print(f"{'group':<11}{'service':<22}{'port':>6}  {'state':<10}{'holder / job'}")
+    rows = [(s.group.value, s.name, p, s) for s in ports.SERVICES + ports.INFRASTRUCTURE for p in ports.all_ports(s)]
+    rows += [("reserved", "-", p, None) for p in sorted(ports.RESERVED_PORTS)]
+    for group, name, port, service in sorted(rows, key=lambda r: r[2]):
+        live = port + settings.hats_port_offset
+        listening = is_listening(live)
+        holder = port_holder(live) if listening else None
+        state = "listening" if listening else "free"
+        note = holder or (service.job if service else "must stay free")
+        if service is not None and service.group is not ports.Group.INFRA and not service.implemented:
+            note = f"(not built yet) {note}"
+        print(f"{group:<11}{name:<22}{live:>6}  {state:<10}{note}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from shared.kit.runner import serve
+
+    return serve(args.service)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hats", description="Hybrid AI Trading System")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start infrastructure and every implemented service (Ctrl+C stops)").set_defaults(
+        fn=cmd_up)
+    sub.add_parser("down", help="stop a running `hats up`").set_defaults(fn=cmd_down)
+    sub.add_parser("status", help="services, pids, restarts and readiness").set_defaults(fn=cmd_status)
+    sub.add_parser("ports", help="the port matrix with live state").set_defaults(fn=cmd_ports)
+    serve = sub.add_parser("serve", help="run one service in this process")
+    serve.add_argument("service")
+    serve.set_defaults(fn=cmd_serve)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

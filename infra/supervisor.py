@@ -1,0 +1,282 @@
+"""``hats up``: infrastructure first, then every implemented service as its own process.
+
+One supervisor per host (a lock under ``var/``), one process per service (the
+port guard makes a second copy impossible, and the supervisor never starts one).
+Scaling out is running more instances on other hosts against the same Kafka:
+services keep no host-local state that would prevent it (consumer groups,
+checkpoints in PostgreSQL, chdb only in embedded single-host mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from infra import kafka, postgres
+from infra.migrations import pg as pg_migrations
+from shared import ports
+from shared.bus.broker import ensure_topics
+from shared.kit.runner import EXIT_PORT_TAKEN
+from shared.settings import PlatformSettings
+
+STOP_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = 90.0
+MAX_BACKOFF_S = 30.0
+#: A service that stayed up this long has its restart backoff reset.
+STABLE_AFTER_S = 60.0
+
+
+def say(message: str) -> None:
+    print(f"[hats] {message}", flush=True)
+
+
+@dataclass
+class Child:
+    name: str
+    port: int
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    next_start_at: float = 0.0
+    backoff_s: float = 1.0
+
+
+@dataclass
+class StateFile:
+    """What ``hats status`` reads: written by the running supervisor."""
+
+    supervisor_pid: int
+    started_at: float
+    var_dir: str
+    kafka: str
+    database: str
+    services: dict[str, dict] = field(default_factory=dict)
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class SupervisorLock:
+    """An exclusive ``flock`` on ``var/supervisor.lock``: released by the kernel if we die."""
+
+    def __init__(self, var_dir: Path) -> None:
+        self.path = var_dir / "supervisor.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode().strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(f"hats is already running here (supervisor pid {holder}); "
+                                 "see `hats status`, stop it with `hats down`") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_holder(var_dir: Path) -> int | None:
+    """The pid of a running supervisor, or None."""
+    path = var_dir / "supervisor.lock"
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = path.read_text().strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+class Supervisor:
+    def __init__(self, settings: PlatformSettings, services: tuple[ports.Service, ...] | None = None) -> None:
+        self.settings = settings
+        self.var = settings.hats_var_dir
+        self.logs = self.var / "logs"
+        self.lock = SupervisorLock(self.var)
+        self.broker: subprocess.Popen | None = None
+        self.database = "external (DATABASE_URL)"
+        self.children = [Child(s.name, settings.port_of(s.name))
+                         for s in (services if services is not None else ports.implemented_services())]
+        self._stopping = asyncio.Event()
+        self._env: dict[str, str] = {}
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.lock.acquire()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        try:
+            await self._start_infrastructure()
+            for child in self.children:
+                self._spawn(child)
+            await self._wait_ready()
+            self._print_status()
+            await self._watch()
+            return 0
+        except Exception as exc:
+            say(f"cannot start: {exc}")
+            return 1
+        finally:
+            await self._stop_all()
+            self.lock.release()
+
+    async def _start_infrastructure(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        env = {"HATS_VAR_DIR": str(self.var), "PYTHONUNBUFFERED": "1"}
+        if self.settings.embedded_kafka:
+            port = self.settings.port_of("kafka")
+            say(f"starting the embedded Kafka-compatible broker (Tansu) on 127.0.0.1:{port}")
+            self.broker = await asyncio.to_thread(kafka.start_broker, port, self.logs / "kafka.log")
+        created = await ensure_topics(self.settings.kafka_servers)
+        if created:
+            say(f"created topics: {', '.join(created)}")
+        url = await asyncio.to_thread(postgres.database_url, self.settings)
+        if self.settings.embedded_postgres:
+            self.database = f"embedded PostgreSQL, data in {self.var / 'postgres'}"
+            env["DATABASE_URL"] = url
+        applied = await pg_migrations.migrate(url)
+        if applied:
+            say(f"applied PostgreSQL migrations: {', '.join(applied)}")
+        self._env = env
+
+    def _spawn(self, child: Child) -> None:
+        log = (self.logs / f"{child.name}.log").open("ab")
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "serve", child.name],
+            env={**os.environ, **self._env}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)  # our Ctrl+C is not theirs: we stop them in order
+        child.started_at = time.monotonic()
+        self._write_state()
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = {c.name: c for c in self.children}
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while pending and time.monotonic() < deadline and not self._stopping.is_set():
+                for name, child in list(pending.items()):
+                    if child.process is not None and child.process.poll() is not None:
+                        raise RuntimeError(self._exit_reason(child))
+                    try:
+                        if (await http.get(f"http://127.0.0.1:{child.port}/readyz")).status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                await asyncio.sleep(0.2)
+        if pending:
+            raise RuntimeError(f"not ready within {READY_TIMEOUT_S:.0f}s: {', '.join(pending)} "
+                               f"(see {self.logs}/<service>.log)")
+
+    def _exit_reason(self, child: Child) -> str:
+        code = child.process.returncode if child.process else None
+        tail = _tail(self.logs / f"{child.name}.log")
+        if code == EXIT_PORT_TAKEN:
+            return f"{child.name} refused to start: {tail}"
+        return f"{child.name} exited with code {code}: {tail}"
+
+    async def _watch(self) -> None:
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if self.broker is not None and self.broker.poll() is not None:
+                say(f"the embedded broker exited ({self.broker.returncode}); restarting it")
+                self.broker = await asyncio.to_thread(kafka.start_broker, self.settings.port_of("kafka"),
+                                                      self.logs / "kafka.log")
+                await ensure_topics(self.settings.kafka_servers)
+            for child in self.children:
+                process = child.process
+                if process is not None and process.poll() is not None:
+                    if now - child.started_at > STABLE_AFTER_S:
+                        child.backoff_s = 1.0
+                    say(f"{self._exit_reason(child)}; restarting in {child.backoff_s:.0f}s")
+                    child.process = None
+                    child.next_start_at = now + child.backoff_s
+                    child.backoff_s = min(child.backoff_s * 2, MAX_BACKOFF_S)
+                elif process is None and now >= child.next_start_at:
+                    child.restarts += 1
+                    say(f"restarting {child.name} (restart #{child.restarts})")
+                    self._spawn(child)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), 0.5)
+            except TimeoutError:
+                pass
+
+    async def _stop_all(self) -> None:
+        say("stopping")
+        for child in reversed(self.children):
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        for child in reversed(self.children):
+            if child.process is not None:
+                await _wait_or_kill(child.process, child.name)
+        if self.broker is not None:
+            self.broker.send_signal(signal.SIGTERM)
+            await _wait_or_kill(self.broker, "kafka")
+        if self.settings.embedded_postgres:
+            await asyncio.to_thread(postgres.stop_embedded, self.var)
+        (self.var / "supervisor.json").unlink(missing_ok=True)
+        say("stopped; every port is free")
+
+    # -- reporting --------------------------------------------------------------------
+
+    def _write_state(self) -> None:
+        state = StateFile(os.getpid(), time.time(), str(self.var), self.settings.kafka_servers, self.database,
+                          {c.name: {"port": c.port, "pid": c.process.pid if c.process else None,
+                                    "restarts": c.restarts} for c in self.children})
+        path = self.var / "supervisor.json"
+        path.write_text(json.dumps(asdict(state), indent=2))
+
+    def _print_status(self) -> None:
+        say("the mesh is up")
+        print(f"  {'service':<22}{'port':>6}  {'pid':>7}  url")
+        for child in self.children:
+            pid = child.process.pid if child.process else "-"
+            print(f"  {child.name:<22}{child.port:>6}  {pid:>7}  http://127.0.0.1:{child.port}/docs")
+        print(f"  kafka: {self.settings.kafka_servers}   postgres: {self.database}")
+        print(f"  logs: {self.logs}/<service>.log   traces: {self.var / 'traces'}")
+        db = self.settings.port_of("database-service")
+        print(f"  try: curl 'http://127.0.0.1:{db}/api/v1/market/bars?symbol=EURUSD&timeframe=M1&limit=5'")
+        print("  `hats status` in another terminal; Ctrl+C (or `hats down`) stops everything", flush=True)
+
+
+async def _wait_or_kill(process: subprocess.Popen, name: str) -> None:
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while process.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if process.poll() is None:
+        say(f"{name} did not stop within {STOP_TIMEOUT_S:.0f}s; killing it")
+        process.kill()
+        process.wait()
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return " | ".join(line[:300] for line in text[-lines:])
