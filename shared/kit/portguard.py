@@ -50,7 +50,8 @@ def is_listening(port: int, host: str = "127.0.0.1") -> bool:
 
 def bind_or_explain(host: str, port: int, service: str) -> socket.socket:
     """Bind a listening socket for ``service`` or raise ``PortTaken`` naming the holder."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: accepted sockets then get TCP_NODELAY from asyncio (no 40 ms Nagle stalls).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     # SO_REUSEADDR only lets us reuse a port in TIME_WAIT; it never lets two listeners share one.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -76,7 +76,11 @@ class TickHistory:
         self.source = source
         self.point = point
         self._ticks = _LRU(12)  # ~2.5 MB per FX day
-        self._m1 = _LRU(1024)  # ~90 KB per day of M1 bars
+        self._bar_cache = {
+            c.TIMEFRAME_M1: _LRU(400),  # ~80 KB per day: M1..M30 over a year
+            c.TIMEFRAME_H1: _LRU(4000),  # ~1.3 KB per day: H1..H12 over a decade
+            c.TIMEFRAME_D1: _LRU(40_000),  # one row per day: D1/W1/MN1, all history
+        }
 
     @property
     def start_msc(self) -> int:
@@ -134,15 +138,20 @@ class TickHistory:
         return None
 
     # --- bars -------------------------------------------------------------------
-    def _m1_for_day(self, day: int, now_msc: int) -> np.ndarray:
-        if (day_start(day) + DAY_SECONDS) * 1000 <= now_msc:
-            return self._m1.get(
-                day, lambda: b.ticks_to_bars(self._day_ticks(day), c.TIMEFRAME_M1, self.point)
-            )
-        # The day is still running: bars only from the ticks seen so far.
-        ticks = self._day_ticks(day)
-        visible = ticks[: np.searchsorted(ticks["time_msc"], now_msc, side="right")]
-        return b.ticks_to_bars(visible, c.TIMEFRAME_M1, self.point)
+    def _day_bars(self, day: int, base: int, now_msc: int) -> np.ndarray:
+        """Bars of ``base`` (M1, H1 or D1) for one day, cached once the day is over."""
+        if (day_start(day) + DAY_SECONDS) * 1000 > now_msc:
+            # The day is still running: bars only from the ticks seen so far.
+            ticks = self._day_ticks(day)
+            visible = ticks[: np.searchsorted(ticks["time_msc"], now_msc, side="right")]
+            return b.ticks_to_bars(visible, base, self.point)
+
+        def compute() -> np.ndarray:
+            if base == c.TIMEFRAME_M1:
+                return b.ticks_to_bars(self._day_ticks(day), base, self.point)
+            return b.aggregate(self._day_bars(day, c.TIMEFRAME_M1, now_msc), base)
+
+        return self._bar_cache[base].get(day, compute)
 
     def rates_range(self, timeframe: int, start: int, end: int, now_msc: int) -> np.ndarray:
         """Work bars whose opening time is in ``[start, end]`` (seconds)."""
@@ -154,12 +163,15 @@ class TickHistory:
             return EMPTY_BARS.copy()
         first_day = max(self.source.first_day, day_index(first_open))
         last_day = min(self._last_day(), day_index(until_msc // 1000))
-        parts = [self._m1_for_day(day, now_msc) for day in range(first_day, last_day + 1)]
+        # Every timeframe divides (or is made of) one of these per-day bases,
+        # so a week of H4 bars costs 7x24 cached H1 rows, not 7x1440 M1 rows.
+        base = _base_timeframe(timeframe)
+        parts = [self._day_bars(day, base, now_msc) for day in range(first_day, last_day + 1)]
         if not parts:
             return EMPTY_BARS.copy()
-        m1 = np.concatenate(parts)
-        m1 = m1[(m1["time"] >= first_open) & (m1["time"] * 1000 <= until_msc)]
-        out = m1 if timeframe == c.TIMEFRAME_M1 else b.aggregate(m1, timeframe)
+        rows = np.concatenate(parts)
+        rows = rows[(rows["time"] >= first_open) & (rows["time"] * 1000 <= until_msc)]
+        out = rows if timeframe == base else b.aggregate(rows, timeframe)
         return out[(out["time"] >= start) & (out["time"] <= end)]
 
     def rates_before(self, timeframe: int, end: int, count: int, now_msc: int) -> np.ndarray:
@@ -238,6 +250,13 @@ def _latest_bars(history, timeframe: int, end: int, count: int, now_msc: int) ->
         if found.size >= count or start <= start_limit:
             return found[-count:]
         span *= 2
+
+
+def _base_timeframe(timeframe: int) -> int:
+    """The per-day bar granularity a timeframe is aggregated from."""
+    if timeframe in (c.TIMEFRAME_D1, c.TIMEFRAME_W1, c.TIMEFRAME_MN1):
+        return c.TIMEFRAME_D1
+    return c.TIMEFRAME_H1 if timeframe & 0x4000 else c.TIMEFRAME_M1
 
 
 def infer_timeframe(times: np.ndarray) -> int:

@@ -70,6 +70,8 @@ _P_QUIET_TO_ACTIVE = 0.08
 _P_ACTIVE_STAYS = 0.7
 _ACTIVE_VARIANCE, _ACTIVE_TICKS, _ACTIVE_SPREAD = 2.0, 1.5, 1.25
 
+_TRADES_AT_STANDING_QUOTE = 0.6
+
 # Mean reversion of the daily path towards the reference price: a half-life of
 # about a year keeps decades of history in a realistic band around it.
 _THETA = 1.0 - 2.0 ** (-1.0 / 250.0)
@@ -193,7 +195,7 @@ class MarketModel:
         self.seed = int(seed)
         self.first_day = 0  # history starts at EPOCH...
         self.last_day: int | None = None  # ...and never ends
-        self._open, weights, ticks = hourly_tables(spec)
+        _, weights, ticks = hourly_tables(spec)
         self._hour_variance = weights  # [weekday, hour], share of daily sigma^2
         self._daily = _DailyPath(spec, self.seed, weights.sum(axis=1))
         self._minute_ticks = self._minute_intensity(ticks)
@@ -267,7 +269,15 @@ class MarketModel:
         bid_pts = np.rint(mid_points - spread / 2.0).astype(np.int64)
         ask_pts = bid_pts + spread
 
-        is_trade = rng.random(n) < spec.trade_fraction if spec.trade_fraction else None
+        is_trade = None
+        if spec.trade_fraction:
+            is_trade = rng.random(n) < spec.trade_fraction
+            # Most trades execute against the standing quote without moving it:
+            # such a tick repeats the previous bid/ask and carries only the trade.
+            hold = is_trade & (rng.random(n) < _TRADES_AT_STANDING_QUOTE)
+            hold[0] = False
+            source = np.maximum.accumulate(np.where(hold, 0, np.arange(n)))
+            bid_pts, ask_pts = bid_pts[source], ask_pts[source]
         return self._assemble(day, ms, bid_pts, ask_pts, is_trade, rng, x0)
 
     def _hourly_regime(self, rng: np.random.Generator, regime: int) -> np.ndarray:

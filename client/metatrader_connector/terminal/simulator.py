@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from os import PathLike
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
@@ -32,9 +32,9 @@ from . import bars as b
 from . import constants as c
 from .csv_source import TickReplay, load_export
 from .history import BarHistory, TickHistory, select_ticks
-from .market_model import DAY_SECONDS, MarketModel, day_index, day_start
+from .market_model import MarketModel, day_index, day_start
 from .records import AccountInfo, SymbolInfo, TerminalInfo, Tick
-from .symbols import DEFAULT_SPECS, SymbolSpec, generic_spec, spec_with_digits
+from .symbols import DEFAULT_SPECS, SymbolSpec, generic_spec
 
 BUILD = 5120
 VERSION = (500, BUILD, "20 Jun 2025")
@@ -112,18 +112,21 @@ class SimulatedTerminal:
         self._path = "C:\\Program Files\\MetaTrader 5"
         self._symbols: dict[str, _Symbol] = {}
         csv_sources = dict(csv_sources or {})
-        for entry in DEFAULT_SPECS.values() if symbols is None else symbols:
+        wanted = list(DEFAULT_SPECS.values() if symbols is None else symbols)
+        names = [e.name if isinstance(e, SymbolSpec) else e for e in wanted]
+        # Listed symbols keep their order; exports of unlisted symbols follow.
+        wanted += [name for name in csv_sources if name not in names]
+        for entry in wanted:
+            name = entry.name if isinstance(entry, SymbolSpec) else entry
+            if name in csv_sources:
+                self._symbols[name] = self._replayed_symbol(name, Path(csv_sources[name]))
+                continue
             spec = entry if isinstance(entry, SymbolSpec) else DEFAULT_SPECS.get(entry)
             if spec is None:
-                if entry in csv_sources:
-                    continue  # known only from its export: added below
                 known = ", ".join(DEFAULT_SPECS)
                 raise ValueError(f"no generator for symbol {entry!r} (known: {known})")
-            if spec.name not in csv_sources:
-                history = TickHistory(MarketModel(spec, self._seed), spec.point)
-                self._symbols[spec.name] = _Symbol(spec, history, custom=False)
-        for name, path in csv_sources.items():
-            self._symbols[name] = self._replayed_symbol(name, Path(path))
+            history = TickHistory(MarketModel(spec, self._seed), spec.point)
+            self._symbols[name] = _Symbol(spec, history, custom=False)
 
     @staticmethod
     def _replayed_symbol(name: str, path: Path) -> _Symbol:
@@ -171,7 +174,9 @@ class SimulatedTerminal:
             raise _CallFailed(c.RES_E_INVALID_PARAMS)
         self._check_credentials(login, password, server, timeout)
         if path is not None:
-            self._path = str(Path(path).parent) if str(path).endswith(".exe") else str(path)
+            # MT5 is given the terminal64.exe path; terminal_info reports its folder.
+            where = PureWindowsPath(path)
+            self._path = str(where.parent if where.suffix.lower() == ".exe" else where)
         self._connected = True
         self._apply_login(login, server)
         return True

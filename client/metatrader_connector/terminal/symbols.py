@@ -9,7 +9,7 @@ profiles are indexed by UTC hour; the simulated trade server runs on UTC.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -206,7 +206,3 @@ def generic_spec(name: str, digits: int, ref_price: float = 1.0) -> SymbolSpec:
         contract_size=100_000.0, calc_mode=c.SYMBOL_CALC_MODE_CFD,
     )  # fmt: skip
 
-
-def spec_with_digits(spec: SymbolSpec, digits: int) -> SymbolSpec:
-    """The same spec reporting a different number of digits."""
-    return spec if spec.digits == digits else replace(spec, digits=digits)

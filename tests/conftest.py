@@ -1,0 +1,115 @@
+"""Test session infrastructure: a real mesh on real embedded infrastructure, on offset ports.
+
+The session starts Tansu and PostgreSQL itself, then runs ``hats up`` as a
+subprocess against them (so a test can stop and restart the mesh while the
+infrastructure, like a production cluster, stays up). Ports are the matrix's
+plus an offset, so a developer's ``make run`` can stay up during ``make test``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infra import kafka, postgres
+from infra.migrations import pg as pg_migrations
+from shared.bus.broker import ensure_topics
+from shared.settings import PlatformSettings
+
+PORT_OFFSET = int(os.environ.get("HATS_TEST_PORT_OFFSET", "20000"))
+
+
+class Mesh:
+    """A ``hats up`` subprocess; ``url(service)`` and ``restart()`` for the tests."""
+
+    def __init__(self, var: Path, env: dict[str, str]) -> None:
+        self.var, self.env = var, env
+        self.settings = PlatformSettings(hats_var_dir=var, hats_port_offset=PORT_OFFSET)
+        self.process: subprocess.Popen | None = None
+
+    def url(self, service: str) -> str:
+        return self.settings.url_of(service)
+
+    def start(self) -> None:
+        out = self.var / "supervisor.out"
+        offset = out.stat().st_size if out.exists() else 0
+        log = out.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "up"], env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("hats up exited: " + (self.var / "supervisor.out").read_text()[-2000:])
+            if b"the mesh is up" in out.read_bytes()[offset:]:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("mesh not up in 120 s: " + (self.var / "supervisor.out").read_text()[-2000:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def infra_env():
+    # Not pytest's tmp_path: its parent is private to root, and the embedded PostgreSQL
+    # runs as its own system user, which must be able to reach its data directory.
+    var = Path(tempfile.mkdtemp(prefix="hats-test-"))
+    var.chmod(0o755)
+    settings = PlatformSettings(hats_var_dir=var, hats_port_offset=PORT_OFFSET)
+    broker = kafka.start_broker(settings.port_of("kafka"), var / "logs" / "kafka.log")
+    url = postgres.start_embedded(var)
+    asyncio.run(ensure_topics(settings.kafka_servers))
+    asyncio.run(pg_migrations.migrate(url))
+    env = {**os.environ, "HATS_VAR_DIR": str(var), "HATS_PORT_OFFSET": str(PORT_OFFSET),
+           "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_servers, "DATABASE_URL": url,
+           # Only the server side: tests drive ingest themselves (the client tier has its own tests).
+           "HATS_LOG_LEVEL": "INFO"}
+    yield var, env, settings
+    broker.terminate()
+    broker.wait(10)
+    postgres.stop_embedded(var)
+    shutil.rmtree(var, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mesh(infra_env):
+    var, env, _ = infra_env
+    mesh = Mesh(var, env)
+    mesh.start()
+    yield mesh
+    mesh.stop()
+
+
+@pytest.fixture
+async def http():
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        yield client
+
+
+async def eventually(check, *, timeout_s: float = 30.0, interval_s: float = 0.2):
+    """Poll ``check`` (async, returns a truthy value when done) until it holds; return its value."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")
