@@ -1,0 +1,117 @@
+"""The collector buffers on disk while the server is unreachable, then delivers everything, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from conftest import eventually
+from helpers import synthetic_ticks
+from shared import topics
+from shared.events import MarketTick, decode_event
+
+pytestmark = pytest.mark.slow
+
+COLLECTOR_OFFSET = 21000  # its own port, beside the mesh's collector
+PROXY_PORT = 29555
+TICKS = 3000
+
+
+@contextlib.asynccontextmanager
+async def tcp_proxy(listen_port: int, target_port: int):
+    """A byte-level forwarder standing in for the network path to the server."""
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_reader, client_writer):
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+    try:
+        yield
+    finally:
+        server.close()
+
+
+async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    env = {**mesh.env, "HATS_PORT_OFFSET": str(COLLECTOR_OFFSET), "HATS_VAR_DIR": str(tmp_path),
+           "DATA_COLLECTOR_SERVER_URL": f"http://127.0.0.1:{PROXY_PORT}",  # nothing listens there yet
+           "DATA_COLLECTOR_CONNECTOR_URL": "http://127.0.0.1:9",  # no terminal: the file source only
+           "DATA_COLLECTOR_INBOX_DIR": str(inbox), "DATA_COLLECTOR_BATCH_SIZE": "700"}
+    log = (tmp_path / "collector.log").open("ab")
+    collector = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "data-collector"], env=env,
+                                 stdout=log, stderr=subprocess.STDOUT)
+    status_url = f"http://127.0.0.1:{9002 + COLLECTOR_OFFSET}/api/v1/collector/status"
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            async def status():
+                try:
+                    return (await http.get(status_url)).json()
+                except httpx.HTTPError:
+                    return None
+
+            await eventually(status, timeout_s=60)
+            ticks = synthetic_ticks("TSTBUF", 1_767_225_600_000, TICKS, seed=21)
+            pq.write_table(pa.Table.from_pylist(ticks), inbox / "TSTBUF_export.parquet")
+
+            async def buffered_while_down():
+                s = await status()
+                return s if s and s["buffered"] == TICKS and not s["server_reachable"] else None
+
+            await eventually(buffered_while_down, timeout_s=30)
+
+            # The server comes back: everything is delivered, nothing twice.
+            async with tcp_proxy(PROXY_PORT, mesh.settings.port_of("data-bridge")):
+                async def drained():
+                    s = await status()
+                    return s if s and s["buffered"] == 0 and s["delivered"] == TICKS else None
+
+                await eventually(drained, timeout_s=60)
+
+            async def stored():
+                symbols = (await http.get(mesh.url("database-service") + "/api/v1/market/symbols")).json()
+                return next((s["ticks"] for s in symbols if s["symbol"] == "TSTBUF"), 0) == TICKS
+
+            await eventually(stored, timeout_s=30)
+    finally:
+        collector.terminate()
+        collector.wait(15)
+
+    # In order: the ticks reached the bus in the order they were produced.
+    consumer = AIOKafkaConsumer(topics.MARKET_TICKS, bootstrap_servers=mesh.settings.kafka_servers,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    times: list[int] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                break
+            for records in batch.values():
+                for record in records:
+                    if record.key == b"TSTBUF":
+                        times.append(decode_event(MarketTick, record.value).ts_event // 1_000_000)
+    finally:
+        await consumer.stop()
+    assert times == [t["time_msc"] for t in ticks]
+    assert collector.returncode == 0 or collector.returncode == -15, os.strerror(0)
