@@ -17,12 +17,20 @@ from shared.kit.portguard import is_listening, port_holder
 from shared.settings import PlatformSettings
 
 
-def cmd_up(_: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     from infra.supervisor import AlreadyRunning, Supervisor
 
     settings = PlatformSettings()
+    services = None
+    if args.only:
+        wanted = {n.strip() for n in args.only.split(",") if n.strip()}
+        services = tuple(s for s in ports.implemented_services() if s.name in wanted)
+        unknown = wanted - {s.name for s in services}
+        if unknown:
+            print(f"[hats] not implemented services: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
     try:
-        return asyncio.run(Supervisor(settings).run())
+        return asyncio.run(Supervisor(settings, services).run())
     except AlreadyRunning as exc:
         print(f"[hats] {exc}", file=sys.stderr)
         return 1
@@ -100,8 +108,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hats", description="Hybrid AI Trading System")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start infrastructure and every implemented service (Ctrl+C stops)").set_defaults(
-        fn=cmd_up)
+    up = sub.add_parser("up", help="start infrastructure and every implemented service (Ctrl+C stops)")
+    up.add_argument("--only", help="comma-separated services to start (default: all implemented)")
+    up.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="stop a running `hats up`").set_defaults(fn=cmd_down)
     sub.add_parser("status", help="services, pids, restarts and readiness").set_defaults(fn=cmd_status)
     sub.add_parser("ports", help="the port matrix with live state").set_defaults(fn=cmd_ports)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from shared.events import MarketTick, Price, Quantity, Symbol, now_ns, tick_even
 from shared.kit.problems import Problem
 
 router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"])
+log = logging.getLogger(__name__)
 
 
 class IngestTick(BaseModel):
@@ -104,6 +106,7 @@ async def ingest_ticks(request: Request) -> Response:
     try:
         await publisher.publish(events)
     except Exception as exc:
+        log.exception("publishing %d ticks failed", len(events))
         raise Problem(503, f"the event bus did not acknowledge the ticks ({type(exc).__name__}); retry",
                       headers={"Retry-After": "1"}) from exc
     metrics.published.inc(len(events))

@@ -1,0 +1,169 @@
+"""``make bench``: the figures of the market-data path, with the conditions they were measured in.
+
+Starts its own mesh (server side only: data-bridge and database-service, on the
+embedded broker, PostgreSQL and chdb) in a fresh ``var`` directory on offset
+ports, then measures:
+
+1. tick ingest throughput: ticks/s from the first POST to data-bridge until every
+   tick is a row in ClickHouse (``/api/v1/market/stats``);
+2. tick -> bar-published latency: from posting the tick that completes a bar
+   to that bar arriving on ``market.bars.v1`` (a consumer in this process);
+3. ``GET /api/v1/market/bars`` (limit 100) at 64 connections: latency at a fixed
+   1,500 requests/s (open loop, coordinated-omission corrected), and the
+   closed-loop maximum, from a separate load-generator process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from bench.loadgen import run_in_subprocess
+from shared import topics
+from shared.events import MarketBar
+from shared.settings import PlatformSettings
+from tests.helpers import synthetic_ticks
+
+OFFSET = 24000
+BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def start_mesh(var: Path) -> subprocess.Popen:
+    env = {**os.environ, "HATS_VAR_DIR": str(var), "HATS_PORT_OFFSET": str(OFFSET), "HATS_LOG_LEVEL": "WARNING"}
+    out = (var / "supervisor.out").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "up", "--only", "data-bridge,database-service"],
+                            env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while b"the mesh is up" not in (var / "supervisor.out").read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("mesh did not start: " + (var / "supervisor.out").read_text()[-2000:])
+        time.sleep(0.2)
+    return proc
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def ingest_throughput(http: httpx.AsyncClient, bridge: str, db: str, total: int, batch: int,
+                            senders: int) -> tuple[float, float]:
+    symbols = [f"BENCH{i}" for i in range(8)]
+    per_symbol = total // len(symbols)
+    ticks = [t for i, s in enumerate(symbols) for t in synthetic_ticks(s, BASE_MS, per_symbol, step_ms=400, seed=i)]
+    ticks.sort(key=lambda t: t["time_msc"])
+    batches = [ticks[i:i + batch] for i in range(0, len(ticks), batch)]
+    queue: asyncio.Queue = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+    before = (await http.get(db + "/api/v1/market/stats")).json()["ticks"]
+
+    async def sender() -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            r = await http.post(bridge + "/api/v1/ingest/ticks", json={"source": "bench", "ticks": body})
+            if r.status_code != 202:
+                raise SystemExit(f"ingest failed: {r.status_code} {r.text}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    accepted_at = time.perf_counter()
+    while (await http.get(db + "/api/v1/market/stats")).json()["ticks"] < before + len(ticks):
+        await asyncio.sleep(0.05)
+    stored_at = time.perf_counter()
+    return len(ticks) / (stored_at - started), len(ticks) / (accepted_at - started)
+
+
+async def bar_latency(http: httpx.AsyncClient, bridge: str, servers: str, samples: int) -> list[float]:
+    """Each posted tick is 62 s after the previous one: with the default 2 s lateness its
+    watermark passes the end of the previous tick's minute, so it completes exactly one M1 bar."""
+    consumer = AIOKafkaConsumer(topics.MARKET_BARS, bootstrap_servers=servers, auto_offset_reset="latest")
+    await consumer.start()
+    await consumer.seek_to_end()
+    await asyncio.sleep(1)
+    latencies: list[float] = []
+    base = BASE_MS + 40 * 86_400_000
+    try:
+        for i in range(samples + 1):
+            tick = synthetic_ticks("BENCHLAT", base + i * 62_000, 1, seed=i)[0]
+            tick["time_msc"] = base + i * 62_000
+            sent = time.perf_counter()
+            r = await http.post(bridge + "/api/v1/ingest/ticks", json={"source": "bench", "ticks": [tick]})
+            r.raise_for_status()
+            if i == 0:
+                continue
+            while True:
+                record = await asyncio.wait_for(consumer.getone(), 10)
+                bar = MarketBar.model_validate_json(record.value)
+                if bar.symbol == "BENCHLAT" and bar.timeframe.value == "M1":
+                    latencies.append((time.perf_counter() - sent) * 1000)
+                    break
+    finally:
+        await consumer.stop()
+    return latencies
+
+
+async def measure(args: argparse.Namespace) -> None:
+    settings = PlatformSettings(hats_port_offset=OFFSET)
+    bridge, db = settings.url_of("data-bridge"), settings.url_of("database-service")
+    print("== conditions")
+    print(f"   {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+          f"{platform.machine()}; load generator and mesh share this machine")
+    print("   mesh: data-bridge + database-service, embedded Tansu (memory), PostgreSQL 18 (unix socket), chdb")
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=16)) as http:
+        print(f"== tick ingest: {args.ticks} ticks, 8 symbols, batches of {args.batch}, {args.senders} senders")
+        end_to_end, accepted = await ingest_throughput(http, bridge, db, args.ticks, args.batch, args.senders)
+        print(f"   accepted by data-bridge (on the bus): {accepted:,.0f} ticks/s")
+        print(f"   end to end, data-bridge input -> rows in ClickHouse: {end_to_end:,.0f} ticks/s  (target >= 20,000)")
+
+        print(f"== tick -> bar published: {args.samples} M1 bars, one completing tick each")
+        lat = await bar_latency(http, bridge, settings.kafka_servers, args.samples)
+        print(f"   p50 {statistics.median(lat):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  max {max(lat):.1f} ms  "
+              "(includes the HTTP POST of the tick; target p99 < 50 ms)")
+
+    url = f"{db}/api/v1/market/bars?symbol=BENCH0&timeframe=M1&limit=100"
+    print(f"== GET /api/v1/market/bars limit=100, 64 connections, {args.duration:.0f} s each")
+    fixed = await asyncio.to_thread(run_in_subprocess, "fixed_rate", url=url, rate=args.rate, connections=64,
+                                    duration_s=args.duration, warmup_s=2.0)
+    print(f"   fixed rate {args.rate:,.0f}/s: {fixed.summary()}  (target p99 < 20 ms at >= 1,500/s)")
+    closed = await asyncio.to_thread(run_in_subprocess, "closed_loop", url=url, connections=64,
+                                     duration_s=args.duration, warmup_s=1.0)
+    print(f"   closed loop (max): {closed.summary()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--ticks", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=1500)
+    parser.add_argument("--duration", type=float, default=10)
+    args = parser.parse_args()
+    var = Path(tempfile.mkdtemp(prefix="hats-bench-"))
+    var.chmod(0o755)
+    mesh = start_mesh(var)
+    try:
+        asyncio.run(measure(args))
+    finally:
+        mesh.send_signal(signal.SIGTERM)
+        mesh.wait(60)
+        shutil.rmtree(var, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
