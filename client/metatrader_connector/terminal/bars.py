@@ -18,16 +18,7 @@ from . import constants as c
 
 # Bars in the "work" layout: MT5's rates layout with a float real_volume.
 WORK_DTYPE = np.dtype(
-    [
-        ("time", "<i8"),
-        ("open", "<f8"),
-        ("high", "<f8"),
-        ("low", "<f8"),
-        ("close", "<f8"),
-        ("tick_volume", "<u8"),
-        ("spread", "<i4"),
-        ("real_volume", "<f8"),
-    ]
+    [(name, "<f8" if name == "real_volume" else c.RATES_DTYPE[name].str) for name in c.RATES_DTYPE.names]
 )
 
 _SUNDAY_EPOCH = 3 * 86_400  # 1970-01-04 00:00 UTC, the first Sunday of Unix time
