@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from decimal import Decimal
+
+import orjson
 
 from services.database_service.clickhouse import ClickHouse, literal
 from shared.events import MarketBar, MarketTick, Timeframe
@@ -25,7 +28,12 @@ def _utc(ns: int) -> dt.datetime:
 
 @dataclass(frozen=True, slots=True)
 class BarRow:
-    """A stored bar as the API serves it; ``ts_ms`` is the open time in epoch milliseconds."""
+    """A stored bar as the API serves it; ``ts_ms`` is the open time in epoch milliseconds.
+
+    ``json`` is the bar's JSON object, rendered once when the row is made: the bars
+    API answers mostly from memory, and rendering 100 bars per request (datetime
+    formatting, Decimal -> float) was half of its CPU time.
+    """
 
     ts_ms: int
     open: Decimal
@@ -34,6 +42,15 @@ class BarRow:
     close: Decimal
     volume: int
     real_volume: Decimal
+    json: bytes = field(default=b"", init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Decimal -> float for JSON numbers: bar prices carry at most 8 decimals, which
+        # a double represents and prints back exactly.
+        object.__setattr__(self, "json", orjson.dumps({
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.ts_ms // 1000)),
+            "open": float(self.open), "high": float(self.high), "low": float(self.low), "close": float(self.close),
+            "volume": self.volume, "real_volume": float(self.real_volume)}))
 
     @classmethod
     def of(cls, bar: MarketBar) -> BarRow:

@@ -25,16 +25,8 @@ def _ms(value: dt.datetime | None) -> int | None:
     return int(value.timestamp() * 1000)
 
 
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _render(rows: list[BarRow]) -> bytes:
-    # Decimal -> float for JSON numbers: bar prices carry at most 8 decimals, which
-    # a double represents and prints back exactly.
-    return orjson.dumps([{"ts": _iso(r.ts_ms), "open": float(r.open), "high": float(r.high), "low": float(r.low),
-                          "close": float(r.close), "volume": r.volume, "real_volume": float(r.real_volume)}
-                         for r in rows])
+    return b"[" + b",".join([r.json for r in rows]) + b"]"
 
 
 @router.get("/bars", operation_id="list_bars",

@@ -41,6 +41,9 @@ class JsonLinesSpanExporter(SpanExporter):
                 "end_ns": span.end_time,
                 "status": span.status.status_code.name,
                 "attributes": dict(span.attributes or {}),
+                # Batch consumers continue many traces at once: OTel records them as links.
+                "links": [{"trace_id": format(link.context.trace_id, "032x"),
+                           "span_id": format(link.context.span_id, "016x")} for link in span.links],
             }, default=str) + b"\n")
         with self._lock:
             self._file.write(b"".join(lines))

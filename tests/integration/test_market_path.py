@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from decimal import Decimal
 
@@ -162,3 +163,34 @@ async def test_a_restart_of_the_mesh_keeps_stored_data(mesh, http):
     assert await bars(http, mesh, "TSTKEEP", "M1", start="2026-01-01T00:00:00Z") == before
     latest = await bars(http, mesh, "TSTKEEP", "M1", limit=10)  # served by the cache after the restart
     assert latest == before[-10:]
+
+
+def _spans_of(mesh, service: str, trace_id: str) -> list[dict]:
+    """The spans of one trace in a service's export, including batch spans that link to it."""
+    path = mesh.var / "traces" / f"{service}.jsonl"
+    if not path.exists():
+        return []
+    spans = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [s for s in spans if s["trace_id"] == trace_id or any(k["trace_id"] == trace_id for k in s["links"])]
+
+
+async def test_one_trace_follows_a_tick_across_http_and_kafka(mesh, http):
+    trace_id = uuid.uuid4().hex
+    ticks = synthetic_ticks("TSTTRACE", BASE_MS, 5, seed=21)
+    r = await http.post(mesh.url("data-bridge") + "/api/v1/ingest/ticks", json={"source": "test", "ticks": ticks},
+                        headers={"traceparent": f"00-{trace_id}-{'ab' * 8}-01"})
+    assert r.status_code == 202, r.text
+
+    async def both_sides():  # spans are exported in batches, every few seconds
+        bridge, store = _spans_of(mesh, "data-bridge", trace_id), _spans_of(mesh, "database-service", trace_id)
+        return (bridge, store) if bridge and store else None
+
+    bridge, store = await eventually(both_sides, timeout_s=40)
+    server = [s for s in bridge if s["kind"] == "SERVER"]
+    assert [s["attributes"].get("http.route") for s in server] == ["/api/v1/ingest/ticks"]
+    assert server[0]["parent_span_id"] == "ab" * 8  # continued the caller's trace
+    published = {s["span_id"] for s in bridge if s["kind"] == "PRODUCER"}
+    assert published
+    # The storing consumer, in another process, takes ticks in batches: its span links to the publish.
+    linked = {k["span_id"] for s in store if s["kind"] == "CONSUMER" for k in s["links"]}
+    assert linked & published
