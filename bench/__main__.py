@@ -59,6 +59,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def _ticks_written(http: httpx.AsyncClient, db: str) -> int:
+    """Tick rows whose INSERT into ClickHouse completed, from database-service's /metrics.
+
+    Cheap to poll, unlike ``/stats`` (a ``count() ... FINAL`` that would compete with
+    the inserts for the ClickHouse thread); ``/stats`` confirms the total at the end.
+    """
+    for line in (await http.get(db + "/metrics")).text.splitlines():
+        if line.startswith('market_rows_stored_total{table="ticks"}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
 async def ingest_throughput(http: httpx.AsyncClient, bridge: str, db: str, total: int, batch: int,
                             senders: int) -> tuple[float, float]:
     symbols = [f"BENCH{i}" for i in range(8)]
@@ -69,7 +81,8 @@ async def ingest_throughput(http: httpx.AsyncClient, bridge: str, db: str, total
     queue: asyncio.Queue = asyncio.Queue()
     for b in batches:
         queue.put_nowait(b)
-    before = (await http.get(db + "/api/v1/market/stats")).json()["ticks"]
+    stored_before = (await http.get(db + "/api/v1/market/stats")).json()["ticks"]
+    written_before = await _ticks_written(http, db)
 
     async def sender() -> None:
         while not queue.empty():
@@ -81,16 +94,21 @@ async def ingest_throughput(http: httpx.AsyncClient, bridge: str, db: str, total
     started = time.perf_counter()
     await asyncio.gather(*(sender() for _ in range(senders)))
     accepted_at = time.perf_counter()
-    while (await http.get(db + "/api/v1/market/stats")).json()["ticks"] < before + len(ticks):
-        await asyncio.sleep(0.05)
+    while await _ticks_written(http, db) < written_before + len(ticks):
+        await asyncio.sleep(0.01)
     stored_at = time.perf_counter()
+    stored = (await http.get(db + "/api/v1/market/stats")).json()["ticks"] - stored_before
+    if stored != len(ticks):
+        raise SystemExit(f"ClickHouse holds {stored} of the {len(ticks)} ticks sent")
     return len(ticks) / (stored_at - started), len(ticks) / (accepted_at - started)
 
 
 async def bar_latency(http: httpx.AsyncClient, bridge: str, servers: str, samples: int) -> list[float]:
     """Each posted tick is 62 s after the previous one: with the default 2 s lateness its
     watermark passes the end of the previous tick's minute, so it completes exactly one M1 bar."""
-    consumer = AIOKafkaConsumer(topics.MARKET_BARS, bootstrap_servers=servers, auto_offset_reset="latest")
+    # The measuring consumer polls every 5 ms (see kafka_fetch_max_wait_ms): at most that much is ours.
+    consumer = AIOKafkaConsumer(topics.MARKET_BARS, bootstrap_servers=servers, auto_offset_reset="latest",
+                                fetch_max_wait_ms=5)
     await consumer.start()
     await consumer.seek_to_end()
     await asyncio.sleep(1)

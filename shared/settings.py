@@ -32,6 +32,12 @@ class PlatformSettings(BaseSettings):
     hats_port_offset: int = 0
     #: External Kafka; unset = the embedded broker on 127.0.0.1:9092.
     kafka_bootstrap_servers: str | None = None
+    #: How long a latency-critical consumer (the bar stage, the bars cache feed) lets the
+    #: broker hold a fetch that found no data. A real Kafka answers as soon as data arrives,
+    #: so this only sets the idle poll rate there; the embedded Tansu polls its storage and
+    #: answers no earlier than this, so it bounds each hop's latency. Storage consumers
+    #: batch and keep the client default (500 ms).
+    kafka_fetch_max_wait_ms: int = 10
     #: External PostgreSQL (``postgresql://...``); unset = embedded pgserver under var/postgres.
     database_url: SecretStr | None = None
     #: External ClickHouse (``clickhouse://user:pass@host:9000/db``); unset = chdb under var/clickhouse.

@@ -51,7 +51,7 @@ def create_app() -> FastAPI:
         stage = bar_stage.BarStage(kit, settings, bar_stage.CheckpointStore(pool),
                                    BulkPublisher(broker, topics.MARKET_BARS),
                                    DeadLetters(broker, kit, bar_stage.GROUP))
-        bar_stage.register(broker, stage)
+        bar_stage.register(broker, stage, kit.settings.kafka_fetch_max_wait_ms)
         app.state.settings = settings
         app.state.validator = TickValidator(symbols=settings.symbols or None, max_future_ns=settings.max_future_s * 10**9,
                                             max_spread_ratio=settings.max_spread_ratio)

@@ -29,7 +29,7 @@ from prometheus_client import Counter
 from services.data_bridge.domain.bars import BarBuilder, TickOutcome
 from services.data_bridge.settings import DataBridgeSettings
 from shared import topics
-from shared.bus.consume import decode_records
+from shared.bus.consume import RAW_BATCH, decode_records
 from shared.bus.deadletter import DeadLetters
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketBar, MarketTick, now_ns
@@ -184,10 +184,11 @@ class BarStage(ConsumerRebalanceListener):
                 log.info("offset commit for partition %d skipped: %s", partition, exc)
 
 
-def register(broker: KafkaBroker, stage: BarStage) -> None:
+def register(broker: KafkaBroker, stage: BarStage, fetch_max_wait_ms: int) -> None:
     subscriber = broker.subscriber(
         topics.MARKET_TICKS, group_id=GROUP, batch=True, max_records=5000, batch_timeout_ms=5,
-        auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, listener=stage)
+        fetch_max_wait_ms=fetch_max_wait_ms, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL,
+        listener=stage, **RAW_BATCH)
 
     @subscriber
     async def build_bars(msg: KafkaMessage) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.data_bridge.domain.validation import TickValidator
 from shared.bus.publish import BulkPublisher
-from shared.events import MarketTick, Price, Quantity, Symbol, now_ns, tick_event_id
+from shared.events import Price, Quantity, Symbol, encode_tick, now_ns, tick_event_id
 from shared.kit.problems import Problem
 
 router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"])
@@ -32,6 +32,11 @@ class IngestTick(BaseModel):
     last: Quantity | None = None
     volume: Quantity = Decimal(0)
     flags: Annotated[int, Field(ge=0)] = 0
+
+    @property
+    def ts_event(self) -> int:
+        """Tick time in ns, as ``MarketTick.ts_event`` (what the validator checks)."""
+        return self.time_msc * 1_000_000
 
 
 class IngestBatch(BaseModel):
@@ -80,7 +85,8 @@ async def ingest_ticks(request: Request) -> Response:
 
     validator: TickValidator = state.validator
     received = now_ns()
-    events: list[MarketTick] = []
+    source = batch.source
+    events: list[tuple[bytes, bytes]] = []  # (key, MarketTick JSON)
     rejected: list[dict] = []
     for index, raw in enumerate(batch.ticks):
         try:
@@ -88,15 +94,16 @@ async def ingest_ticks(request: Request) -> Response:
         except ValidationError as exc:
             rejected.append({"index": index, "reason": "malformed", "detail": _first_error(exc)})
             continue
-        event = MarketTick(
-            event_id=tick_event_id(tick.symbol, tick.time_msc, tick.bid, tick.ask, tick.last, tick.volume, tick.flags),
-            ts_event=tick.time_msc * 1_000_000, ts_init=received, symbol=tick.symbol, bid=tick.bid, ask=tick.ask,
-            last=tick.last, volume=tick.volume, flags=tick.flags, source=batch.source)
-        rejection = validator.check(event, received)
+        rejection = validator.check(tick, received)
         if rejection is not None:
             rejected.append({"index": index, "reason": rejection.reason.value, "detail": rejection.detail})
             continue
-        events.append(event)
+        # IngestTick's fields have MarketTick's types, so the event is encoded without a second validation.
+        symbol, bid, ask, last, volume, flags = tick.symbol, tick.bid, tick.ask, tick.last, tick.volume, tick.flags
+        events.append((symbol.encode(), encode_tick(
+            event_id=tick_event_id(symbol, tick.time_msc, bid, ask, last, volume, flags),
+            ts_event=tick.time_msc * 1_000_000, ts_init=received, symbol=symbol, bid=bid, ask=ask, last=last,
+            volume=volume, flags=flags, source=source)))
 
     metrics = state.metrics
     metrics.received.inc(len(batch.ticks))
@@ -104,7 +111,7 @@ async def ingest_ticks(request: Request) -> Response:
         metrics.rejected.labels(item["reason"]).inc()
     publisher: BulkPublisher = state.tick_publisher
     try:
-        await publisher.publish(events)
+        await publisher.publish_encoded(events)
     except Exception as exc:
         log.exception("publishing %d ticks failed", len(events))
         raise Problem(503, f"the event bus did not acknowledge the ticks ({type(exc).__name__}); retry",

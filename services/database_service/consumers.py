@@ -15,7 +15,7 @@ from services.database_service.cache import BarCache
 from services.database_service.repository import BarRow, MarketRepository
 from services.database_service.settings import DatabaseServiceSettings
 from shared import topics
-from shared.bus.consume import RecentIds, decode_records
+from shared.bus.consume import RAW_BATCH, RecentIds, decode_records
 from shared.bus.deadletter import DeadLetters
 from shared.events import MarketBar, MarketTick
 from shared.kit.app import Kit
@@ -51,12 +51,14 @@ def register(broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCa
         stored.labels(table).inc(len(fresh))
 
     @broker.subscriber(topics.MARKET_TICKS, group_id=TICKS_GROUP, batch=True, max_records=settings.consume_batch,
-                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=50)
+                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=50,
+                       **RAW_BATCH)
     async def store_ticks(msg: KafkaMessage) -> None:
         await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, repo.insert_ticks, "ticks")
 
     @broker.subscriber(topics.MARKET_BARS, group_id=BARS_GROUP, batch=True, max_records=settings.consume_batch,
-                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=20)
+                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=20,
+                       **RAW_BATCH)
     async def store_bars(msg: KafkaMessage) -> None:
         await store(MarketBar, msg.raw_message, bar_dlq, seen_bars, repo.insert_bars, "bars")
 
@@ -64,7 +66,8 @@ def register(broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCa
 
     # No group: every instance reads every bar, from the start (see cache.py for why).
     @broker.subscriber(topics.MARKET_BARS, batch=True, max_records=settings.consume_batch,
-                       auto_offset_reset="earliest", batch_timeout_ms=5)
+                       auto_offset_reset="earliest", batch_timeout_ms=5,
+                       fetch_max_wait_ms=kit.settings.kafka_fetch_max_wait_ms, **RAW_BATCH)
     async def feed_cache(msg: KafkaMessage) -> None:
         for record in msg.raw_message:
             try:

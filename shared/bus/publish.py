@@ -35,6 +35,12 @@ class BulkPublisher:
         self._broker = broker
         self._topic = topic
         self._partitions: int | None = None
+        #: One of our batches per partition in the producer at a time. aiokafka queues further
+        #: batches for a partition in ``MessageAccumulator.add_batch``, whose wait subtracts the
+        #: *total* time waited on every pass, so a queue a few dozen deep under load fails with
+        #: KafkaTimeoutError long before ``request_timeout_ms`` (seen with 4 concurrent 5,000-tick
+        #: requests). Waiting here instead also keeps each call's records in order per partition.
+        self._partition_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def _partition_count(self) -> int:
         if self._partitions is None:
@@ -46,15 +52,19 @@ class BulkPublisher:
         return self._partitions
 
     async def publish(self, events: Sequence[Event]) -> None:
-        if not events:
+        await self.publish_encoded([(event.partition_key(), encode_event(event)) for event in events])
+
+    async def publish_encoded(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Publish already encoded events, given as ``(key, value)`` pairs."""
+        if not records:
             return
         count = await self._partition_count()
         groups: dict[int, list[KafkaResponse]] = defaultdict(list)
-        for event in events:
-            key = event.partition_key()
-            groups[partition_for(key, count)].append(KafkaResponse(encode_event(event), key=key))
-        await asyncio.gather(*(
-            self._broker.publish_batch(*batch[i:i + _CHUNK], topic=self._topic, partition=partition)
-            for partition, batch in groups.items()
-            for i in range(0, len(batch), _CHUNK)
-        ))
+        for key, value in records:
+            groups[partition_for(key, count)].append(KafkaResponse(value, key=key))
+        await asyncio.gather(*(self._send_in_order(partition, batch) for partition, batch in groups.items()))
+
+    async def _send_in_order(self, partition: int, records: list[KafkaResponse]) -> None:
+        async with self._partition_locks[partition]:
+            for i in range(0, len(records), _CHUNK):
+                await self._broker.publish_batch(*records[i:i + _CHUNK], topic=self._topic, partition=partition)

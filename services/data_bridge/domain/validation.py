@@ -7,7 +7,7 @@ Ordering concerns (late / duplicate ticks) belong to the bar builder, which
 sees one symbol's stream in partition order.
 
 Positivity, decimal format and symbol syntax are already enforced by the
-pydantic model ``MarketTick``; this module checks what the model cannot.
+pydantic models (``IngestTick``, ``MarketTick``); this module checks what a model cannot.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-
-from shared.events import MarketTick
+from typing import Protocol
 
 __all__ = ["RejectReason", "Rejection", "TickValidator"]
 
@@ -24,6 +23,19 @@ _NS_PER_S = 1_000_000_000
 #: 2000-01-01T00:00:00Z in ns: no terminal feed we take produces older ticks;
 #: anything earlier is a zeroed or mis-scaled (s / ms instead of ns) timestamp.
 DEFAULT_MIN_TS_NS = 946_684_800 * _NS_PER_S
+
+
+class Quote(Protocol):
+    """What the validator reads of a tick: ``MarketTick`` and data-bridge's ``IngestTick`` both fit."""
+
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def bid(self) -> Decimal: ...
+    @property
+    def ask(self) -> Decimal: ...
+    @property
+    def ts_event(self) -> int: ...
 
 
 class RejectReason(StrEnum):
@@ -78,7 +90,7 @@ class TickValidator:
         self._min_ts_ns = min_ts_ns
         self._max_spread_ratio = Decimal(max_spread_ratio)
 
-    def check(self, tick: MarketTick, now_ns: int) -> Rejection | None:
+    def check(self, tick: Quote, now_ns: int) -> Rejection | None:
         """Return the first reason to reject ``tick`` at wall-clock ``now_ns``, or ``None`` if valid."""
         if self._symbols is not None and tick.symbol not in self._symbols:
             return Rejection(RejectReason.UNKNOWN_SYMBOL,
