@@ -35,7 +35,7 @@ from bench.loadgen import run_in_subprocess
 from shared import topics
 from shared.events import MarketBar
 from shared.settings import PlatformSettings
-from tests.helpers import synthetic_ticks
+from bench.synthetic import synthetic_ticks
 
 OFFSET = 24000
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -141,6 +141,8 @@ async def measure(args: argparse.Namespace) -> None:
     print(f"   {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.machine()}; load generator and mesh share this machine")
     print("   mesh: data-bridge + database-service, embedded Tansu (memory), PostgreSQL 18 (unix socket), chdb")
+    print(f"   defaults: tracing on (every span to var/traces), KAFKA_FETCH_MAX_WAIT_MS="
+          f"{settings.kafka_fetch_max_wait_ms}, log level WARNING")
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=16)) as http:
         print(f"== tick ingest: {args.ticks} ticks, 8 symbols, batches of {args.batch}, {args.senders} senders")
         end_to_end, accepted = await ingest_throughput(http, bridge, db, args.ticks, args.batch, args.senders)

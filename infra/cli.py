@@ -118,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("service")
     serve.set_defaults(fn=cmd_serve)
     args = parser.parse_args(argv)
-    return args.fn(args)
+    try:
+        code = args.fn(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`hats ports | head`): stop quietly, as Unix tools do. Point
+        # stdout at /dev/null so the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

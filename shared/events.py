@@ -44,7 +44,7 @@ def now_ns() -> int:
 
 
 class Timeframe(StrEnum):
-    """Bar timeframes, MT5 names; the value of each is its length in seconds via ``seconds``."""
+    """Bar timeframes under their MT5 names; ``seconds`` and ``nanos`` give each one's length."""
 
     M1 = "M1"
     M5 = "M5"

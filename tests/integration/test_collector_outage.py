@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from bench.synthetic import synthetic_ticks
 from conftest import eventually
-from helpers import synthetic_ticks
 from shared import topics
 from shared.events import MarketTick, decode_event
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.synthetic import synthetic_ticks
 from conftest import eventually
-from helpers import synthetic_ticks
 from shared import topics
 from shared.bus import deadletter
 from shared.events import MarketTick, Timeframe, encode_event, tick_event_id

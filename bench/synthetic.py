@@ -1,4 +1,4 @@
-"""Shared test helpers: synthetic ticks in the ingest wire format, and polling."""
+"""Synthetic ticks in the ingest wire format, for the benchmark and the tests."""
 
 from __future__ import annotations
 
