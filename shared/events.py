@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared import topics
 
 __all__ = [
-    "Event", "MarketTick", "MarketBar", "Timeframe", "EventDecodeError",
+    "Event", "MarketTick", "MarketBar", "TokenRevoked", "DirectoryChanged", "Timeframe", "EventDecodeError",
     "decode_event", "encode_event", "encode_tick", "tick_event_id", "bar_event_id", "now_ns",
 ]
 
@@ -118,6 +118,40 @@ class MarketBar(Event):
         return self.symbol.encode()
 
 
+class TokenRevoked(Event):
+    """An access token revoked before it expired; verifiers refuse ``token_id`` until ``expires_at``."""
+
+    event_type: Literal["auth.token_revoked"] = "auth.token_revoked"
+    schema_version: Literal[1] = 1
+    token_id: Annotated[str, Field(min_length=1, max_length=64)]
+    #: Epoch seconds: after this the token is dead anyway and may be forgotten.
+    expires_at: int
+    reason: Annotated[str, Field(max_length=64)] = "revoked"
+
+    def partition_key(self) -> bytes:
+        return self.token_id.encode()
+
+
+class DirectoryChanged(Event):
+    """One change to a tenant, user, role assignment or OAuth2 client (the audit trail's input)."""
+
+    event_type: Literal["users.directory_changed"] = "users.directory_changed"
+    schema_version: Literal[1] = 1
+    tenant: Annotated[str, Field(max_length=32)]
+    #: ``tenant``, ``user``, ``client``.
+    entity: Literal["tenant", "user", "client"]
+    entity_id: Annotated[str, Field(max_length=64)]
+    #: e.g. ``created``, ``disabled``, ``roles_assigned``, ``secret_rotated``.
+    action: Annotated[str, Field(max_length=32)]
+    #: Who did it: the ``sub`` of the caller's token, or ``bootstrap``.
+    actor: Annotated[str, Field(max_length=128)]
+    #: What changed, never a secret.
+    details: dict[str, str | int | bool | list[str] | None] = Field(default_factory=dict)
+
+    def partition_key(self) -> bytes:
+        return self.tenant.encode()
+
+
 class EventDecodeError(ValueError):
     """A message that is not a valid event of the expected kind; goes to the dead-letter topic."""
 
@@ -137,6 +171,8 @@ def bar_event_id(symbol: str, timeframe: Timeframe, open_time_ns: int) -> uuid.U
 
 MarketTick.TOPIC = topics.MARKET_TICKS
 MarketBar.TOPIC = topics.MARKET_BARS
+TokenRevoked.TOPIC = topics.AUTH_REVOCATIONS
+DirectoryChanged.TOPIC = topics.DIRECTORY_CHANGES
 
 E = TypeVar("E", bound=Event)
 

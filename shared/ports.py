@@ -93,6 +93,15 @@ PUBLIC_PORT = 8000
 INTERNAL_PORT_RANGE = range(8001, 8020)
 FUTURE_PORTS_FROM = 8020
 
+#: The gateway's routing table: ``/api/v1/<area>/...`` goes to the service named here, at
+#: the same path (services serve their public API under ``/api/v1/<area>``). A new service
+#: registers its area by adding a row.
+ROUTES: dict[str, str] = {
+    "market": "database-service",
+    "ingest": "data-bridge",
+    "users": "user-service",
+}
+
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}
 
 

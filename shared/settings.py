@@ -45,6 +45,11 @@ class PlatformSettings(BaseSettings):
     #: OTLP/HTTP endpoint (Jaeger: http://jaeger:4318); unset = spans go to var/traces/<service>.jsonl.
     otel_exporter_otlp_endpoint: str | None = None
 
+    #: ``iss`` of the platform's access tokens; unset = the gateway's URL in this environment.
+    hats_token_issuer: str | None = None
+    #: ``aud`` every service requires in an access token.
+    hats_token_audience: str = "hats-api"
+
     @field_validator("hats_var_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -53,6 +58,10 @@ class PlatformSettings(BaseSettings):
     @cached_property
     def kafka_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.port_of('kafka')}"
+
+    @property
+    def token_issuer(self) -> str:
+        return self.hats_token_issuer or self.url_of("api-gateway")
 
     def port_of(self, name: str) -> int:
         """The port a service (or the embedded broker) listens on in this environment."""
