@@ -134,10 +134,14 @@ class Supervisor:
             loop.add_signal_handler(sig, self._stopping.set)
         try:
             await self._start_infrastructure()
+            credentials = self.var / "credentials.json"
+            had_credentials = credentials.exists()
             for child in self.children:
                 self._spawn(child)
             await self._wait_ready()
             self._print_status()
+            if not had_credentials and credentials.exists():
+                self._print_new_credentials(credentials)
             await self._watch()
             return 0
         except Exception as exc:
@@ -262,6 +266,22 @@ class Supervisor:
         db = self.settings.port_of("database-service")
         print(f"  try: curl 'http://127.0.0.1:{db}/api/v1/market/bars?symbol=EURUSD&timeframe=M1&limit=5'")
         print("  `hats status` in another terminal; Ctrl+C (or `hats down`) stops everything", flush=True)
+
+
+    def _print_new_credentials(self, path: Path) -> None:
+        """user-service's first start created the bootstrap clients: show them this once."""
+        try:
+            created = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        say(f"first start: created the bootstrap OAuth2 clients (kept in {path}, mode 0600; shown only now)")
+        for name in ("admin", "data-collector"):
+            entry = created.get(name) or {}
+            if "client_id" in entry:
+                print(f"  {name:<15} client_id {entry['client_id']}   client_secret {entry.get('client_secret', '(from env)')}")
+        gateway = self.settings.url_of("api-gateway")
+        print(f"  token: curl -u CLIENT_ID:CLIENT_SECRET -d grant_type=client_credentials {gateway}/oauth2/token",
+              flush=True)
 
 
 async def _wait_or_kill(process: subprocess.Popen, name: str) -> None:

@@ -47,7 +47,8 @@ class Service:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("api-gateway", Group.CORE, 8000, "OAuth2 authorization server, authenticated routing, rate limits"),
+    Service("api-gateway", Group.CORE, 8000, "OAuth2 authorization server, authenticated routing, rate limits",
+            module="services.api_gateway.app:create_app"),
     Service("data-bridge", Group.CORE, 8001, "server edge for the client tier: ticks in, bars built and published",
             module="services.data_bridge.app:create_app"),
     Service("performance-analytics", Group.CORE, 8002, "PnL, equity, risk/return metrics, per-model attribution"),
@@ -55,7 +56,8 @@ SERVICES: tuple[Service, ...] = (
     Service("trading-engine", Group.CORE, 8007, "order management, pre-trade risk, venues, positions"),
     Service("database-service", Group.CORE, 8008, "owner of the stores: PostgreSQL (OLTP) + ClickHouse (time series)",
             module="services.database_service.app:create_app"),
-    Service("user-service", Group.CORE, 8009, "tenants, users, roles, OAuth2 clients"),
+    Service("user-service", Group.CORE, 8009, "tenants, users, roles, OAuth2 clients",
+            module="services.user_service.app:create_app"),
     Service("feature-engineering", Group.AI, 8011, "streaming technical indicators and features"),
     Service("ml-supervised", Group.AI, 8012, "XGBoost / LightGBM training, registry, inference"),
     Service("ml-deep-learning", Group.AI, 8013, "LSTM / Transformer (torch) training and inference"),

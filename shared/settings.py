@@ -26,6 +26,9 @@ class PlatformSettings(BaseSettings):
     hats_var_dir: Path = Path("var")
     #: Interface the services bind to. Loopback by default: 8001-8019 are internal.
     hats_bind_host: str = "127.0.0.1"
+    #: Host name of a service as the others reach it; ``{name}`` is the service's name. Unset =
+    #: 127.0.0.1 (one host). ``{name}`` in docker compose, where each service is its own host.
+    hats_service_host: str | None = None
     hats_log_level: str = "INFO"
     #: Added to every port of the matrix (services and the embedded broker). Zero in any real
     #: deployment; tests set it to run an isolated mesh beside a developer's ``make run``.
@@ -68,7 +71,9 @@ class PlatformSettings(BaseSettings):
         return ports.service(name).port + self.hats_port_offset
 
     def url_of(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port_of(name)}"
+        """Base URL of a service as the other services reach it (see ``hats_service_host``)."""
+        host = self.hats_service_host.format(name=name) if self.hats_service_host else "127.0.0.1"
+        return f"http://{host}:{self.port_of(name)}"
 
     @property
     def embedded_kafka(self) -> bool:

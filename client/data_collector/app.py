@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from client.data_collector.buffer import TickBuffer
 from client.data_collector.forwarder import Forwarder
+from client.data_collector.server import ClientCredentials, ServerClient
 from client.data_collector.settings import CollectorSettings
 from client.data_collector.sources import ConnectorSource, InboxSource
 from shared.kit.app import Kit, build_app
@@ -61,8 +62,12 @@ def create_app() -> FastAPI:
         connector = ConnectorSource(http, settings.connector_url or kit.settings.url_of("metatrader-connector"),
                                     settings.symbols, buffer, backfill_s=settings.backfill_s)
         inbox = InboxSource(settings.inbox_dir or var / "inbox", buffer)
-        forwarder = Forwarder(http, settings.server_url or kit.settings.url_of("data-bridge"), buffer,
-                              batch_size=settings.batch_size)
+        server_url = settings.server_url or kit.settings.url_of("api-gateway")
+        configured = (ClientCredentials(settings.client_id, settings.client_secret.get_secret_value())
+                      if settings.client_id and settings.client_secret else None)
+        server = ServerClient(server_url, settings.token_url or server_url.rstrip("/") + "/oauth2/token",
+                              configured, kit.settings.hats_var_dir / "credentials.json", http)
+        forwarder = Forwarder(server, buffer, batch_size=settings.batch_size)
 
         async def collect() -> None:
             if await connector.poll() + await asyncio.to_thread(inbox.scan):

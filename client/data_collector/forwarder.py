@@ -9,6 +9,7 @@ import time
 import httpx
 
 from client.data_collector.buffer import TickBuffer
+from client.data_collector.server import NoCredentials, ServerClient, TokenRequestFailed
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +17,9 @@ MAX_BACKOFF_S = 5.0
 
 
 class Forwarder:
-    def __init__(self, http: httpx.AsyncClient, server_url: str, buffer: TickBuffer, *, batch_size: int,
+    def __init__(self, server: ServerClient, buffer: TickBuffer, *, batch_size: int,
                  source: str = "data-collector") -> None:
-        self._http, self._url, self._buffer = http, server_url.rstrip("/") + "/api/v1/ingest/ticks", buffer
+        self._server, self._buffer = server, buffer
         self._batch, self._source = batch_size, source
         self.delivered = 0
         self.rejected = 0
@@ -48,8 +49,9 @@ class Forwarder:
 
     async def _send(self, ticks: list[dict]) -> bool:
         try:
-            response = await self._http.post(self._url, json={"source": self._source, "ticks": ticks})
-        except httpx.HTTPError as exc:
+            response = await self._server.post("/api/v1/ingest/ticks", {"source": self._source, "ticks": ticks})
+        except (httpx.HTTPError, TokenRequestFailed, NoCredentials) as exc:
+            # Unreachable, or the token endpoint refused us: keep everything buffered and retry.
             return self._failed(f"{type(exc).__name__}: {exc}")
         if response.status_code == 202:
             body = response.json()

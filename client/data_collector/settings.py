@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -14,8 +14,14 @@ class CollectorSettings(BaseSettings):
 
     #: Where ticks come from: the local metatrader-connector. Unset = the matrix's port on this host.
     connector_url: str | None = None
-    #: Where ticks go: data-bridge (through the gateway once it exists). Unset = the matrix's port.
+    #: Where ticks go: the gateway (the one public door). Unset = the matrix's gateway port on this host.
     server_url: str | None = None
+    #: OAuth2 token endpoint. Unset = ``<server_url>/oauth2/token``.
+    token_url: str | None = None
+    #: This collector's OAuth2 client. Unset = the ``data-collector`` entry of ``var/credentials.json``,
+    #: written by the first ``hats up``.
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
     symbols: Annotated[tuple[str, ...], NoDecode] = ("EURUSD", "GBPUSD", "XAUUSD", "BTCUSD")
     poll_interval_ms: int = 250
     #: How far back to fetch on the very first start (later starts resume from the saved cursor).

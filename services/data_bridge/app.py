@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 from fastapi import FastAPI
 from prometheus_client import Counter
 
@@ -16,6 +17,7 @@ from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.ingest import router
 from services.data_bridge.settings import DataBridgeSettings
 from shared import topics
+from shared.auth.service import platform_verifier, protect
 from shared.bus.broker import create_broker
 from shared.bus.deadletter import DeadLetters
 from shared.bus.publish import BulkPublisher
@@ -48,6 +50,8 @@ def create_app() -> FastAPI:
 
         kit.add_check("postgres", postgres_ready)
         broker = create_broker(kit)
+        jwks_http = httpx.AsyncClient(timeout=5.0)
+        protect(app, platform_verifier(kit.settings, jwks_http), broker)
         stage = bar_stage.BarStage(kit, settings, bar_stage.CheckpointStore(pool),
                                    BulkPublisher(broker, topics.MARKET_BARS),
                                    DeadLetters(broker, kit, bar_stage.GROUP))
@@ -63,6 +67,7 @@ def create_app() -> FastAPI:
         finally:
             await stage.close()
             await broker.stop()
+            await jwks_http.aclose()
             await pool.close()
 
     app = build_app(NAME, lifespan=lifespan, routers=[router])

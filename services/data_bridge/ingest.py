@@ -12,6 +12,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.data_bridge.domain.validation import TickValidator
+from shared.auth import Principal
+from shared.auth.fastapi import require
+from shared.auth.scopes import MARKET_WRITE
 from shared.bus.publish import BulkPublisher
 from shared.events import Price, Quantity, Symbol, encode_tick, now_ns, tick_event_id
 from shared.kit.problems import Problem
@@ -69,7 +72,7 @@ def _first_error(exc: ValidationError) -> str:
              summary="Validate a batch of ticks and publish the good ones",
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": IngestBatch.model_json_schema()}}}})
-async def ingest_ticks(request: Request) -> Response:
+async def ingest_ticks(request: Request, _: Annotated[Principal, require(MARKET_WRITE)]) -> Response:
     """Each tick is judged on its own: bad ones come back with a reason, the rest are published.
 
     202 means every accepted tick is acknowledged by Kafka; 503 means none was

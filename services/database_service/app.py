@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 from fastapi import FastAPI
 
 from infra.postgres import database_url
@@ -17,6 +18,7 @@ from services.database_service.repository import MarketRepository
 from services.database_service.routes import router
 from services.database_service.settings import DatabaseServiceSettings
 from shared import topics
+from shared.auth.service import platform_verifier, protect
 from shared.bus.broker import create_broker
 from shared.kit.app import Kit, build_app
 
@@ -62,6 +64,8 @@ def create_app() -> FastAPI:
         app.state.load_series = load_series
 
         broker = create_broker(kit)
+        jwks_http = httpx.AsyncClient(timeout=5.0)
+        protect(app, platform_verifier(kit.settings, jwks_http), broker)
         consumers.register(broker, kit, repo, cache, settings)
         feed: consumers.CatchUp = kit.state["bars_feed"]
         await feed.capture(platform.kafka_servers, topics.MARKET_BARS)
@@ -71,6 +75,7 @@ def create_app() -> FastAPI:
             yield
         finally:
             await broker.stop()  # drains handlers, commits offsets
+            await jwks_http.aclose()
             ch.close()
 
     app = build_app(NAME, lifespan=lifespan, routers=[router])

@@ -11,6 +11,9 @@ from fastapi.responses import Response
 
 from services.database_service.cache import BarCache
 from services.database_service.repository import BarRow, MarketRepository
+from shared.auth import Principal
+from shared.auth.fastapi import require
+from shared.auth.scopes import MARKET_READ
 from shared.events import Symbol, Timeframe
 from shared.kit.problems import Problem
 
@@ -33,6 +36,7 @@ def _render(rows: list[BarRow]) -> bytes:
             summary="OHLC bars of one symbol and timeframe, oldest first")
 async def list_bars(
     request: Request,
+    _: Annotated[Principal, require(MARKET_READ)],
     symbol: Annotated[Symbol, Query(description="e.g. EURUSD")],
     timeframe: Timeframe = Timeframe.M1,
     start: Annotated[dt.datetime | None, Query(description="first bar open time (ISO 8601, UTC)")] = None,
@@ -59,10 +63,10 @@ async def list_bars(
 
 
 @router.get("/symbols", operation_id="list_symbols", summary="Symbols with stored data")
-async def list_symbols(request: Request) -> Response:
+async def list_symbols(request: Request, _: Annotated[Principal, require(MARKET_READ)]) -> Response:
     return Response(orjson.dumps(await request.app.state.repo.symbols()), media_type="application/json")
 
 
 @router.get("/stats", operation_id="market_stats", summary="Row counts of the market store")
-async def market_stats(request: Request) -> Response:
+async def market_stats(request: Request, _: Annotated[Principal, require(MARKET_READ)]) -> Response:
     return Response(orjson.dumps(await request.app.state.repo.counts()), media_type="application/json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from bench.synthetic import synthetic_ticks
-from conftest import eventually
+from tests.polling import eventually
 from shared import topics
 from shared.events import MarketTick, decode_event
 
@@ -51,10 +52,15 @@ async def tcp_proxy(listen_port: int, target_port: int):
         server.close()
 
 
-async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, tmp_path):
+async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, market_token, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
+    # The client tier's own client (market:write only), as the first `hats up` created it.
+    collector_client = json.loads((mesh.var / "credentials.json").read_text())["data-collector"]
     env = {**mesh.env, "HATS_PORT_OFFSET": str(COLLECTOR_OFFSET), "HATS_VAR_DIR": str(tmp_path),
+           "DATA_COLLECTOR_CLIENT_ID": collector_client["client_id"],
+           "DATA_COLLECTOR_CLIENT_SECRET": collector_client["client_secret"],
+           # The whole network path to the server, token endpoint included, goes through the proxy.
            "DATA_COLLECTOR_SERVER_URL": f"http://127.0.0.1:{PROXY_PORT}",  # nothing listens there yet
            "DATA_COLLECTOR_CONNECTOR_URL": "http://127.0.0.1:9",  # no terminal: the file source only
            "DATA_COLLECTOR_INBOX_DIR": str(inbox), "DATA_COLLECTOR_BATCH_SIZE": "700"}
@@ -63,7 +69,7 @@ async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, tmp_p
                                  stdout=log, stderr=subprocess.STDOUT)
     status_url = f"http://127.0.0.1:{9002 + COLLECTOR_OFFSET}/api/v1/collector/status"
     try:
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with httpx.AsyncClient(timeout=5, headers={"Authorization": f"Bearer {market_token}"}) as http:
             async def status():
                 try:
                     return (await http.get(status_url)).json()
@@ -81,7 +87,7 @@ async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, tmp_p
             await eventually(buffered_while_down, timeout_s=30)
 
             # The server comes back: everything is delivered, nothing twice.
-            async with tcp_proxy(PROXY_PORT, mesh.settings.port_of("data-bridge")):
+            async with tcp_proxy(PROXY_PORT, mesh.settings.port_of("api-gateway")):
                 async def drained():
                     s = await status()
                     return s if s and s["buffered"] == 0 and s["delivered"] == TICKS else None

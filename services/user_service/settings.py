@@ -1,0 +1,27 @@
+"""user-service settings (prefix ``USER_SERVICE_``; the bootstrap overrides keep their ``HATS_`` names)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UserServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="USER_SERVICE_", extra="ignore", frozen=True,
+                                      populate_by_name=True)
+
+    #: PostgreSQL connections of the service's pool.
+    pool_min_size: int = 1
+    pool_max_size: int = 8
+    #: Argon2id hashes computed at once. Each takes 64 MiB and ~0.1 s of a core by design,
+    #: so an unbounded burst of authentications could exhaust memory; the rest queue.
+    hash_concurrency: int = Field(default=4, ge=1)
+    #: How often unpublished directory events are retried, seconds.
+    outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
+    #: An outbox row younger than this is still being published by the request that wrote it.
+    outbox_grace_s: float = Field(default=10.0, ge=0)
+
+    #: Operator-chosen id of the bootstrap admin client (with ``HATS_ADMIN_CLIENT_SECRET``).
+    admin_client_id: str | None = Field(default=None, validation_alias="HATS_ADMIN_CLIENT_ID")
+    #: Operator-chosen secret of the bootstrap admin client; never written to credentials.json.
+    admin_client_secret: SecretStr | None = Field(default=None, validation_alias="HATS_ADMIN_CLIENT_SECRET")

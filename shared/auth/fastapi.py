@@ -1,0 +1,83 @@
+"""FastAPI glue: ``install_auth`` in a service's lifespan, ``require(*scopes)`` on its routes.
+
+Refusals are problem+json (``shared.kit.problems.Problem``) with the
+``WWW-Authenticate`` challenge of RFC 6750 §3::
+
+    401  Bearer realm="hats"                                        (no bearer token)
+    401  Bearer realm="hats", error="invalid_token", error_description="token expired"
+    403  Bearer realm="hats", error="insufficient_scope", scope="market:read"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.auth.principal import InvalidToken, Principal
+from shared.auth.tokens import TokenVerifier
+from shared.kit.problems import Problem
+
+REALM = "hats"
+_CHALLENGE = f'Bearer realm="{REALM}"'
+
+# Parses "Authorization: Bearer <token>" (scheme case-insensitive; any other scheme
+# counts as no token) and declares the bearer scheme in the OpenAPI document, so
+# /docs offers "Authorize". auto_error=False: the refusals below are ours.
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="JWT",
+                     description="An access token from the api-gateway's /oauth2/token")
+
+
+def install_auth(app: FastAPI, verifier: TokenVerifier) -> None:
+    """Make ``verifier`` the one ``require`` uses on ``app``'s routes."""
+    app.state.auth_verifier = verifier
+
+
+def require(*scopes: str) -> Any:
+    """A dependency that returns the caller's :class:`Principal`, holding every one of ``scopes``.
+
+    Use as a parameter default (``principal: Principal = require(TRADE)``) or in
+    ``dependencies=[require(ADMIN)]``. With no scopes, any valid token passes.
+    """
+    for scope in scopes:
+        if not scope or " " in scope:
+            raise ValueError(f"invalid scope {scope!r}")
+    needed = frozenset(scopes)
+    insufficient = {"WWW-Authenticate": f'{_CHALLENGE}, error="insufficient_scope", scope="{" ".join(scopes)}"'}
+    detail = f"requires scope {' '.join(scopes)}"
+    return Depends(_dependency(needed, insufficient, detail))
+
+
+def _dependency(needed: frozenset[str], insufficient: dict[str, str],
+                detail: str) -> Callable[..., Awaitable[Principal]]:
+    async def authorised(request: Request,
+                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        if credentials is None:
+            raise Problem(401, "a bearer access token is required", headers={"WWW-Authenticate": _CHALLENGE})
+        try:
+            principal = await _verifier(request).verify(credentials.credentials)
+        except InvalidToken as exc:
+            description = _quotable(exc.description)
+            raise Problem(401, f"invalid access token: {description}", headers={
+                "WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token", error_description="{description}"',
+            }) from None
+        if not needed <= principal.scopes:
+            raise Problem(403, detail, headers=insufficient)
+        return principal
+
+    return authorised
+
+
+def _verifier(request: Request) -> TokenVerifier:
+    verifier = getattr(request.app.state, "auth_verifier", None)
+    if verifier is None:
+        # A wiring bug, not the caller's fault: surfaces as a 500 and in the log.
+        raise RuntimeError("install_auth(app, verifier) was not called for this app")
+    return verifier
+
+
+def _quotable(text: str) -> str:
+    """``text`` restricted to what RFC 6750 allows inside ``error_description="..."``."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)

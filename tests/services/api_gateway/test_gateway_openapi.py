@@ -1,0 +1,127 @@
+"""The gateway's merged OpenAPI document: upstream APIs under the oauth2 scheme, no collisions,
+tolerant of a service that is down (and picking it up when it comes back)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from edge_testkit import Tokens, bound_socket, echo_upstream, gateway_app, serve, url_of
+from pydantic import BaseModel
+
+from services.api_gateway.openapi_merge import install_merged_openapi
+from shared.auth.scopes import CLIENT_SCOPES, INTERNAL
+
+RETRY_S = 0.3
+
+
+class Item(BaseModel):
+    """data-bridge's own, different ``Item``: must not overwrite database-service's."""
+
+    sku: str
+    price: float
+
+
+@pytest.fixture(scope="module")
+async def docs():
+    tokens = Tokens()
+    users_sock = bound_socket()  # user-service is down until a test starts it on this port
+    market = echo_upstream("database-service", "market", tokens.verifier)
+    ingest = echo_upstream("data-bridge", "ingest", tokens.verifier, item_model=Item)
+    async with serve(market) as market_url, serve(ingest) as ingest_url:
+        routes = {"market": market_url, "ingest": ingest_url, "users": url_of(users_sock)}
+        app, proxy = gateway_app(routes, tokens)
+        upstreams = {"database-service": market_url, "data-bridge": ingest_url, "user-service": url_of(users_sock)}
+        merged = install_merged_openapi(app, upstreams, lambda: proxy.session, retry_after_s=RETRY_S)
+        async with serve(app) as url:
+            yield url, merged, users_sock, tokens
+
+
+@pytest.fixture
+async def http(docs):
+    async with httpx.AsyncClient(base_url=docs[0], timeout=10.0) as client:
+        yield client
+
+
+def refs(node) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "$ref"] + [r for v in node.values() for r in refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs(v)]
+    return []
+
+
+def operations(schema: dict):
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method in ("get", "put", "post", "delete", "patch", "options", "head"):
+                yield path, method, operation
+
+
+async def test_merged_document_has_the_public_api_of_each_service(http):
+    schema = (await http.get("/openapi.json")).json()
+    paths = schema["paths"]
+    assert "/api/v1/market/items" in paths and "/api/v1/ingest/items" in paths
+    assert "/oauth2/token" in paths  # the gateway's own endpoints stay
+    assert not any(p.startswith("/internal") for p in paths)  # only /api/v1/<area> is public
+    assert not any(p.startswith("/api/v1/users") for p in paths)  # user-service is down
+
+
+async def test_components_are_prefixed_per_service_without_collisions(http):
+    schema = (await http.get("/openapi.json")).json()
+    components = schema["components"]["schemas"]
+    assert set(components["DatabaseService_Item"]["properties"]) == {"name", "quantity"}
+    assert set(components["DataBridge_Item"]["properties"]) == {"sku", "price"}
+    market_body = schema["paths"]["/api/v1/market/items"]["post"]["requestBody"]
+    ingest_body = schema["paths"]["/api/v1/ingest/items"]["post"]["requestBody"]
+    assert refs(market_body) == ["#/components/schemas/DatabaseService_Item"]
+    assert refs(ingest_body) == ["#/components/schemas/DataBridge_Item"]
+    for ref in refs(schema):  # every reference resolves
+        kind, name = ref.split("/")[2:]
+        assert name in schema["components"][kind], ref
+    ids = [op["operationId"] for _, _, op in operations(schema)]
+    assert len(ids) == len(set(ids))  # both services call theirs create_item
+    # The upstreams' own bearer scheme is replaced by the gateway's oauth2 one.
+    assert set(schema["components"]["securitySchemes"]) == {"oauth2"}
+
+
+async def test_oauth2_client_credentials_scheme_on_every_merged_operation(http):
+    schema = (await http.get("/openapi.json")).json()
+    scheme = schema["components"]["securitySchemes"]["oauth2"]
+    assert scheme["type"] == "oauth2"
+    flow = scheme["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "/oauth2/token"
+    assert set(flow["scopes"]) == set(CLIENT_SCOPES) and INTERNAL not in flow["scopes"]
+    assert all(flow["scopes"].values())  # each with a description
+    merged = [(p, op) for p, _, op in operations(schema) if p.startswith("/api/v1/")]
+    assert merged
+    for _, op in merged:
+        assert op["security"] == [{"oauth2": []}]
+        assert {"401", "429"} <= set(op["responses"])
+    token_op = schema["paths"]["/oauth2/token"]["post"]
+    assert "security" not in token_op  # the token endpoint authenticates clients itself
+
+
+async def test_swagger_ui_is_set_up_for_client_credentials(http):
+    page = (await http.get("/docs")).text
+    assert "ui.initOAuth(" in page and '"scopeSeparator": " "' in page
+    assert '"persistAuthorization": true' in page
+    assert "url: '/openapi.json'" in page
+
+
+async def test_a_service_that_was_down_appears_after_the_retry_delay(docs, http):
+    _, merged, users_sock, tokens = docs
+    first = (await http.get("/openapi.json")).json()
+    assert "user-service" in first["info"].get("description", "")
+    assert merged.missing == ["user-service"]
+    async with serve(echo_upstream("user-service", "users", tokens.verifier), users_sock):
+        await asyncio.sleep(RETRY_S + 0.1)
+        schema = (await http.get("/openapi.json")).json()
+        assert "/api/v1/users/items" in schema["paths"]
+        assert "UserService_Item" in schema["components"]["schemas"]
+        assert merged.missing == []
+    # Down again: its last document is kept rather than dropping its API from the docs.
+    await asyncio.sleep(RETRY_S + 0.1)
+    again = (await http.get("/openapi.json")).json()
+    assert "/api/v1/users/items" in again["paths"]

@@ -1,0 +1,129 @@
+"""Security headers on every gateway response; CORS off by default, on for configured origins."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+import httpx
+import pytest
+from edge_testkit import Tokens, echo_upstream, gateway_app, serve
+
+from services.api_gateway.security import API_CSP
+
+ALLOWED_ORIGIN = "https://app.example.com"
+
+
+@pytest.fixture(scope="module")
+async def stack():
+    """One upstream; a gateway without CORS and one with CORS for ALLOWED_ORIGIN."""
+    tokens = Tokens()
+    async with serve(echo_upstream("database-service", "market")) as upstream:
+        plain, _ = gateway_app({"market": upstream}, tokens)
+        cors, _ = gateway_app({"market": upstream}, tokens, cors_origins=[ALLOWED_ORIGIN])
+        async with serve(plain) as plain_url, serve(cors) as cors_url:
+            yield tokens, plain_url, cors_url
+
+
+@pytest.fixture
+async def plain(stack):
+    async with httpx.AsyncClient(base_url=stack[1], timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+async def with_cors(stack):
+    async with httpx.AsyncClient(base_url=stack[2], timeout=10.0) as client:
+        yield client
+
+
+def assert_common(response: httpx.Response) -> None:
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert len(response.headers.get_list("content-security-policy")) == 1
+
+
+async def test_proxied_api_responses_carry_the_api_policy(stack, plain):
+    response = await plain.get("/api/v1/market/echo", headers=stack[0].bearer())
+    assert response.status_code == 200
+    assert_common(response)
+    assert response.headers["content-security-policy"] == API_CSP
+    assert "default-src 'none'" in API_CSP and "frame-ancestors 'none'" in API_CSP
+    assert response.headers["cache-control"] == "no-store"
+    assert "strict-transport-security" not in response.headers  # plain http
+
+
+async def test_gateway_errors_carry_them_too(plain):
+    response = await plain.get("/api/v1/market/echo")
+    assert response.status_code == 401
+    assert_common(response)
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_upstream_cache_control_is_kept(stack, plain):
+    response = await plain.get("/api/v1/market/cached", headers=stack[0].bearer())
+    assert response.headers.get_list("cache-control") == ["public, max-age=60"]
+
+
+async def test_oauth2_is_no_store_and_other_paths_are_not_forced(plain):
+    token = await plain.post("/oauth2/token")
+    assert token.headers["cache-control"] == "no-store"
+    assert_common(token)
+    health = await plain.get("/healthz")
+    assert "cache-control" not in health.headers
+    assert_common(health)
+
+
+async def test_hsts_only_over_https(plain):
+    assert "strict-transport-security" not in (await plain.get("/healthz")).headers
+    https = await plain.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    assert https.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_docs_get_a_policy_that_lets_swagger_ui_run(plain):
+    response = await plain.get("/docs")
+    assert response.status_code == 200
+    assert_common(response)
+    csp = response.headers["content-security-policy"]
+    assert csp != API_CSP
+    scripts = re.findall(r'<script src="([^"]+)"', response.text)
+    assert scripts and all(src.startswith("https://cdn.jsdelivr.net/") for src in scripts)
+    assert "https://cdn.jsdelivr.net" in csp.split("script-src", 1)[1].split(";")[0]
+    # The page's inline script is allowed by its hash, not by 'unsafe-inline'.
+    (inline,) = re.findall(rb"<script>(.*?)</script>", response.content, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(inline).digest()).decode()
+    script_src = csp.split("script-src", 1)[1].split(";")[0]
+    assert f"'sha256-{digest}'" in script_src and "unsafe-inline" not in script_src
+    assert "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+
+
+async def test_cors_is_off_by_default(plain):
+    preflight = await plain.options("/api/v1/market/echo", headers={
+        "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"})
+    assert "access-control-allow-origin" not in preflight.headers
+    assert_common(preflight)
+
+
+async def test_cors_preflight_for_a_configured_origin(stack, with_cors):
+    preflight = await with_cors.options("/api/v1/market/echo", headers={
+        "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert preflight.status_code == 200  # answered before authentication: preflights carry no token
+    assert preflight.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert_common(preflight)
+    actual = await with_cors.get("/api/v1/market/echo", headers={"Origin": ALLOWED_ORIGIN, **stack[0].bearer()})
+    assert actual.status_code == 200
+    assert actual.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "x-request-id" in actual.headers["access-control-expose-headers"].lower()
+
+
+async def test_cors_refuses_other_origins(with_cors):
+    preflight = await with_cors.options("/api/v1/market/echo", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 400
+    assert "access-control-allow-origin" not in preflight.headers
