@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -38,13 +39,17 @@ from shared.settings import PlatformSettings
 from bench.synthetic import synthetic_ticks
 
 OFFSET = 24000
+SERVER_SIDE = "api-gateway,user-service,data-bridge,database-service"
+#: The closed-loop run through the gateway goes past the default per-client limit (2,000/s) on purpose.
+GATEWAY_ENV = {"API_GATEWAY_RATE_LIMIT_REQUESTS": "100000"}
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 def start_mesh(var: Path) -> subprocess.Popen:
-    env = {**os.environ, "HATS_VAR_DIR": str(var), "HATS_PORT_OFFSET": str(OFFSET), "HATS_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **GATEWAY_ENV, "HATS_VAR_DIR": str(var), "HATS_PORT_OFFSET": str(OFFSET),
+           "HATS_LOG_LEVEL": "WARNING"}
     out = (var / "supervisor.out").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "up", "--only", "data-bridge,database-service"],
+    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "up", "--only", SERVER_SIDE],
                             env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while b"the mesh is up" not in (var / "supervisor.out").read_bytes():
@@ -134,16 +139,20 @@ async def bar_latency(http: httpx.AsyncClient, bridge: str, servers: str, sample
     return latencies
 
 
-async def measure(args: argparse.Namespace) -> None:
+async def measure(args: argparse.Namespace, var: Path) -> None:
     settings = PlatformSettings(hats_port_offset=OFFSET)
     bridge, db = settings.url_of("data-bridge"), settings.url_of("database-service")
+    gateway = settings.url_of("api-gateway")
+    bench_client, token = await bench_credentials(var, gateway)
     print("== conditions")
     print(f"   {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.machine()}; load generator and mesh share this machine")
-    print("   mesh: data-bridge + database-service, embedded Tansu (memory), PostgreSQL 18 (unix socket), chdb")
+    print(f"   mesh: {SERVER_SIDE.replace(',', ' + ')}, embedded Tansu (memory), PostgreSQL 18 (unix socket), "
+          "chdb; every request carries an access token that the service verifies")
     print(f"   defaults: tracing on (every span to var/traces), KAFKA_FETCH_MAX_WAIT_MS="
           f"{settings.kafka_fetch_max_wait_ms}, log level WARNING")
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=16)) as http:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=16),
+                                 headers={"Authorization": f"Bearer {token}"}) as http:
         print(f"== tick ingest: {args.ticks} ticks, 8 symbols, batches of {args.batch}, {args.senders} senders")
         end_to_end, accepted = await ingest_throughput(http, bridge, db, args.ticks, args.batch, args.senders)
         print(f"   accepted by data-bridge (on the bus): {accepted:,.0f} ticks/s")
@@ -154,14 +163,64 @@ async def measure(args: argparse.Namespace) -> None:
         print(f"   p50 {statistics.median(lat):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  max {max(lat):.1f} ms  "
               "(includes the HTTP POST of the tick; target p99 < 50 ms)")
 
-    url = f"{db}/api/v1/market/bars?symbol=BENCH0&timeframe=M1&limit=100"
-    print(f"== GET /api/v1/market/bars limit=100, 64 connections, {args.duration:.0f} s each")
-    fixed = await asyncio.to_thread(run_in_subprocess, "fixed_rate", url=url, rate=args.rate, connections=64,
-                                    duration_s=args.duration, warmup_s=2.0)
-    print(f"   fixed rate {args.rate:,.0f}/s: {fixed.summary()}  (target p99 < 20 ms at >= 1,500/s)")
-    closed = await asyncio.to_thread(run_in_subprocess, "closed_loop", url=url, connections=64,
-                                     duration_s=args.duration, warmup_s=1.0)
-    print(f"   closed loop (max): {closed.summary()}")
+    path = "/api/v1/market/bars?symbol=BENCH0&timeframe=M1&limit=100"
+    headers = {"Authorization": f"Bearer {token}"}
+    print(f"== GET {path} (authenticated), 64 connections, {args.duration:.0f} s each")
+    runs = {}
+    for where, base in (("direct to database-service", db), ("through the gateway", gateway)):
+        fixed = await asyncio.to_thread(run_in_subprocess, "fixed_rate", url=base + path, rate=args.rate,
+                                        connections=64, duration_s=args.duration, warmup_s=2.0, headers=headers)
+        closed = await asyncio.to_thread(run_in_subprocess, "closed_loop", url=base + path, connections=64,
+                                         duration_s=args.duration, warmup_s=1.0, headers=headers)
+        runs[where] = fixed
+        print(f"   {where}, fixed rate {args.rate:,.0f}/s: {fixed.summary()}")
+        print(f"   {where}, closed loop (max): {closed.summary()}")
+    print("   targets: direct p99 < 20 ms at >= 1,500/s; through the gateway p99 < 25 ms at >= 1,500/s")
+    direct, proxied = runs["direct to database-service"], runs["through the gateway"]
+    print(f"   gateway overhead at {args.rate:,.0f}/s: p50 {proxied.p50_ms - direct.p50_ms:+.2f} ms, "
+          f"p99 {proxied.p99_ms - direct.p99_ms:+.2f} ms  (target p99 < 5 ms)")
+
+    print(f"== token issuance: client_credentials at {gateway}/oauth2/token, {args.token_senders} concurrent, "
+          f"{args.duration:.0f} s")
+    rate, lat = await token_issuance(gateway, bench_client, args.token_senders, args.duration)
+    print(f"   {rate:,.1f} tokens/s  p50 {statistics.median(lat):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  "
+          "(each verifies an argon2id secret hash in user-service: slow by design)")
+
+
+async def token_issuance(gateway: str, client: dict, senders: int, duration_s: float) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration_s
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def one_sender() -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                r = await http.post(gateway + "/oauth2/token", data={"grant_type": "client_credentials"},
+                                    auth=(client["client_id"], client["client_secret"]))
+                if r.status_code != 200:
+                    raise SystemExit(f"token request failed: {r.status_code} {r.text}")
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_sender() for _ in range(senders)))
+        return len(latencies) / (time.perf_counter() - started), latencies
+
+
+async def bench_credentials(var: Path, gateway: str) -> tuple[dict, str]:
+    """Register a client for the benchmark (market read + write) with the bootstrap admin; return it and a token."""
+    admin = json.loads((var / "credentials.json").read_text())["admin"]
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(gateway + "/oauth2/token", data={"grant_type": "client_credentials"},
+                            auth=(admin["client_id"], admin["client_secret"]))
+        r.raise_for_status()
+        r = await http.post(gateway + "/api/v1/users/clients",
+                            headers={"Authorization": f"Bearer {r.json()['access_token']}"},
+                            json={"name": "bench", "scopes": ["market:read", "market:write"]})
+        r.raise_for_status()
+        client = r.json()
+        r = await http.post(gateway + "/oauth2/token", data={"grant_type": "client_credentials"},
+                            auth=(client["client_id"], client["client_secret"]))
+        r.raise_for_status()
+        return client, r.json()["access_token"]
 
 
 def main() -> int:
@@ -172,12 +231,13 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--rate", type=float, default=1500)
     parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--token-senders", type=int, default=4)
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="hats-bench-"))
     var.chmod(0o755)
     mesh = start_mesh(var)
     try:
-        asyncio.run(measure(args))
+        asyncio.run(measure(args, var))
     finally:
         mesh.send_signal(signal.SIGTERM)
         mesh.wait(60)

@@ -263,8 +263,10 @@ class Supervisor:
             print(f"  {child.name:<22}{child.port:>6}  {pid:>7}  http://127.0.0.1:{child.port}/docs")
         print(f"  kafka: {self.settings.kafka_servers}   postgres: {self.database}")
         print(f"  logs: {self.logs}/<service>.log   traces: {self.var / 'traces'}")
-        db = self.settings.port_of("database-service")
-        print(f"  try: curl 'http://127.0.0.1:{db}/api/v1/market/bars?symbol=EURUSD&timeframe=M1&limit=5'")
+        if any(c.name == "api-gateway" for c in self.children):
+            gateway = self.settings.url_of("api-gateway")
+            print(f"  API and docs: {gateway}/docs (Authorize with a client id and secret from {self.var}/credentials.json)")
+            print(f"  try: curl -H 'Authorization: Bearer TOKEN' '{gateway}/api/v1/market/bars?symbol=EURUSD&timeframe=M1&limit=5'")
         print("  `hats status` in another terminal; Ctrl+C (or `hats down`) stops everything", flush=True)
 
 

@@ -27,6 +27,7 @@ from infra import kafka, postgres
 from infra.migrations import pg as pg_migrations
 from shared.bus.broker import ensure_topics
 from shared.settings import PlatformSettings
+from tests.support import client_token
 
 PORT_OFFSET = int(os.environ.get("HATS_TEST_PORT_OFFSET", "20000"))
 
@@ -100,15 +101,6 @@ def mesh(infra_env):
     mesh.start()
     yield mesh
     mesh.stop()
-
-
-async def client_token(gateway: str, client_id: str, client_secret: str, scope: str | None = None) -> str:
-    """An access token for a client, from the gateway's token endpoint (client credentials)."""
-    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
-    async with httpx.AsyncClient(timeout=30.0) as client:
-        r = await client.post(gateway + "/oauth2/token", data=form, auth=(client_id, client_secret))
-    assert r.status_code == 200, r.text
-    return r.json()["access_token"]
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from bench.synthetic import synthetic_ticks
-from tests.polling import eventually
+from tests.support import eventually
 from shared import topics
 from shared.events import MarketTick, decode_event
 

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.synthetic import synthetic_ticks
-from tests.polling import eventually
+from tests.support import eventually
 from shared import topics
 from shared.bus import deadletter
 from shared.events import MarketTick, Timeframe, encode_event, tick_event_id

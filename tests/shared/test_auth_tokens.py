@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
-from tests.polling import eventually
+from tests.support import eventually
 from shared.bus.broker import ensure_topics
 from joserfc import jws
 from joserfc.jwk import KeySet, OKPKey, RSAKey
