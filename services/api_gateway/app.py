@@ -57,7 +57,7 @@ def create_app(*, settings: PlatformSettings | None = None, gateway_settings: Ga
         kit.add_check("postgres", postgres_ready)
 
         keyring = KeyRing(platform.hats_var_dir / "keys", max_age_s=gateway.key_max_age_days * 86_400,
-                          retire_after_s=gateway.key_retire_after_s)
+                          retire_after_s=gateway.key_retire_after_s, publish_ahead_s=gateway.key_publish_ahead_s)
         await asyncio.to_thread(keyring.open)
 
         broker = create_broker(kit)

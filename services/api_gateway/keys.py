@@ -4,8 +4,12 @@ Layout: ``<HATS_VAR_DIR>/keys/<kid>.jwk`` (directory 0700, files 0600), one priv
 per file with a ``created_at`` member (epoch seconds). Files are immutable once written
 (named by their RFC 7638 thumbprint), so the set of file names fully describes the ring:
 
-* the newest key signs (the *active* key);
-* a key stopped signing when the next newer one was created; it stays published in the
+* a new key is published at once but signs only ``publish_ahead_s`` later: a service
+  that meets its kid in a token has then either fetched the JWKS since (and knows it) or
+  fetched it longer ago than its refetch interval (and may fetch again), so no token is
+  refused in between;
+* the newest key past that point signs (the *active* key);
+* a key stopped signing when the next newer one became active; it stays published in the
   JWKS for ``retire_after_s`` after that, so every token it signed can still be verified,
   and is then deleted.
 
@@ -62,15 +66,18 @@ class KeyRing:
     ``max_age_s``: the active key is replaced once older than this (see :meth:`maintain`).
     ``retire_after_s``: how long a key stays published after it stopped signing; must be
     at least the longest token lifetime plus clock leeway (``GatewaySettings`` checks it).
+    ``publish_ahead_s``: how long a new key is published before it signs; more than the
+    verifiers' JWKS refetch interval (``shared.auth.JwksKeySource``, 5 s).
     """
 
     def __init__(self, directory: Path, *, max_age_s: float, retire_after_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 publish_ahead_s: float = 0.0, clock: Callable[[], float] = time.time) -> None:
         if retire_after_s <= 0 or max_age_s <= 0:
             raise ValueError("max_age_s and retire_after_s must be positive")
         self.directory = directory
         self.max_age_s = max_age_s
         self.retire_after_s = retire_after_s
+        self.publish_ahead_s = publish_ahead_s
         self._clock = clock
         # One tuple, replaced whole: housekeeping reloads in a worker thread while the event
         # loop reads, and must never see the file names of one load with the keys of another.
@@ -125,12 +132,16 @@ class KeyRing:
 
     @property
     def active(self) -> SigningKey:
-        """The key that signs new tokens (the newest)."""
+        """The key that signs new tokens: the newest one published long enough (or the only one)."""
         self._refresh()
         keys = self._keys
         if not keys:
             raise RuntimeError(f"key ring {self.directory} is empty; call open() first")
-        return keys[0]
+        now = self._clock()
+        for key in keys[:-1]:
+            if now >= self._signs_from(key):
+                return key
+        return keys[-1]
 
     def keys(self) -> list[SigningKey]:
         """Every published key, newest first."""
@@ -154,11 +165,14 @@ class KeyRing:
     def _active_too_old(self) -> bool:
         return not self._keys or self._clock() - self._keys[0].created_at >= self.max_age_s
 
+    def _signs_from(self, key: SigningKey) -> float:
+        return key.created_at + self.publish_ahead_s
+
     def _due_for_retirement(self) -> Iterator[SigningKey]:
         now = self._clock()
-        # keys[i] stopped signing when keys[i-1] (the next newer one) was created.
+        # keys[i] stopped signing when keys[i-1] (the next newer one) became active.
         for newer, older in zip(self._keys, self._keys[1:], strict=False):
-            if now - newer.created_at >= self.retire_after_s:
+            if now - self._signs_from(newer) >= self.retire_after_s:
                 yield older
 
     def _retire(self) -> bool:
@@ -183,7 +197,7 @@ class KeyRing:
                     "created_at": created_at}
         _write_private(self.directory / f"{kid}{_SUFFIX}", orjson.dumps(document))
         self._reload()
-        log.info("new active signing key %s", kid)
+        log.info("new signing key %s, signing in %.0f s", kid, self.publish_ahead_s if len(self._keys) > 1 else 0)
         return self._keys[0]
 
     def _refresh(self) -> None:

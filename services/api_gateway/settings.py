@@ -25,6 +25,8 @@ class GatewaySettings(BaseSettings):
     #: How long a key stays published after it stopped signing. Must cover the longest
     #: token lifetime plus leeway, or tokens in flight would fail verification.
     key_retire_after_s: int = 1_800
+    #: A new key is published this long before it signs (> the services' 5 s JWKS refetch interval).
+    key_publish_ahead_s: float = 30.0
     #: How often the background housekeeping runs (key age, retirement, expired refresh tokens).
     housekeeping_interval_s: float = 600.0
 

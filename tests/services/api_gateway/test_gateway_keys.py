@@ -60,6 +60,22 @@ def test_first_start_creates_one_private_key_with_tight_modes(tmp_path):
     assert not list(directory.glob(".tmp-*"))  # the atomic write left nothing behind
 
 
+def test_a_new_key_is_published_before_it_signs_and_the_old_one_retires_from_then(tmp_path):
+    clock = Clock()
+    keyring = KeyRing(tmp_path, max_age_s=30 * DAY, retire_after_s=1_800, publish_ahead_s=30, clock=clock)
+    keyring.open()
+    old = keyring.active  # the very first key signs at once: there is nothing to wait for
+    new = keyring.rotate()
+    assert {k["kid"] for k in keyring.public_jwks()["keys"]} == {old.kid, new.kid}  # published now
+    assert keyring.active.kid == old.kid  # ... but the old key keeps signing for 30 s
+    clock.now += 31
+    assert keyring.active.kid == new.kid
+    clock.now += 1_798  # retirement counts from when the old key stopped signing, not from the rotation
+    assert not keyring.maintain() and len(keyring.keys()) == 2
+    clock.now += 2
+    assert keyring.maintain() and [k.kid for k in keyring.keys()] == [new.kid]
+
+
 def test_jwks_never_contains_private_parts(tmp_path):
     clock = Clock()
     keyring = ring(tmp_path, clock)
@@ -195,7 +211,7 @@ def gateway_settings() -> GatewaySettings:
     # Short lifetimes so that retirement can be watched happening: the housekeeping runs every
     # 0.2 s and a key is retired 4 s after it stopped signing (>= token TTL + leeway).
     return GatewaySettings(access_token_ttl_s=3, service_token_ttl_s=3, clock_leeway_s=1, key_retire_after_s=4,
-                           housekeeping_interval_s=0.2, auth_failures_per_client=1000, auth_failures_per_ip=1000)
+                           key_publish_ahead_s=0, housekeeping_interval_s=0.2, auth_failures_per_client=1000, auth_failures_per_ip=1000)
 
 
 async def test_rotation_over_http_then_retirement(client, gateway):
