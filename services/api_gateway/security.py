@@ -71,7 +71,6 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: Any, *, docs_paths: Sequence[str] = ("/docs",)) -> None:
         self.app = app
         self.docs_paths = tuple(docs_paths)
-        self._api_csp = (b"content-security-policy", API_CSP.encode())
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -81,19 +80,11 @@ class SecurityHeadersMiddleware:
         if any(path == p or path.startswith(p + "/") for p in self.docs_paths):
             await self._docs(scope, receive, send)
             return
-        extra = list(_COMMON)
-        extra.append(self._api_csp)
-        if _https(scope):
-            extra.append((b"strict-transport-security", HSTS.encode()))
-        no_store = path.startswith(NO_STORE_PREFIXES)
+        https, no_store = is_https(scope), path.startswith(NO_STORE_PREFIXES)
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in _OWNED]
-                if no_store and not any(k.lower() == b"cache-control" for k, _ in headers):
-                    headers.append((b"cache-control", b"no-store"))
-                headers.extend(extra)
-                message["headers"] = headers
+                message["headers"] = secure_api_headers(message.get("headers", ()), https=https, no_store=no_store)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -102,7 +93,7 @@ class SecurityHeadersMiddleware:
         """Buffer the (small) docs page to hash its inline scripts into the policy."""
         start: dict | None = None
         parts: list[bytes] = []
-        https = _https(scope)
+        https = is_https(scope)
 
         async def buffered(message: dict) -> None:
             nonlocal start
@@ -128,7 +119,23 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, buffered)
 
 
-def _https(scope: dict) -> bool:
+_API_EXTRA = (*_COMMON, (b"content-security-policy", API_CSP.encode()))
+_HSTS = (b"strict-transport-security", HSTS.encode())
+
+
+def secure_api_headers(headers: Iterable[tuple[bytes, bytes]], *, https: bool, no_store: bool) -> list:
+    """An API response's headers with the security headers set (ours replace the app's)."""
+    out = [(k, v) for k, v in headers if k.lower() not in _OWNED]
+    if no_store and not any(k.lower() == b"cache-control" for k, _ in out):
+        out.append((b"cache-control", b"no-store"))
+    out.extend(_API_EXTRA)
+    if https:
+        out.append(_HSTS)
+    return out
+
+
+def is_https(scope: dict) -> bool:
+    """Whether the request came over https (the scope's scheme, or ``X-Forwarded-Proto``)."""
     if scope.get("scheme") == "https":
         return True
     for name, value in scope["headers"]:
@@ -167,4 +174,5 @@ def install_security(app: Any, *, cors_origins: Sequence[str] | None = None,
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs_paths)
 
 
-__all__ = ["API_CSP", "SecurityHeadersMiddleware", "configure_cors", "docs_csp", "install_security"]
+__all__ = ["API_CSP", "SecurityHeadersMiddleware", "configure_cors", "docs_csp", "install_security",
+           "is_https", "secure_api_headers"]

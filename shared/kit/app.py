@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -50,6 +51,13 @@ class Kit:
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
+    def http_metrics(self) -> tuple[Histogram, Counter]:
+        """Latency histogram and request counter of the HTTP edge, labelled method/route/status."""
+        return (Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
+                          registry=self.registry, buckets=_LATENCY_BUCKETS),
+                Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry))
+
     @property
     def tracer(self) -> trace.Tracer:
         return trace.get_tracer(self.service.name)
@@ -79,10 +87,7 @@ class RequestMetricsMiddleware:
 
     def __init__(self, app: Any, *, kit: Kit) -> None:
         self.app = app
-        self.latency = Histogram("http_request_duration_seconds", "HTTP request latency",
-                                 ["method", "route", "status"], registry=kit.registry, buckets=_LATENCY_BUCKETS)
-        self.requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=kit.registry)
+        self.latency, self.requests = kit.http_metrics
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in _UNTRACED_PATHS:
