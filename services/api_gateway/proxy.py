@@ -57,7 +57,9 @@ HOP_BY_HOP = frozenset({b"connection", b"proxy-connection", b"keep-alive", b"te"
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for",
                               b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"forwarded"}
 #: Upstream response fields we recompute; Content-Length is kept when the upstream sent one.
-_RESPONSE_DROP = HOP_BY_HOP
+#: Date is a singleton field and uvicorn writes the gateway's own: passing the upstream's
+#: on would send two.
+_RESPONSE_DROP = HOP_BY_HOP | {b"date"}
 _TRACE_FIELDS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 #: Methods that are safe to send twice when a pooled connection turns out dead.
 _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -162,6 +162,7 @@ async def test_hop_by_hop_headers_are_stripped_both_ways(mesh, http):
     assert "proxy-authenticate" not in response.headers
     assert "x-secret-hop" not in response.headers
     assert "keep-alive" not in response.headers
+    assert len(response.headers.get_list("date")) == 1  # the gateway's own, not the upstream's as well
 
 
 async def test_identity_and_forwarding_headers(mesh, http):
