@@ -60,7 +60,7 @@ def create_app(*, settings: UserServiceSettings | None = None, platform: Platfor
         http: httpx.AsyncClient | None = None
         sweeper: asyncio.Task | None = None
         try:
-            hasher = SecretHasher(settings.hash_concurrency)
+            hasher = SecretHasher(settings.hash_concurrency, remember_s=settings.verified_secret_ttl_s)
             await hasher.warm_up()
             started = await bootstrap(store, hasher, var_dir=kit.settings.hats_var_dir,
                                       token_url=kit.settings.token_issuer + "/oauth2/token", override=override)

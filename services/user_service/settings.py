@@ -16,6 +16,8 @@ class UserServiceSettings(BaseSettings):
     #: Argon2id hashes computed at once. Each takes 64 MiB and ~0.1 s of a core by design,
     #: so an unbounded burst of authentications could exhaust memory; the rest queue.
     hash_concurrency: int = Field(default=4, ge=1)
+    #: A client secret verified this recently is not run through argon2 again, seconds (0 = never).
+    verified_secret_ttl_s: float = Field(default=300.0, ge=0)
     #: How often unpublished directory events are retried, seconds.
     outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
     #: An outbox row younger than this is still being published by the request that wrote it.

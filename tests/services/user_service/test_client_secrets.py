@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from argon2 import PasswordHasher
 
 from services.user_service.secrets import HASH_PREFIX, SecretHasher, new_client_id, new_secret
 
@@ -30,6 +31,34 @@ async def test_hasher_makes_salted_argon2id_hashes_and_verifies_them():
     assert not await hasher.verify("not a hash", secret)
     assert not hasher.needs_rehash(first)
     await hasher.verify_nothing(secret)  # spends the time, answers nothing
+
+
+class CountingHasher(PasswordHasher):
+    """argon2-cffi's hasher, counting the verifications it actually runs."""
+
+    verifies = 0
+
+    def verify(self, hash, password):  # noqa: A002 (argon2-cffi's parameter name)
+        type(self).verifies += 1
+        return super().verify(hash, password)
+
+
+async def test_a_recent_match_skips_argon2_but_a_wrong_or_rotated_secret_never_does():
+    now = [0.0]
+    CountingHasher.verifies = 0
+    hasher = SecretHasher(concurrency=2, hasher=CountingHasher(), remember_s=300, clock=lambda: now[0])
+    secret = new_secret()
+    stored = await hasher.hash(secret)
+    assert await hasher.verify(stored, secret) and await hasher.verify(stored, secret)
+    assert CountingHasher.verifies == 1  # the second answer came from memory
+    assert not await hasher.verify(stored, secret + "x") and not await hasher.verify(stored, secret + "x")
+    assert CountingHasher.verifies == 3  # a wrong secret always pays for argon2
+    rotated = await hasher.hash(new_secret())
+    assert not await hasher.verify(rotated, secret)  # the old secret against the new hash
+    assert CountingHasher.verifies == 4
+    now[0] = 301.0
+    assert await hasher.verify(stored, secret)
+    assert CountingHasher.verifies == 5  # remembered for a while only
 
 
 async def _created_client(user_app, mint, **body) -> dict:
