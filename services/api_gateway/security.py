@@ -172,6 +172,26 @@ def install_security(app: Any, *, cors_origins: Sequence[str] | None = None,
     response -- preflights and errors included -- carries them."""
     configure_cors(app, cors_origins)
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs_paths)
+    _secure_unexpected_errors(app)
+
+
+def _secure_unexpected_errors(app: Any) -> None:
+    """Give the 500 of an unhandled exception the headers too.
+
+    Starlette answers it from ``ServerErrorMiddleware``, which wraps every middleware
+    added with ``add_middleware`` (ours included); only the handler it calls is ours to wrap.
+    """
+    handler = app.exception_handlers.get(Exception)
+    if handler is None:
+        return
+
+    async def secured(request: Any, exc: Exception) -> Any:
+        response = await handler(request, exc)
+        secured_headers = secure_api_headers(response.raw_headers, https=is_https(request.scope), no_store=True)
+        response.raw_headers[:] = secured_headers
+        return response
+
+    app.add_exception_handler(Exception, secured)
 
 
 __all__ = ["API_CSP", "SecurityHeadersMiddleware", "configure_cors", "docs_csp", "install_security",

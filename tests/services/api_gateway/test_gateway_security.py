@@ -10,7 +10,8 @@ import httpx
 import pytest
 from edge_testkit import Tokens, echo_upstream, gateway_app, serve
 
-from services.api_gateway.security import API_CSP
+from services.api_gateway.security import API_CSP, install_security
+from shared.kit.app import build_app
 
 ALLOWED_ORIGIN = "https://app.example.com"
 
@@ -58,6 +59,23 @@ async def test_proxied_api_responses_carry_the_api_policy(stack, plain):
 async def test_gateway_errors_carry_them_too(plain):
     response = await plain.get("/api/v1/market/echo")
     assert response.status_code == 401
+    assert_common(response)
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_an_unhandled_exception_still_gets_the_headers():
+    app = build_app("api-gateway", routers=[])
+
+    @app.get("/oauth2/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    install_security(app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        response = await client.get("/oauth2/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
     assert_common(response)
     assert response.headers["cache-control"] == "no-store"
 
