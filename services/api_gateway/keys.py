@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from typing import Any
 
 import orjson
 from joserfc.jwk import KeySet, OKPKey
+
+from shared.private_files import fsync_directory, write_private
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class KeyRing:
                 (self.directory / f"{key.kid}{_SUFFIX}").unlink()
             log.info("retired signing key %s", key.kid)
         if due:
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
             self._reload()
         return bool(due)
 
@@ -195,7 +196,7 @@ class KeyRing:
             created_at = self._keys[0].created_at + 1e-3
         document = {**key.as_dict(private=True), "kid": kid, "alg": ALGORITHM, "use": "sig",
                     "created_at": created_at}
-        _write_private(self.directory / f"{kid}{_SUFFIX}", orjson.dumps(document))
+        write_private(self.directory / f"{kid}{_SUFFIX}", orjson.dumps(document))
         self._reload()
         log.info("new signing key %s, signing in %.0f s", kid, self.publish_ahead_s if len(self._keys) > 1 else 0)
         return self._keys[0]
@@ -260,28 +261,3 @@ class KeyRing:
             yield
         finally:
             os.close(fd)  # closing releases the lock
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` atomically with mode 0600 (temp file, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")  # created 0600
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename or unlink is durable only once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

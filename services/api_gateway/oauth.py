@@ -14,6 +14,7 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from services.api_gateway.clients import Client
 from services.api_gateway.errors import (
     NO_STORE, OAuthError, OAuthErrorResponse, invalid_grant, invalid_request, oauth_json, temporarily_unavailable,
 )
@@ -92,11 +93,7 @@ async def revoke(request: Request) -> Response:
     server = _server(request)
 
     async def handle() -> Response:
-        form = await read_form(request)
-        client = await server.authenticate(request, form)
-        presented = form.get("token")
-        if presented is None:
-            raise invalid_request("missing parameter: token")
+        client, presented = await _client_and_token(server, request)
         # The hint only orders a search (RFC 7009 §2.1); the token's shape already tells.
         try:
             if looks_like_jwt(presented):
@@ -111,6 +108,16 @@ async def revoke(request: Request) -> Response:
         return Response(status_code=200, headers=NO_STORE)
 
     return await _answer(handle)
+
+
+async def _client_and_token(server: AuthorizationServer, request: Request) -> tuple[Client, str]:
+    """The authenticated calling client and the ``token`` it presents (revoke and introspect)."""
+    form = await read_form(request)
+    client = await server.authenticate(request, form)
+    presented = form.get("token")
+    if presented is None:
+        raise invalid_request("missing parameter: token")
+    return client, presented
 
 
 async def _revoke_access(server: AuthorizationServer, client_id: str, token: str) -> None:
@@ -144,11 +151,7 @@ async def introspect(request: Request) -> Response:
     server = _server(request)
 
     async def handle() -> Response:
-        form = await read_form(request)
-        client = await server.authenticate(request, form)
-        presented = form.get("token")
-        if presented is None:
-            raise invalid_request("missing parameter: token")
+        client, presented = await _client_and_token(server, request)
 
         def may_see(owner: str) -> bool:
             return owner == client.client_id or client.is_platform_admin

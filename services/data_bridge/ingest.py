@@ -105,7 +105,7 @@ async def ingest_ticks(request: Request, _: Annotated[Principal, require(MARKET_
         symbol, bid, ask, last, volume, flags = tick.symbol, tick.bid, tick.ask, tick.last, tick.volume, tick.flags
         events.append((symbol.encode(), encode_tick(
             event_id=tick_event_id(symbol, tick.time_msc, bid, ask, last, volume, flags),
-            ts_event=tick.time_msc * 1_000_000, ts_init=received, symbol=symbol, bid=bid, ask=ask, last=last,
+            ts_event=tick.ts_event, ts_init=received, symbol=symbol, bid=bid, ask=ask, last=last,
             volume=volume, flags=flags, source=source)))
 
     metrics = state.metrics

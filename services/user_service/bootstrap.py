@@ -13,11 +13,9 @@ their hashes. An operator can instead choose the admin's id and secret with
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from secrets import token_hex
 
 import orjson
 
@@ -26,6 +24,7 @@ from services.user_service.repository import Directory, Store
 from services.user_service.secrets import SecretHasher, new_client_id, new_secret
 from shared.auth.scopes import ADMIN, COMPLIANCE, MARKET_READ, MARKET_WRITE, PLATFORM_TENANT, TRADE
 from shared.events import DirectoryChanged
+from shared.private_files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +118,10 @@ class _Run:
                                              actor=BOOTSTRAP_ACTOR, details=details))
 
     async def ensure_admin(self, directory: Directory) -> str:
-        current = await directory.bootstrap_client(ADMIN_PURPOSE)
         if self.override is None:
-            if current is not None:
-                return current
-            secret = new_secret()
-            client_id = await self._create(directory, ADMIN_PURPOSE, new_client_id(), "platform admin", secret,
-                                           ADMIN_SCOPES, ADMIN_GRANTS)
-            self.secrets[ADMIN_PURPOSE] = secret
-            return client_id
+            return await self._ensure_generated(directory, ADMIN_PURPOSE, "platform admin", ADMIN_SCOPES,
+                                                ADMIN_GRANTS)
+        current = await directory.bootstrap_client(ADMIN_PURPOSE)
         wanted = self.override
         if current == wanted.client_id:
             await self._match_secret(directory, wanted)
@@ -149,13 +143,18 @@ class _Run:
         return wanted.client_id
 
     async def ensure_collector(self, directory: Directory) -> str:
-        current = await directory.bootstrap_client(COLLECTOR_PURPOSE)
+        return await self._ensure_generated(directory, COLLECTOR_PURPOSE, "data-collector", COLLECTOR_SCOPES,
+                                            COLLECTOR_GRANTS)
+
+    async def _ensure_generated(self, directory: Directory, purpose: str, name: str, scopes: tuple[str, ...],
+                                grants: tuple[str, ...]) -> str:
+        """The bootstrap client for ``purpose``; created with a generated id and secret if missing."""
+        current = await directory.bootstrap_client(purpose)
         if current is not None:
             return current
         secret = new_secret()
-        client_id = await self._create(directory, COLLECTOR_PURPOSE, new_client_id(), "data-collector", secret,
-                                       COLLECTOR_SCOPES, COLLECTOR_GRANTS)
-        self.secrets[COLLECTOR_PURPOSE] = secret
+        client_id = await self._create(directory, purpose, new_client_id(), name, secret, scopes, grants)
+        self.secrets[purpose] = secret
         return client_id
 
     async def _match_secret(self, directory: Directory, wanted: AdminOverride) -> None:
@@ -185,7 +184,7 @@ def _write_credentials(path: Path, admin_id: str, collector_id: str, generated: 
         COLLECTOR_PURPOSE: _entry(collector_id, generated.get(COLLECTOR_PURPOSE)),
         "token_url": token_url,
     }
-    _write_private(path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    write_private(path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     log.info("bootstrap credentials written to %s (mode 0600)", path)
 
 
@@ -202,26 +201,4 @@ def _forget_admin_secret(path: Path) -> None:
         return
     admin = document.get(ADMIN_PURPOSE)
     if isinstance(admin, dict) and admin.pop("client_secret", None) is not None:
-        _write_private(path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    """Replace ``path`` atomically with ``content``, readable by this user only.
-
-    The new file is created exclusively (``O_EXCL``: never an existing file, nor a symlink
-    planted in its place) with mode 0600 from the start, then renamed over ``path``, so
-    the secrets never sit in a file anyone else could read, nor in a half-written one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A random name: a crashed earlier start (same pid in a container) may have left one behind.
-    temporary = path.with_name(f".{path.name}.{token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        write_private(path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
