@@ -1,11 +1,17 @@
-"""Helpers any test can import (a module, unlike conftest.py): polling, and tokens from the gateway."""
+"""Helpers any test can import (a module, unlike conftest.py): polling, tokens from the gateway,
+and serving an ASGI app for real (uvicorn, in the test's event loop)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
+import uvicorn
 
 
 async def eventually(check, *, timeout_s: float = 30.0, interval_s: float = 0.2):
@@ -27,3 +33,36 @@ async def client_token(gateway: str, client_id: str, client_secret: str, scope: 
         r = await client.post(gateway + "/oauth2/token", data=form, auth=(client_id, client_secret))
     assert r.status_code == 200, r.text
     return r.json()["access_token"]
+
+
+def bound_socket() -> socket.socket:
+    """A socket bound to a free loopback port, not listening yet: connecting to it is refused
+    until it is handed to ``serve`` (so a test can reserve a port for a service that is down)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, sock: socket.socket | None = None, **config: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn (lifespan on unless ``config`` says otherwise); yields its base URL."""
+    sock = sock or bound_socket()
+    options = {"lifespan": "on", "log_level": "warning", "timeout_graceful_shutdown": 1, **config}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()  # surfaces the start-up error
+            raise RuntimeError("server exited during start-up")
+        await asyncio.sleep(0.01)
+    try:
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        await task

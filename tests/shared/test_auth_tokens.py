@@ -14,13 +14,9 @@ import uuid
 import httpx
 import orjson
 import pytest
-import uvicorn
-from cryptography.hazmat.primitives import serialization
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives import serialization
 from faststream.kafka import KafkaBroker
-
-from tests.support import eventually
-from shared.bus.broker import ensure_topics
 from joserfc import jws
 from joserfc.jwk import KeySet, OKPKey, RSAKey
 from starlette.applications import Starlette
@@ -42,7 +38,9 @@ from shared.auth.jose import REGISTRY
 from shared.auth.keys import parse_jwks
 from shared.auth.scopes import ADMIN, MARKET_READ, PLATFORM_TENANT, TRADE
 from shared.auth.tokens import REQUIRED_CLAIMS
+from shared.bus.broker import ensure_topics
 from shared.events import TokenRevoked, encode_event, now_ns
+from tests.support import bound_socket, eventually, serve, url_of
 
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "hats-api"
@@ -336,11 +334,10 @@ class JwksServer:
         self.keys = list(keys)
         self.hits = 0
         self.delay_s = 0.0
-        app = Starlette(routes=[Route("/.well-known/jwks.json", self._jwks)])
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/.well-known/jwks.json"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.app = Starlette(routes=[Route("/.well-known/jwks.json", self._jwks)])
+        self.socket = bound_socket()
+        self.url = url_of(self.socket) + "/.well-known/jwks.json"
+        self._running = contextlib.AsyncExitStack()
 
     async def _jwks(self, request):
         self.hits += 1
@@ -348,14 +345,11 @@ class JwksServer:
         return JSONResponse(KeySet(self.keys).as_dict(private=False))
 
     async def __aenter__(self) -> JwksServer:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
-        while not self.server.started:
-            await asyncio.sleep(0.01)
+        await self._running.enter_async_context(serve(self.app, self.socket, lifespan="off"))
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self.server.should_exit = True
-        await self.task
+        await self._running.aclose()
         self.socket.close()
 
 

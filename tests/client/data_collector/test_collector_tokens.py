@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import secrets
-import socket
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -17,6 +16,7 @@ from starlette.routing import Route
 
 from client.data_collector.server import (ClientCredentials, NoCredentials, ServerClient, TokenRequestFailed,
                                           credentials_from_file)
+from tests.support import bound_socket, serve, url_of
 
 CLIENT = ClientCredentials("hc_collector", "s3cret")
 
@@ -29,12 +29,11 @@ class TokenServer:
         self.valid: set[str] = set()
         self.refresh_tokens: set[str] = set()
         self.grants: list[str] = []
-        app = Starlette(routes=[Route("/oauth2/token", self._token, methods=["POST"]),
-                                Route("/api/v1/ingest/ticks", self._ingest, methods=["POST"])])
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.app = Starlette(routes=[Route("/oauth2/token", self._token, methods=["POST"]),
+                                     Route("/api/v1/ingest/ticks", self._ingest, methods=["POST"])])
+        self.socket = bound_socket()
+        self.url = url_of(self.socket)
+        self._running = contextlib.AsyncExitStack()
 
     async def _token(self, request: Request) -> JSONResponse:
         basic = base64.b64decode(request.headers.get("authorization", "Basic ").split(" ", 1)[1] or b"").decode()
@@ -62,14 +61,11 @@ class TokenServer:
         return JSONResponse({"accepted": 0, "rejected": []}, status_code=202)
 
     async def __aenter__(self) -> TokenServer:
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.socket]))
-        while not self.server.started:
-            await asyncio.sleep(0.01)
+        await self._running.enter_async_context(serve(self.app, self.socket, lifespan="off"))
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self.server.should_exit = True
-        await self.task
+        await self._running.aclose()
         self.socket.close()
 
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from joserfc.jwk import KeySet, OKPKey
@@ -29,44 +27,10 @@ from shared.auth.fastapi import install_auth, require
 from shared.auth.scopes import MARKET_READ
 from shared.kit.problems import install_problem_handlers
 from shared.ratelimit import SlidingWindowLimiter
+from tests.support import bound_socket, serve, url_of  # noqa: F401  (re-exported for the tests)
 
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "hats-api"
-
-
-# --- serving ------------------------------------------------------------------------------
-
-def bound_socket() -> socket.socket:
-    """A socket bound to a free loopback port, not listening yet: connecting to it is refused
-    until it is handed to ``serve`` (so a test can reserve a port for a service that is down)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://{host}:{port}"
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, sock: socket.socket | None = None, **config: Any) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn (lifespan on) in this event loop; yields its base URL."""
-    sock = sock or bound_socket()
-    options = {"lifespan": "on", "log_level": "warning", "timeout_graceful_shutdown": 1, **config}
-    server = uvicorn.Server(uvicorn.Config(app, **options))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server exited during start-up")
-        await asyncio.sleep(0.01)
-    try:
-        yield url_of(sock)
-    finally:
-        server.should_exit = True
-        await task
 
 
 # --- the upstream -------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +22,6 @@ from urllib.parse import quote_plus, urlsplit, urlunsplit
 import asyncpg
 import httpx
 import orjson
-import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -37,37 +35,9 @@ from shared.auth import InvalidToken, JwksKeySource, TokenVerifier
 from shared.auth.scopes import INTERNAL
 from shared.events import TokenRevoked
 from shared.settings import PlatformSettings
+from tests.support import bound_socket, serve  # noqa: F401  (bound_socket re-exported for the tests)
 
 TOKEN_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-# --- serving an ASGI app for real ----------------------------------------------------------
-
-def bound_socket(host: str = "127.0.0.1") -> socket.socket:
-    """A listening-ready socket on a free port (handed to uvicorn: no race for the port)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    return sock
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI, sock: socket.socket) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn (lifespan included) on ``sock``; yields its base URL."""
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()  # surfaces the start-up error
-            raise RuntimeError("server exited during start-up")
-        await asyncio.sleep(0.02)
-    host, port = sock.getsockname()[:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 # --- the user-service stand-in ---------------------------------------------------------------
@@ -203,11 +173,11 @@ async def running_gateway(infra_env, gateway_settings: GatewaySettings, *,
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        async with serve(users.app(lambda: verifier), us_sock) as us_url:
+        async with serve(users.app(lambda: verifier), us_sock, timeout_graceful_shutdown=2) as us_url:
             overrides = {"user_service_url": user_service_url or us_url}
             gw_settings = gateway_settings.model_copy(update=overrides)
             app = create_app(settings=settings, gateway_settings=gw_settings)
-            async with serve(app, gw_sock) as url:
+            async with serve(app, gw_sock, timeout_graceful_shutdown=2) as url:
                 yield Gateway(url=url, app=app, users=users, settings=settings, db_url=db_url, var_dir=var_dir)
     finally:
         root.handlers[:] = handlers
