@@ -7,12 +7,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 
-from infra.migrations import pg as pg_migrations
-from infra.postgres import database_url
+from infra.postgres import open_service_pool
 from services.api_gateway import metadata, oauth
 from services.api_gateway.bruteforce import AuthFailureGuard
 from services.api_gateway.clients import ClientDirectory, ServiceTokens
@@ -46,15 +44,7 @@ def create_app(*, settings: PlatformSettings | None = None, gateway_settings: Ga
     @contextlib.asynccontextmanager
     async def lifespan(kit: Kit) -> AsyncIterator[None]:
         platform = kit.settings
-        url = database_url(platform)
-        await pg_migrations.migrate(url)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=8)
-
-        async def postgres_ready() -> str | None:
-            await pool.fetchval("SELECT 1")
-            return None
-
-        kit.add_check("postgres", postgres_ready)
+        pool = await open_service_pool(kit, max_size=8)
 
         keyring = KeyRing(platform.hats_var_dir / "keys", max_age_s=gateway.key_max_age_days * 86_400,
                           retire_after_s=gateway.key_retire_after_s, publish_ahead_s=gateway.key_publish_ahead_s)

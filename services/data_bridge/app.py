@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from infra.migrations import pg as pg_migrations
-from infra.postgres import database_url
+from infra.postgres import open_service_pool
 from services.data_bridge import bar_stage
 from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.ingest import router
@@ -40,15 +38,7 @@ def create_app() -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(kit: Kit) -> AsyncIterator[None]:
-        url = database_url(kit.settings)
-        await pg_migrations.migrate(url)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-
-        async def postgres_ready() -> str | None:
-            await pool.fetchval("SELECT 1")
-            return None
-
-        kit.add_check("postgres", postgres_ready)
+        pool = await open_service_pool(kit)
         broker = create_broker(kit)
         jwks_http = httpx.AsyncClient(timeout=5.0)
         protect(app, platform_verifier(kit.settings, jwks_http), broker)

@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 
-from infra.migrations import pg as pg_migrations
-from infra.postgres import database_url
+from infra.postgres import open_service_pool
 from services.user_service import internal, routes
 from services.user_service.bootstrap import AdminOverride, bootstrap
 from services.user_service.outbox import Outbox
@@ -47,16 +45,8 @@ def create_app(*, settings: UserServiceSettings | None = None, platform: Platfor
         # Checked first: a bad override should stop the start before anything is touched.
         override = AdminOverride.from_settings(settings.admin_client_id,
                                                None if secret is None else secret.get_secret_value())
-        url = database_url(kit.settings)
-        await pg_migrations.migrate(url)
-        pool = await asyncpg.create_pool(url, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        pool = await open_service_pool(kit, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
         store = Store(pool)
-
-        async def postgres_ready() -> str | None:
-            await store.ping()
-            return None
-
-        kit.add_check("postgres", postgres_ready)
         http: httpx.AsyncClient | None = None
         sweeper: asyncio.Task | None = None
         try:

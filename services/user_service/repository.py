@@ -86,9 +86,6 @@ class Store:
         async with self.pool.acquire() as conn:
             yield Directory(conn)
 
-    async def ping(self) -> None:
-        await self.pool.fetchval("SELECT 1")
-
 
 class Directory:
     """The directory's statements on one connection (in a transaction when the caller opened one)."""
