@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -147,12 +147,19 @@ async def disable_tenant(tenant_id: str, ctx: AdminDep) -> dict:
     if tenant_id == PLATFORM_TENANT:
         raise Problem(409, "the platform tenant cannot be disabled")
     async with ctx.change() as change:
-        tenant, changed = await change.directory.disable_tenant(tenant_id)
-        if tenant is None:
-            raise not_found("tenant")
-        if changed:
-            change.emit(tenant_id, "tenant", tenant_id, "disabled")
-    return tenant
+        return await _recorded_disable(change, "tenant", tenant_id, tenant_id,
+                                       change.directory.disable_tenant(tenant_id))
+
+
+async def _recorded_disable(change: Change, entity: str, tenant_id: str, entity_id: str | uuid.UUID,
+                            disabling: Awaitable[tuple[dict | None, bool]]) -> dict:
+    """Finish a disable: 404 if the row is not the caller's to see, one event if it was enabled."""
+    row, changed = await disabling
+    if row is None:
+        raise not_found(entity)
+    if changed:
+        change.emit(tenant_id, entity, entity_id, "disabled")
+    return row
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -216,12 +223,8 @@ async def set_user_roles(user_id: uuid.UUID, body: models.RolesUpdate, ctx: Admi
 async def disable_user(user_id: uuid.UUID, ctx: AdminDep, tenant: TenantQuery = None) -> dict:
     async with ctx.change() as change:
         tenant_id = target_tenant(ctx.caller, tenant)
-        user, changed = await change.directory.disable_user(tenant_id, user_id)
-        if user is None:
-            raise not_found("user")
-        if changed:
-            change.emit(tenant_id, "user", user_id, "disabled")
-    return user
+        return await _recorded_disable(change, "user", tenant_id, user_id,
+                                       change.directory.disable_user(tenant_id, user_id))
 
 
 # -- clients ---------------------------------------------------------------------------------
@@ -303,9 +306,5 @@ async def disable_client(client_id: str, ctx: AdminDep, tenant: TenantQuery = No
         if await change.directory.is_bootstrap_client(client_id) == "admin":
             # Disabling it could lock every operator out; rotate its secret instead.
             raise Problem(409, "the bootstrap admin client cannot be disabled")
-        client, changed = await change.directory.disable_client(tenant_id, client_id)
-        if client is None:
-            raise not_found("client")
-        if changed:
-            change.emit(tenant_id, "client", client_id, "disabled")
-    return client
+        return await _recorded_disable(change, "client", tenant_id, client_id,
+                                       change.directory.disable_client(tenant_id, client_id))
