@@ -14,6 +14,7 @@ Rules (see docs/events.md):
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from decimal import Decimal
@@ -27,7 +28,8 @@ from shared import topics
 
 __all__ = [
     "Event", "MarketTick", "MarketBar", "TokenRevoked", "DirectoryChanged", "Timeframe", "EventDecodeError",
-    "decode_event", "encode_event", "encode_tick", "tick_event_id", "bar_event_id", "now_ns",
+    "decode_event", "encode_event", "encode_tick", "tick_event_id", "tick_event_id_text", "bar_event_id",
+    "now_ns",
 ]
 
 #: Namespace of the deterministic (uuid5) event ids.
@@ -159,9 +161,28 @@ class EventDecodeError(ValueError):
 def tick_event_id(symbol: str, time_msc: int, bid: Decimal, ask: Decimal,
                   last: Decimal | None, volume: Decimal, flags: int) -> uuid.UUID:
     """Deterministic id of a tick: the same tick resent by any source gets the same id."""
-    key = f"tick|{symbol}|{time_msc}|{bid.normalize()}|{ask.normalize()}|" \
-          f"{'' if last is None else last.normalize()}|{volume.normalize()}|{flags}"
-    return uuid.uuid5(EVENT_NAMESPACE, key)
+    return uuid.UUID(tick_event_id_text(symbol, time_msc, bid, ask, last, volume, flags))
+
+
+def tick_event_id_text(symbol: str, time_msc: int, bid: Decimal, ask: Decimal,
+                       last: Decimal | None, volume: Decimal, flags: int) -> str:
+    """``str(tick_event_id(...))`` without the ``UUID`` object, for the ingest edge's hot loop."""
+    return uuid5_text(f"tick|{symbol}|{time_msc}|{bid.normalize()}|{ask.normalize()}|"
+                      f"{'' if last is None else last.normalize()}|{volume.normalize()}|{flags}")
+
+
+_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+
+
+def uuid5_text(name: str) -> str:
+    """``str(uuid.uuid5(EVENT_NAMESPACE, name))`` in a third of the time.
+
+    ``uuid.uuid5`` builds a ``UUID`` through its generic constructor (~3 µs); a
+    tick's id is needed only as text in its JSON. RFC 9562 §5.5: the first 16 bytes
+    of the SHA-1, version nibble 5, variant bits 10.
+    """
+    x = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{'89ab'[int(x[16], 16) & 3]}{x[17:20]}-{x[20:32]}"
 
 
 def bar_event_id(symbol: str, timeframe: Timeframe, open_time_ns: int) -> uuid.UUID:
@@ -191,7 +212,7 @@ def encode_event(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
-def encode_tick(*, event_id: uuid.UUID, ts_event: int, ts_init: int, symbol: str, bid: Decimal, ask: Decimal,
+def encode_tick(*, event_id: uuid.UUID | str, ts_event: int, ts_init: int, symbol: str, bid: Decimal, ask: Decimal,
                 last: Decimal | None, volume: Decimal, flags: int, source: str) -> bytes:
     """Exactly ``encode_event(MarketTick(...))``, without building the model.
 

@@ -6,7 +6,8 @@ import random
 import uuid
 from decimal import Decimal
 
-from shared.events import MarketTick, decode_event, encode_event, encode_tick, tick_event_id
+from shared.events import (EVENT_NAMESPACE, MarketTick, decode_event, encode_event, encode_tick, tick_event_id,
+                           tick_event_id_text, uuid5_text)
 
 AWKWARD_DECIMALS = ["1.10006", "1.1000", "100", "1E+2", "0.00000001", "1E-8", "65432.1", "0.5000000000", "12345678.9"]
 AWKWARD_SOURCES = ["mt5", "client", "quote'\"\\", "ünïcødé-源", "tab\tnew\nline\x01"]
@@ -27,6 +28,26 @@ def _ticks(count: int):
 def test_encode_tick_is_byte_for_byte_the_models_json():
     for fields in _ticks(2000):
         assert encode_tick(**fields) == encode_event(MarketTick(**fields)), fields
+
+
+def test_encode_tick_takes_the_id_as_text_too():
+    for fields in _ticks(50):
+        assert encode_tick(**{**fields, "event_id": str(fields["event_id"])}) == encode_tick(**fields)
+
+
+def test_uuid5_text_is_the_standard_uuid5():
+    rng = random.Random(3)
+    names = ["", "tick|EURUSD|1|1.1|1.2||0|6", "ünïcødé-源"] + [
+        "".join(chr(rng.randrange(32, 0x3000)) for _ in range(rng.randrange(0, 80))) for _ in range(3000)]
+    for name in names:
+        assert uuid5_text(name) == str(uuid.uuid5(EVENT_NAMESPACE, name)), name
+
+
+def test_tick_id_text_is_the_tick_id():
+    for fields in _ticks(200):
+        args = (fields["symbol"], fields["ts_event"] // 1_000_000, fields["bid"], fields["ask"], fields["last"],
+                fields["volume"], fields["flags"])
+        assert tick_event_id_text(*args) == str(tick_event_id(*args))
 
 
 def test_an_encoded_tick_decodes_to_the_same_event():

@@ -147,14 +147,17 @@ class BarStage(ConsumerRebalanceListener):
         closed: list[MarketBar] = []
         touched: set[int] = set()
         now = now_ns()
+        outcomes: dict[TickOutcome, int] = {}  # counted per batch: a labelled inc() per tick costs ~1 µs
         for record, tick in await decode_records(MarketTick, records, self._dead_letters):
             part = self._partitions.get(record.partition)
             if part is None:  # assigned without the listener having run (should not happen): start fresh
                 part = self._partitions[record.partition] = _Partition(self._new_builder(), None)
             result = part.builder.add(tick, now)
-            self.outcomes.labels(result.outcome.value).inc()
+            outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
             if result.outcome is TickOutcome.ACCEPTED and result.closed:
                 closed.extend(result.closed)
+        for outcome, count in outcomes.items():
+            self.outcomes.labels(outcome.value).inc(count)
         for record in records:  # dead letters advance the offset too: they are handled
             part = self._partitions.get(record.partition)
             if part is not None:

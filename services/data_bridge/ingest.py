@@ -16,7 +16,7 @@ from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import MARKET_WRITE
 from shared.bus.publish import BulkPublisher
-from shared.events import Price, Quantity, Symbol, encode_tick, now_ns, tick_event_id
+from shared.events import Price, Quantity, Symbol, encode_tick, now_ns, tick_event_id_text
 from shared.kit.problems import Problem
 
 router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"])
@@ -104,7 +104,7 @@ async def ingest_ticks(request: Request, _: Annotated[Principal, require(MARKET_
         # IngestTick's fields have MarketTick's types, so the event is encoded without a second validation.
         symbol, bid, ask, last, volume, flags = tick.symbol, tick.bid, tick.ask, tick.last, tick.volume, tick.flags
         events.append((symbol.encode(), encode_tick(
-            event_id=tick_event_id(symbol, tick.time_msc, bid, ask, last, volume, flags),
+            event_id=tick_event_id_text(symbol, tick.time_msc, bid, ask, last, volume, flags),
             ts_event=tick.ts_event, ts_init=received, symbol=symbol, bid=bid, ask=ask, last=last,
             volume=volume, flags=flags, source=source)))
 
