@@ -35,7 +35,8 @@ __all__ = [
 #: Namespace of the deterministic (uuid5) event ids.
 EVENT_NAMESPACE = uuid.UUID("5f0c2b0e-4a53-4c1e-9d59-2f1a7b8c6d10")
 
-Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9._#-]{1,31}$")]
+SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._#-]{1,31}$"
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN)]
 Price = Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
 Quantity = Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
 TimestampNs = Annotated[int, Field(ge=0)]

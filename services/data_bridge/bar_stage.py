@@ -34,6 +34,7 @@ from shared.bus.deadletter import DeadLetters
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketBar, MarketTick, now_ns
 from shared.kit.app import Kit
+from shared.tick_decoder import decode_tick
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class BarStage(ConsumerRebalanceListener):
         touched: set[int] = set()
         now = now_ns()
         outcomes: dict[TickOutcome, int] = {}  # counted per batch: a labelled inc() per tick costs ~1 µs
-        for record, tick in await decode_records(MarketTick, records, self._dead_letters):
+        for record, tick in await decode_records(MarketTick, records, self._dead_letters, decode_tick):
             part = self._partitions.get(record.partition)
             if part is None:  # assigned without the listener having run (should not happen): start fresh
                 part = self._partitions[record.partition] = _Partition(self._new_builder(), None)

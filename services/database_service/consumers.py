@@ -19,6 +19,7 @@ from shared.bus.consume import RAW_BATCH, RecentIds, decode_records
 from shared.bus.deadletter import DeadLetters
 from shared.events import MarketBar, MarketTick
 from shared.kit.app import Kit
+from shared.tick_decoder import decode_tick
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ def register(broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCa
     bar_dlq = DeadLetters(broker, kit, BARS_GROUP)
     seen_ticks, seen_bars = RecentIds(), RecentIds(50_000)
 
-    async def store(kind, records, dlq, seen, insert, table: str) -> None:
-        decoded = [event for _, event in await decode_records(kind, records, dlq)]
+    async def store(kind, records, dlq, seen, insert, table: str, decode=None) -> None:
+        decoded = [event for _, event in await decode_records(kind, records, dlq, decode)]
         fresh = seen.fresh(decoded)
         duplicates.labels(table).inc(len(decoded) - len(fresh))
         try:
@@ -54,7 +55,7 @@ def register(broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCa
                        auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=50,
                        **RAW_BATCH)
     async def store_ticks(msg: KafkaMessage) -> None:
-        await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, repo.insert_ticks, "ticks")
+        await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, repo.insert_ticks, "ticks", decode_tick)
 
     @broker.subscriber(topics.MARKET_BARS, group_id=BARS_GROUP, batch=True, max_records=settings.consume_batch,
                        auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=20,

@@ -11,7 +11,8 @@ from decimal import Decimal
 import orjson
 
 from services.database_service.clickhouse import ClickHouse, literal
-from shared.events import MarketBar, MarketTick, Timeframe
+from shared.events import MarketBar, Timeframe
+from shared.tick_decoder import AnyTick
 
 TICK_COLUMNS = ("symbol", "ts", "event_id", "bid", "ask", "last", "volume", "flags", "source", "received_at")
 BAR_COLUMNS = ("symbol", "timeframe", "ts", "open", "high", "low", "close", "volume", "real_volume",
@@ -61,7 +62,7 @@ class MarketRepository:
     def __init__(self, ch: ClickHouse) -> None:
         self.ch = ch
 
-    async def insert_ticks(self, ticks: Sequence[MarketTick]) -> None:
+    async def insert_ticks(self, ticks: Sequence[AnyTick]) -> None:
         await self.ch.insert("market.ticks", TICK_COLUMNS, [
             (t.symbol, _utc(t.ts_event), t.event_id, t.bid, t.ask, t.last, t.volume, t.flags, t.source,
              _utc(t.ts_init)) for t in ticks])

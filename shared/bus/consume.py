@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -72,13 +73,19 @@ async def _leave_undecoded(message: Any, original_decoder: Any) -> Any:
 RAW_BATCH = {"parser": _parse_one_header_set_per_publish, "decoder": _leave_undecoded}
 
 
-async def decode_records(kind: type[E], records: Sequence[ConsumerRecord],
-                         dead_letters: DeadLetters) -> list[tuple[ConsumerRecord, E]]:
-    """Decode every record as ``kind``; the ones that do not decode are dead-lettered, the rest returned."""
+async def decode_records(kind: type[E], records: Sequence[ConsumerRecord], dead_letters: DeadLetters,
+                         decode: Callable[[bytes], Any] | None = None) -> list[tuple[ConsumerRecord, E]]:
+    """Decode every record as ``kind``; the ones that do not decode are dead-lettered, the rest returned.
+
+    ``decode`` replaces the model's own decoding for a hot event (``shared.tick_decoder.decode_tick``):
+    it must give ``kind``'s values, or raise ``EventDecodeError``.
+    """
+    if decode is None:
+        decode = partial(decode_event, kind)
     good: list[tuple[ConsumerRecord, E]] = []
     for record in records:
         try:
-            good.append((record, decode_event(kind, record.value or b"")))
+            good.append((record, decode(record.value or b"")))
         except EventDecodeError as exc:
             await dead_letters.send(record, "malformed", str(exc))
     return good

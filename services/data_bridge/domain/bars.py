@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from shared.events import MarketBar, MarketTick, Timeframe, bar_event_id
+from shared.tick_decoder import AnyTick
 
 __all__ = ["AddResult", "BarBuilder", "BarBuilderStats", "TickOutcome", "bars_from_ticks",
            "DEFAULT_TIMEFRAMES"]
@@ -209,7 +210,7 @@ class BarBuilder:
 
     # -- hot path -----------------------------------------------------------
 
-    def add(self, tick: MarketTick, now_ns: int) -> AddResult:
+    def add(self, tick: AnyTick, now_ns: int) -> AddResult:
         """Account one tick; return its outcome and the bars it made final.
 
         ``now_ns`` only stamps ``ts_init`` of the closed bars; it never affects

@@ -1,0 +1,93 @@
+"""The ingest body's fast path reads only what the models accept, to the same ticks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.data_bridge.ingest_body import IngestTick, Malformed, PlainTick, decode_batch, decode_plain_batch
+from shared.kit.problems import Problem
+
+LIMIT = 50
+TICK_FIELDS = ("symbol", "time_msc", "bid", "ask", "last", "volume", "flags")
+CANONICAL = {"symbol": "EURUSD", "time_msc": 1_767_225_600_138, "bid": "1.10016", "ask": "1.10017", "last": None,
+             "volume": "0", "flags": 6}
+
+decimals = st.one_of(
+    st.builds(lambda i, f: i + ("." + f if f is not None else ""), st.text("0123456789", max_size=20),
+              st.none() | st.text("0123456789", max_size=12)),
+    st.sampled_from(["1e5", "NaN", "-1", "+1", " 1", "01.5", "0", "0.0", "1.5\n", "1_0"]),
+    st.floats(), st.integers(-5, 10**20), st.none(), st.booleans())
+VALUES = {"symbol": st.text("ABZ09._#-\n a", max_size=34), "time_msc": st.integers(-2**65, 2**65) | st.floats(),
+          "bid": decimals, "ask": decimals, "last": decimals, "volume": decimals,
+          "flags": st.integers(-2**65, 2**65) | st.sampled_from([1.0, "1", True])}
+
+
+@st.composite
+def ticks(draw) -> dict:
+    tick = dict(CANONICAL)
+    for name in draw(st.sets(st.sampled_from(TICK_FIELDS), max_size=3)):
+        tick[name] = draw(VALUES[name])
+    for name in draw(st.sets(st.sampled_from(TICK_FIELDS), max_size=1)):
+        del tick[name]
+    if draw(st.integers(0, 9)) == 0:
+        tick["extra"] = 1
+    return tick
+
+
+@st.composite
+def bodies(draw) -> bytes:
+    batch: dict = {"ticks": draw(st.lists(ticks(), max_size=4))}
+    if draw(st.booleans()):
+        batch["source"] = draw(st.text(max_size=70) | st.integers())
+    return json.dumps(batch, ensure_ascii=draw(st.booleans())).encode()
+
+
+def _model_view(body: bytes):
+    try:
+        return decode_batch(body, LIMIT)
+    except Problem:
+        return None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(bodies())
+def test_the_fast_path_agrees_with_the_models(body):
+    fast = decode_plain_batch(body, LIMIT)
+    if fast is None:
+        return
+    source, plain = fast
+    model = _model_view(body)
+    assert model is not None, body
+    assert source == model[0]
+    assert len(plain) == len(model[1])
+    for ours, theirs in zip(plain, model[1]):
+        assert isinstance(ours, PlainTick) and isinstance(theirs, IngestTick), (body, theirs)
+        for name in TICK_FIELDS + ("ts_event",):
+            assert repr(getattr(ours, name)) == repr(getattr(theirs, name)), name
+
+
+def test_what_the_client_tier_sends_takes_the_fast_path():
+    body = json.dumps({"source": "mt5", "ticks": [CANONICAL, {**CANONICAL, "last": "1.1", "volume": "2.5"},
+                                                  {"symbol": "XAUUSD", "time_msc": 1, "bid": "2000", "ask": "2000.5"}]})
+    source, plain = decode_plain_batch(body.encode(), LIMIT)
+    assert source == "mt5" and [t.symbol for t in plain] == ["EURUSD", "EURUSD", "XAUUSD"]
+
+
+def test_one_bad_tick_sends_the_batch_to_the_models_with_a_reason_for_it():
+    body = json.dumps({"ticks": [CANONICAL, {**CANONICAL, "bid": "0"}, {**CANONICAL, "flags": -1}]}).encode()
+    assert decode_plain_batch(body, LIMIT) is None
+    source, items = decode_batch(body, LIMIT)
+    assert source == "client" and isinstance(items[0], IngestTick)
+    assert [(m.index, m.detail.split(":")[0]) for m in items[1:]] == [(1, "bid"), (2, "flags")]
+    assert all(isinstance(m, Malformed) for m in items[1:])
+
+
+@pytest.mark.parametrize("decode", [decode_plain_batch, decode_batch])
+def test_too_many_ticks_is_413_either_way(decode):
+    with pytest.raises(Problem) as caught:
+        decode(json.dumps({"ticks": [CANONICAL] * (LIMIT + 1)}).encode(), LIMIT)
+    assert caught.value.status == 413

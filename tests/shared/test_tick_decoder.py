@@ -1,0 +1,113 @@
+"""The fast tick decoder never disagrees with the ``MarketTick`` model, and takes the canonical form itself."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.events import EventDecodeError, MarketTick, encode_event, encode_tick
+from shared.tick_decoder import TickRecord, decode_tick
+
+FIELDS = ("event_id", "ts_event", "ts_init", "event_type", "schema_version", "symbol", "bid", "ask", "last",
+          "volume", "flags", "source")
+
+CANONICAL = dict(event_id="c8c56186-2cd1-5840-aed6-952691d62c60", ts_event=1_767_225_600_138_000_000,
+                 ts_init=1_767_225_600_140_000_000, event_type="market.tick", schema_version=1, symbol="EURUSD",
+                 bid="1.10016", ask="1.10017", last=None, volume="0", flags=6, source="mt5")
+
+digits = st.text("0123456789", min_size=0, max_size=22)
+decimal_texts = st.one_of(
+    st.builds(lambda i, f: i + ("." + f if f is not None else ""), digits, st.none() | digits),
+    st.builds(lambda a, b: a + b, st.sampled_from(["", "-", "+", " ", "0", "00"]), digits),
+    st.sampled_from(["1e5", "1E-8", "NaN", "Infinity", "-0", "0.0000000000", "1_000", " 1.5", "1.5 ", "1.5\n",
+                     "0x10", "", ".5", "5.", "1.10016", "0.00000000001", "9" * 18 + ".1", "9" * 19]),
+)
+decimal_values = st.one_of(decimal_texts, st.floats(allow_nan=True), st.integers(-10, 10**20), st.none(),
+                           st.booleans())
+symbols = st.one_of(st.sampled_from(["EURUSD", "XAUUSD", "BTC.X", "US#30", "EURUSD\n", "eurusd", "E", "A" * 33]),
+                    st.text("ABCXYZ019._#-\n a", min_size=0, max_size=34))
+integers = st.one_of(st.integers(-2**65, 2**65), st.floats(allow_nan=False), st.sampled_from([0, 1, True, "1"]))
+ids = st.one_of(st.uuids().map(str), st.uuids().map(lambda u: u.hex), st.uuids().map(lambda u: str(u).upper()),
+                st.uuids().map(lambda u: f"urn:uuid:{u}"), st.uuids().map(lambda u: "{" + str(u) + "}"),
+                st.text(max_size=40))
+texts = st.text(max_size=70)
+VALUES = {"event_id": ids, "ts_event": integers, "ts_init": integers,
+          "event_type": st.sampled_from(["market.tick", "market.bar", ""]),
+          "schema_version": st.sampled_from([1, 2, 1.0, "1"]), "symbol": symbols,
+          "bid": decimal_values, "ask": decimal_values, "last": decimal_values, "volume": decimal_values,
+          "flags": integers, "source": texts}
+
+
+@st.composite
+def payloads(draw) -> bytes:
+    event = dict(CANONICAL)
+    for name in draw(st.sets(st.sampled_from(FIELDS), max_size=4)):
+        event[name] = draw(VALUES[name])
+    for name in draw(st.sets(st.sampled_from(FIELDS), max_size=1)):
+        del event[name]
+    if draw(st.booleans()) and draw(st.booleans()):
+        event["extra"] = 1
+    # the standard library's encoder: any int, NaN, and \u escapes or raw UTF-8
+    return json.dumps(event, ensure_ascii=draw(st.booleans())).encode()
+
+
+def _same(fast, model: MarketTick) -> None:
+    for name in FIELDS:
+        # repr, not ==: Decimal("1.10") == Decimal("1.1"), but the exponent is kept downstream
+        assert repr(getattr(fast, name)) == repr(getattr(model, name)), name
+
+
+@settings(max_examples=3000, deadline=None)
+@given(payloads())
+def test_the_fast_path_accepts_only_what_the_model_accepts_and_equally(payload):
+    try:
+        model = MarketTick.model_validate_json(payload)
+    except ValueError:
+        model = None
+    try:
+        fast = decode_tick(payload)
+    except EventDecodeError:
+        assert model is None
+        return
+    assert model is not None, payload
+    _same(fast, model)
+
+
+def _plain(value: Decimal) -> bool:
+    return "E" not in str(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(bid=st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("99999999"), places=8).filter(_plain),
+       volume=st.decimals(min_value=0, max_value=Decimal("1000000"), places=4).filter(_plain),
+       last=st.none() | st.decimals(min_value=0, max_value=Decimal("99999999"), places=5).filter(_plain),
+       source=st.text(max_size=64), event_id=st.uuids(), ts=st.integers(0, 2**62), flags=st.integers(-2**31, 2**31))
+def test_what_the_encoders_write_in_plain_notation_takes_the_fast_path(bid, volume, last, source, event_id, ts, flags):
+    fields = dict(event_id=event_id, ts_event=ts, ts_init=ts, symbol="XAUUSD", bid=bid, ask=bid, last=last,
+                  volume=volume, flags=flags, source=source)
+    payload = encode_tick(**fields)
+    assert payload == encode_event(MarketTick(**fields))
+    fast = decode_tick(payload)
+    assert isinstance(fast, TickRecord)
+    _same(fast, MarketTick(**fields))
+
+
+def test_an_invalid_tick_gets_the_models_reason():
+    with pytest.raises(EventDecodeError, match="bid"):
+        decode_tick(orjson.dumps({**CANONICAL, "bid": "0"}))
+    with pytest.raises(EventDecodeError, match="symbol"):
+        decode_tick(orjson.dumps({**CANONICAL, "symbol": "EURUSD\n"}))
+
+
+def test_a_tick_in_another_valid_form_still_decodes_through_the_model():
+    tick = decode_tick(orjson.dumps({**CANONICAL, "bid": 1.5, "event_id": uuid.UUID(CANONICAL["event_id"]).hex}))
+    assert isinstance(tick, MarketTick) and tick.bid == Decimal("1.5")
+    # str(Decimal) writes values below 1e-6 with an exponent: valid, through the model
+    tick = decode_tick(orjson.dumps({**CANONICAL, "bid": "1E-8", "ask": "1.5E-8"}))
+    assert isinstance(tick, MarketTick) and repr(tick.bid) == "Decimal('1E-8')"
