@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import ports
@@ -35,7 +35,7 @@ class PlatformSettings(BaseSettings):
     hats_port_offset: int = 0
     #: External Kafka; unset = the embedded broker on 127.0.0.1:9092.
     kafka_bootstrap_servers: str | None = None
-    #: How long a latency-critical consumer (the bar stage, the bars cache feed) lets the
+    #: How long the latency-critical consumer (the bar stage: tick -> bar) lets the
     #: broker hold a fetch that found no data. A real Kafka answers as soon as data arrives,
     #: so this only sets the idle poll rate there; the embedded Tansu polls its storage and
     #: answers no earlier than this, so it bounds each hop's latency. Storage consumers
@@ -47,6 +47,11 @@ class PlatformSettings(BaseSettings):
     clickhouse_url: SecretStr | None = None
     #: OTLP/HTTP endpoint (Jaeger: http://jaeger:4318); unset = spans go to var/traces/<service>.jsonl.
     otel_exporter_otlp_endpoint: str | None = None
+    #: Root traces of HTTP reads (GET/HEAD) kept per second and service; every other trace is
+    #: kept (``shared.kit.sampling``). ``OTEL_TRACES_SAMPLER``, when set, replaces this policy.
+    hats_trace_reads_per_s: float = Field(50.0, ge=0)
+    #: Share of the reads beyond that budget that are still traced (by trace id).
+    hats_trace_read_ratio: float = Field(0.05, ge=0, le=1)
 
     #: ``iss`` of the platform's access tokens; unset = the gateway's URL in this environment.
     hats_token_issuer: str | None = None

@@ -68,7 +68,7 @@ def register(broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCa
     # No group: every instance reads every bar, from the start (see cache.py for why).
     @broker.subscriber(topics.MARKET_BARS, batch=True, max_records=settings.consume_batch,
                        auto_offset_reset="earliest", batch_timeout_ms=5,
-                       fetch_max_wait_ms=kit.settings.kafka_fetch_max_wait_ms, **RAW_BATCH)
+                       fetch_max_wait_ms=settings.bars_feed_max_wait_ms, **RAW_BATCH)
     async def feed_cache(msg: KafkaMessage) -> None:
         for record in msg.raw_message:
             try:

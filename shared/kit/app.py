@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from shared import ports
 from shared.kit.logs import configure_logging
 from shared.kit.problems import install_problem_handlers
+from shared.kit.sampling import read_budget_sampler
 from shared.kit.telemetry import configure_tracing
 from shared.settings import PlatformSettings
 
@@ -187,7 +188,9 @@ def _install_tracing(service: str, settings: PlatformSettings):
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return None
     return configure_tracing(service, otlp_endpoint=settings.otel_exporter_otlp_endpoint,
-                             var_dir=settings.hats_var_dir)
+                             var_dir=settings.hats_var_dir,
+                             sampler=read_budget_sampler(settings.hats_trace_reads_per_s,
+                                                         settings.hats_trace_read_ratio))
 
 
 def _json(body: Any, status: int = 200) -> Response:

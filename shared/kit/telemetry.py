@@ -1,8 +1,8 @@
 """OpenTelemetry tracing: OTLP to Jaeger when configured, otherwise a local JSON-lines file.
 
-Sampling follows the standard ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``
-variables (the SDK reads them), parent-based by default so a trace is kept or
-dropped as a whole across services.
+Sampling: the standard ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` variables
+when set (the SDK reads them); otherwise the platform's parent-based sampler, which keeps
+every write and bus event and a budget of the reads (``shared.kit.sampling``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import Sampler
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -56,9 +57,16 @@ class JsonLinesSpanExporter(SpanExporter):
             self._file.close()
 
 
-def configure_tracing(service: str, *, otlp_endpoint: str | None, var_dir: Path) -> TracerProvider:
-    """Install the global tracer provider for this process and return it (call ``shutdown`` on exit)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service, "service.namespace": "hats"}))
+def configure_tracing(service: str, *, otlp_endpoint: str | None, var_dir: Path,
+                      sampler: Sampler | None = None) -> TracerProvider:
+    """Install the global tracer provider for this process and return it (call ``shutdown`` on exit).
+
+    ``sampler`` is ignored when ``OTEL_TRACES_SAMPLER`` is set: the standard variable wins.
+    """
+    if "OTEL_TRACES_SAMPLER" in os.environ:
+        sampler = None
+    provider = TracerProvider(resource=Resource.create({"service.name": service, "service.namespace": "hats"}),
+                              sampler=sampler)
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
