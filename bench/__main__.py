@@ -149,8 +149,9 @@ async def measure(args: argparse.Namespace, var: Path) -> None:
           f"{platform.machine()}; load generator and mesh share this machine")
     print(f"   mesh: {SERVER_SIDE.replace(',', ' + ')}, embedded Tansu (memory), PostgreSQL 18 (unix socket), "
           "chdb; every request carries an access token that the service verifies")
-    print(f"   defaults: tracing on (every span to var/traces), KAFKA_FETCH_MAX_WAIT_MS="
-          f"{settings.kafka_fetch_max_wait_ms}, log level WARNING")
+    print(f"   defaults: tracing on (spans to var/traces: every write and bus event; HTTP reads "
+          f"{settings.hats_trace_reads_per_s:g}/s per service, then {settings.hats_trace_read_ratio:.0%}), "
+          f"KAFKA_FETCH_MAX_WAIT_MS={settings.kafka_fetch_max_wait_ms}, log level WARNING")
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=16),
                                  headers={"Authorization": f"Bearer {token}"}) as http:
         print(f"== tick ingest: {args.ticks} ticks, 8 symbols, batches of {args.batch}, {args.senders} senders")
