@@ -45,7 +45,7 @@ def create_app() -> FastAPI:
         stage = bar_stage.BarStage(kit, settings, bar_stage.CheckpointStore(pool),
                                    BulkPublisher(broker, topics.MARKET_BARS),
                                    DeadLetters(broker, kit, bar_stage.GROUP))
-        bar_stage.register(broker, stage, kit.settings.kafka_fetch_max_wait_ms)
+        pacer = bar_stage.register(broker, stage, kit.settings.kafka_fetch_max_wait_ms)
         app.state.settings = settings
         app.state.validator = TickValidator(symbols=settings.symbols or None, max_future_ns=settings.max_future_s * 10**9,
                                             max_spread_ratio=settings.max_spread_ratio)
@@ -53,7 +53,8 @@ def create_app() -> FastAPI:
         app.state.metrics = IngestMetrics(kit)
         await broker.start()
         try:
-            yield
+            async with pacer.running():
+                yield
         finally:
             await stage.close()
             await broker.stop()

@@ -31,6 +31,7 @@ from services.data_bridge.settings import DataBridgeSettings
 from shared import topics
 from shared.bus.consume import RAW_BATCH, decode_records
 from shared.bus.deadletter import DeadLetters
+from shared.bus.pacing import Pace, PollPacer
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketBar, MarketTick, now_ns
 from shared.kit.app import Kit
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 
 GROUP = "data-bridge.bars"
 RETRY_PAUSE_S = 1.0
+#: FastStream waits this long for records, then as long again before the next poll when there
+#: were none: it adds to the tick -> bar latency while ticks flow, and to idle wake-ups after.
+ACTIVE_BATCH_TIMEOUT_MS = 5
+IDLE_BATCH_TIMEOUT_MS = 50
 
 
 class CheckpointStore:
@@ -77,7 +82,7 @@ class _Partition:
 class BarStage(ConsumerRebalanceListener):
     def __init__(self, kit: Kit, settings: DataBridgeSettings, store: CheckpointStore,
                  bar_publisher: BulkPublisher, dead_letters: DeadLetters) -> None:
-        self._settings = settings
+        self.settings = settings
         self._store = store
         self._publisher = bar_publisher
         self._dead_letters = dead_letters
@@ -89,7 +94,7 @@ class BarStage(ConsumerRebalanceListener):
                                       registry=kit.registry)
 
     def _new_builder(self) -> BarBuilder:
-        return BarBuilder(allowed_lateness_ns=self._settings.allowed_lateness_ms * 1_000_000)
+        return BarBuilder(allowed_lateness_ns=self.settings.allowed_lateness_ms * 1_000_000)
 
     def bind(self, consumer: Callable[[], AIOKafkaConsumer | None]) -> None:
         self._consumer = consumer
@@ -168,7 +173,7 @@ class BarStage(ConsumerRebalanceListener):
         await self._publisher.publish(closed)
         for bar in closed:
             self.bars_published.labels(bar.timeframe.value).inc()
-        due = time.monotonic() - self._settings.checkpoint_interval_ms / 1000
+        due = time.monotonic() - self.settings.checkpoint_interval_ms / 1000
         for partition in touched:
             part = self._partitions[partition]
             if part.checkpointed_at <= due:
@@ -188,14 +193,21 @@ class BarStage(ConsumerRebalanceListener):
                 log.info("offset commit for partition %d skipped: %s", partition, exc)
 
 
-def register(broker: KafkaBroker, stage: BarStage, fetch_max_wait_ms: int) -> None:
+def register(broker: KafkaBroker, stage: BarStage, fetch_max_wait_ms: int) -> PollPacer:
+    """Subscribe the bar stage to the ticks; the returned pacer must run while the broker does."""
+    settings = stage.settings
     subscriber = broker.subscriber(
-        topics.MARKET_TICKS, group_id=GROUP, batch=True, max_records=5000, batch_timeout_ms=5,
+        topics.MARKET_TICKS, group_id=GROUP, batch=True, max_records=5000, batch_timeout_ms=ACTIVE_BATCH_TIMEOUT_MS,
         fetch_max_wait_ms=fetch_max_wait_ms, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL,
         listener=stage, **RAW_BATCH)
+    pacer = PollPacer(subscriber, active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
+                      idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
+                      idle_after_s=settings.idle_after_s)
 
     @subscriber
     async def build_bars(msg: KafkaMessage) -> None:
+        pacer.saw_records()
         await stage.handle(msg.raw_message, msg.consumer)
 
     stage.bind(lambda: subscriber.consumer)
+    return pacer

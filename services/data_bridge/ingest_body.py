@@ -57,7 +57,7 @@ class Malformed(BaseModel):
     detail: str
 
 
-def first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()))
     return f"{where}: {first['msg']}" if where else first["msg"]
@@ -76,14 +76,14 @@ def decode_batch(body: bytes, max_ticks: int) -> tuple[str, list[IngestTick | Ma
     try:
         batch = IngestBatch.model_validate_json(body)
     except ValidationError as exc:
-        raise Problem(422, first_error(exc)) from exc
+        raise Problem(422, _first_error(exc)) from exc
     _check_size(len(batch.ticks), max_ticks)
     items: list[IngestTick | Malformed] = []
     for index, raw in enumerate(batch.ticks):
         try:
             items.append(IngestTick.model_validate(raw))
         except ValidationError as exc:
-            items.append(Malformed(index=index, detail=first_error(exc)))
+            items.append(Malformed(index=index, detail=_first_error(exc)))
     return batch.source, items
 
 

@@ -22,3 +22,8 @@ class DataBridgeSettings(BaseSettings):
     allowed_lateness_ms: int = 2_000
     #: How often the bar builder's state is checkpointed with its offsets, milliseconds.
     checkpoint_interval_ms: int = 1_000
+    #: The bar stage polls the broker every ``KAFKA_FETCH_MAX_WAIT_MS`` while ticks flow; after
+    #: this many seconds without one it polls every ``idle_fetch_max_wait_ms`` instead
+    #: (``shared/bus/pacing.py``). The first tick after that waits up to that much longer.
+    idle_after_s: float = 2.0
+    idle_fetch_max_wait_ms: int = 200

@@ -1,0 +1,92 @@
+"""Fast polls while a latency-critical consumer has data, slow ones while it idles.
+
+The embedded broker (Tansu) answers a fetch only after ``fetch_max_wait_ms``, data or
+not, so a consumer that must react within milliseconds (the bar stage: tick -> bar)
+polls every few milliseconds. On an idle mesh that cost ~13 % of a core (the broker's
+fetch work, and FastStream's consume loop waking 100 times a second), and the extra
+wake-ups were the largest cause of the bars API's latency tails through the gateway
+(p99 overhead +2 to +12 ms polling, +0.6 to +2 ms not; docs/architecture.md).
+
+A ``PollPacer`` keeps a subscriber's fast settings while records arrive and, after
+``idle_after_s`` without any, switches it to ``idle_wait_ms``; the first record switches
+it back. The price: the first record after an idle spell may wait up to ``idle_wait_ms``
+longer. A real Kafka answers a waiting fetch as soon as data arrives, so there the
+pacer only lowers the idle poll rate.
+
+It sets two attributes the libraries read on every poll (FastStream's
+``batch_timeout_ms`` of the subscriber, aiokafka's fetcher ``_fetch_max_wait_ms``);
+both are pinned, and ``tests/shared/test_poll_pacer.py`` fails if either stops working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How long the broker may hold an empty fetch, and how long FastStream waits between polls."""
+
+    fetch_max_wait_ms: int
+    batch_timeout_ms: int
+
+
+class PollPacer:
+    """Switches one batch subscriber between an ``active`` and an ``idle`` pace."""
+
+    def __init__(self, subscriber: Any, *, active: Pace, idle: Pace, idle_after_s: float = 2.0,
+                 clock=time.monotonic) -> None:
+        self._subscriber = subscriber
+        self.active, self.idle = active, idle
+        self._idle_after_s = idle_after_s
+        self._clock = clock
+        self._last_records_at = clock()
+        self.current = active
+
+    def saw_records(self) -> None:
+        """Call from the handler: records arrived, poll fast (now, if idle before)."""
+        self._last_records_at = self._clock()
+        if self.current is not self.active:
+            self._apply(self.active)
+
+    def check(self) -> None:
+        """Switch to the idle pace if nothing arrived for ``idle_after_s``."""
+        if self.current is self.active and self._clock() - self._last_records_at >= self._idle_after_s:
+            self._apply(self.idle)
+
+    async def run(self) -> None:
+        """Check periodically until cancelled."""
+        while True:
+            await asyncio.sleep(self._idle_after_s / 4)
+            self.check()
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        """``async with pacer.running():`` around the consumer's life."""
+        task = asyncio.create_task(self.run(), name="poll-pacer")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _apply(self, pace: Pace) -> None:
+        consumer = getattr(self._subscriber, "consumer", None)
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is None:  # not started yet (or stopping): the next check tries again
+            return
+        fetcher._fetch_max_wait_ms = pace.fetch_max_wait_ms
+        self._subscriber.batch_timeout_ms = pace.batch_timeout_ms
+        self.current = pace
+        log.debug("consumer pace now %s", pace)
+
+
+__all__ = ["Pace", "PollPacer"]

@@ -1,0 +1,61 @@
+"""The poll pacer slows an idle consumer down and wakes it on the first record, on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from faststream.kafka import KafkaBroker
+
+from shared.bus.broker import ensure_topics
+from shared.bus.pacing import Pace, PollPacer
+
+ACTIVE, IDLE = Pace(fetch_max_wait_ms=10, batch_timeout_ms=5), Pace(fetch_max_wait_ms=300, batch_timeout_ms=50)
+
+
+async def _eventually(predicate, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+async def test_an_idle_consumer_polls_slowly_and_wakes_on_the_first_record(infra_env):
+    _, _, settings = infra_env
+    topic = f"test.pacer.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(settings.kafka_servers, {topic: 1})
+    broker = KafkaBroker(settings.kafka_servers)
+    arrived: asyncio.Queue[float] = asyncio.Queue()
+    subscriber = broker.subscriber(topic, group_id=topic, batch=True, batch_timeout_ms=ACTIVE.batch_timeout_ms,
+                                   fetch_max_wait_ms=ACTIVE.fetch_max_wait_ms, auto_offset_reset="earliest")
+    pacer = PollPacer(subscriber, active=ACTIVE, idle=IDLE, idle_after_s=0.4)
+
+    @subscriber
+    async def handle(_: list) -> None:
+        pacer.saw_records()
+        arrived.put_nowait(time.monotonic())
+
+    async def sent_and_received() -> float:
+        started = time.monotonic()
+        await broker.publish(b"{}", topic)
+        return await asyncio.wait_for(arrived.get(), 5) - started
+
+    await broker.start()
+    try:
+        async with pacer.running():
+            await _eventually(lambda: pacer.current is IDLE)
+            fetcher = subscriber.consumer._fetcher
+            assert (fetcher._fetch_max_wait_ms, subscriber.batch_timeout_ms) == (300, 50)
+
+            await sent_and_received()  # may wait out a slow fetch
+            assert pacer.current is ACTIVE
+            assert (fetcher._fetch_max_wait_ms, subscriber.batch_timeout_ms) == (10, 5)
+            await asyncio.sleep(0.05)  # the slow fetch in flight when it woke has been answered
+            latencies = [await sent_and_received() for _ in range(10)]
+            # Polling every 10 ms again: far below the idle pace's 300 ms.
+            assert sorted(latencies)[-2] < 0.15, latencies
+
+            await _eventually(lambda: pacer.current is IDLE)
+    finally:
+        await broker.stop()
