@@ -38,7 +38,9 @@ from shared.events import MarketBar
 from shared.settings import PlatformSettings
 from bench.synthetic import synthetic_ticks
 
-OFFSET = 24000
+#: Ports of the bench mesh: the matrix + this, 20000-21092, below Linux's ephemeral range (32768+)
+#: where an outgoing connection could hold one, and clear of `make run` (8000+) and the tests (28000+).
+OFFSET = 12000
 SERVER_SIDE = "api-gateway,user-service,data-bridge,database-service"
 #: The closed-loop run through the gateway goes past the default per-client limit (2,000/s) on purpose.
 GATEWAY_ENV = {"API_GATEWAY_RATE_LIMIT_REQUESTS": "100000"}

@@ -31,3 +31,27 @@ def test_unknown_service_is_refused():
     done = subprocess.run([sys.executable, "-m", "infra.cli", "serve", "no-such-service"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown service" in done.stderr
+
+
+def test_the_embedded_broker_refuses_a_port_an_outgoing_connection_holds(tmp_path):
+    """Offsets can put a port in the ephemeral range: a client connection may hold it without listening."""
+    import pytest
+
+    from infra.kafka import start_broker
+    from shared.kit.portguard import PortTaken
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = socket.socket()
+    client.bind(("127.0.0.1", 0))
+    port = client.getsockname()[1]
+    client.connect(server.getsockname())
+    try:
+        with pytest.raises(PortTaken) as refused:
+            start_broker(port, tmp_path / "kafka.log", timeout_s=5)
+    finally:
+        client.close()
+        server.close()
+    message = str(refused.value)
+    assert f"port {port}" in message and f"pid {os.getpid()}" in message and "connection from that port" in message

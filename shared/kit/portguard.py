@@ -24,22 +24,32 @@ class PortTaken(RuntimeError):
 
 
 def port_holder(port: int) -> str | None:
-    """Describe the process listening on ``port`` (``pid 123 (python -m ...)``), or None."""
+    """Describe the process holding ``port`` (``pid 123 (python -m ...)``), or None.
+
+    A listener first; else a connection whose local end is the port (an outgoing
+    connection given it as its ephemeral port blocks a bind just the same).
+    """
     try:
         connections = psutil.net_connections(kind="inet")
     except (psutil.AccessDenied, PermissionError):
         return None
-    for conn in connections:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-            if conn.pid is None:
-                return "a process whose pid is not visible to this user"
-            try:
-                proc = psutil.Process(conn.pid)
-                command = " ".join(proc.cmdline()) or proc.name()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                command = "?"
-            return f"pid {conn.pid} ({command[:160]})"
+    on_port = [c for c in connections if c.laddr and c.laddr.port == port]
+    for conn in sorted(on_port, key=lambda c: c.status != psutil.CONN_LISTEN):
+        if conn.pid is None:
+            return "a process whose pid is not visible to this user"
+        try:
+            proc = psutil.Process(conn.pid)
+            command = " ".join(proc.cmdline()) or proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            command = "?"
+        what = "" if conn.status == psutil.CONN_LISTEN else f", a {conn.status} connection from that port"
+        return f"pid {conn.pid} ({command[:160]}){what}"
     return None
+
+
+def ensure_free(port: int, service: str, host: str = "127.0.0.1") -> None:
+    """Raise ``PortTaken`` unless ``port`` can be bound now (for a child process that binds it itself)."""
+    bind_or_explain(host, port, service).close()
 
 
 def is_listening(port: int, host: str = "127.0.0.1") -> bool:
