@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import httptools
@@ -87,6 +87,9 @@ class LoadResult:
     #: process CPU time (user+sys) of the process running the generator during
     #: the measurement phase; divide by ``requests`` for CPU per request.
     client_cpu_s: float = 0.0
+    #: every request's latency, sorted, in ms (rounded to the microsecond): what
+    #: :meth:`pooled` needs to merge runs. Left out of comparisons and ``repr``.
+    latencies_ms: tuple[float, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def client_cpu_us_per_request(self) -> float:
@@ -113,10 +116,33 @@ class LoadResult:
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["status_counts"] = {int(k): int(v) for k, v in d["status_counts"].items()}
+        kw["latencies_ms"] = tuple(kw.get("latencies_ms") or ())
         for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms"):
             if kw.get(k) is None:
                 kw[k] = math.nan
         return cls(**kw)
+
+    @classmethod
+    def pooled(cls, runs: "Sequence[LoadResult]") -> "LoadResult":
+        """One result over several runs of the same mode: percentiles of all their requests together.
+
+        For a noisy machine: runs interleaved with another measurement share its conditions,
+        and a single stall weighs on the pooled p99 as much as it happened, not 3x.
+        """
+        if not runs or any(r.requests and len(r.latencies_ms) != r.requests for r in runs):
+            raise ValueError("pooling needs runs that carry their latencies")
+        lat = sorted(x / 1000.0 for r in runs for x in r.latencies_ms)
+        duration = sum(r.duration_s for r in runs)
+        status: dict[int, int] = collections.Counter()
+        for r in runs:
+            status.update(r.status_counts)
+        return cls(mode=runs[0].mode, connections=runs[0].connections, target_rps=runs[0].target_rps,
+                   duration_s=duration, requests=len(lat), errors=sum(r.errors for r in runs),
+                   status_counts=dict(sorted(status.items())),
+                   achieved_rps=len(lat) / duration if duration > 0 else 0.0,
+                   p50_ms=_percentile_ms(lat, 50), p90_ms=_percentile_ms(lat, 90), p99_ms=_percentile_ms(lat, 99),
+                   max_ms=lat[-1] * 1000.0 if lat else math.nan, client_cpu_s=sum(r.client_cpu_s for r in runs),
+                   latencies_ms=tuple(round(x * 1000.0, 3) for x in lat))
 
 
 def _percentile_ms(sorted_s: list[float], p: float) -> float:
@@ -482,6 +508,7 @@ class _Run:
             p99_ms=_percentile_ms(lat, 99),
             max_ms=lat[-1] * 1000.0 if n else math.nan,
             client_cpu_s=cpu,
+            latencies_ms=tuple(round(x * 1000.0, 3) for x in lat),
         )
 
     # -- mode specific
@@ -840,10 +867,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.loadgen: {e}", file=sys.stderr)
         return 1
     if a.json:
-        print(json.dumps(res.to_dict(), allow_nan=True))
+        _write_fully((json.dumps(res.to_dict(), allow_nan=True) + "\n").encode())
     else:
         print(res.summary())
     return 0
+
+
+def _write_fully(data: bytes) -> None:
+    """Write all of ``data`` to stdout. The result line is larger than a pipe's buffer, and with
+    PYTHONUNBUFFERED a write cut short (by a signal) would silently drop the rest through ``print``."""
+    sys.stdout.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(sys.stdout.fileno(), view):]
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Assertions are about counts and correctness only, never about speed."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import collections
 import json
 import math
@@ -100,6 +101,9 @@ def _consistent(r: LoadResult) -> None:
     if r.requests:
         assert 0 <= r.p50_ms <= r.p90_ms <= r.p99_ms <= r.max_ms
         assert r.achieved_rps == pytest.approx(r.requests / r.duration_s)
+    assert len(r.latencies_ms) == r.requests and list(r.latencies_ms) == sorted(r.latencies_ms)
+    if r.requests:
+        assert r.latencies_ms[-1] == pytest.approx(r.max_ms, abs=0.001)
     line = r.summary()
     assert r.mode in line and str(r.requests) in line and "p99" in line
 
@@ -213,6 +217,28 @@ def test_percentiles_and_roundtrip():
     assert math.isnan(_percentile_ms([], 50))
     r = LoadResult("closed-loop", 4, None, 1.0, 10, 1, {200: 9, 404: 1}, 10.0, 1.0, 2.0, 3.0, 4.0, 0.001)
     assert LoadResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def _run(latencies_ms: list[float], status: int = 200) -> LoadResult:
+    xs = sorted(latencies_ms)
+    return LoadResult("fixed-rate", 4, 100.0, 1.0, len(xs), 0, {status: len(xs)}, len(xs) / 1.0,
+                      _percentile_ms([x / 1000 for x in xs], 50), _percentile_ms([x / 1000 for x in xs], 90),
+                      _percentile_ms([x / 1000 for x in xs], 99), xs[-1], 0.002, tuple(xs))
+
+
+def test_pooled_runs_give_the_percentiles_of_all_their_requests():
+    calm = _run([1.0] * 99 + [2.0])
+    stalled = _run([1.0] * 90 + [50.0] * 10, status=503)
+    pooled = LoadResult.pooled([calm, stalled, calm])
+    assert pooled.requests == 300 and pooled.duration_s == 3.0 and pooled.achieved_rps == 100.0
+    assert pooled.status_counts == {200: 200, 503: 100}
+    assert pooled.p50_ms == pytest.approx(1.0) and pooled.max_ms == pytest.approx(50.0)
+    # 10 of 300 requests stalled (3 %): the pooled p99 shows them; among 1,100 (0.9 %) it does not.
+    assert stalled.p99_ms == pytest.approx(50.0) and pooled.p99_ms == pytest.approx(50.0)
+    assert LoadResult.pooled([calm, calm, calm, stalled, calm, calm, calm, calm, calm, calm, calm]).p99_ms == 2.0
+    assert LoadResult.from_dict(json.loads(json.dumps(pooled.to_dict()))).latencies_ms == pooled.latencies_ms
+    with pytest.raises(ValueError):
+        LoadResult.pooled([dataclasses.replace(calm, latencies_ms=())])
 
 
 async def test_cli_json(server):
