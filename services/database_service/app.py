@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from infra.postgres import database_url
 from infra.migrations import pg as pg_migrations
 from services.database_service import consumers
+from services.database_service.bars_fast_path import BarsFastPath
 from services.database_service.cache import BarCache, SeriesKey
 from services.database_service.clickhouse import migrate, open_clickhouse
 from services.database_service.repository import MarketRepository
@@ -79,4 +81,6 @@ def create_app() -> FastAPI:
             ch.close()
 
     app = build_app(NAME, lifespan=lifespan, routers=[router])
+    # Innermost, like a route: the metrics, the server span and the error handlers wrap it.
+    app.user_middleware.append(Middleware(BarsFastPath))
     return app

@@ -68,6 +68,11 @@ async def test_stored_bars_equal_bars_computed_directly_from_the_ticks(mesh, htt
         assert [{k: b[k] for k in ("ts", "open", "high", "low", "close", "volume")} for b in got] == expected
     # Ticks are stored by their own consumer group, which may trail the bar stage.
     assert await eventually(lambda: _equals(stored_ticks(http, mesh, "TSTBARS"), len(ticks)))
+    # The latest bars: with an explicit end the FastAPI route answers; without, the fast path does.
+    for timeframe in ("M1", "H1"):
+        for limit in (1, 100, 5000):
+            routed = await bars(http, mesh, "TSTBARS", timeframe, limit=limit, end="2100-01-01T00:00:00Z")
+            assert await bars(http, mesh, "TSTBARS", timeframe, limit=limit) == routed and routed
 
 
 async def test_bad_ticks_are_rejected_with_a_reason_and_the_rest_accepted(mesh, http):

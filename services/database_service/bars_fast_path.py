@@ -1,0 +1,111 @@
+"""The bars read answered from memory without FastAPI's routing and dependency machinery.
+
+``GET /api/v1/market/bars`` is the platform's hottest read (every chart and strategy
+polls it). Through FastAPI, parameter validation and the auth dependency cost about
+as much as everything else the request does. This ASGI middleware answers the common
+case itself: a valid bearer token with ``market:read``, plain parameters (``symbol``,
+``timeframe``, ``limit``; no ``start``/``end``), and a series the memory window can
+answer. Anything else (no or bad token, odd parameters, a ClickHouse read) goes on to
+the FastAPI route, which stays the one definition of the endpoint: its validation,
+its errors, its OpenAPI entry. ``tests/services/database_service/test_bars_fast_path.py``
+holds the two to the same answers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from opentelemetry import trace
+
+from shared.auth.principal import InvalidToken
+from shared.auth.scopes import MARKET_READ
+from shared.events import SYMBOL_PATTERN, Timeframe
+
+PATH = "/api/v1/market/bars"
+_SYMBOL = re.compile(SYMBOL_PATTERN.removesuffix("$") + r"\Z")
+_TIMEFRAMES = {tf.value: tf for tf in Timeframe}
+_PLAIN_LIMIT = re.compile(r"[1-9][0-9]{0,5}\Z")
+_HEADERS = [(b"content-type", b"application/json")]
+
+
+class BarsFastPath:
+    """ASGI middleware: answers ``GET /api/v1/market/bars`` from the cache when it simply can."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
+            body = await self._answer(scope)
+            if body is not None:
+                scope["route"] = _ROUTE  # the metrics label the FastAPI route would have set
+                span = trace.get_current_span()
+                if span.is_recording():  # and the server span's name and route
+                    span.update_name(f"GET {PATH}")
+                    span.set_attribute("http.route", PATH)
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: dict) -> bytes | None:
+        state = scope["app"].state if "app" in scope else None
+        cache = getattr(state, "cache", None)
+        verifier = getattr(state, "auth_verifier", None)
+        if cache is None or verifier is None:
+            return None
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                if scheme.lower() == b"bearer" and credentials.strip():
+                    token = credentials.strip().decode("latin-1")
+                break
+        if token is None:
+            return None
+        params = _plain_params(scope.get("query_string", b""), state.settings.max_bars_per_request)
+        if params is None:
+            return None
+        try:
+            principal = await verifier.verify(token)
+        except InvalidToken:
+            return None
+        if MARKET_READ not in principal.scopes:
+            return None
+        rows = cache.get(params[:2], start_ms=None, end_ms=None, limit=params[2])
+        if rows is None:
+            return None
+        return b"[" + b",".join([row.json for row in rows]) + b"]"
+
+
+def _plain_params(query: bytes, max_limit: int) -> tuple[str, Timeframe, int] | None:
+    """``(symbol, timeframe, limit)`` if the query is exactly the simple form, else None."""
+    symbol, timeframe, limit = None, Timeframe.M1, 100
+    try:
+        pairs = parse_qsl(query.decode("ascii"), keep_blank_values=True, strict_parsing=True) if query else []
+    except (UnicodeDecodeError, ValueError):
+        return None
+    seen = set()
+    for key, value in pairs:
+        if key in seen:
+            return None
+        seen.add(key)
+        if key == "symbol" and _SYMBOL.match(value):
+            symbol = value
+        elif key == "timeframe" and value in _TIMEFRAMES:
+            timeframe = _TIMEFRAMES[value]
+        elif key == "limit" and _PLAIN_LIMIT.match(value) and int(value) <= max_limit:
+            limit = int(value)
+        else:
+            return None
+    return None if symbol is None else (symbol, timeframe, limit)
+
+
+class _Route:
+    path = PATH
+
+
+_ROUTE = _Route()
