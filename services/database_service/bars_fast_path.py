@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from opentelemetry import trace
 
+from services.database_service.repository import render_bars
 from shared.auth.principal import InvalidToken
 from shared.auth.scopes import MARKET_READ
 from shared.events import SYMBOL_PATTERN, Timeframe
@@ -78,7 +79,7 @@ class BarsFastPath:
         rows = cache.get(params[:2], start_ms=None, end_ms=None, limit=params[2])
         if rows is None:
             return None
-        return b"[" + b",".join([row.json for row in rows]) + b"]"
+        return render_bars(rows)
 
 
 def _plain_params(query: bytes, max_limit: int) -> tuple[str, Timeframe, int] | None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from services.database_service.cache import BarCache
-from services.database_service.repository import BarRow, MarketRepository
+from services.database_service.repository import MarketRepository, render_bars
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import MARKET_READ
@@ -26,10 +26,6 @@ def _ms(value: dt.datetime | None) -> int | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)  # naive times are UTC, as everywhere in the platform
     return int(value.timestamp() * 1000)
-
-
-def _render(rows: list[BarRow]) -> bytes:
-    return b"[" + b",".join([r.json for r in rows]) + b"]"
 
 
 @router.get("/bars", operation_id="list_bars",
@@ -59,7 +55,7 @@ async def list_bars(
     if rows is None:
         repo: MarketRepository = state.repo
         rows = await repo.bars(symbol, timeframe, start_ms=start_ms, end_ms=end_ms, limit=limit)
-    return Response(_render(rows), media_type="application/json")
+    return Response(render_bars(rows), media_type="application/json")
 
 
 @router.get("/symbols", operation_id="list_symbols", summary="Symbols with stored data")

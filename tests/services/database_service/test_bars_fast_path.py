@@ -9,8 +9,7 @@ import pytest
 
 from services.database_service.bars_fast_path import BarsFastPath
 from services.database_service.cache import BarCache
-from services.database_service.repository import BarRow
-from services.database_service.routes import _render
+from services.database_service.repository import BarRow, render_bars
 from shared.auth.principal import InvalidToken, Principal
 from shared.auth.scopes import MARKET_READ, MARKET_WRITE
 from shared.events import Timeframe
@@ -56,7 +55,7 @@ async def _call(query: bytes, token: str | None = "reader", method: str = "GET",
     (b"limit=300&symbol=EURUSD", 300, "M1"), (b"symbol=EURUSD&limit=5000", 5000, "M1")])
 async def test_the_simple_read_is_answered_as_the_route_renders_it(query, limit, timeframe):
     body, sent = await _call(query)
-    expected = _render(ROWS[-limit:])
+    expected = render_bars(ROWS[-limit:])
     assert body == expected
     start = sent[0]
     assert start["status"] == 200 and (b"content-length", str(len(expected)).encode()) in start["headers"]
