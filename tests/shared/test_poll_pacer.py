@@ -54,7 +54,7 @@ async def test_an_idle_consumer_polls_slowly_and_wakes_on_the_first_record(infra
             await asyncio.sleep(0.05)  # the slow fetch in flight when it woke has been answered
             latencies = [await sent_and_received() for _ in range(10)]
             # Polling every 10 ms again: far below the idle pace's 300 ms.
-            assert sorted(latencies)[-2] < 0.15, latencies
+            assert sorted(latencies)[-2] < 0.2, latencies
 
             await _eventually(lambda: pacer.current is IDLE)
     finally:
