@@ -29,7 +29,7 @@ from shared import topics
 __all__ = [
     "Event", "MarketTick", "MarketBar", "TokenRevoked", "DirectoryChanged", "Timeframe", "EventDecodeError",
     "decode_event", "encode_event", "encode_tick", "tick_event_id", "tick_event_id_text", "bar_event_id",
-    "now_ns",
+    "now_ns", "uuid5_text", "SYMBOL_PATTERN",
 ]
 
 #: Namespace of the deterministic (uuid5) event ids.
