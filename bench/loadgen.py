@@ -131,18 +131,27 @@ class LoadResult:
         """
         if not runs or any(r.requests and len(r.latencies_ms) != r.requests for r in runs):
             raise ValueError("pooling needs runs that carry their latencies")
-        lat = sorted(x / 1000.0 for r in runs for x in r.latencies_ms)
-        duration = sum(r.duration_s for r in runs)
         status: dict[int, int] = collections.Counter()
         for r in runs:
             status.update(r.status_counts)
-        return cls(mode=runs[0].mode, connections=runs[0].connections, target_rps=runs[0].target_rps,
-                   duration_s=duration, requests=len(lat), errors=sum(r.errors for r in runs),
-                   status_counts=dict(sorted(status.items())),
-                   achieved_rps=len(lat) / duration if duration > 0 else 0.0,
-                   p50_ms=_percentile_ms(lat, 50), p90_ms=_percentile_ms(lat, 90), p99_ms=_percentile_ms(lat, 99),
-                   max_ms=lat[-1] * 1000.0 if lat else math.nan, client_cpu_s=sum(r.client_cpu_s for r in runs),
-                   latencies_ms=tuple(round(x * 1000.0, 3) for x in lat))
+        first = runs[0]
+        return cls.of_latencies(first.mode, first.connections, first.target_rps, sum(r.duration_s for r in runs),
+                                sorted(x / 1000.0 for r in runs for x in r.latencies_ms),
+                                errors=sum(r.errors for r in runs), status_counts=dict(sorted(status.items())),
+                                client_cpu_s=sum(r.client_cpu_s for r in runs))
+
+    @classmethod
+    def of_latencies(cls, mode: str, connections: int, target_rps: float | None, duration_s: float,
+                     sorted_s: list[float], *, errors: int, status_counts: dict[int, int],
+                     client_cpu_s: float) -> "LoadResult":
+        """A result from every request's latency (seconds, sorted)."""
+        n = len(sorted_s)
+        return cls(mode=mode, connections=connections, target_rps=target_rps, duration_s=duration_s, requests=n,
+                   errors=errors, status_counts=status_counts,
+                   achieved_rps=n / duration_s if duration_s > 0 else 0.0,
+                   p50_ms=_percentile_ms(sorted_s, 50), p90_ms=_percentile_ms(sorted_s, 90),
+                   p99_ms=_percentile_ms(sorted_s, 99), max_ms=sorted_s[-1] * 1000.0 if n else math.nan,
+                   client_cpu_s=client_cpu_s, latencies_ms=tuple(round(x * 1000.0, 3) for x in sorted_s))
 
 
 def _percentile_ms(sorted_s: list[float], p: float) -> float:
@@ -492,24 +501,8 @@ class _Run:
         await asyncio.sleep(0)
 
     def result(self, duration: float, cpu: float, target_rps: float | None, errors: int) -> LoadResult:
-        lat = sorted(self.lat)
-        n = len(lat)
-        return LoadResult(
-            mode=self.mode,
-            connections=self.n_conns,
-            target_rps=target_rps,
-            duration_s=duration,
-            requests=n,
-            errors=errors,
-            status_counts=dict(sorted(self.status.items())),
-            achieved_rps=n / duration if duration > 0 else 0.0,
-            p50_ms=_percentile_ms(lat, 50),
-            p90_ms=_percentile_ms(lat, 90),
-            p99_ms=_percentile_ms(lat, 99),
-            max_ms=lat[-1] * 1000.0 if n else math.nan,
-            client_cpu_s=cpu,
-            latencies_ms=tuple(round(x * 1000.0, 3) for x in lat),
-        )
+        return LoadResult.of_latencies(self.mode, self.n_conns, target_rps, duration, sorted(self.lat), errors=errors,
+                                       status_counts=dict(sorted(self.status.items())), client_cpu_s=cpu)
 
     # -- mode specific
     def on_connected(self, conn: _Conn) -> None:

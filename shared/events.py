@@ -29,13 +29,16 @@ from shared import topics
 __all__ = [
     "Event", "MarketTick", "MarketBar", "TokenRevoked", "DirectoryChanged", "Timeframe", "EventDecodeError",
     "decode_event", "encode_event", "encode_tick", "tick_event_id", "tick_event_id_text", "bar_event_id",
-    "now_ns", "uuid5_text", "SYMBOL_PATTERN",
+    "now_ns", "uuid5_text", "SYMBOL_PATTERN", "SYMBOL_PATTERN_PY",
 ]
 
 #: Namespace of the deterministic (uuid5) event ids.
 EVENT_NAMESPACE = uuid.UUID("5f0c2b0e-4a53-4c1e-9d59-2f1a7b8c6d10")
 
 SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._#-]{1,31}$"
+#: The same for Python's ``re`` (and msgspec, which uses it), where ``$`` also matches
+#: before a final newline: anchored with ``\Z`` instead.
+SYMBOL_PATTERN_PY = SYMBOL_PATTERN.removesuffix("$") + r"\Z"
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN)]
 Price = Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
 Quantity = Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from shared.events import SYMBOL_PATTERN, MarketTick, decode_event
+from shared.events import SYMBOL_PATTERN_PY, MarketTick, decode_event
 
 __all__ = ["AnyTick", "TickRecord", "decode_tick", "PlainDecimal", "SymbolText", "NonNegative"]
 
@@ -32,7 +32,7 @@ __all__ = ["AnyTick", "TickRecord", "decode_tick", "PlainDecimal", "SymbolText",
 #: A decimal as a plain JSON string that fits ``Price``/``Quantity`` (>= 0, 18 + 10 digits).
 PlainDecimal = Annotated[str, msgspec.Meta(pattern=r"^(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,10})?\Z")]
 #: ``shared.events.Symbol`` for msgspec.
-SymbolText = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN.removesuffix("$") + r"\Z")]
+SymbolText = Annotated[str, msgspec.Meta(pattern=SYMBOL_PATTERN_PY)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 

@@ -12,11 +12,13 @@ import orjson
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from shared.auth.bearer import REALM
+
 #: RFC 6749 §5.1: token responses (and anything carrying token data) must never be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 #: Sent with every 401: RFC 6749 §5.2 requires it when the client tried HTTP Basic, and
 #: RFC 9110 §15.5.2 requires a challenge on any 401, so it is sent either way.
-BASIC_CHALLENGE = 'Basic realm="hats"'
+BASIC_CHALLENGE = f'Basic realm="{REALM}"'
 
 
 class OAuthErrorResponse(BaseModel):

@@ -31,12 +31,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from yarl import URL
 
 from shared import ports
+from shared.auth.bearer import CHALLENGE, MISSING_TOKEN, bearer_token, refusal
 from shared.auth.principal import InvalidToken, Principal
 from shared.auth.scopes import INTERNAL
+from shared.kit.app import RouteLabel, claim_route
 from shared.kit.problems import problem_response
 from shared.ratelimit import SlidingWindowLimiter
 from shared.settings import PlatformSettings
@@ -44,8 +46,6 @@ from shared.settings import PlatformSettings
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/"
-REALM = "hats"
-_CHALLENGE = f'Bearer realm="{REALM}"'
 
 #: RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy-auth pair (RFC 9110 §11.7: they are
 #: consumed by the proxy they are addressed to, i.e. us).
@@ -93,13 +93,6 @@ class ProxySettings:
     keepalive_s: float = 4.0
 
 
-@dataclass(frozen=True, slots=True)
-class _AreaRoute:
-    """Stands in for a Starlette route in ``scope["route"]`` so /metrics labels stay bounded."""
-
-    path: str
-
-
 class _BodyTooLarge(Exception):
     def __init__(self, streamed: bool) -> None:
         super().__init__()
@@ -133,7 +126,7 @@ class GatewayProxy:
         self.verifier = verifier
         self.limiter = limiter
         self._upstreams = {area: base.rstrip("/") for area, base in routes.items()}
-        self._area_routes = {area: _AreaRoute(f"{PREFIX}{area}") for area in self._upstreams}
+        self._area_routes = {area: RouteLabel(f"{PREFIX}{area}") for area in self._upstreams}
         self._session: aiohttp.ClientSession | None = None
         s = self.settings
         # `connect` bounds waiting for a pooled connection plus connecting; `sock_connect` the
@@ -214,7 +207,8 @@ class GatewayProxy:
             # Services would see another resource than the one we authorised the call for.
             await _problem(scope, send, 400, "dot segments are not allowed in the path")
             return
-        scope["route"] = self._area_routes[area]
+        # FastAPI's router never sees this request: label its metrics and span by area.
+        claim_route(scope, self._area_routes[area])
 
         # One pass over the headers: what to forward, and what we need to know.
         forward: list[tuple[str, str]] = []
@@ -282,12 +276,6 @@ class GatewayProxy:
         propagate.inject(carrier)
         # No current span (tracing off): pass the caller's context on rather than break the trace.
         forward.extend(carrier.items() if "traceparent" in carrier else trace_fields)
-        span = trace.get_current_span()
-        if span.is_recording():
-            # Name the server span after the area (FastAPI's router never saw this request).
-            route = self._area_routes[area].path
-            span.update_name(f"{scope['method']} {route}")
-            span.set_attribute("http.route", route)
 
         query: bytes = scope.get("query_string", b"")
         target = upstream + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
@@ -296,24 +284,21 @@ class GatewayProxy:
     async def _authenticate(self, scope: dict, send: Callable[[dict], Awaitable[None]],
                             authorization: bytes | None) -> Principal | None:
         """The caller's principal, or ``None`` after answering 401/403 (RFC 6750 §3)."""
-        scheme, _, token = (authorization or b"").partition(b" ")
-        token = token.strip()
-        if scheme.lower() != b"bearer" or not token:
-            await _problem(scope, send, 401, "a bearer access token is required",
-                           headers={"WWW-Authenticate": _CHALLENGE})
+        token = bearer_token(authorization)
+        if token is None:
+            await _problem(scope, send, 401, MISSING_TOKEN, headers={"WWW-Authenticate": CHALLENGE})
             return None
         try:
-            principal = await self.verifier.verify(token.decode("latin-1"))
+            principal = await self.verifier.verify(token)
         except InvalidToken as exc:
-            description = _quotable(exc.description)
-            await _problem(scope, send, 401, f"invalid access token: {description}", headers={
-                "WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token", error_description="{description}"'})
+            detail, headers = refusal(exc)
+            await _problem(scope, send, 401, detail, headers=headers)
             return None
         if INTERNAL in principal.scopes:
             # Service-to-service tokens never come through the public door; one that does leaked.
             log.warning("refused an internal-scope token of client %s at the public gateway", principal.client_id)
             await _problem(scope, send, 403, "internal-scope tokens are not accepted by the public gateway",
-                           headers={"WWW-Authenticate": f'{_CHALLENGE}, error="insufficient_scope", '
+                           headers={"WWW-Authenticate": f'{CHALLENGE}, error="insufficient_scope", '
                                                         'error_description="internal-scope token"'})
             return None
         return principal
@@ -474,11 +459,6 @@ async def _problem(scope: dict, send: Callable[[dict], Awaitable[None]], status:
     response = problem_response(status, detail, instance=scope["path"], headers=headers)
     await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
-
-
-def _quotable(text: str) -> str:
-    """``text`` restricted to what RFC 6750 allows inside ``error_description="..."``."""
-    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
 
 
 __all__ = ["GatewayProxy", "ProxyMiddleware", "ProxySettings", "install_proxy", "upstream_routes"]

@@ -17,18 +17,19 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from opentelemetry import trace
-
 from services.database_service.repository import render_bars
+from shared.auth.bearer import bearer_token
 from shared.auth.principal import InvalidToken
 from shared.auth.scopes import MARKET_READ
-from shared.events import SYMBOL_PATTERN, Timeframe
+from shared.events import SYMBOL_PATTERN_PY, Timeframe
+from shared.kit.app import RouteLabel, claim_route
 
 PATH = "/api/v1/market/bars"
-_SYMBOL = re.compile(SYMBOL_PATTERN.removesuffix("$") + r"\Z")
+_SYMBOL = re.compile(SYMBOL_PATTERN_PY)
 _TIMEFRAMES = {tf.value: tf for tf in Timeframe}
 _PLAIN_LIMIT = re.compile(r"[1-9][0-9]{0,5}\Z")
 _HEADERS = [(b"content-type", b"application/json")]
+_ROUTE = RouteLabel(PATH)
 
 
 class BarsFastPath:
@@ -41,11 +42,7 @@ class BarsFastPath:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
             body = await self._answer(scope)
             if body is not None:
-                scope["route"] = _ROUTE  # the metrics label the FastAPI route would have set
-                span = trace.get_current_span()
-                if span.is_recording():  # and the server span's name and route
-                    span.update_name(f"GET {PATH}")
-                    span.set_attribute("http.route", PATH)
+                claim_route(scope, _ROUTE)
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
@@ -58,13 +55,7 @@ class BarsFastPath:
         verifier = getattr(state, "auth_verifier", None)
         if cache is None or verifier is None:
             return None
-        token = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, credentials = value.partition(b" ")
-                if scheme.lower() == b"bearer" and credentials.strip():
-                    token = credentials.strip().decode("latin-1")
-                break
+        token = bearer_token(next((value for name, value in scope["headers"] if name == b"authorization"), None))
         if token is None:
             return None
         params = _plain_params(scope.get("query_string", b""), state.settings.max_bars_per_request)
@@ -103,10 +94,3 @@ def _plain_params(query: bytes, max_limit: int) -> tuple[str, Timeframe, int] | 
         else:
             return None
     return None if symbol is None else (symbol, timeframe, limit)
-
-
-class _Route:
-    path = PATH
-
-
-_ROUTE = _Route()

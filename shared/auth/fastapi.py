@@ -16,12 +16,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared.auth.bearer import CHALLENGE, MISSING_TOKEN, refusal
 from shared.auth.principal import InvalidToken, Principal
 from shared.auth.tokens import TokenVerifier
 from shared.kit.problems import Problem
-
-REALM = "hats"
-_CHALLENGE = f'Bearer realm="{REALM}"'
 
 # Parses "Authorization: Bearer <token>" (scheme case-insensitive; any other scheme
 # counts as no token) and declares the bearer scheme in the OpenAPI document, so
@@ -45,7 +43,7 @@ def require(*scopes: str) -> Any:
         if not scope or " " in scope:
             raise ValueError(f"invalid scope {scope!r}")
     needed = frozenset(scopes)
-    insufficient = {"WWW-Authenticate": f'{_CHALLENGE}, error="insufficient_scope", scope="{" ".join(scopes)}"'}
+    insufficient = {"WWW-Authenticate": f'{CHALLENGE}, error="insufficient_scope", scope="{" ".join(scopes)}"'}
     detail = f"requires scope {' '.join(scopes)}"
     return Depends(_dependency(needed, insufficient, detail))
 
@@ -55,14 +53,12 @@ def _dependency(needed: frozenset[str], insufficient: dict[str, str],
     async def authorised(request: Request,
                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
         if credentials is None:
-            raise Problem(401, "a bearer access token is required", headers={"WWW-Authenticate": _CHALLENGE})
+            raise Problem(401, MISSING_TOKEN, headers={"WWW-Authenticate": CHALLENGE})
         try:
             principal = await _verifier(request).verify(credentials.credentials)
         except InvalidToken as exc:
-            description = _quotable(exc.description)
-            raise Problem(401, f"invalid access token: {description}", headers={
-                "WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token", error_description="{description}"',
-            }) from None
+            refused, challenge = refusal(exc)
+            raise Problem(401, refused, headers=challenge) from None
         if not needed <= principal.scopes:
             raise Problem(403, detail, headers=insufficient)
         return principal
@@ -76,8 +72,3 @@ def _verifier(request: Request) -> TokenVerifier:
         # A wiring bug, not the caller's fault: surfaces as a 500 and in the log.
         raise RuntimeError("install_auth(app, verifier) was not called for this app")
     return verifier
-
-
-def _quotable(text: str) -> str:
-    """``text`` restricted to what RFC 6750 allows inside ``error_description="..."``."""
-    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)

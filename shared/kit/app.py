@@ -111,6 +111,23 @@ class RequestMetricsMiddleware:
             self.requests.labels(*labels).inc()
 
 
+@dataclass(frozen=True, slots=True)
+class RouteLabel:
+    """Stands in for a Starlette route in ``scope["route"]``: what /metrics labels requests by."""
+
+    path: str
+
+
+def claim_route(scope: dict, route: RouteLabel) -> None:
+    """For ASGI code that answers before FastAPI's router (the gateway's proxy, fast paths):
+    label the request's metrics and name its server span as the router would have."""
+    scope["route"] = route
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"{scope['method']} {route.path}")
+        span.set_attribute("http.route", route.path)
+
+
 #: FastAPI's native OpenTelemetry: one SERVER span per request (W3C context from the
 #: headers, route template as name). Its per-operation spans (dependencies, endpoint,
 #: serialisation) would triple the spans of every request on the latency-critical

@@ -1,0 +1,37 @@
+"""RFC 6750 plumbing shared by the services' FastAPI glue and the gateway's proxy.
+
+Both read ``Authorization: Bearer <token>`` and refuse with the same challenges::
+
+    401  Bearer realm="hats"                                        (no bearer token)
+    401  Bearer realm="hats", error="invalid_token", error_description="token expired"
+"""
+
+from __future__ import annotations
+
+from shared.auth.principal import InvalidToken
+
+REALM = "hats"
+#: ``WWW-Authenticate`` of a request without a bearer token (RFC 6750 §3).
+CHALLENGE = f'Bearer realm="{REALM}"'
+MISSING_TOKEN = "a bearer access token is required"
+
+
+def bearer_token(authorization: bytes | None) -> str | None:
+    """The token of an ``Authorization`` header value if it is ``Bearer <token>`` (scheme in any case)."""
+    scheme, _, token = (authorization or b"").partition(b" ")
+    token = token.strip()
+    if scheme.lower() != b"bearer" or not token:
+        return None
+    return token.decode("latin-1")
+
+
+def refusal(exc: InvalidToken) -> tuple[str, dict[str, str]]:
+    """The 401 detail and ``WWW-Authenticate`` header for a refused token."""
+    description = _quotable(exc.description)
+    return f"invalid access token: {description}", {
+        "WWW-Authenticate": f'{CHALLENGE}, error="invalid_token", error_description="{description}"'}
+
+
+def _quotable(text: str) -> str:
+    """``text`` restricted to what RFC 6750 allows inside ``error_description="..."``."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
