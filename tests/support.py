@@ -66,3 +66,44 @@ async def serve(app: Any, sock: socket.socket | None = None, **config: Any) -> A
     finally:
         server.should_exit = True
         await task
+
+
+class ServedApp:
+    """A test server: ``app`` served for real (uvicorn, no lifespan) inside ``async with``,
+    on a port reserved at construction, so ``base_url`` is known before it starts."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.socket = bound_socket()
+        self.base_url = url_of(self.socket)
+        self._running = contextlib.AsyncExitStack()
+
+    async def __aenter__(self):
+        await self._running.enter_async_context(serve(self.app, self.socket, lifespan="off"))
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._running.aclose()
+        self.socket.close()
+
+
+def mutations_of(canonical: dict, values: dict[str, Any], *, max_changes: int):
+    """A hypothesis strategy: ``canonical`` with up to ``max_changes`` fields replaced by draws
+    from ``values`` (field -> strategy), at most one field removed, and sometimes an unknown
+    field added. Mostly valid input, for holding a fast parser to the model it stands in for."""
+    from hypothesis import strategies as st
+
+    fields = sorted(canonical)
+
+    @st.composite
+    def mutated(draw) -> dict:
+        event = dict(canonical)
+        for name in draw(st.sets(st.sampled_from(fields), max_size=max_changes)):
+            event[name] = draw(values[name])
+        for name in draw(st.sets(st.sampled_from(fields), max_size=1)):
+            del event[name]
+        if draw(st.integers(0, 3)) == 0:
+            event["extra"] = 1
+        return event
+
+    return mutated()

@@ -40,7 +40,7 @@ from shared.auth.scopes import ADMIN, MARKET_READ, PLATFORM_TENANT, TRADE
 from shared.auth.tokens import REQUIRED_CLAIMS
 from shared.bus.broker import ensure_topics
 from shared.events import TokenRevoked, encode_event, now_ns
-from tests.support import bound_socket, eventually, serve, url_of
+from tests.support import ServedApp, eventually
 
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "hats-api"
@@ -327,30 +327,20 @@ async def test_the_revocation_feed_fills_the_set_and_skips_garbage(infra_env):
 
 # --- JWKS over real HTTP ------------------------------------------------------------------------------
 
-class JwksServer:
+class JwksServer(ServedApp):
     """A real HTTP server (uvicorn) publishing a JWKS that a test can change, counting requests."""
 
     def __init__(self, *keys: OKPKey) -> None:
         self.keys = list(keys)
         self.hits = 0
         self.delay_s = 0.0
-        self.app = Starlette(routes=[Route("/.well-known/jwks.json", self._jwks)])
-        self.socket = bound_socket()
-        self.url = url_of(self.socket) + "/.well-known/jwks.json"
-        self._running = contextlib.AsyncExitStack()
+        super().__init__(Starlette(routes=[Route("/.well-known/jwks.json", self._jwks)]))
+        self.url = self.base_url + "/.well-known/jwks.json"
 
     async def _jwks(self, request):
         self.hits += 1
         await asyncio.sleep(self.delay_s)
         return JSONResponse(KeySet(self.keys).as_dict(private=False))
-
-    async def __aenter__(self) -> JwksServer:
-        await self._running.enter_async_context(serve(self.app, self.socket, lifespan="off"))
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._running.aclose()
-        self.socket.close()
 
 
 class FakeClock:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from shared.events import EventDecodeError, MarketTick, encode_event, encode_tick
 from shared.tick_decoder import TickRecord, decode_tick
+from tests.support import mutations_of
 
 FIELDS = ("event_id", "ts_event", "ts_init", "event_type", "schema_version", "symbol", "bid", "ask", "last",
           "volume", "flags", "source")
@@ -46,13 +47,7 @@ VALUES = {"event_id": ids, "ts_event": integers, "ts_init": integers,
 
 @st.composite
 def payloads(draw) -> bytes:
-    event = dict(CANONICAL)
-    for name in draw(st.sets(st.sampled_from(FIELDS), max_size=4)):
-        event[name] = draw(VALUES[name])
-    for name in draw(st.sets(st.sampled_from(FIELDS), max_size=1)):
-        del event[name]
-    if draw(st.booleans()) and draw(st.booleans()):
-        event["extra"] = 1
+    event = draw(mutations_of(CANONICAL, VALUES, max_changes=4))
     # the standard library's encoder: any int, NaN, and \u escapes or raw UTF-8
     return json.dumps(event, ensure_ascii=draw(st.booleans())).encode()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import secrets
 
 import httpx
@@ -16,12 +15,12 @@ from starlette.routing import Route
 
 from client.data_collector.server import (ClientCredentials, NoCredentials, ServerClient, TokenRequestFailed,
                                           credentials_from_file)
-from tests.support import bound_socket, serve, url_of
+from tests.support import ServedApp
 
 CLIENT = ClientCredentials("hc_collector", "s3cret")
 
 
-class TokenServer:
+class TokenServer(ServedApp):
     """A token endpoint (client credentials, optional refresh) and one protected ingest route."""
 
     def __init__(self, *, expires_in: int, refresh: bool = False) -> None:
@@ -29,11 +28,9 @@ class TokenServer:
         self.valid: set[str] = set()
         self.refresh_tokens: set[str] = set()
         self.grants: list[str] = []
-        self.app = Starlette(routes=[Route("/oauth2/token", self._token, methods=["POST"]),
-                                     Route("/api/v1/ingest/ticks", self._ingest, methods=["POST"])])
-        self.socket = bound_socket()
-        self.url = url_of(self.socket)
-        self._running = contextlib.AsyncExitStack()
+        super().__init__(Starlette(routes=[Route("/oauth2/token", self._token, methods=["POST"]),
+                                           Route("/api/v1/ingest/ticks", self._ingest, methods=["POST"])]))
+        self.url = self.base_url
 
     async def _token(self, request: Request) -> JSONResponse:
         basic = base64.b64decode(request.headers.get("authorization", "Basic ").split(" ", 1)[1] or b"").decode()
@@ -59,14 +56,6 @@ class TokenServer:
             return JSONResponse({"detail": "invalid token"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Bearer realm="hats", error="invalid_token"'})
         return JSONResponse({"accepted": 0, "rejected": []}, status_code=202)
-
-    async def __aenter__(self) -> TokenServer:
-        await self._running.enter_async_context(serve(self.app, self.socket, lifespan="off"))
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._running.aclose()
-        self.socket.close()
 
 
 async def _client(server: TokenServer, http: httpx.AsyncClient, tmp_path, credentials=CLIENT) -> ServerClient:

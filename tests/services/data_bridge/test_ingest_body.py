@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from services.data_bridge.ingest_body import IngestTick, Malformed, PlainTick, decode_batch, decode_plain_batch
 from shared.kit.problems import Problem
+from tests.support import mutations_of
 
 LIMIT = 50
 TICK_FIELDS = ("symbol", "time_msc", "bid", "ask", "last", "volume", "flags")
@@ -27,20 +28,8 @@ VALUES = {"symbol": st.text("ABZ09._#-\n a", max_size=34), "time_msc": st.intege
 
 
 @st.composite
-def ticks(draw) -> dict:
-    tick = dict(CANONICAL)
-    for name in draw(st.sets(st.sampled_from(TICK_FIELDS), max_size=3)):
-        tick[name] = draw(VALUES[name])
-    for name in draw(st.sets(st.sampled_from(TICK_FIELDS), max_size=1)):
-        del tick[name]
-    if draw(st.integers(0, 9)) == 0:
-        tick["extra"] = 1
-    return tick
-
-
-@st.composite
 def bodies(draw) -> bytes:
-    batch: dict = {"ticks": draw(st.lists(ticks(), max_size=4))}
+    batch: dict = {"ticks": draw(st.lists(mutations_of(CANONICAL, VALUES, max_changes=3), max_size=4))}
     if draw(st.booleans()):
         batch["source"] = draw(st.text(max_size=70) | st.integers())
     return json.dumps(batch, ensure_ascii=draw(st.booleans())).encode()
