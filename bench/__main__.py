@@ -35,10 +35,10 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from bench.loadgen import LoadResult, run_in_subprocess
+from bench.synthetic import synthetic_ticks
 from shared import topics
 from shared.events import MarketBar
 from shared.settings import PlatformSettings
-from bench.synthetic import synthetic_ticks
 
 #: Ports of the bench mesh: the matrix + this, 20000-21092, below Linux's ephemeral range (32768+)
 #: where an outgoing connection could hold one, and clear of `make run` (8000+) and the tests (28000+).
@@ -50,11 +50,17 @@ BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 def start_mesh(var: Path) -> subprocess.Popen:
-    env = {**os.environ, **GATEWAY_ENV, "HATS_VAR_DIR": str(var), "HATS_PORT_OFFSET": str(OFFSET),
-           "HATS_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        **GATEWAY_ENV,
+        "HATS_VAR_DIR": str(var),
+        "HATS_PORT_OFFSET": str(OFFSET),
+        "HATS_LOG_LEVEL": "WARNING",
+    }
     out = (var / "supervisor.out").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "up", "--only", SERVER_SIDE],
-                            env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "up", "--only", SERVER_SIDE], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 120
     while b"the mesh is up" not in (var / "supervisor.out").read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -80,13 +86,14 @@ async def _ticks_written(http: httpx.AsyncClient, db: str) -> int:
     return 0
 
 
-async def ingest_throughput(http: httpx.AsyncClient, bridge: str, db: str, total: int, batch: int,
-                            senders: int) -> tuple[float, float]:
+async def ingest_throughput(
+    http: httpx.AsyncClient, bridge: str, db: str, total: int, batch: int, senders: int
+) -> tuple[float, float]:
     symbols = [f"BENCH{i}" for i in range(8)]
     per_symbol = total // len(symbols)
     ticks = [t for i, s in enumerate(symbols) for t in synthetic_ticks(s, BASE_MS, per_symbol, step_ms=400, seed=i)]
     ticks.sort(key=lambda t: t["time_msc"])
-    batches = [ticks[i:i + batch] for i in range(0, len(ticks), batch)]
+    batches = [ticks[i : i + batch] for i in range(0, len(ticks), batch)]
     queue: asyncio.Queue = asyncio.Queue()
     for b in batches:
         queue.put_nowait(b)
@@ -116,8 +123,9 @@ async def bar_latency(http: httpx.AsyncClient, bridge: str, servers: str, sample
     """Each posted tick is 62 s after the previous one: with the default 2 s lateness its
     watermark passes the end of the previous tick's minute, so it completes exactly one M1 bar."""
     # The measuring consumer polls every 5 ms (see kafka_fetch_max_wait_ms): at most that much is ours.
-    consumer = AIOKafkaConsumer(topics.MARKET_BARS, bootstrap_servers=servers, auto_offset_reset="latest",
-                                fetch_max_wait_ms=5)
+    consumer = AIOKafkaConsumer(
+        topics.MARKET_BARS, bootstrap_servers=servers, auto_offset_reset="latest", fetch_max_wait_ms=5
+    )
     await consumer.start()
     await consumer.seek_to_end()
     await asyncio.sleep(1)
@@ -149,15 +157,22 @@ async def measure(args: argparse.Namespace, var: Path) -> None:
     gateway = settings.url_of("api-gateway")
     bench_client, token = await bench_credentials(var, gateway)
     print("== conditions")
-    print(f"   {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"{platform.machine()}; load generator and mesh share this machine")
-    print(f"   mesh: {SERVER_SIDE.replace(',', ' + ')}, embedded Tansu (memory), PostgreSQL 18 (unix socket), "
-          "chdb; every request carries an access token that the service verifies")
-    print(f"   defaults: tracing on (spans to var/traces: every write and bus event; HTTP reads "
-          f"{settings.hats_trace_reads_per_s:g}/s per service, then {settings.hats_trace_read_ratio:.0%}), "
-          f"KAFKA_FETCH_MAX_WAIT_MS={settings.kafka_fetch_max_wait_ms}, log level WARNING")
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=16),
-                                 headers={"Authorization": f"Bearer {token}"}) as http:
+    print(
+        f"   {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()}; load generator and mesh share this machine"
+    )
+    print(
+        f"   mesh: {SERVER_SIDE.replace(',', ' + ')}, embedded Tansu (memory), PostgreSQL 18 (unix socket), "
+        "chdb; every request carries an access token that the service verifies"
+    )
+    print(
+        f"   defaults: tracing on (spans to var/traces: every write and bus event; HTTP reads "
+        f"{settings.hats_trace_reads_per_s:g}/s per service, then {settings.hats_trace_read_ratio:.0%}), "
+        f"KAFKA_FETCH_MAX_WAIT_MS={settings.kafka_fetch_max_wait_ms}, log level WARNING"
+    )
+    async with httpx.AsyncClient(
+        timeout=60, limits=httpx.Limits(max_connections=16), headers={"Authorization": f"Bearer {token}"}
+    ) as http:
         print(f"== tick ingest: {args.ticks} ticks, 8 symbols, batches of {args.batch}, {args.senders} senders")
         end_to_end, accepted = await ingest_throughput(http, bridge, db, args.ticks, args.batch, args.senders)
         print(f"   accepted by data-bridge (on the bus): {accepted:,.0f} ticks/s")
@@ -165,51 +180,83 @@ async def measure(args: argparse.Namespace, var: Path) -> None:
 
         print(f"== tick -> bar published: {args.samples} M1 bars, one completing tick each")
         lat = await bar_latency(http, bridge, settings.kafka_servers, args.samples)
-        print(f"   p50 {statistics.median(lat):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  max {max(lat):.1f} ms  "
-              "(includes the HTTP POST of the tick; target p99 < 50 ms)")
+        print(
+            f"   p50 {statistics.median(lat):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  max {max(lat):.1f} ms  "
+            "(includes the HTTP POST of the tick; target p99 < 50 ms)"
+        )
 
     path = "/api/v1/market/bars?symbol=BENCH0&timeframe=M1&limit=100"
     headers = {"Authorization": f"Bearer {token}"}
     bases = {"direct to database-service": db, "through the gateway": gateway}
     print(f"== GET {path} (authenticated), 64 connections")
-    print(f"   fixed rate {args.rate:,.0f}/s, {args.rounds} rounds of {args.duration:.0f} s, direct and through the "
-          "gateway alternating (both see the same machine), percentiles over all rounds' requests:")
+    print(
+        f"   fixed rate {args.rate:,.0f}/s, {args.rounds} rounds of {args.duration:.0f} s, direct and through the "
+        "gateway alternating (both see the same machine), percentiles over all rounds' requests:"
+    )
     fixed: dict[str, list] = {where: [] for where in bases}
     for round_no in range(1, args.rounds + 1):
         for where, base in bases.items():
-            fixed[where].append(await asyncio.to_thread(
-                run_in_subprocess, "fixed_rate", url=base + path, rate=args.rate, connections=64,
-                duration_s=args.duration, warmup_s=2.0, headers=headers))
-        print(f"   round {round_no}: p99 direct {fixed['direct to database-service'][-1].p99_ms:.2f} ms, "
-              f"through the gateway {fixed['through the gateway'][-1].p99_ms:.2f} ms")
+            fixed[where].append(
+                await asyncio.to_thread(
+                    run_in_subprocess,
+                    "fixed_rate",
+                    url=base + path,
+                    rate=args.rate,
+                    connections=64,
+                    duration_s=args.duration,
+                    warmup_s=2.0,
+                    headers=headers,
+                )
+            )
+        print(
+            f"   round {round_no}: p99 direct {fixed['direct to database-service'][-1].p99_ms:.2f} ms, "
+            f"through the gateway {fixed['through the gateway'][-1].p99_ms:.2f} ms"
+        )
     pooled = {where: LoadResult.pooled(runs) for where, runs in fixed.items()}
     for where, base in bases.items():
-        closed = await asyncio.to_thread(run_in_subprocess, "closed_loop", url=base + path, connections=64,
-                                         duration_s=args.duration, warmup_s=1.0, headers=headers)
+        closed = await asyncio.to_thread(
+            run_in_subprocess,
+            "closed_loop",
+            url=base + path,
+            connections=64,
+            duration_s=args.duration,
+            warmup_s=1.0,
+            headers=headers,
+        )
         print(f"   {where}, fixed rate {args.rate:,.0f}/s: {pooled[where].summary()}")
         print(f"   {where}, closed loop (max): {closed.summary()}")
     print("   targets: direct p99 < 20 ms at >= 1,500/s; through the gateway p99 < 25 ms at >= 1,500/s")
     direct, proxied = pooled["direct to database-service"], pooled["through the gateway"]
-    print(f"   gateway overhead at {args.rate:,.0f}/s: p50 {proxied.p50_ms - direct.p50_ms:+.2f} ms, "
-          f"p99 {proxied.p99_ms - direct.p99_ms:+.2f} ms  (target p99 < 5 ms)")
+    print(
+        f"   gateway overhead at {args.rate:,.0f}/s: p50 {proxied.p50_ms - direct.p50_ms:+.2f} ms, "
+        f"p99 {proxied.p99_ms - direct.p99_ms:+.2f} ms  (target p99 < 5 ms)"
+    )
 
-    print(f"== token issuance: client_credentials at {gateway}/oauth2/token, {args.token_senders} concurrent, "
-          f"{args.duration:.0f} s")
+    print(
+        f"== token issuance: client_credentials at {gateway}/oauth2/token, {args.token_senders} concurrent, "
+        f"{args.duration:.0f} s"
+    )
     rate, lat = await token_issuance(gateway, bench_client, args.token_senders, args.duration)
-    print(f"   {rate:,.1f} tokens/s  p50 {statistics.median(lat):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  "
-          "(one client asking repeatedly: its secret's argon2id verify (~0.1 s) is paid once, then remembered "
-          "for 5 min as a keyed hash)")
+    print(
+        f"   {rate:,.1f} tokens/s  p50 {statistics.median(lat):.1f} ms  p99 {pct(lat, 0.99):.1f} ms  "
+        "(one client asking repeatedly: its secret's argon2id verify (~0.1 s) is paid once, then remembered "
+        "for 5 min as a keyed hash)"
+    )
 
 
 async def token_issuance(gateway: str, client: dict, senders: int, duration_s: float) -> tuple[float, list[float]]:
     latencies: list[float] = []
     deadline = time.perf_counter() + duration_s
     async with httpx.AsyncClient(timeout=30) as http:
+
         async def one_sender() -> None:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                r = await http.post(gateway + "/oauth2/token", data={"grant_type": "client_credentials"},
-                                    auth=(client["client_id"], client["client_secret"]))
+                r = await http.post(
+                    gateway + "/oauth2/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(client["client_id"], client["client_secret"]),
+                )
                 if r.status_code != 200:
                     raise SystemExit(f"token request failed: {r.status_code} {r.text}")
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -223,16 +270,24 @@ async def bench_credentials(var: Path, gateway: str) -> tuple[dict, str]:
     """Register a client for the benchmark (market read + write) with the bootstrap admin; return it and a token."""
     admin = json.loads((var / "credentials.json").read_text())["admin"]
     async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.post(gateway + "/oauth2/token", data={"grant_type": "client_credentials"},
-                            auth=(admin["client_id"], admin["client_secret"]))
+        r = await http.post(
+            gateway + "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(admin["client_id"], admin["client_secret"]),
+        )
         r.raise_for_status()
-        r = await http.post(gateway + "/api/v1/users/clients",
-                            headers={"Authorization": f"Bearer {r.json()['access_token']}"},
-                            json={"name": "bench", "scopes": ["market:read", "market:write"]})
+        r = await http.post(
+            gateway + "/api/v1/users/clients",
+            headers={"Authorization": f"Bearer {r.json()['access_token']}"},
+            json={"name": "bench", "scopes": ["market:read", "market:write"]},
+        )
         r.raise_for_status()
         client = r.json()
-        r = await http.post(gateway + "/oauth2/token", data={"grant_type": "client_credentials"},
-                            auth=(client["client_id"], client["client_secret"]))
+        r = await http.post(
+            gateway + "/oauth2/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client["client_id"], client["client_secret"]),
+        )
         r.raise_for_status()
         return client, r.json()["access_token"]
 

@@ -64,10 +64,24 @@ def _verifier(key_file: Path):
 def _bars_body() -> bytes:
     """85 M1 bars rendered the way database-service renders them (~12 KB)."""
     start = 1_767_225_600
-    return b"[" + b",".join(orjson.dumps({
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + i * 60)),
-        "open": 1.08123 + i * 1e-5, "high": 1.08201 + i * 1e-5, "low": 1.08088 + i * 1e-5,
-        "close": 1.08154 + i * 1e-5, "volume": 1200 + i, "real_volume": 1234567.5 + i}) for i in range(85)) + b"]"
+    return (
+        b"["
+        + b",".join(
+            orjson.dumps(
+                {
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + i * 60)),
+                    "open": 1.08123 + i * 1e-5,
+                    "high": 1.08201 + i * 1e-5,
+                    "low": 1.08088 + i * 1e-5,
+                    "close": 1.08154 + i * 1e-5,
+                    "volume": 1200 + i,
+                    "real_volume": 1234567.5 + i,
+                }
+            )
+            for i in range(85)
+        )
+        + b"]"
+    )
 
 
 def upstream_app(key_file: Path, var: Path):
@@ -119,8 +133,18 @@ def serve(role: str, port: int, key_file: Path, var: Path, upstream: str | None,
     import uvicorn
 
     app = upstream_app(key_file, var) if role == "upstream" else gateway_app(key_file, var, upstream or "", bare)
-    uvicorn.run(app, host="127.0.0.1", port=port, lifespan="on", loop="uvloop", http="httptools",
-                log_config=None, log_level="warning", access_log=False, server_header=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
 
 
 # --------------------------------------------------------------------------- the driver
@@ -135,8 +159,12 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def _server(args: list[str], log: Path) -> Iterator[subprocess.Popen]:
     out = log.open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "bench.gateway_probe", *args], stdout=out,
-                            stderr=subprocess.STDOUT, env={**os.environ, "HATS_LOG_LEVEL": "WARNING"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.gateway_probe", *args],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HATS_LOG_LEVEL": "WARNING"},
+    )
     try:
         yield proc
     finally:
@@ -167,8 +195,9 @@ def _cpu(proc: subprocess.Popen) -> float:
     return times.user + times.system
 
 
-def _measure(kind: str, url: str, headers: dict[str, str], servers: dict[str, subprocess.Popen],
-             **load: float) -> tuple[LoadResult, dict[str, float]]:
+def _measure(
+    kind: str, url: str, headers: dict[str, str], servers: dict[str, subprocess.Popen], **load: float
+) -> tuple[LoadResult, dict[str, float]]:
     """One load run; returns it and each server's CPU microseconds per request."""
     before = {name: _cpu(proc) for name, proc in servers.items()}
     result = run_in_subprocess(kind, url=url, headers=headers, **load)
@@ -206,15 +235,36 @@ def main(argv: list[str] | None = None) -> int:
         key_file = var / "key.json"
         key_file.write_text(json.dumps(key.as_dict(private=True)))
         key_file.chmod(0o600)
-        token, _ = mint_access_token(key, issuer=ISSUER, audience=AUDIENCE, subject="client:probe",
-                                     client_id="probe", tenant="platform", scopes=[MARKET_READ], ttl_s=3600)
+        token, _ = mint_access_token(
+            key,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            subject="client:probe",
+            client_id="probe",
+            tenant="platform",
+            scopes=[MARKET_READ],
+            ttl_s=3600,
+        )
         headers = {"Authorization": f"Bearer {token}"}
         up_port, gw_port = _free_port(), _free_port()
         direct, proxied = f"http://127.0.0.1:{up_port}{BARS_PATH}", f"http://127.0.0.1:{gw_port}{BARS_PATH}"
         common = ["--key", str(key_file), "--var", str(var)]
-        with _server(["--role", "upstream", "--port", str(up_port), *common], var / "upstream.log") as up, \
-             _server(["--role", "gateway", "--port", str(gw_port), "--upstream", f"http://127.0.0.1:{up_port}",
-                      *common, *(["--bare"] if a.bare else [])], var / "gateway.log") as gw:
+        with (
+            _server(["--role", "upstream", "--port", str(up_port), *common], var / "upstream.log") as up,
+            _server(
+                [
+                    "--role",
+                    "gateway",
+                    "--port",
+                    str(gw_port),
+                    "--upstream",
+                    f"http://127.0.0.1:{up_port}",
+                    *common,
+                    *(["--bare"] if a.bare else []),
+                ],
+                var / "gateway.log",
+            ) as gw,
+        ):
             body = _wait_ok(direct, headers, up, var / "upstream.log")
             if _wait_ok(proxied, headers, gw, var / "gateway.log") != body:
                 raise SystemExit("the proxied body differs from the direct one")
@@ -235,27 +285,52 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(runs: dict[str, tuple[LoadResult, dict[str, float]]], a: argparse.Namespace, body_bytes: int) -> None:
-    figures = {name: {"rps": round(r.achieved_rps), "p50_ms": round(r.p50_ms, 2), "p90_ms": round(r.p90_ms, 2),
-                      "p99_ms": round(r.p99_ms, 2), "max_ms": round(r.max_ms, 2), "errors": r.errors,
-                      "non_200": sum(n for s, n in r.status_counts.items() if s != 200),
-                      "upstream_cpu_us_per_req": round(cpu["upstream"]),
-                      "gateway_cpu_us_per_req": round(cpu["gateway"])}
-               for name, (r, cpu) in runs.items()}
+    figures = {
+        name: {
+            "rps": round(r.achieved_rps),
+            "p50_ms": round(r.p50_ms, 2),
+            "p90_ms": round(r.p90_ms, 2),
+            "p99_ms": round(r.p99_ms, 2),
+            "max_ms": round(r.max_ms, 2),
+            "errors": r.errors,
+            "non_200": sum(n for s, n in r.status_counts.items() if s != 200),
+            "upstream_cpu_us_per_req": round(cpu["upstream"]),
+            "gateway_cpu_us_per_req": round(cpu["gateway"]),
+        }
+        for name, (r, cpu) in runs.items()
+    }
     d, x = runs["direct fixed"][0], runs["proxied fixed"][0]
     overhead = {"p50_ms": round(x.p50_ms - d.p50_ms, 2), "p99_ms": round(x.p99_ms - d.p99_ms, 2)}
     if a.json:
-        print(json.dumps({"runs": figures, "overhead_at_fixed_rate": overhead, "rate": a.rate,
-                          "connections": a.connections, "duration_s": a.duration, "bare": a.bare,
-                          "body_bytes": body_bytes, "cpus": os.cpu_count()}))
+        print(
+            json.dumps(
+                {
+                    "runs": figures,
+                    "overhead_at_fixed_rate": overhead,
+                    "rate": a.rate,
+                    "connections": a.connections,
+                    "duration_s": a.duration,
+                    "bare": a.bare,
+                    "body_bytes": body_bytes,
+                    "cpus": os.cpu_count(),
+                }
+            )
+        )
         return
     stack = "bare GatewayProxy" if a.bare else "build_app + install_proxy + install_security"
-    print(f"gateway probe: {body_bytes} B body, {a.connections} connections, {a.duration:g} s per run, "
-          f"gateway = {stack}, {os.cpu_count()} CPUs shared by upstream, gateway and load generator")
-    print(f"{'run':<16}{'rps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
-          f"{'upstream CPU':>14}{'gateway CPU':>13}  (us/request)")
+    print(
+        f"gateway probe: {body_bytes} B body, {a.connections} connections, {a.duration:g} s per run, "
+        f"gateway = {stack}, {os.cpu_count()} CPUs shared by upstream, gateway and load generator"
+    )
+    print(
+        f"{'run':<16}{'rps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}"
+        f"{'upstream CPU':>14}{'gateway CPU':>13}  (us/request)"
+    )
     for name, f in figures.items():
-        print(f"{name:<16}{f['rps']:>8}{f['p50_ms']:>9}{f['p90_ms']:>9}{f['p99_ms']:>9}{f['max_ms']:>9}"
-              f"{f['errors'] + f['non_200']:>8}{f['upstream_cpu_us_per_req']:>14}{f['gateway_cpu_us_per_req']:>13}")
+        print(
+            f"{name:<16}{f['rps']:>8}{f['p50_ms']:>9}{f['p90_ms']:>9}{f['p99_ms']:>9}{f['max_ms']:>9}"
+            f"{f['errors'] + f['non_200']:>8}{f['upstream_cpu_us_per_req']:>14}{f['gateway_cpu_us_per_req']:>13}"
+        )
     print(f"gateway overhead at {a.rate:g} rps: p50 +{overhead['p50_ms']} ms, p99 +{overhead['p99_ms']} ms")
 
 

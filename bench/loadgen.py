@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import gc
 import json
@@ -49,13 +50,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["LoadResult", "fixed_rate", "closed_loop", "run_in_subprocess", "main"]
+__all__ = ["LoadResult", "closed_loop", "fixed_rate", "main", "run_in_subprocess"]
 
 _now = time.monotonic  # CLOCK_MONOTONIC, ns resolution (uvloop's loop.time() is ms-cached)
 
@@ -112,7 +114,7 @@ class LoadResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LoadResult":
+    def from_dict(cls, d: Mapping[str, Any]) -> LoadResult:
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["status_counts"] = {int(k): int(v) for k, v in d["status_counts"].items()}
@@ -123,7 +125,7 @@ class LoadResult:
         return cls(**kw)
 
     @classmethod
-    def pooled(cls, runs: "Sequence[LoadResult]") -> "LoadResult":
+    def pooled(cls, runs: Sequence[LoadResult]) -> LoadResult:
         """One result over several runs of the same mode: percentiles of all their requests together.
 
         For a noisy machine: runs interleaved with another measurement share its conditions,
@@ -135,23 +137,48 @@ class LoadResult:
         for r in runs:
             status.update(r.status_counts)
         first = runs[0]
-        return cls.of_latencies(first.mode, first.connections, first.target_rps, sum(r.duration_s for r in runs),
-                                sorted(x / 1000.0 for r in runs for x in r.latencies_ms),
-                                errors=sum(r.errors for r in runs), status_counts=dict(sorted(status.items())),
-                                client_cpu_s=sum(r.client_cpu_s for r in runs))
+        return cls.of_latencies(
+            first.mode,
+            first.connections,
+            first.target_rps,
+            sum(r.duration_s for r in runs),
+            sorted(x / 1000.0 for r in runs for x in r.latencies_ms),
+            errors=sum(r.errors for r in runs),
+            status_counts=dict(sorted(status.items())),
+            client_cpu_s=sum(r.client_cpu_s for r in runs),
+        )
 
     @classmethod
-    def of_latencies(cls, mode: str, connections: int, target_rps: float | None, duration_s: float,
-                     sorted_s: list[float], *, errors: int, status_counts: dict[int, int],
-                     client_cpu_s: float) -> "LoadResult":
+    def of_latencies(
+        cls,
+        mode: str,
+        connections: int,
+        target_rps: float | None,
+        duration_s: float,
+        sorted_s: list[float],
+        *,
+        errors: int,
+        status_counts: dict[int, int],
+        client_cpu_s: float,
+    ) -> LoadResult:
         """A result from every request's latency (seconds, sorted)."""
         n = len(sorted_s)
-        return cls(mode=mode, connections=connections, target_rps=target_rps, duration_s=duration_s, requests=n,
-                   errors=errors, status_counts=status_counts,
-                   achieved_rps=n / duration_s if duration_s > 0 else 0.0,
-                   p50_ms=_percentile_ms(sorted_s, 50), p90_ms=_percentile_ms(sorted_s, 90),
-                   p99_ms=_percentile_ms(sorted_s, 99), max_ms=sorted_s[-1] * 1000.0 if n else math.nan,
-                   client_cpu_s=client_cpu_s, latencies_ms=tuple(round(x * 1000.0, 3) for x in sorted_s))
+        return cls(
+            mode=mode,
+            connections=connections,
+            target_rps=target_rps,
+            duration_s=duration_s,
+            requests=n,
+            errors=errors,
+            status_counts=status_counts,
+            achieved_rps=n / duration_s if duration_s > 0 else 0.0,
+            p50_ms=_percentile_ms(sorted_s, 50),
+            p90_ms=_percentile_ms(sorted_s, 90),
+            p99_ms=_percentile_ms(sorted_s, 99),
+            max_ms=sorted_s[-1] * 1000.0 if n else math.nan,
+            client_cpu_s=client_cpu_s,
+            latencies_ms=tuple(round(x * 1000.0, 3) for x in sorted_s),
+        )
 
 
 def _percentile_ms(sorted_s: list[float], p: float) -> float:
@@ -210,9 +237,9 @@ def _build_target(url: str, method: str, headers: Mapping[str, str] | None, body
 class _Conn(asyncio.Protocol):
     """One persistent connection.  ``idx >= 0`` while a request is in flight."""
 
-    __slots__ = ("run", "transport", "parser", "idx", "sent", "lost", "reconnecting")
+    __slots__ = ("idx", "lost", "parser", "reconnecting", "run", "sent", "transport")
 
-    def __init__(self, run: "_Run") -> None:
+    def __init__(self, run: _Run) -> None:
         self.run = run
         self.transport: asyncio.Transport | None = None
         self.parser: Any = None
@@ -229,10 +256,8 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:  # asyncio only sets it when sock.proto == IPPROTO_TCP
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self.idx = -1
         self.new_parser()
         self.lost = self.run.loop.create_future()
@@ -319,7 +344,7 @@ class _HeadParser:
     the next one.  Keep-alive is then decided by the headers alone (a HEAD
     response without a length is not a read-until-close response)."""
 
-    __slots__ = ("conn", "parser", "done", "close")
+    __slots__ = ("close", "conn", "done", "parser")
 
     def __init__(self, conn: _Conn) -> None:
         self.conn = conn
@@ -415,12 +440,10 @@ class _Run:
         self.family, _, _, _, sockaddr = infos[0]
         self.addr = (sockaddr[0], sockaddr[1])
         results = await asyncio.gather(*(self._connect(c) for c in self.conns), return_exceptions=True)
-        failed = [c for c, r in zip(self.conns, results) if isinstance(r, BaseException)]
+        failed = [c for c, r in zip(self.conns, results, strict=False) if isinstance(r, BaseException)]
         if len(failed) == len(self.conns):
             await self.close_all()
-            raise ConnectionError(
-                f"cannot connect to {self.target.host}:{self.target.port}: {results[0]!r}"
-            )
+            raise ConnectionError(f"cannot connect to {self.target.host}:{self.target.port}: {results[0]!r}")
         for c in failed:
             self.spawn_reconnect(c)
 
@@ -439,7 +462,7 @@ class _Run:
                 try:
                     await self._connect(conn)
                     return
-                except (OSError, asyncio.TimeoutError):
+                except (TimeoutError, OSError):
                     self.on_connect_error(_now())
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
@@ -501,8 +524,16 @@ class _Run:
         await asyncio.sleep(0)
 
     def result(self, duration: float, cpu: float, target_rps: float | None, errors: int) -> LoadResult:
-        return LoadResult.of_latencies(self.mode, self.n_conns, target_rps, duration, sorted(self.lat), errors=errors,
-                                       status_counts=dict(sorted(self.status.items())), client_cpu_s=cpu)
+        return LoadResult.of_latencies(
+            self.mode,
+            self.n_conns,
+            target_rps,
+            duration,
+            sorted(self.lat),
+            errors=errors,
+            status_counts=dict(sorted(self.status.items())),
+            client_cpu_s=cpu,
+        )
 
     # -- mode specific
     def on_connected(self, conn: _Conn) -> None:
@@ -523,15 +554,16 @@ class _FixedRun(_Run):
     conn_cls = _FixedConn
     head_conn_cls = _FixedHeadConn
 
-    def __init__(self, target: _Target, connections: int, timeout_s: float, rate: float,
-                 warmup_s: float, duration_s: float) -> None:
+    def __init__(
+        self, target: _Target, connections: int, timeout_s: float, rate: float, warmup_s: float, duration_s: float
+    ) -> None:
         super().__init__(target, connections, timeout_s)
         if not (rate > 0 and math.isfinite(rate)):
             raise ValueError("rate must be a positive number")
         self.rate = rate
         self.interval = 1.0 / rate
-        self.n_warm = int(round(max(0.0, warmup_s) * rate))
-        self.n_meas = max(1, int(round(duration_s * rate)))
+        self.n_warm = round(max(0.0, warmup_s) * rate)
+        self.n_meas = max(1, round(duration_s * rate))
         self.n_total = self.n_warm + self.n_meas
         self.next_idx = 0
         self.resolved = 0  # measured requests answered or failed
@@ -557,10 +589,8 @@ class _FixedRun(_Run):
         pass
 
     def forget_idle(self, conn: _Conn) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self.idle.remove(conn)
-        except ValueError:
-            pass
 
     def on_connected(self, conn: _Conn) -> None:
         self.go_idle(conn, _now())
@@ -609,10 +639,8 @@ class _FixedRun(_Run):
             self.handles.append(self.loop.call_later(max(0.0, self.t_start - now), self.sample_cpu))
             self.on_timer()
             self.watchdog()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.done), max(0.0, deadline - _now()))
-            except asyncio.TimeoutError:
-                pass
             t_fin = _now()
             cpu_end = time.process_time()
             self.running = False
@@ -755,13 +783,24 @@ def run_in_subprocess(kind: str, **kwargs: Any) -> LoadResult:
     duration = float(kwargs["duration_s"])
     timeout = float(kwargs.get("timeout_s", 5.0))
     argv = [
-        sys.executable, "-m", "bench.loadgen", "--json", "--mode", mode,
-        "--url", str(kwargs["url"]),
-        "--connections", str(int(kwargs["connections"])),
-        "--duration", repr(duration),
-        "--warmup", repr(warmup),
-        "--timeout", repr(timeout),
-        "--method", str(kwargs.get("method", "GET")),
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--json",
+        "--mode",
+        mode,
+        "--url",
+        str(kwargs["url"]),
+        "--connections",
+        str(int(kwargs["connections"])),
+        "--duration",
+        repr(duration),
+        "--warmup",
+        repr(warmup),
+        "--timeout",
+        repr(timeout),
+        "--method",
+        str(kwargs.get("method", "GET")),
     ]
     if mode == "fixed-rate":
         argv += ["--rate", repr(float(kwargs["rate"]))]
@@ -784,9 +823,7 @@ def run_in_subprocess(kind: str, **kwargs: Any) -> LoadResult:
         if body_path is not None:
             os.unlink(body_path)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"bench.loadgen exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}"
-        )
+        raise RuntimeError(f"bench.loadgen exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     if not lines:
         raise RuntimeError(f"bench.loadgen printed nothing; stderr: {proc.stderr.strip()[-2000:]}")
@@ -845,12 +882,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.body_file:
         with open(a.body_file, "rb") as f:
             body = f.read()
-    common = dict(connections=a.connections, duration_s=a.duration, warmup_s=a.warmup,
-                  method=a.method, headers=headers or None, body=body, timeout_s=a.timeout)
-    if a.mode == "fixed-rate":
-        coro = fixed_rate(a.url, rate=a.rate, **common)
-    else:
-        coro = closed_loop(a.url, **common)
+    common = {
+        "connections": a.connections,
+        "duration_s": a.duration,
+        "warmup_s": a.warmup,
+        "method": a.method,
+        "headers": headers or None,
+        "body": body,
+        "timeout_s": a.timeout,
+    }
+    coro = fixed_rate(a.url, rate=a.rate, **common) if a.mode == "fixed-rate" else closed_loop(a.url, **common)
     gc.collect()
     gc.freeze()  # nothing allocated before the run is ever scanned again
     try:
@@ -872,7 +913,7 @@ def _write_fully(data: bytes) -> None:
     sys.stdout.flush()
     view = memoryview(data)
     while view:
-        view = view[os.write(sys.stdout.fileno(), view):]
+        view = view[os.write(sys.stdout.fileno(), view) :]
 
 
 if __name__ == "__main__":

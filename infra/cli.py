@@ -72,13 +72,15 @@ def cmd_status(_: argparse.Namespace) -> int:
             info = state["services"].get(service.name, {})
             try:
                 body = http.get(f"http://127.0.0.1:{port}/readyz").json()
-                checks = ", ".join(f"{k}={'ok' if v['ok'] else v.get('detail', 'down')}"
-                                   for k, v in body.get("checks", {}).items())
+                checks = ", ".join(
+                    f"{k}={'ok' if v['ok'] else v.get('detail', 'down')}" for k, v in body.get("checks", {}).items()
+                )
                 ready = f"{body['status']} ({checks})" if checks else body["status"]
             except httpx.HTTPError:
                 ready = "not answering"
-            print(f"{service.name:<22}{port:>6}  {str(info.get('pid') or '-'):>7}  "
-                  f"{str(info.get('restarts', '-')):>8}  {ready}")
+            print(
+                f"{service.name:<22}{port:>6}  {info.get('pid') or '-'!s:>7}  {info.get('restarts', '-')!s:>8}  {ready}"
+            )
     return 0
 
 

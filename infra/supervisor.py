@@ -10,6 +10,7 @@ checkpoints in PostgreSQL, chdb only in embedded single-host mode).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -82,8 +83,9 @@ class SupervisorLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode().strip() or "?"
             os.close(fd)
-            raise AlreadyRunning(f"hats is already running here (supervisor pid {holder}); "
-                                 "see `hats status`, stop it with `hats down`") from None
+            raise AlreadyRunning(
+                f"hats is already running here (supervisor pid {holder}); see `hats status`, stop it with `hats down`"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -120,8 +122,10 @@ class Supervisor:
         self.lock = SupervisorLock(self.var)
         self.broker: subprocess.Popen | None = None
         self.database = "external (DATABASE_URL)"
-        self.children = [Child(s.name, settings.port_of(s.name))
-                         for s in (services if services is not None else ports.implemented_services())]
+        self.children = [
+            Child(s.name, settings.port_of(s.name))
+            for s in (services if services is not None else ports.implemented_services())
+        ]
         self._stopping = asyncio.Event()
         self._env: dict[str, str] = {}
 
@@ -174,8 +178,12 @@ class Supervisor:
         log = (self.logs / f"{child.name}.log").open("ab")
         child.process = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", "serve", child.name],
-            env={**os.environ, **self._env}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)  # our Ctrl+C is not theirs: we stop them in order
+            env={**os.environ, **self._env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # our Ctrl+C is not theirs: we stop them in order
         child.started_at = time.monotonic()
         self._write_state()
 
@@ -194,8 +202,9 @@ class Supervisor:
                         pass
                 await asyncio.sleep(0.2)
         if pending:
-            raise RuntimeError(f"not ready within {READY_TIMEOUT_S:.0f}s: {', '.join(pending)} "
-                               f"(see {self.logs}/<service>.log)")
+            raise RuntimeError(
+                f"not ready within {READY_TIMEOUT_S:.0f}s: {', '.join(pending)} (see {self.logs}/<service>.log)"
+            )
 
     def _exit_reason(self, child: Child) -> str:
         code = child.process.returncode if child.process else None
@@ -209,8 +218,9 @@ class Supervisor:
             now = time.monotonic()
             if self.broker is not None and self.broker.poll() is not None:
                 say(f"the embedded broker exited ({self.broker.returncode}); restarting it")
-                self.broker = await asyncio.to_thread(kafka.start_broker, self.settings.port_of("kafka"),
-                                                      self.logs / "kafka.log")
+                self.broker = await asyncio.to_thread(
+                    kafka.start_broker, self.settings.port_of("kafka"), self.logs / "kafka.log"
+                )
                 await ensure_topics(self.settings.kafka_servers)
             for child in self.children:
                 process = child.process
@@ -225,10 +235,8 @@ class Supervisor:
                     child.restarts += 1
                     say(f"restarting {child.name} (restart #{child.restarts})")
                     self._spawn(child)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 0.5)
-            except TimeoutError:
-                pass
 
     async def _stop_all(self) -> None:
         say("stopping")
@@ -249,9 +257,17 @@ class Supervisor:
     # -- reporting --------------------------------------------------------------------
 
     def _write_state(self) -> None:
-        state = StateFile(os.getpid(), time.time(), str(self.var), self.settings.kafka_servers, self.database,
-                          {c.name: {"port": c.port, "pid": c.process.pid if c.process else None,
-                                    "restarts": c.restarts} for c in self.children})
+        state = StateFile(
+            os.getpid(),
+            time.time(),
+            str(self.var),
+            self.settings.kafka_servers,
+            self.database,
+            {
+                c.name: {"port": c.port, "pid": c.process.pid if c.process else None, "restarts": c.restarts}
+                for c in self.children
+            },
+        )
         path = self.var / "supervisor.json"
         path.write_text(json.dumps(asdict(state), indent=2))
 
@@ -265,10 +281,11 @@ class Supervisor:
         print(f"  logs: {self.logs}/<service>.log   traces: {self.var / 'traces'}")
         if any(c.name == "api-gateway" for c in self.children):
             gateway = self.settings.url_of("api-gateway")
-            print(f"  API and docs: {gateway}/docs (Authorize with a client id and secret from {self.var}/credentials.json)")
-            print(f"  try: curl -H 'Authorization: Bearer TOKEN' '{gateway}/api/v1/market/bars?symbol=EURUSD&timeframe=M1&limit=5'")
+            credentials = self.var / "credentials.json"
+            print(f"  API and docs: {gateway}/docs (Authorize with a client id and secret from {credentials})")
+            example = f"{gateway}/api/v1/market/bars?symbol=EURUSD&timeframe=M1&limit=5"
+            print(f"  try: curl -H 'Authorization: Bearer TOKEN' '{example}'")
         print("  `hats status` in another terminal; Ctrl+C (or `hats down`) stops everything", flush=True)
-
 
     def _print_new_credentials(self, path: Path) -> None:
         """user-service's first start created the bootstrap clients: show them this once."""
@@ -280,10 +297,13 @@ class Supervisor:
         for name in ("admin", "data-collector"):
             entry = created.get(name) or {}
             if "client_id" in entry:
-                print(f"  {name:<15} client_id {entry['client_id']}   client_secret {entry.get('client_secret', '(from env)')}")
+                secret = entry.get("client_secret", "(from env)")
+                print(f"  {name:<15} client_id {entry['client_id']}   client_secret {secret}")
         gateway = self.settings.url_of("api-gateway")
-        print(f"  token: curl -u CLIENT_ID:CLIENT_SECRET -d grant_type=client_credentials {gateway}/oauth2/token",
-              flush=True)
+        print(
+            f"  token: curl -u CLIENT_ID:CLIENT_SECRET -d grant_type=client_credentials {gateway}/oauth2/token",
+            flush=True,
+        )
 
 
 async def _wait_or_kill(process: subprocess.Popen, name: str) -> None:

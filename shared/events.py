@@ -27,9 +27,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared import topics
 
 __all__ = [
-    "Event", "MarketTick", "MarketBar", "TokenRevoked", "DirectoryChanged", "Timeframe", "EventDecodeError",
-    "decode_event", "encode_event", "encode_tick", "tick_event_id", "tick_event_id_text", "bar_event_id",
-    "now_ns", "uuid5_text", "SYMBOL_PATTERN", "SYMBOL_PATTERN_PY",
+    "SYMBOL_PATTERN",
+    "SYMBOL_PATTERN_PY",
+    "DirectoryChanged",
+    "Event",
+    "EventDecodeError",
+    "MarketBar",
+    "MarketTick",
+    "Timeframe",
+    "TokenRevoked",
+    "bar_event_id",
+    "decode_event",
+    "encode_event",
+    "encode_tick",
+    "now_ns",
+    "tick_event_id",
+    "tick_event_id_text",
+    "uuid5_text",
 ]
 
 #: Namespace of the deterministic (uuid5) event ids.
@@ -162,17 +176,21 @@ class EventDecodeError(ValueError):
     """A message that is not a valid event of the expected kind; goes to the dead-letter topic."""
 
 
-def tick_event_id(symbol: str, time_msc: int, bid: Decimal, ask: Decimal,
-                  last: Decimal | None, volume: Decimal, flags: int) -> uuid.UUID:
+def tick_event_id(
+    symbol: str, time_msc: int, bid: Decimal, ask: Decimal, last: Decimal | None, volume: Decimal, flags: int
+) -> uuid.UUID:
     """Deterministic id of a tick: the same tick resent by any source gets the same id."""
     return uuid.UUID(tick_event_id_text(symbol, time_msc, bid, ask, last, volume, flags))
 
 
-def tick_event_id_text(symbol: str, time_msc: int, bid: Decimal, ask: Decimal,
-                       last: Decimal | None, volume: Decimal, flags: int) -> str:
+def tick_event_id_text(
+    symbol: str, time_msc: int, bid: Decimal, ask: Decimal, last: Decimal | None, volume: Decimal, flags: int
+) -> str:
     """``str(tick_event_id(...))`` without the ``UUID`` object, for the ingest edge's hot loop."""
-    return uuid5_text(f"tick|{symbol}|{time_msc}|{bid.normalize()}|{ask.normalize()}|"
-                      f"{'' if last is None else last.normalize()}|{volume.normalize()}|{flags}")
+    return uuid5_text(
+        f"tick|{symbol}|{time_msc}|{bid.normalize()}|{ask.normalize()}|"
+        f"{'' if last is None else last.normalize()}|{volume.normalize()}|{flags}"
+    )
 
 
 _NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
@@ -216,8 +234,19 @@ def encode_event(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
-def encode_tick(*, event_id: uuid.UUID | str, ts_event: int, ts_init: int, symbol: str, bid: Decimal, ask: Decimal,
-                last: Decimal | None, volume: Decimal, flags: int, source: str) -> bytes:
+def encode_tick(
+    *,
+    event_id: uuid.UUID | str,
+    ts_event: int,
+    ts_init: int,
+    symbol: str,
+    bid: Decimal,
+    ask: Decimal,
+    last: Decimal | None,
+    volume: Decimal,
+    flags: int,
+    source: str,
+) -> bytes:
     """Exactly ``encode_event(MarketTick(...))``, without building the model.
 
     For producers whose inputs already passed validation with the same field types
@@ -225,7 +254,19 @@ def encode_tick(*, event_id: uuid.UUID | str, ts_event: int, ts_init: int, symbo
     the event again cost as much as that validation. Every consumer still validates
     what it reads. ``tests/test_events.py`` holds this byte-for-byte to the model.
     """
-    return orjson.dumps({
-        "event_id": event_id, "ts_event": ts_event, "ts_init": ts_init, "event_type": "market.tick",
-        "schema_version": 1, "symbol": symbol, "bid": str(bid), "ask": str(ask),
-        "last": None if last is None else str(last), "volume": str(volume), "flags": flags, "source": source})
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "ts_event": ts_event,
+            "ts_init": ts_init,
+            "event_type": "market.tick",
+            "schema_version": 1,
+            "symbol": symbol,
+            "bid": str(bid),
+            "ask": str(ask),
+            "last": None if last is None else str(last),
+            "volume": str(volume),
+            "flags": flags,
+            "source": source,
+        }
+    )

@@ -35,7 +35,7 @@ class Limit:
 class _Window:
     """The admitted requests of one key in one window: ``(t, weight)`` log plus running sum."""
 
-    __slots__ = ("capacity", "span", "log", "used")
+    __slots__ = ("capacity", "log", "span", "used")
 
     def __init__(self, capacity: int, span: float) -> None:
         self.capacity = capacity
@@ -65,7 +65,7 @@ class _Window:
 
 
 class _KeyState:
-    __slots__ = ("windows", "overall", "last_seen")
+    __slots__ = ("last_seen", "overall", "windows")
 
     def __init__(self) -> None:
         self.windows: dict[str, _Window] = {}
@@ -86,9 +86,15 @@ class SlidingWindowLimiter:
     least recently used goes first).
     """
 
-    def __init__(self, limits: Mapping[str, Limit], *, global_limit: Limit | None = None,
-                 safety_margin: float = 0.9, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        limits: Mapping[str, Limit],
+        *,
+        global_limit: Limit | None = None,
+        safety_margin: float = 0.9,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+    ) -> None:
         if not 0 < safety_margin <= 1:
             raise ValueError("safety_margin must be in (0, 1]")
         if max_keys < 1:

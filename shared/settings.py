@@ -96,10 +96,14 @@ class PlatformSettings(BaseSettings):
         """Fail fast: production must name every server instead of falling back to embedded ones."""
         if self.hats_env != "production":
             return
-        missing = [name for name, embedded in (
-            ("KAFKA_BOOTSTRAP_SERVERS", self.embedded_kafka),
-            ("DATABASE_URL", self.embedded_postgres),
-            ("CLICKHOUSE_URL", self.embedded_clickhouse),
-        ) if embedded]
+        missing = [
+            name
+            for name, embedded in (
+                ("KAFKA_BOOTSTRAP_SERVERS", self.embedded_kafka),
+                ("DATABASE_URL", self.embedded_postgres),
+                ("CLICKHOUSE_URL", self.embedded_clickhouse),
+            )
+            if embedded
+        ]
         if missing:
             raise RuntimeError(f"HATS_ENV=production requires {', '.join(missing)}")

@@ -25,7 +25,7 @@ import msgspec
 
 from shared.events import SYMBOL_PATTERN_PY, MarketTick, decode_event
 
-__all__ = ["AnyTick", "TickRecord", "decode_tick", "PlainDecimal", "SymbolText", "NonNegative"]
+__all__ = ["AnyTick", "NonNegative", "PlainDecimal", "SymbolText", "TickRecord", "decode_tick"]
 
 # ``\Z``, not ``$``: msgspec checks patterns with Python's ``re``, where ``$`` also
 # matches before a final newline (the model's Rust regex does not).
@@ -90,5 +90,15 @@ def decode_tick(payload: bytes) -> AnyTick:
     if not (bid and ask):  # prices must be > 0: let the model refuse it, with its reason
         return decode_event(MarketTick, payload)
     last = wire.last
-    return TickRecord(wire.event_id, wire.ts_event, wire.ts_init, wire.symbol, bid, ask,
-                      None if last is None else Decimal(last), Decimal(wire.volume), wire.flags, wire.source)
+    return TickRecord(
+        wire.event_id,
+        wire.ts_event,
+        wire.ts_init,
+        wire.symbol,
+        bid,
+        ask,
+        None if last is None else Decimal(last),
+        Decimal(wire.volume),
+        wire.flags,
+        wire.source,
+    )

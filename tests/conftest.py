@@ -47,8 +47,13 @@ class Mesh:
         out = self.var / "supervisor.out"
         offset = out.stat().st_size if out.exists() else 0
         log = out.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "infra.cli", "up"], env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "up"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -80,10 +85,15 @@ def infra_env():
     url = postgres.start_embedded(var)
     asyncio.run(ensure_topics(settings.kafka_servers))
     asyncio.run(pg_migrations.migrate(url))
-    env = {**os.environ, "HATS_VAR_DIR": str(var), "HATS_PORT_OFFSET": str(PORT_OFFSET),
-           "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_servers, "DATABASE_URL": url,
-           # Only the server side: tests drive ingest themselves (the client tier has its own tests).
-           "HATS_LOG_LEVEL": "INFO"}
+    env = {
+        **os.environ,
+        "HATS_VAR_DIR": str(var),
+        "HATS_PORT_OFFSET": str(PORT_OFFSET),
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_servers,
+        "DATABASE_URL": url,
+        # Only the server side: tests drive ingest themselves (the client tier has its own tests).
+        "HATS_LOG_LEVEL": "INFO",
+    }
     yield var, env, settings
     broker.terminate()
     broker.wait(10)
@@ -115,8 +125,10 @@ async def market_token(mesh, admin_token) -> str:
     """A token that may read and write market data: a client the platform admin registers for the tests."""
     gateway = mesh.url("api-gateway")
     async with httpx.AsyncClient(timeout=30.0, headers={"Authorization": f"Bearer {admin_token}"}) as client:
-        r = await client.post(gateway + "/api/v1/users/clients",
-                              json={"name": "integration-tests", "scopes": ["market:read", "market:write"]})
+        r = await client.post(
+            gateway + "/api/v1/users/clients",
+            json={"name": "integration-tests", "scopes": ["market:read", "market:write"]},
+        )
     assert r.status_code == 201, r.text
     created = r.json()
     return await client_token(gateway, created["client_id"], created["client_secret"])

@@ -6,8 +6,16 @@ import random
 import uuid
 from decimal import Decimal
 
-from shared.events import (EVENT_NAMESPACE, MarketTick, decode_event, encode_event, encode_tick, tick_event_id,
-                           tick_event_id_text, uuid5_text)
+from shared.events import (
+    EVENT_NAMESPACE,
+    MarketTick,
+    decode_event,
+    encode_event,
+    encode_tick,
+    tick_event_id,
+    tick_event_id_text,
+    uuid5_text,
+)
 
 AWKWARD_DECIMALS = ["1.10006", "1.1000", "100", "1E+2", "0.00000001", "1E-8", "65432.1", "0.5000000000", "12345678.9"]
 AWKWARD_SOURCES = ["mt5", "client", "quote'\"\\", "ünïcødé-源", "tab\tnew\nline\x01"]
@@ -19,10 +27,18 @@ def _ticks(count: int):
         bid = Decimal(rng.choice(AWKWARD_DECIMALS))
         ask = bid + Decimal(rng.choice(["0", "0.00001", "1E-5", "0.5"]))
         last = None if i % 3 == 0 else Decimal(rng.choice(AWKWARD_DECIMALS))
-        yield dict(event_id=uuid.UUID(int=rng.getrandbits(128)), ts_event=rng.randrange(0, 2**62),
-                   ts_init=rng.randrange(0, 2**62), symbol=rng.choice(["EURUSD", "XAUUSD", "BTC.X", "US#30"]),
-                   bid=bid, ask=ask, last=last, volume=Decimal(rng.choice(["0", "1.5", "1E+3"])),
-                   flags=rng.randrange(0, 1 << 16), source=rng.choice(AWKWARD_SOURCES))
+        yield {
+            "event_id": uuid.UUID(int=rng.getrandbits(128)),
+            "ts_event": rng.randrange(0, 2**62),
+            "ts_init": rng.randrange(0, 2**62),
+            "symbol": rng.choice(["EURUSD", "XAUUSD", "BTC.X", "US#30"]),
+            "bid": bid,
+            "ask": ask,
+            "last": last,
+            "volume": Decimal(rng.choice(["0", "1.5", "1E+3"])),
+            "flags": rng.randrange(0, 1 << 16),
+            "source": rng.choice(AWKWARD_SOURCES),
+        }
 
 
 def test_encode_tick_is_byte_for_byte_the_models_json():
@@ -38,15 +54,23 @@ def test_encode_tick_takes_the_id_as_text_too():
 def test_uuid5_text_is_the_standard_uuid5():
     rng = random.Random(3)
     names = ["", "tick|EURUSD|1|1.1|1.2||0|6", "ünïcødé-源"] + [
-        "".join(chr(rng.randrange(32, 0x3000)) for _ in range(rng.randrange(0, 80))) for _ in range(3000)]
+        "".join(chr(rng.randrange(32, 0x3000)) for _ in range(rng.randrange(0, 80))) for _ in range(3000)
+    ]
     for name in names:
         assert uuid5_text(name) == str(uuid.uuid5(EVENT_NAMESPACE, name)), name
 
 
 def test_tick_id_text_is_the_tick_id():
     for fields in _ticks(200):
-        args = (fields["symbol"], fields["ts_event"] // 1_000_000, fields["bid"], fields["ask"], fields["last"],
-                fields["volume"], fields["flags"])
+        args = (
+            fields["symbol"],
+            fields["ts_event"] // 1_000_000,
+            fields["bid"],
+            fields["ask"],
+            fields["last"],
+            fields["volume"],
+            fields["flags"],
+        )
         assert tick_event_id_text(*args) == str(tick_event_id(*args))
 
 

@@ -18,8 +18,13 @@ def test_service_refuses_a_taken_port_and_names_the_holder(tmp_path):
     holder.listen()
     try:
         env = {**os.environ, "HATS_PORT_OFFSET": str(offset), "HATS_VAR_DIR": str(tmp_path)}
-        done = subprocess.run([sys.executable, "-m", "infra.cli", "serve", "data-bridge"], env=env,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "serve", "data-bridge"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         holder.close()
     assert done.returncode == EXIT_PORT_TAKEN
@@ -28,8 +33,9 @@ def test_service_refuses_a_taken_port_and_names_the_holder(tmp_path):
 
 
 def test_unknown_service_is_refused():
-    done = subprocess.run([sys.executable, "-m", "infra.cli", "serve", "no-such-service"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "serve", "no-such-service"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "unknown service" in done.stderr
 
 

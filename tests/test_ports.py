@@ -16,18 +16,33 @@ def test_every_port_is_unique():
 
 def test_reserved_ports_stay_free():
     used = {p for s in ports.SERVICES + ports.INFRASTRUCTURE for p in ports.all_ports(s)}
-    assert ports.RESERVED_PORTS == {8004, 8005, 8006, 8010}
+    assert {8004, 8005, 8006, 8010} == ports.RESERVED_PORTS
     assert not used & ports.RESERVED_PORTS
 
 
 def test_the_design_matrix():
-    expected = {"api-gateway": 8000, "data-bridge": 8001, "performance-analytics": 8002, "ai-orchestration": 8003,
-                "trading-engine": 8007, "database-service": 8008, "user-service": 8009,
-                "feature-engineering": 8011, "ml-supervised": 8012, "ml-deep-learning": 8013,
-                "pattern-validator": 8014, "telegram-service": 8015, "backtesting-engine": 8016,
-                "compliance-monitor": 8017, "audit-trail": 8018, "regulatory-reporting": 8019,
-                "metatrader-connector": 9001, "data-collector": 9002, "market-monitor": 9003,
-                "config-manager": 9004}
+    expected = {
+        "api-gateway": 8000,
+        "data-bridge": 8001,
+        "performance-analytics": 8002,
+        "ai-orchestration": 8003,
+        "trading-engine": 8007,
+        "database-service": 8008,
+        "user-service": 8009,
+        "feature-engineering": 8011,
+        "ml-supervised": 8012,
+        "ml-deep-learning": 8013,
+        "pattern-validator": 8014,
+        "telegram-service": 8015,
+        "backtesting-engine": 8016,
+        "compliance-monitor": 8017,
+        "audit-trail": 8018,
+        "regulatory-reporting": 8019,
+        "metatrader-connector": 9001,
+        "data-collector": 9002,
+        "market-monitor": 9003,
+        "config-manager": 9004,
+    }
     assert {s.name: s.port for s in ports.SERVICES} == expected
     internal = [s for s in ports.SERVICES if s.port != ports.PUBLIC_PORT and s.group is not ports.Group.CLIENT]
     assert all(s.port in ports.INTERNAL_PORT_RANGE for s in internal)

@@ -17,12 +17,24 @@ from shared.settings import PlatformSettings
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
-@pytest.mark.parametrize("settings", [PlatformSettings, DataBridgeSettings, DatabaseServiceSettings, GatewaySettings,
-                                      UserServiceSettings, CollectorSettings, ConnectorSettings],
-                         ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "settings",
+    [
+        PlatformSettings,
+        DataBridgeSettings,
+        DatabaseServiceSettings,
+        GatewaySettings,
+        UserServiceSettings,
+        CollectorSettings,
+        ConnectorSettings,
+    ],
+    ids=lambda cls: cls.__name__,
+)
 def test_every_setting_is_in_the_readme(settings):
     prefix = settings.model_config.get("env_prefix", "")
-    names = [field.validation_alias if isinstance(field.validation_alias, str) else f"{prefix}{name}"
-             for name, field in settings.model_fields.items()]
+    names = [
+        field.validation_alias if isinstance(field.validation_alias, str) else f"{prefix}{name}"
+        for name, field in settings.model_fields.items()
+    ]
     missing = [name.upper() for name in names if f"`{name}`".upper() not in README.upper()]
     assert not missing, f"not in README.md's configuration table: {missing}"

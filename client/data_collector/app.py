@@ -27,12 +27,21 @@ router = APIRouter(prefix="/api/v1/collector", tags=["collector"])
 @router.get("/status", operation_id="collector_status", summary="Buffer depth, delivery and source state")
 async def status(request: Request) -> Response:
     s = request.app.state
-    return Response(orjson.dumps({
-        "buffered": s.buffer.depth(), "delivered": s.forwarder.delivered, "rejected_by_server": s.forwarder.rejected,
-        "server_reachable": s.forwarder.reachable, "server_unreachable_since": s.forwarder.unreachable_since,
-        "last_error": s.forwarder.last_error, "connector_reachable": s.connector.reachable,
-        "gaps": len(s.buffer.gaps()),
-    }), media_type="application/json")
+    return Response(
+        orjson.dumps(
+            {
+                "buffered": s.buffer.depth(),
+                "delivered": s.forwarder.delivered,
+                "rejected_by_server": s.forwarder.rejected,
+                "server_reachable": s.forwarder.reachable,
+                "server_unreachable_since": s.forwarder.unreachable_since,
+                "last_error": s.forwarder.last_error,
+                "connector_reachable": s.connector.reachable,
+                "gaps": len(s.buffer.gaps()),
+            }
+        ),
+        media_type="application/json",
+    )
 
 
 @router.get("/gaps", operation_id="collector_gaps", summary="Silences longer than the gap threshold")
@@ -57,16 +66,31 @@ def create_app() -> FastAPI:
     async def lifespan(kit: Kit) -> AsyncIterator[None]:
         var = kit.settings.hats_var_dir / "collector"
         buffer = TickBuffer(var / "buffer.sqlite3", gap_threshold_ms=settings.gap_threshold_s * 1000)
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0),
-                                 limits=httpx.Limits(max_connections=8, max_keepalive_connections=8))
-        connector = ConnectorSource(http, settings.connector_url or kit.settings.url_of("metatrader-connector"),
-                                    settings.symbols, buffer, backfill_s=settings.backfill_s)
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=2.0),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+        )
+        connector = ConnectorSource(
+            http,
+            settings.connector_url or kit.settings.url_of("metatrader-connector"),
+            settings.symbols,
+            buffer,
+            backfill_s=settings.backfill_s,
+        )
         inbox = InboxSource(settings.inbox_dir or var / "inbox", buffer)
         server_url = settings.server_url or kit.settings.url_of("api-gateway")
-        configured = (ClientCredentials(settings.client_id, settings.client_secret.get_secret_value())
-                      if settings.client_id and settings.client_secret else None)
-        server = ServerClient(server_url, settings.token_url or server_url.rstrip("/") + "/oauth2/token",
-                              configured, kit.settings.hats_var_dir / "credentials.json", http)
+        configured = (
+            ClientCredentials(settings.client_id, settings.client_secret.get_secret_value())
+            if settings.client_id and settings.client_secret
+            else None
+        )
+        server = ServerClient(
+            server_url,
+            settings.token_url or server_url.rstrip("/") + "/oauth2/token",
+            configured,
+            kit.settings.hats_var_dir / "credentials.json",
+            http,
+        )
         forwarder = Forwarder(server, buffer, batch_size=settings.batch_size)
 
         async def collect() -> None:
@@ -86,9 +110,11 @@ def create_app() -> FastAPI:
         kit.add_check("buffer", buffer_ready)
         kit.add_check("server", server_ready)
         app.state.buffer, app.state.forwarder, app.state.connector = buffer, forwarder, connector
-        tasks = [asyncio.create_task(forwarder.run()),
-                 asyncio.create_task(_every(settings.poll_interval_ms / 1000, collect)),
-                 asyncio.create_task(_every(60, purge))]
+        tasks = [
+            asyncio.create_task(forwarder.run()),
+            asyncio.create_task(_every(settings.poll_interval_ms / 1000, collect)),
+            asyncio.create_task(_every(60, purge)),
+        ]
         try:
             yield
         finally:

@@ -39,8 +39,10 @@ CREATE TABLE IF NOT EXISTS last_tick (symbol TEXT PRIMARY KEY, time_msc INTEGER 
 
 def dedupe_key(tick: dict) -> str:
     """The identity of a tick across sources: the same fields the server derives its id from."""
-    return f"{tick['symbol']}|{tick['time_msc']}|{tick['bid']}|{tick['ask']}|{tick.get('last')}|" \
-           f"{tick.get('volume', '0')}|{tick.get('flags', 0)}"
+    return (
+        f"{tick['symbol']}|{tick['time_msc']}|{tick['bid']}|{tick['ask']}|{tick.get('last')}|"
+        f"{tick.get('volume', '0')}|{tick.get('flags', 0)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ class TickBuffer:
                 cur = self._db.execute(
                     "INSERT OR IGNORE INTO ticks (dedupe_key, symbol, time_msc, payload, added_at) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (dedupe_key(tick), tick["symbol"], tick["time_msc"], orjson.dumps(tick), now))
+                    (dedupe_key(tick), tick["symbol"], tick["time_msc"], orjson.dumps(tick), now),
+                )
                 if cur.rowcount:
                     added += 1
                     self._track_gap(tick["symbol"], tick["time_msc"], now)
@@ -82,8 +85,9 @@ class TickBuffer:
             self._db.execute("INSERT OR REPLACE INTO last_tick VALUES (?, ?)", (symbol, time_msc))
 
     def pending(self, limit: int) -> Pending:
-        rows = self._db.execute("SELECT seq, payload FROM ticks WHERE delivered = 0 ORDER BY seq LIMIT ?",
-                                (limit,)).fetchall()
+        rows = self._db.execute(
+            "SELECT seq, payload FROM ticks WHERE delivered = 0 ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
         return Pending([r[0] for r in rows], [orjson.loads(r[1]) for r in rows])
 
     def mark_delivered(self, seqs: list[int]) -> None:
@@ -92,8 +96,7 @@ class TickBuffer:
                 self._db.executemany("UPDATE ticks SET delivered = 1 WHERE seq = ?", [(s,) for s in seqs])
 
     def purge_delivered(self, older_than_s: float) -> int:
-        cur = self._db.execute("DELETE FROM ticks WHERE delivered = 1 AND added_at < ?",
-                               (time.time() - older_than_s,))
+        cur = self._db.execute("DELETE FROM ticks WHERE delivered = 1 AND added_at < ?", (time.time() - older_than_s,))
         return cur.rowcount
 
     def depth(self) -> int:
@@ -114,8 +117,9 @@ class TickBuffer:
         return added
 
     def gaps(self, limit: int = 100) -> list[dict]:
-        rows = self._db.execute("SELECT symbol, from_msc, to_msc FROM gaps ORDER BY detected_at DESC LIMIT ?",
-                                (limit,)).fetchall()
+        rows = self._db.execute(
+            "SELECT symbol, from_msc, to_msc FROM gaps ORDER BY detected_at DESC LIMIT ?", (limit,)
+        ).fetchall()
         return [{"symbol": s, "from_msc": a, "to_msc": b, "seconds": (b - a) / 1000} for s, a, b in rows]
 
     def _transaction(self):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -17,8 +18,9 @@ MAX_BACKOFF_S = 5.0
 
 
 class Forwarder:
-    def __init__(self, server: ServerClient, buffer: TickBuffer, *, batch_size: int,
-                 source: str = "data-collector") -> None:
+    def __init__(
+        self, server: ServerClient, buffer: TickBuffer, *, batch_size: int, source: str = "data-collector"
+    ) -> None:
         self._server, self._buffer = server, buffer
         self._batch, self._source = batch_size, source
         self.delivered = 0
@@ -34,10 +36,8 @@ class Forwarder:
             pending = self._buffer.pending(self._batch)
             if not pending.seqs:
                 self.wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 0.5)
-                except TimeoutError:
-                    pass
                 continue
             if await self._send(pending.ticks):
                 self._buffer.mark_delivered(pending.seqs)
@@ -57,8 +57,9 @@ class Forwarder:
             body = response.json()
             if body["rejected"]:
                 self.rejected += len(body["rejected"])
-                log.warning("server rejected %d of %d ticks, first: %s", len(body["rejected"]), len(ticks),
-                            body["rejected"][0])
+                log.warning(
+                    "server rejected %d of %d ticks, first: %s", len(body["rejected"]), len(ticks), body["rejected"][0]
+                )
             if not self.reachable:
                 log.info("server reachable again after %.1fs", time.time() - (self.unreachable_since or 0))
             self.reachable, self.unreachable_since, self.last_error = True, None, None

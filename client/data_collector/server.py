@@ -80,11 +80,13 @@ class ClientCredentialsAuth(httpx.Auth):
             raise TokenRequestFailed("the token endpoint refused the client credentials")
 
     async def _request(self, form: dict[str, str]) -> bool:
-        response = await self._http.post(self._token_url, data=form,
-                                         auth=(self._credentials.client_id, self._credentials.client_secret))
+        response = await self._http.post(
+            self._token_url, data=form, auth=(self._credentials.client_id, self._credentials.client_secret)
+        )
         if response.status_code != 200:
-            log.warning("token request (%s) refused: HTTP %d %s", form["grant_type"], response.status_code,
-                        response.text[:200])
+            log.warning(
+                "token request (%s) refused: HTTP %d %s", form["grant_type"], response.status_code, response.text[:200]
+            )
             return False
         body = response.json()
         lifetime = float(body.get("expires_in", 300))
@@ -97,8 +99,9 @@ class ClientCredentialsAuth(httpx.Auth):
         request.headers["Authorization"] = f"Bearer {await self._token()}"
         response = yield request
         if response.status_code == 401:
-            log.warning("the server refused our token (%s); fetching a new one",
-                        response.headers.get("www-authenticate", ""))
+            log.warning(
+                "the server refused our token (%s); fetching a new one", response.headers.get("www-authenticate", "")
+            )
             request.headers["Authorization"] = f"Bearer {await self._token(force=True)}"
             yield request
 
@@ -106,8 +109,14 @@ class ClientCredentialsAuth(httpx.Auth):
 class ServerClient:
     """POSTs to the server through the gateway with a token it obtains and renews itself."""
 
-    def __init__(self, base_url: str, token_url: str, credentials: ClientCredentials | None,
-                 credentials_file: Path, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token_url: str,
+        credentials: ClientCredentials | None,
+        credentials_file: Path,
+        http: httpx.AsyncClient,
+    ) -> None:
         self._base = base_url.rstrip("/")
         self._token_url = token_url
         self._configured = credentials
@@ -120,8 +129,9 @@ class ServerClient:
             # Credentials may appear after start-up: user-service writes them on the first `hats up`.
             creds = self._configured or credentials_from_file(self._file)
             if creds is None:
-                raise NoCredentials(f"no client credentials: set DATA_COLLECTOR_CLIENT_ID/_SECRET or "
-                                    f"provide {self._file}")
+                raise NoCredentials(
+                    f"no client credentials: set DATA_COLLECTOR_CLIENT_ID/_SECRET or provide {self._file}"
+                )
             self._auth = ClientCredentialsAuth(self._token_url, creds, self._http)
         return self._auth
 

@@ -22,8 +22,9 @@ PARQUET_COLUMNS = ("symbol", "time_msc", "bid", "ask")
 class ConnectorSource:
     """Polls metatrader-connector for each symbol's ticks since its cursor (kept in the buffer)."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, symbols: tuple[str, ...], buffer: TickBuffer,
-                 *, backfill_s: int) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, symbols: tuple[str, ...], buffer: TickBuffer, *, backfill_s: int
+    ) -> None:
         self._http, self._url, self._symbols, self._buffer = http, base_url.rstrip("/"), symbols, buffer
         self._backfill_ms = backfill_s * 1000
         self.reachable = False
@@ -36,8 +37,9 @@ class ConnectorSource:
             if cursor is None:
                 cursor = int(time.time() * 1000) - self._backfill_ms
             try:
-                response = await self._http.get(f"{self._url}/api/v1/mt5/ticks",
-                                                 params={"symbol": symbol, "from_msc": cursor, "limit": 10_000})
+                response = await self._http.get(
+                    f"{self._url}/api/v1/mt5/ticks", params={"symbol": symbol, "from_msc": cursor, "limit": 10_000}
+                )
                 response.raise_for_status()
             except httpx.HTTPError as exc:
                 if self.reachable:
@@ -92,12 +94,27 @@ class InboxSource:
         if missing:
             raise ValueError(f"parquet file lacks columns {missing}")
         rows = table.to_pylist()
-        return [{"symbol": str(r["symbol"]).upper(), "time_msc": int(r["time_msc"]), "bid": str(r["bid"]),
-                 "ask": str(r["ask"]), "last": None if r.get("last") in (None, 0) else str(r["last"]),
-                 "volume": str(r.get("volume") or 0), "flags": int(r.get("flags") or 0)} for r in rows]
+        return [
+            {
+                "symbol": str(r["symbol"]).upper(),
+                "time_msc": int(r["time_msc"]),
+                "bid": str(r["bid"]),
+                "ask": str(r["ask"]),
+                "last": None if r.get("last") in (None, 0) else str(r["last"]),
+                "volume": str(r.get("volume") or 0),
+                "flags": int(r.get("flags") or 0),
+            }
+            for r in rows
+        ]
 
 
 def _tick(symbol: str, row: np.void) -> dict:
-    return {"symbol": symbol, "time_msc": int(row["time_msc"]), "bid": _decimal_text(row["bid"]),
-            "ask": _decimal_text(row["ask"]), "last": _decimal_text(row["last"]) if row["last"] else None,
-            "volume": _decimal_text(row["volume_real"]) if row["volume_real"] else "0", "flags": int(row["flags"])}
+    return {
+        "symbol": symbol,
+        "time_msc": int(row["time_msc"]),
+        "bid": _decimal_text(row["bid"]),
+        "ask": _decimal_text(row["ask"]),
+        "last": _decimal_text(row["last"]) if row["last"] else None,
+        "volume": _decimal_text(row["volume_real"]) if row["volume_real"] else "0",
+        "flags": int(row["flags"]),
+    }

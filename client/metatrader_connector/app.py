@@ -45,8 +45,9 @@ class Terminal:
 
     async def fail(self, what: str) -> Problem:
         code, message = await self.call("last_error")
-        return Problem(502 if code in (-10004, -10005) else 404 if code == -4 else 400,
-                       f"{what}: MT5 error {code} ({message})")
+        return Problem(
+            502 if code in (-10004, -10005) else 404 if code == -4 else 400, f"{what}: MT5 error {code} ({message})"
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
@@ -67,36 +68,63 @@ async def _symbol_digits(term: Terminal, symbol: str) -> int:
 
 def _ticks_json(symbol: str, digits: int, ticks: np.ndarray) -> list[dict]:
     fmt = f"{{:.{digits}f}}"
-    return [{"symbol": symbol, "time_msc": int(t["time_msc"]), "bid": fmt.format(t["bid"]),
-             "ask": fmt.format(t["ask"]), "last": fmt.format(t["last"]) if t["last"] else None,
-             "volume": repr(float(t["volume_real"])) if t["volume_real"] else "0", "flags": int(t["flags"])}
-            for t in ticks]
+    return [
+        {
+            "symbol": symbol,
+            "time_msc": int(t["time_msc"]),
+            "bid": fmt.format(t["bid"]),
+            "ask": fmt.format(t["ask"]),
+            "last": fmt.format(t["last"]) if t["last"] else None,
+            "volume": repr(float(t["volume_real"])) if t["volume_real"] else "0",
+            "flags": int(t["flags"]),
+        }
+        for t in ticks
+    ]
 
 
 @router.get("/terminal", operation_id="terminal_info", summary="Which terminal this is, and its account")
 async def terminal_info(request: Request) -> Response:
     term = _terminal(request)
-    info, account, version = (await term.call("terminal_info"), await term.call("account_info"),
-                              await term.call("version"))
-    return Response(orjson.dumps({
-        "implementation": type(term.mt5).__name__ if not hasattr(term.mt5, "__file__") else "MetaTrader5",
-        "version": list(version) if version else None,
-        "terminal": info._asdict() if info is not None else None,
-        "account": {k: v for k, v in account._asdict().items() if k != "password"} if account is not None else None,
-    }, default=str), media_type="application/json")
+    info, account, version = (
+        await term.call("terminal_info"),
+        await term.call("account_info"),
+        await term.call("version"),
+    )
+    return Response(
+        orjson.dumps(
+            {
+                "implementation": type(term.mt5).__name__ if not hasattr(term.mt5, "__file__") else "MetaTrader5",
+                "version": list(version) if version else None,
+                "terminal": info._asdict() if info is not None else None,
+                "account": {k: v for k, v in account._asdict().items() if k != "password"}
+                if account is not None
+                else None,
+            },
+            default=str,
+        ),
+        media_type="application/json",
+    )
 
 
 @router.get("/symbols", operation_id="mt5_symbols", summary="Symbols the terminal offers")
 async def symbols(request: Request) -> Response:
     found = await _terminal(request).call("symbols_get")
-    return Response(orjson.dumps([{"name": s.name, "description": s.description, "digits": s.digits,
-                                   "point": s.point} for s in found or ()]), media_type="application/json")
+    return Response(
+        orjson.dumps(
+            [{"name": s.name, "description": s.description, "digits": s.digits, "point": s.point} for s in found or ()]
+        ),
+        media_type="application/json",
+    )
 
 
 @router.get("/ticks", operation_id="mt5_ticks", summary="Ticks of one symbol in [from_msc, to_msc)")
-async def ticks(request: Request, symbol: Symbol, from_msc: Annotated[int, Query(ge=0)],
-                to_msc: Annotated[int | None, Query(ge=0)] = None,
-                limit: Annotated[int, Query(ge=1, le=MAX_TICKS)] = 10_000) -> Response:
+async def ticks(
+    request: Request,
+    symbol: Symbol,
+    from_msc: Annotated[int, Query(ge=0)],
+    to_msc: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_TICKS)] = 10_000,
+) -> Response:
     """Oldest first. MT5 takes whole seconds, so the range is widened and filtered to the millisecond."""
     term = _terminal(request)
     digits = await _symbol_digits(term, symbol)
@@ -111,19 +139,33 @@ async def ticks(request: Request, symbol: Symbol, from_msc: Annotated[int, Query
 
 
 @router.get("/rates", operation_id="mt5_rates", summary="The latest bars of one symbol, oldest first")
-async def rates(request: Request, symbol: Symbol, timeframe: str = "M1",
-                count: Annotated[int, Query(ge=1, le=10_000)] = 100) -> Response:
+async def rates(
+    request: Request, symbol: Symbol, timeframe: str = "M1", count: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> Response:
     if timeframe not in TIMEFRAMES:
         raise Problem(422, f"timeframe: one of {', '.join(TIMEFRAMES)}")
     term = _terminal(request)
     got = await term.call("copy_rates_from_pos", symbol, getattr(term.mt5, f"TIMEFRAME_{timeframe}"), 0, count)
     if got is None:
         raise await term.fail(f"rates of {symbol}")
-    return Response(orjson.dumps([{"time": int(r["time"]), "open": float(r["open"]), "high": float(r["high"]),
-                                   "low": float(r["low"]), "close": float(r["close"]),
-                                   "tick_volume": int(r["tick_volume"]), "spread": int(r["spread"]),
-                                   "real_volume": int(r["real_volume"])} for r in got]),
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(
+            [
+                {
+                    "time": int(r["time"]),
+                    "open": float(r["open"]),
+                    "high": float(r["high"]),
+                    "low": float(r["low"]),
+                    "close": float(r["close"]),
+                    "tick_volume": int(r["tick_volume"]),
+                    "spread": int(r["spread"]),
+                    "real_volume": int(r["real_volume"]),
+                }
+                for r in got
+            ]
+        ),
+        media_type="application/json",
+    )
 
 
 def create_app() -> FastAPI:
@@ -132,9 +174,16 @@ def create_app() -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(kit: Kit) -> AsyncIterator[None]:
-        term = Terminal(open_terminal(mode=settings.mode, mt5linux_host=settings.mt5linux_host,
-                                      mt5linux_port=settings.mt5linux_port, seed=settings.seed,
-                                      symbols=settings.symbols, csv_dir=settings.csv_dir))
+        term = Terminal(
+            open_terminal(
+                mode=settings.mode,
+                mt5linux_host=settings.mt5linux_host,
+                mt5linux_port=settings.mt5linux_port,
+                seed=settings.seed,
+                symbols=settings.symbols,
+                csv_dir=settings.csv_dir,
+            )
+        )
         if not await term.call("initialize"):
             code, message = await term.call("last_error")
             raise RuntimeError(f"MT5 initialize failed: {code} {message}")

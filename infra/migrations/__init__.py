@@ -56,6 +56,7 @@ def check_applied(applied: dict[str, str], migration: Migration) -> bool:
     if migration.version not in applied:
         return False
     if applied[migration.version] != migration.checksum:
-        raise MigrationChanged(f"migration {migration.version} was edited after being applied; "
-                               "add a new migration instead")
+        raise MigrationChanged(
+            f"migration {migration.version} was edited after being applied; add a new migration instead"
+        )
     return True

@@ -23,8 +23,11 @@ async def migrate(url: str) -> list[str]:
                 if check_applied(applied, migration):
                     continue
                 await conn.execute(migration.sql)
-                await conn.execute("INSERT INTO public.schema_migrations (version, checksum) VALUES ($1, $2)",
-                                   migration.version, migration.checksum)
+                await conn.execute(
+                    "INSERT INTO public.schema_migrations (version, checksum) VALUES ($1, $2)",
+                    migration.version,
+                    migration.checksum,
+                )
                 done.append(migration.version)
             return done
     finally:

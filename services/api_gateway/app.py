@@ -46,8 +46,12 @@ def create_app(*, settings: PlatformSettings | None = None, gateway_settings: Ga
         platform = kit.settings
         pool = await open_service_pool(kit, max_size=8)
 
-        keyring = KeyRing(platform.hats_var_dir / "keys", max_age_s=gateway.key_max_age_days * 86_400,
-                          retire_after_s=gateway.key_retire_after_s, publish_ahead_s=gateway.key_publish_ahead_s)
+        keyring = KeyRing(
+            platform.hats_var_dir / "keys",
+            max_age_s=gateway.key_max_age_days * 86_400,
+            retire_after_s=gateway.key_retire_after_s,
+            publish_ahead_s=gateway.key_publish_ahead_s,
+        )
         await asyncio.to_thread(keyring.open)
 
         broker = create_broker(kit)
@@ -57,16 +61,26 @@ def create_app(*, settings: PlatformSettings | None = None, gateway_settings: Ga
         store = RefreshTokenStore(pool, ttl_s=gateway.refresh_token_ttl_s)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(gateway.user_service_timeout_s, connect=min(1.0, gateway.user_service_timeout_s)),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
         issuer, audience = platform.token_issuer, platform.hats_token_audience
         server = AuthorizationServer(
-            settings=gateway, issuer=issuer, audience=audience, keyring=keyring,
-            directory=ClientDirectory(gateway.user_service_url or platform.url_of("user-service"), http,
-                                      ServiceTokens(keyring, issuer=issuer, audience=audience,
-                                                    ttl_s=gateway.service_token_ttl_s),
-                                      timeout_s=gateway.user_service_timeout_s),
-            guard=AuthFailureGuard(per_client=gateway.auth_failures_per_client, per_ip=gateway.auth_failures_per_ip,
-                                   window_s=gateway.auth_failure_window_s, lockout_s=gateway.auth_lockout_s),
+            settings=gateway,
+            issuer=issuer,
+            audience=audience,
+            keyring=keyring,
+            directory=ClientDirectory(
+                gateway.user_service_url or platform.url_of("user-service"),
+                http,
+                ServiceTokens(keyring, issuer=issuer, audience=audience, ttl_s=gateway.service_token_ttl_s),
+                timeout_s=gateway.user_service_timeout_s,
+            ),
+            guard=AuthFailureGuard(
+                per_client=gateway.auth_failures_per_client,
+                per_ip=gateway.auth_failures_per_ip,
+                window_s=gateway.auth_failure_window_s,
+                lockout_s=gateway.auth_lockout_s,
+            ),
             refresh=store,
             revocations=Revocations(store, revoked, BulkPublisher(broker, topics.AUTH_REVOCATIONS)),
             verifier=TokenVerifier(issuer, audience, LocalKeySource(keyring.keyset), revoked=revoked),
@@ -88,15 +102,18 @@ def create_app(*, settings: PlatformSettings | None = None, gateway_settings: Ga
             await broker.stop()
             await pool.close()
 
-    app = build_app(NAME, lifespan=lifespan, routers=[oauth.router, metadata.router], settings=settings,
-                    title="api-gateway")
+    app = build_app(
+        NAME, lifespan=lifespan, routers=[oauth.router, metadata.router], settings=settings, title="api-gateway"
+    )
     platform = settings or PlatformSettings()
     # The proxy is middleware, so it exists before the app starts; the verifier (the keyring's)
     # only once the lifespan has opened the keyring.
     proxy = GatewayProxy(
-        upstream_routes(platform), _VerifierOf(app),
+        upstream_routes(platform),
+        _VerifierOf(app),
         SlidingWindowLimiter({"default": Limit(gateway.rate_limit_requests, gateway.rate_limit_window_s)}),
-        ProxySettings(read_timeout_s=gateway.upstream_timeout_s, max_body_bytes=gateway.max_body_bytes))
+        ProxySettings(read_timeout_s=gateway.upstream_timeout_s, max_body_bytes=gateway.max_body_bytes),
+    )
     install_proxy(app, proxy)
     install_security(app, cors_origins=gateway.cors_origins)
     install_merged_openapi(app, service_upstreams(platform), lambda: proxy.session)

@@ -30,8 +30,15 @@ _MAX_LOCKOUTS = 100_000
 class AuthFailureGuard:
     """Counts failed client authentications and tells how long a client_id or address is locked out."""
 
-    def __init__(self, *, per_client: int, per_ip: int, window_s: float, lockout_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        per_client: int,
+        per_ip: int,
+        window_s: float,
+        lockout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if per_client < 1 or per_ip < 1:
             raise ValueError("the limits must allow at least one failure")
         self._clock = clock

@@ -125,8 +125,9 @@ class ServiceTokens:
     never expires in flight; ``invalidate`` forces a new one (user-service refused it).
     """
 
-    def __init__(self, keyring: KeyRing, *, issuer: str, audience: str, ttl_s: int,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, keyring: KeyRing, *, issuer: str, audience: str, ttl_s: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self._keyring, self._issuer, self._audience, self._ttl = keyring, issuer, audience, ttl_s
         self._clock = clock
         self._token: str | None = None
@@ -136,9 +137,16 @@ class ServiceTokens:
         now = self._clock()
         if self._token is None or self._expires_at - now < max(30.0, self._ttl / 5):
             self._token, claims = mint_access_token(
-                self._keyring.active.key, issuer=self._issuer, audience=self._audience,
-                subject=SERVICE_SUBJECT, client_id=SERVICE_CLIENT_ID, tenant=PLATFORM_TENANT,
-                scopes=frozenset({INTERNAL}), ttl_s=self._ttl, now=int(now))
+                self._keyring.active.key,
+                issuer=self._issuer,
+                audience=self._audience,
+                subject=SERVICE_SUBJECT,
+                client_id=SERVICE_CLIENT_ID,
+                tenant=PLATFORM_TENANT,
+                scopes=frozenset({INTERNAL}),
+                ttl_s=self._ttl,
+                now=int(now),
+            )
             self._expires_at = float(claims["exp"])
         return self._token
 
@@ -158,8 +166,7 @@ class _AuthenticateAnswer(BaseModel):
 class ClientDirectory:
     """Checks client credentials with user-service's internal authenticate endpoint."""
 
-    def __init__(self, base_url: str, http: httpx.AsyncClient, tokens: ServiceTokens, *,
-                 timeout_s: float) -> None:
+    def __init__(self, base_url: str, http: httpx.AsyncClient, tokens: ServiceTokens, *, timeout_s: float) -> None:
         self.url = base_url.rstrip("/") + AUTHENTICATE_PATH
         self._http = http
         self._tokens = tokens
@@ -177,7 +184,8 @@ class ClientDirectory:
             async with asyncio.timeout(self._timeout_s):
                 for attempt in (1, 2):
                     response = await self._http.post(
-                        self.url, json=body, headers={"Authorization": f"Bearer {self._tokens.token()}"})
+                        self.url, json=body, headers={"Authorization": f"Bearer {self._tokens.token()}"}
+                    )
                     if response.status_code == 401 and _refuses_bearer(response):
                         # Our token, not the client's secret, was refused (e.g. a key user-service
                         # has not fetched yet): mint a fresh one and try once more.
@@ -205,8 +213,12 @@ class ClientDirectory:
         if answer.client_id != credentials.client_id:
             raise DirectoryUnavailable("user-service answered for another client")
         # Only client scopes: ``internal`` is never granted to a client, whatever the registry says.
-        return Client(client_id=answer.client_id, tenant=answer.tenant,
-                      scopes=frozenset(answer.scopes) & CLIENT_SCOPES, grant_types=frozenset(answer.grant_types))
+        return Client(
+            client_id=answer.client_id,
+            tenant=answer.tenant,
+            scopes=frozenset(answer.scopes) & CLIENT_SCOPES,
+            grant_types=frozenset(answer.grant_types),
+        )
 
 
 def _refuses_bearer(response: httpx.Response) -> bool:

@@ -39,8 +39,9 @@ class OAuthError(Exception):
     recognise a transient failure instead of an unknown error code.
     """
 
-    def __init__(self, error: str, description: str, *, status: int = 400,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, error: str, description: str, *, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
@@ -48,8 +49,9 @@ class OAuthError(Exception):
         self.headers = headers or {}
 
     def response(self) -> Response:
-        return oauth_json({"error": self.error, "error_description": self.description},
-                          status=self.status, headers=self.headers)
+        return oauth_json(
+            {"error": self.error, "error_description": self.description}, status=self.status, headers=self.headers
+        )
 
 
 def invalid_request(description: str) -> OAuthError:
@@ -69,11 +71,13 @@ def invalid_scope(description: str) -> OAuthError:
 
 
 def temporarily_unavailable(description: str, *, status: int = 503, retry_after_s: int = 5) -> OAuthError:
-    return OAuthError("temporarily_unavailable", description, status=status,
-                      headers={"Retry-After": str(max(1, retry_after_s))})
+    return OAuthError(
+        "temporarily_unavailable", description, status=status, headers={"Retry-After": str(max(1, retry_after_s))}
+    )
 
 
 def oauth_json(body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response with the no-store headers of RFC 6749 §5.1."""
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers={**NO_STORE, **(headers or {})})
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers={**NO_STORE, **(headers or {})}
+    )

@@ -7,6 +7,7 @@ document offer; a new grant (authorization code with PKCE) is one more entry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -38,8 +39,13 @@ async def client_credentials(server: AuthorizationServer, client: Client, form: 
     refresh_token = None
     if REFRESH_TOKEN in client.grant_types:
         refresh_token = await server.refresh.start_family(
-            client_id=client.client_id, tenant=client.tenant, subject=client.subject, scopes=scopes,
-            access_jti=claims["jti"], access_expires_at=claims["exp"])
+            client_id=client.client_id,
+            tenant=client.tenant,
+            subject=client.subject,
+            scopes=scopes,
+            access_jti=claims["jti"],
+            access_expires_at=claims["exp"],
+        )
     return server.token_response(token, claims, refresh_token)
 
 
@@ -52,16 +58,23 @@ async def refresh_token(server: AuthorizationServer, client: Client, form: dict[
     presented = form.get("refresh_token")
     if presented is None:
         raise invalid_request("missing parameter: refresh_token")
-    result = await server.refresh.rotate(presented, client_id=client.client_id, tenant=client.tenant,
-                                         requested=parse_scope(form), allowed=client.scopes,
-                                         mint=lambda scopes: server.mint(client, scopes))
+    result = await server.refresh.rotate(
+        presented,
+        client_id=client.client_id,
+        tenant=client.tenant,
+        requested=parse_scope(form),
+        allowed=client.scopes,
+        mint=lambda scopes: server.mint(client, scopes),
+    )
     if isinstance(result, Replayed):
-        log.warning("refresh token of client %s used twice: its grant is revoked (%d access tokens)",
-                    client.client_id, len(result.revoked))
-        try:
+        log.warning(
+            "refresh token of client %s used twice: its grant is revoked (%d access tokens)",
+            client.client_id,
+            len(result.revoked),
+        )
+        # Recorded in PostgreSQL and logged if not published; the client's answer is the same either way.
+        with contextlib.suppress(RevocationNotPublished):
             await server.revocations.announce(result.revoked, reason="refresh_token_reuse")
-        except RevocationNotPublished:
-            pass  # recorded in PostgreSQL and logged; the client's answer is the same either way
         raise invalid_grant("refresh token already used; the grant is revoked")
     return server.token_response(result.access_token, result.claims, result.refresh_token)
 

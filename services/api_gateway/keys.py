@@ -71,8 +71,15 @@ class KeyRing:
     verifiers' JWKS refetch interval (``shared.auth.JwksKeySource``, 5 s).
     """
 
-    def __init__(self, directory: Path, *, max_age_s: float, retire_after_s: float,
-                 publish_ahead_s: float = 0.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_age_s: float,
+        retire_after_s: float,
+        publish_ahead_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if retire_after_s <= 0 or max_age_s <= 0:
             raise ValueError("max_age_s and retire_after_s must be positive")
         self.directory = directory
@@ -194,8 +201,7 @@ class KeyRing:
         # A clock that went backwards must not make the new key look older than the active one.
         if self._keys and created_at <= self._keys[0].created_at:
             created_at = self._keys[0].created_at + 1e-3
-        document = {**key.as_dict(private=True), "kid": kid, "alg": ALGORITHM, "use": "sig",
-                    "created_at": created_at}
+        document = {**key.as_dict(private=True), "kid": kid, "alg": ALGORITHM, "use": "sig", "created_at": created_at}
         write_private(self.directory / f"{kid}{_SUFFIX}", orjson.dumps(document))
         self._reload()
         log.info("new signing key %s, signing in %.0f s", kid, self.publish_ahead_s if len(self._keys) > 1 else 0)
@@ -242,8 +248,12 @@ class KeyRing:
             return None
         # The file name, the kid member and the key material must agree: the kid is the
         # RFC 7638 thumbprint, so a tampered or mixed-up file is noticed here.
-        if key.curve_name != CURVE or not key.is_private or key.thumbprint() != key.kid \
-                or path.name != f"{key.kid}{_SUFFIX}":
+        if (
+            key.curve_name != CURVE
+            or not key.is_private
+            or key.thumbprint() != key.kid
+            or path.name != f"{key.kid}{_SUFFIX}"
+        ):
             log.error("signing key %s does not match its kid; ignored", path.name)
             return None
         return SigningKey(kid=key.kid, key=key, created_at=created_at)

@@ -41,18 +41,23 @@ def authorization_server_metadata(server: AuthorizationServer) -> dict[str, Any]
     return document
 
 
-@router.get("/.well-known/oauth-authorization-server", operation_id="oauth_metadata",
-            summary="Authorisation-server metadata (RFC 8414)", response_class=Response)
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    operation_id="oauth_metadata",
+    summary="Authorisation-server metadata (RFC 8414)",
+    response_class=Response,
+)
 async def metadata(request: Request) -> Response:
     server: AuthorizationServer = request.app.state.oauth
-    return Response(orjson.dumps(authorization_server_metadata(server)), media_type="application/json",
-                    headers=_PUBLIC_CACHE)
+    return Response(
+        orjson.dumps(authorization_server_metadata(server)), media_type="application/json", headers=_PUBLIC_CACHE
+    )
 
 
-@router.get("/.well-known/jwks.json", operation_id="jwks", summary="Public signing keys (JWK set)",
-            response_class=Response)
+@router.get(
+    "/.well-known/jwks.json", operation_id="jwks", summary="Public signing keys (JWK set)", response_class=Response
+)
 async def jwks(request: Request) -> Response:
     """Every key a valid token may name: the active one and those retired less than ``retire_after`` ago."""
     server: AuthorizationServer = request.app.state.oauth
-    return Response(orjson.dumps(server.keyring.public_jwks()), media_type="application/json",
-                    headers=_PUBLIC_CACHE)
+    return Response(orjson.dumps(server.keyring.public_jwks()), media_type="application/json", headers=_PUBLIC_CACHE)

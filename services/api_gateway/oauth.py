@@ -16,7 +16,13 @@ from fastapi.responses import Response
 
 from services.api_gateway.clients import Client
 from services.api_gateway.errors import (
-    NO_STORE, OAuthError, OAuthErrorResponse, invalid_grant, invalid_request, oauth_json, temporarily_unavailable,
+    NO_STORE,
+    OAuthError,
+    OAuthErrorResponse,
+    invalid_grant,
+    invalid_request,
+    oauth_json,
+    temporarily_unavailable,
 )
 from services.api_gateway.forms import FORM_MEDIA_TYPE, read_form
 from services.api_gateway.refresh import NotYourToken
@@ -36,8 +42,12 @@ def _server(request: Request) -> AuthorizationServer:
 def _form_body(*fields: tuple[str, str]) -> dict[str, Any]:
     """OpenAPI description of a form body (the handlers parse it themselves, strictly)."""
     properties = {name: {"type": "string", "description": text} for name, text in fields}
-    return {"requestBody": {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": {
-        "type": "object", "properties": properties}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {FORM_MEDIA_TYPE: {"schema": {"type": "object", "properties": properties}}},
+        }
+    }
 
 
 async def _answer(handler: Callable[[], Awaitable[Response]]) -> Response:
@@ -55,11 +65,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": OAuthErrorResponse}, 
 _CLIENT_FIELDS = (("client_id", "client_secret_post only"), ("client_secret", "client_secret_post only"))
 
 
-@router.post("/token", operation_id="oauth2_token", summary="Issue an access token (RFC 6749)",
-             response_class=Response, responses=_ERRORS,
-             openapi_extra=_form_body(("grant_type", "client_credentials | refresh_token"),
-                                      ("scope", "space-separated, optional"),
-                                      ("refresh_token", "for grant_type=refresh_token"), *_CLIENT_FIELDS))
+@router.post(
+    "/token",
+    operation_id="oauth2_token",
+    summary="Issue an access token (RFC 6749)",
+    response_class=Response,
+    responses=_ERRORS,
+    openapi_extra=_form_body(
+        ("grant_type", "client_credentials | refresh_token"),
+        ("scope", "space-separated, optional"),
+        ("refresh_token", "for grant_type=refresh_token"),
+        *_CLIENT_FIELDS,
+    ),
+)
 async def token(request: Request) -> Response:
     """The token endpoint: client authentication (Basic or form) and one of the supported grants."""
     server = _server(request)
@@ -80,10 +98,16 @@ async def token(request: Request) -> Response:
     return await _answer(handle)
 
 
-@router.post("/revoke", operation_id="oauth2_revoke", summary="Revoke a token (RFC 7009)",
-             response_class=Response, responses=_ERRORS,
-             openapi_extra=_form_body(("token", "the access or refresh token"),
-                                      ("token_type_hint", "access_token | refresh_token"), *_CLIENT_FIELDS))
+@router.post(
+    "/revoke",
+    operation_id="oauth2_revoke",
+    summary="Revoke a token (RFC 7009)",
+    response_class=Response,
+    responses=_ERRORS,
+    openapi_extra=_form_body(
+        ("token", "the access or refresh token"), ("token_type_hint", "access_token | refresh_token"), *_CLIENT_FIELDS
+    ),
+)
 async def revoke(request: Request) -> Response:
     """Revoke one of the calling client's tokens; a refresh token takes its whole grant with it.
 
@@ -127,8 +151,9 @@ async def _revoke_access(server: AuthorizationServer, client_id: str, token: str
         return  # forged or expired: nothing to revoke
     if principal.client_id != client_id:
         raise NotYourToken
-    await server.revocations.revoke_access(principal.token_id, client_id=client_id,
-                                           expires_at=principal.expires_at, reason="revoked_by_client")
+    await server.revocations.revoke_access(
+        principal.token_id, client_id=client_id, expires_at=principal.expires_at, reason="revoked_by_client"
+    )
 
 
 async def _revoke_refresh(server: AuthorizationServer, client_id: str, token: str) -> None:
@@ -138,10 +163,16 @@ async def _revoke_refresh(server: AuthorizationServer, client_id: str, token: st
         await server.revocations.announce(revoked, reason="revoked_by_client")
 
 
-@router.post("/introspect", operation_id="oauth2_introspect", summary="Introspect a token (RFC 7662)",
-             response_class=Response, responses=_ERRORS,
-             openapi_extra=_form_body(("token", "the access or refresh token"),
-                                      ("token_type_hint", "access_token | refresh_token"), *_CLIENT_FIELDS))
+@router.post(
+    "/introspect",
+    operation_id="oauth2_introspect",
+    summary="Introspect a token (RFC 7662)",
+    response_class=Response,
+    responses=_ERRORS,
+    openapi_extra=_form_body(
+        ("token", "the access or refresh token"), ("token_type_hint", "access_token | refresh_token"), *_CLIENT_FIELDS
+    ),
+)
 async def introspect(request: Request) -> Response:
     """Whether a token is active, and what it grants.
 
@@ -165,8 +196,7 @@ async def introspect(request: Request) -> Response:
     return await _answer(handle)
 
 
-async def _introspect_access(server: AuthorizationServer, token: str,
-                             may_see: Callable[[str], bool]) -> dict[str, Any]:
+async def _introspect_access(server: AuthorizationServer, token: str, may_see: Callable[[str], bool]) -> dict[str, Any]:
     try:
         principal = await server.verifier.verify(token)
     except InvalidToken:
@@ -174,18 +204,36 @@ async def _introspect_access(server: AuthorizationServer, token: str,
     if not may_see(principal.client_id) or await server.revocations.is_revoked(principal.token_id):
         return {"active": False}
     claims = verified_claims(token)
-    return {"active": True, "scope": claims["scope"], "client_id": principal.client_id, "sub": principal.subject,
-            "tenant": principal.tenant, "exp": claims["exp"], "iat": claims["iat"], "jti": principal.token_id,
-            "token_type": "Bearer", "iss": claims["iss"], "aud": claims["aud"]}
+    return {
+        "active": True,
+        "scope": claims["scope"],
+        "client_id": principal.client_id,
+        "sub": principal.subject,
+        "tenant": principal.tenant,
+        "exp": claims["exp"],
+        "iat": claims["iat"],
+        "jti": principal.token_id,
+        "token_type": "Bearer",
+        "iss": claims["iss"],
+        "aud": claims["aud"],
+    }
 
 
-async def _introspect_refresh(server: AuthorizationServer, token: str,
-                              may_see: Callable[[str], bool]) -> dict[str, Any]:
+async def _introspect_refresh(
+    server: AuthorizationServer, token: str, may_see: Callable[[str], bool]
+) -> dict[str, Any]:
     info = await server.refresh.describe(token)
     if info is None or not info.active or not may_see(info.client_id):
         return {"active": False}
     # No token_type: RFC 7662 means the access token type of RFC 6749 §5.1 ("Bearer"),
     # which a refresh token is not.
-    return {"active": True, "scope": " ".join(sorted(info.scopes)), "client_id": info.client_id,
-            "sub": info.subject, "tenant": info.tenant, "exp": info.expires_at, "iat": info.issued_at,
-            "iss": server.issuer}
+    return {
+        "active": True,
+        "scope": " ".join(sorted(info.scopes)),
+        "client_id": info.client_id,
+        "sub": info.subject,
+        "tenant": info.tenant,
+        "exp": info.expires_at,
+        "iat": info.issued_at,
+        "iss": server.issuer,
+    }

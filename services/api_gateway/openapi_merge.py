@@ -43,8 +43,17 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     scope_names.COMPLIANCE: "Compliance reports and surveillance",
     scope_names.ADMIN: "Administer the tenant: users, clients, roles",
 }
-_COMPONENT_KINDS = ("schemas", "responses", "parameters", "examples", "requestBodies", "headers", "links",
-                    "callbacks", "pathItems")
+_COMPONENT_KINDS = (
+    "schemas",
+    "responses",
+    "parameters",
+    "examples",
+    "requestBodies",
+    "headers",
+    "links",
+    "callbacks",
+    "pathItems",
+)
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _GATEWAY_RESPONSES = {
     "401": "No, invalid or expired access token (RFC 6750 challenge in WWW-Authenticate)",
@@ -54,8 +63,9 @@ _GATEWAY_RESPONSES = {
 Http = aiohttp.ClientSession | Callable[[], aiohttp.ClientSession]
 
 
-def service_upstreams(settings: PlatformSettings | None = None,
-                      routes: Mapping[str, str] = ports.ROUTES) -> dict[str, str]:
+def service_upstreams(
+    settings: PlatformSettings | None = None, routes: Mapping[str, str] = ports.ROUTES
+) -> dict[str, str]:
     """Service name -> base URL for every service that owns an area of ``routes``."""
     settings = settings or PlatformSettings()
     return {service: settings.url_of(service) for service in dict.fromkeys(routes.values())}
@@ -64,8 +74,11 @@ def service_upstreams(settings: PlatformSettings | None = None,
 def security_scheme() -> dict[str, Any]:
     """The ``oauth2`` client-credentials scheme with every client scope."""
     scopes = {s: SCOPE_DESCRIPTIONS.get(s, s) for s in sorted(scope_names.CLIENT_SCOPES)}
-    return {"type": "oauth2", "description": "Client credentials: client_id and client_secret of an API client",
-            "flows": {"clientCredentials": {"tokenUrl": TOKEN_URL, "scopes": scopes}}}
+    return {
+        "type": "oauth2",
+        "description": "Client credentials: client_id and client_secret of an API client",
+        "flows": {"clientCredentials": {"tokenUrl": TOKEN_URL, "scopes": scopes}},
+    }
 
 
 @dataclass
@@ -88,10 +101,18 @@ class MergedOpenAPI:
     ``base`` returns the gateway's own schema (its OAuth2 endpoints).
     """
 
-    def __init__(self, base: Callable[[], dict[str, Any]], upstreams: Mapping[str, str], http: Http, *,
-                 routes: Mapping[str, str] = ports.ROUTES, fetch_timeout_s: float = 2.0,
-                 retry_after_s: float = 30.0, refresh_after_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        base: Callable[[], dict[str, Any]],
+        upstreams: Mapping[str, str],
+        http: Http,
+        *,
+        routes: Mapping[str, str] = ports.ROUTES,
+        fetch_timeout_s: float = 2.0,
+        retry_after_s: float = 30.0,
+        refresh_after_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._base = base
         self._http = http
         self._upstreams = [
@@ -124,9 +145,15 @@ class MergedOpenAPI:
 
     def _due(self) -> list[_Upstream]:
         now = self._clock()
-        return [u for u in self._upstreams
-                if (now - u.attempted_at >= self.retry_after_s if u.failing or u.doc is None
-                    else now - u.fetched_at >= self.refresh_after_s)]
+        return [
+            u
+            for u in self._upstreams
+            if (
+                now - u.attempted_at >= self.retry_after_s
+                if u.failing or u.doc is None
+                else now - u.fetched_at >= self.refresh_after_s
+            )
+        ]
 
     async def _fetch(self, upstream: _Upstream) -> bool:
         upstream.attempted_at = self._clock()
@@ -139,10 +166,13 @@ class MergedOpenAPI:
                 doc = orjson.loads(await response.read())
             if not isinstance(doc, dict) or not isinstance(doc.get("paths"), dict):
                 raise ValueError("not an OpenAPI document")
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             if not upstream.failing:
-                log.warning("OpenAPI of %s unavailable (%s); its API is left out of /docs for now",
-                            upstream.service, exc or type(exc).__name__)
+                log.warning(
+                    "OpenAPI of %s unavailable (%s); its API is left out of /docs for now",
+                    upstream.service,
+                    exc or type(exc).__name__,
+                )
             upstream.failing = True
             return False
         upstream.failing = False
@@ -172,12 +202,19 @@ def merge_service(merged: dict[str, Any], service: str, doc: dict[str, Any], are
     """Merge the ``/api/v1/<area>`` paths of one service's ``doc`` into ``merged`` (in place)."""
     prefix = "".join(part.capitalize() for part in service.split("-")) + "_"
     roots = tuple(f"/api/v1/{area}" for area in areas)
-    paths = {path: item for path, item in doc.get("paths", {}).items()
-             if any(path == r or path.startswith(r + "/") for r in roots)}
+    paths = {
+        path: item
+        for path, item in doc.get("paths", {}).items()
+        if any(path == r or path.startswith(r + "/") for r in roots)
+    }
     components = doc.get("components", {})
     renamed = lambda ref: _rename(ref, prefix)  # noqa: E731
-    taken_ids = {op.get("operationId") for item in merged.get("paths", {}).values()
-                 for m, op in item.items() if m in _METHODS and isinstance(op, dict)}
+    taken_ids = {
+        op.get("operationId")
+        for item in merged.get("paths", {}).values()
+        for m, op in item.items()
+        if m in _METHODS and isinstance(op, dict)
+    }
 
     out_paths = merged.setdefault("paths", {})
     for path, item in paths.items():
@@ -287,17 +324,27 @@ def install_merged_openapi(app: FastAPI, upstreams: Mapping[str, str], http: Htt
 
     if app.openapi_url:
         # FastAPI's own route computes the schema synchronously; ours may fetch first.
-        app.router.routes[:] = [r for r in app.router.routes
-                                if not (isinstance(r, Route) and r.path == app.openapi_url)]
+        app.router.routes[:] = [
+            r for r in app.router.routes if not (isinstance(r, Route) and r.path == app.openapi_url)
+        ]
         app.add_route(app.openapi_url, openapi_json, include_in_schema=False)
     # ui.initOAuth(...) and the SwaggerUIBundle parameters of fastapi.openapi.docs.get_swagger_ui_html.
     # The dialog of a clientCredentials scheme asks for client_id/client_secret itself; scopes
     # are sent space-separated (RFC 6749 §3.3).
     app.swagger_ui_init_oauth = {"appName": app.title, "scopeSeparator": " "}
-    app.swagger_ui_parameters = {**(app.swagger_ui_parameters or {}), "persistAuthorization": True,
-                                 "validatorUrl": None}
+    app.swagger_ui_parameters = {
+        **(app.swagger_ui_parameters or {}),
+        "persistAuthorization": True,
+        "validatorUrl": None,
+    }
     return merged
 
 
-__all__ = ["MergedOpenAPI", "SCOPE_DESCRIPTIONS", "install_merged_openapi", "merge_service", "security_scheme",
-           "service_upstreams"]
+__all__ = [
+    "SCOPE_DESCRIPTIONS",
+    "MergedOpenAPI",
+    "install_merged_openapi",
+    "merge_service",
+    "security_scheme",
+    "service_upstreams",
+]

@@ -49,13 +49,32 @@ PREFIX = "/api/v1/"
 
 #: RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy-auth pair (RFC 9110 §11.7: they are
 #: consumed by the proxy they are addressed to, i.e. us).
-HOP_BY_HOP = frozenset({b"connection", b"proxy-connection", b"keep-alive", b"te", b"trailer",
-                        b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization"})
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"proxy-connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
 #: Also never copied from the caller: Host/Content-Length are recomputed for the upstream
 #: hop, Expect was answered here (the body is read before forwarding), the X-Forwarded-*
 #: set and the trace context are ours to write (callers could otherwise spoof them).
-_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect", b"x-forwarded-for",
-                              b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id", b"forwarded"}
+_REQUEST_DROP = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"expect",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-request-id",
+    b"forwarded",
+}
 #: Upstream response fields we recompute; Content-Length is kept when the upstream sent one.
 #: Date is a singleton field and uvicorn writes the gateway's own: passing the upstream's
 #: on would send two.
@@ -99,8 +118,9 @@ class _BodyTooLarge(Exception):
         self.streamed = streamed
 
 
-def upstream_routes(settings: PlatformSettings | None = None,
-                    routes: Mapping[str, str] = ports.ROUTES) -> dict[str, str]:
+def upstream_routes(
+    settings: PlatformSettings | None = None, routes: Mapping[str, str] = ports.ROUTES
+) -> dict[str, str]:
     """The proxy's routing table for this environment: area -> base URL of the owning service."""
     settings = settings or PlatformSettings()
     return {area: settings.url_of(service) for area, service in routes.items()}
@@ -120,8 +140,13 @@ class GatewayProxy:
     for other gateway calls to the same upstreams (the merged OpenAPI document).
     """
 
-    def __init__(self, routes: Mapping[str, str], verifier: Verifier,
-                 limiter: SlidingWindowLimiter | None = None, settings: ProxySettings | None = None) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, str],
+        verifier: Verifier,
+        limiter: SlidingWindowLimiter | None = None,
+        settings: ProxySettings | None = None,
+    ) -> None:
         self.settings = settings or ProxySettings()
         self.verifier = verifier
         self.limiter = limiter
@@ -132,8 +157,9 @@ class GatewayProxy:
         # `connect` bounds waiting for a pooled connection plus connecting; `sock_connect` the
         # TCP connect alone; `sock_read` each wait for upstream bytes. No `total`: a large
         # streamed answer may legitimately take longer than any single timeout.
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=s.read_timeout_s,
-                                              sock_connect=s.connect_timeout_s, sock_read=s.read_timeout_s)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=s.read_timeout_s, sock_connect=s.connect_timeout_s, sock_read=s.read_timeout_s
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,8 +168,9 @@ class GatewayProxy:
         """The pooled upstream client (opened on first use)."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.settings.max_connections, limit_per_host=0,
-                                               keepalive_timeout=self.settings.keepalive_s),
+                connector=aiohttp.TCPConnector(
+                    limit=self.settings.max_connections, limit_per_host=0, keepalive_timeout=self.settings.keepalive_s
+                ),
                 timeout=self._timeout,
                 # Shared by every caller: a cookie one upstream sets must never reach another caller.
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -172,8 +199,9 @@ class GatewayProxy:
 
     # ------------------------------------------------------------------ ASGI
 
-    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]],
-                       send: Callable[[dict], Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
+    ) -> None:
         kind = scope["type"]
         if kind == "http":
             await self.handle(scope, receive, send)
@@ -193,8 +221,9 @@ class GatewayProxy:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def handle(self, scope: dict, receive: Callable[[], Awaitable[dict]],
-                     send: Callable[[dict], Awaitable[None]]) -> None:
+    async def handle(
+        self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
+    ) -> None:
         """Serve one HTTP request whose path is (or should be) under ``/api/v1/``."""
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         path: str = scope["path"]
@@ -243,8 +272,13 @@ class GatewayProxy:
         if self.limiter is not None:
             wait = self.limiter.acquire(principal.client_id, area)
             if wait > 0:
-                await _problem(scope, send, 429, f"rate limit of client {principal.client_id} exceeded",
-                               headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                await _problem(
+                    scope,
+                    send,
+                    429,
+                    f"rate limit of client {principal.client_id} exceeded",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
                 return
 
         limit = self.settings.max_body_bytes
@@ -255,8 +289,13 @@ class GatewayProxy:
             # close): closing on unread data makes the kernel send RST, which can destroy our
             # 413 at the client before it reads it. Whatever stays unread closes the connection.
             drained = exc.streamed and await _drain(receive, limit, _DRAIN_S)
-            await _problem(scope, send, 413, f"request body larger than {limit} bytes",
-                           headers=None if drained else {"Connection": "close"})
+            await _problem(
+                scope,
+                send,
+                413,
+                f"request body larger than {limit} bytes",
+                headers=None if drained else {"Connection": "close"},
+            )
             return
         except ValueError:
             await _problem(scope, send, 400, "invalid Content-Length")
@@ -281,8 +320,9 @@ class GatewayProxy:
         target = upstream + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
         await self._forward(scope, send, URL(target, encoded=True), forward, body, request_id)
 
-    async def _authenticate(self, scope: dict, send: Callable[[dict], Awaitable[None]],
-                            authorization: bytes | None) -> Principal | None:
+    async def _authenticate(
+        self, scope: dict, send: Callable[[dict], Awaitable[None]], authorization: bytes | None
+    ) -> Principal | None:
         """The caller's principal, or ``None`` after answering 401/403 (RFC 6750 §3)."""
         token = bearer_token(authorization)
         if token is None:
@@ -297,14 +337,28 @@ class GatewayProxy:
         if INTERNAL in principal.scopes:
             # Service-to-service tokens never come through the public door; one that does leaked.
             log.warning("refused an internal-scope token of client %s at the public gateway", principal.client_id)
-            await _problem(scope, send, 403, "internal-scope tokens are not accepted by the public gateway",
-                           headers={"WWW-Authenticate": f'{CHALLENGE}, error="insufficient_scope", '
-                                                        'error_description="internal-scope token"'})
+            await _problem(
+                scope,
+                send,
+                403,
+                "internal-scope tokens are not accepted by the public gateway",
+                headers={
+                    "WWW-Authenticate": f'{CHALLENGE}, error="insufficient_scope", '
+                    'error_description="internal-scope token"'
+                },
+            )
             return None
         return principal
 
-    async def _forward(self, scope: dict, send: Callable[[dict], Awaitable[None]], url: URL,
-                       headers: list[tuple[str, str]], body: bytes | None, request_id: bytes) -> None:
+    async def _forward(
+        self,
+        scope: dict,
+        send: Callable[[dict], Awaitable[None]],
+        url: URL,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        request_id: bytes,
+    ) -> None:
         method: str = scope["method"]
         session = self.session
         attempts = 2 if method in _RETRYABLE else 1
@@ -319,7 +373,7 @@ class GatewayProxy:
                     continue
                 await _problem(scope, send, 502, f"upstream {url.host}:{url.port} closed the connection")
                 return
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            except (TimeoutError, aiohttp.ServerTimeoutError):
                 await _problem(scope, send, 504, f"upstream {url.host}:{url.port} did not answer in time")
                 return
             except aiohttp.ClientError as exc:
@@ -346,7 +400,7 @@ class GatewayProxy:
             if length is not None and length <= _SMALL_BODY:
                 try:
                     payload = await response.read()
-                except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     # Nothing sent yet: the caller can still get a proper answer.
                     status = 504 if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError) else 502
                     await _problem(scope, send, status, f"upstream {url.host}:{url.port} broke off its response")
@@ -399,12 +453,11 @@ class ProxyMiddleware:
 def _area_of(path: str) -> str | None:
     if not path.startswith(PREFIX):
         return None
-    area, _, _ = path[len(PREFIX):].partition("/")
+    area, _, _ = path[len(PREFIX) :].partition("/")
     return area or None
 
 
-async def _read_body(receive: Callable[[], Awaitable[dict]], content_length: bytes | None,
-                     limit: int) -> bytes | None:
+async def _read_body(receive: Callable[[], Awaitable[dict]], content_length: bytes | None, limit: int) -> bytes | None:
     """The whole request body (``None`` if there is none), refusing more than ``limit`` bytes.
 
     A declared Content-Length over the limit is refused before reading anything; a
@@ -454,8 +507,13 @@ async def _drain(receive: Callable[[], Awaitable[dict]], budget: int, within_s: 
     return False
 
 
-async def _problem(scope: dict, send: Callable[[dict], Awaitable[None]], status: int, detail: str,
-                   headers: dict[str, str] | None = None) -> None:
+async def _problem(
+    scope: dict,
+    send: Callable[[dict], Awaitable[None]],
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> None:
     response = problem_response(status, detail, instance=scope["path"], headers=headers)
     await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})

@@ -95,21 +95,44 @@ class RefreshTokenStore:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
-    async def start_family(self, *, client_id: str, tenant: str, subject: str, scopes: frozenset[str],
-                           access_jti: str, access_expires_at: int) -> str:
+    async def start_family(
+        self,
+        *,
+        client_id: str,
+        tenant: str,
+        subject: str,
+        scopes: frozenset[str],
+        access_jti: str,
+        access_expires_at: int,
+    ) -> str:
         """Open a family for a new grant, with its first refresh token and first access token; returns the token."""
         token, family_id, now = new_refresh_token(), uuid.uuid4(), self._now()
         scope = _scope_text(scopes)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO gateway.refresh_families (family_id, client_id, tenant, subject, scope, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6)", family_id, client_id, tenant, subject, scope, now)
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                family_id,
+                client_id,
+                tenant,
+                subject,
+                scope,
+                now,
+            )
             await self._insert_token(conn, token, family_id, client_id, tenant, scope, now)
             await self._insert_access(conn, family_id, access_jti, access_expires_at)
         return token
 
-    async def rotate(self, token: str, *, client_id: str, tenant: str, requested: frozenset[str] | None,
-                     allowed: frozenset[str], mint: MintAccess) -> Rotated | Replayed:
+    async def rotate(
+        self,
+        token: str,
+        *,
+        client_id: str,
+        tenant: str,
+        requested: frozenset[str] | None,
+        allowed: frozenset[str],
+        mint: MintAccess,
+    ) -> Rotated | Replayed:
         """Use ``token`` once: a new access token and a new refresh token in the same family.
 
         ``requested``: the ``scope`` parameter, if any (must be within the token's scope; it
@@ -122,14 +145,27 @@ class RefreshTokenStore:
         async with self._pool.acquire() as conn, conn.transaction():
             # Lock the family first, then the token, the same order as a revocation takes:
             # every change to a family is serialised, and two lockers never deadlock.
-            family_id = await conn.fetchval("SELECT family_id FROM gateway.refresh_tokens WHERE token_hash = $1",
-                                            digest)
-            family = None if family_id is None else await conn.fetchrow(
-                "SELECT client_id, tenant, revoked_at FROM gateway.refresh_families WHERE family_id = $1 FOR UPDATE",
-                family_id)
-            row = None if family is None else await conn.fetchrow(
-                "SELECT scope, expires_at, used_at, revoked_at FROM gateway.refresh_tokens"
-                " WHERE token_hash = $1 FOR UPDATE", digest)
+            family_id = await conn.fetchval(
+                "SELECT family_id FROM gateway.refresh_tokens WHERE token_hash = $1", digest
+            )
+            family = (
+                None
+                if family_id is None
+                else await conn.fetchrow(
+                    "SELECT client_id, tenant, revoked_at FROM gateway.refresh_families"
+                    " WHERE family_id = $1 FOR UPDATE",
+                    family_id,
+                )
+            )
+            row = (
+                None
+                if family is None
+                else await conn.fetchrow(
+                    "SELECT scope, expires_at, used_at, revoked_at FROM gateway.refresh_tokens"
+                    " WHERE token_hash = $1 FOR UPDATE",
+                    digest,
+                )
+            )
             if row is None or family["client_id"] != client_id or family["tenant"] != tenant:
                 # Another client's token gets the same answer as an unknown one (RFC 6749 §5.2).
                 raise invalid_grant("unknown refresh token")
@@ -164,7 +200,9 @@ class RefreshTokenStore:
             row = await conn.fetchrow(
                 "SELECT f.family_id, f.client_id FROM gateway.refresh_tokens t"
                 "  JOIN gateway.refresh_families f USING (family_id) WHERE t.token_hash = $1"
-                "  FOR UPDATE OF f", token_hash(token))
+                "  FOR UPDATE OF f",
+                token_hash(token),
+            )
             if row is None:
                 return None
             if row["client_id"] != client_id:
@@ -177,70 +215,125 @@ class RefreshTokenStore:
             "SELECT t.scope, t.issued_at, t.expires_at, t.used_at, t.revoked_at, f.client_id, f.tenant, f.subject,"
             "       f.revoked_at AS family_revoked_at"
             "  FROM gateway.refresh_tokens t JOIN gateway.refresh_families f USING (family_id)"
-            " WHERE t.token_hash = $1", token_hash(token))
+            " WHERE t.token_hash = $1",
+            token_hash(token),
+        )
         if row is None:
             return None
-        active = (row["used_at"] is None and row["revoked_at"] is None and row["family_revoked_at"] is None
-                  and row["expires_at"] > self._now())
-        return RefreshInfo(active=active, client_id=row["client_id"], tenant=row["tenant"], subject=row["subject"],
-                           scopes=frozenset(row["scope"].split()), issued_at=int(row["issued_at"].timestamp()),
-                           expires_at=int(row["expires_at"].timestamp()))
+        active = (
+            row["used_at"] is None
+            and row["revoked_at"] is None
+            and row["family_revoked_at"] is None
+            and row["expires_at"] > self._now()
+        )
+        return RefreshInfo(
+            active=active,
+            client_id=row["client_id"],
+            tenant=row["tenant"],
+            subject=row["subject"],
+            scopes=frozenset(row["scope"].split()),
+            issued_at=int(row["issued_at"].timestamp()),
+            expires_at=int(row["expires_at"].timestamp()),
+        )
 
     async def record_revoked_access(self, jti: str, *, client_id: str, expires_at: int, reason: str) -> None:
         """Remember a revoked access token (RFC 7009) until it expires."""
         await self._pool.execute(
             "INSERT INTO gateway.revoked_access_tokens (jti, client_id, expires_at, reason) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (jti) DO NOTHING", jti, client_id, _at(expires_at), reason)
+            " ON CONFLICT (jti) DO NOTHING",
+            jti,
+            client_id,
+            _at(expires_at),
+            reason,
+        )
 
     async def is_access_revoked(self, jti: str) -> bool:
         """Whether any gateway process revoked this access token (directly or with its family)."""
         return await self._pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM gateway.revoked_access_tokens WHERE jti = $1)", jti)
+            "SELECT EXISTS (SELECT 1 FROM gateway.revoked_access_tokens WHERE jti = $1)", jti
+        )
 
     async def purge(self, *, grace_s: int = 86_400) -> int:
         """Delete what can no longer matter: rows of tokens expired more than ``grace_s`` ago."""
         cutoff = self._now() - timedelta(seconds=grace_s)
         async with self._pool.acquire() as conn, conn.transaction():
             removed = 0
-            for sql in ("DELETE FROM gateway.revoked_access_tokens WHERE expires_at < $1",
-                        "DELETE FROM gateway.family_access_tokens WHERE expires_at < $1",
-                        "DELETE FROM gateway.refresh_tokens WHERE expires_at < $1",
-                        "DELETE FROM gateway.refresh_families f WHERE f.created_at < $1 AND NOT EXISTS"
-                        " (SELECT 1 FROM gateway.refresh_tokens t WHERE t.family_id = f.family_id)"):
+            for sql in (
+                "DELETE FROM gateway.revoked_access_tokens WHERE expires_at < $1",
+                "DELETE FROM gateway.family_access_tokens WHERE expires_at < $1",
+                "DELETE FROM gateway.refresh_tokens WHERE expires_at < $1",
+                "DELETE FROM gateway.refresh_families f WHERE f.created_at < $1 AND NOT EXISTS"
+                " (SELECT 1 FROM gateway.refresh_tokens t WHERE t.family_id = f.family_id)",
+            ):
                 removed += int((await conn.execute(sql, cutoff)).rsplit(" ", 1)[-1])
             return removed
 
     # --- internals ---------------------------------------------------------------------
 
-    async def _revoke_family(self, conn: asyncpg.Connection, family_id: uuid.UUID, now: datetime,
-                             reason: str) -> list[RevokedAccess]:
-        await conn.execute("UPDATE gateway.refresh_families SET revoked_at = $2, revoked_reason = $3"
-                           " WHERE family_id = $1 AND revoked_at IS NULL", family_id, now, reason)
-        await conn.execute("UPDATE gateway.refresh_tokens SET revoked_at = $2"
-                           " WHERE family_id = $1 AND revoked_at IS NULL", family_id, now)
+    async def _revoke_family(
+        self, conn: asyncpg.Connection, family_id: uuid.UUID, now: datetime, reason: str
+    ) -> list[RevokedAccess]:
+        await conn.execute(
+            "UPDATE gateway.refresh_families SET revoked_at = $2, revoked_reason = $3"
+            " WHERE family_id = $1 AND revoked_at IS NULL",
+            family_id,
+            now,
+            reason,
+        )
+        await conn.execute(
+            "UPDATE gateway.refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+            family_id,
+            now,
+        )
         await conn.execute(
             "INSERT INTO gateway.revoked_access_tokens (jti, client_id, expires_at, revoked_at, reason)"
             " SELECT a.jti, f.client_id, a.expires_at, $2, $3"
             "   FROM gateway.family_access_tokens a JOIN gateway.refresh_families f USING (family_id)"
             "  WHERE a.family_id = $1 AND a.expires_at > $2"
-            " ON CONFLICT (jti) DO NOTHING", family_id, now, reason)
+            " ON CONFLICT (jti) DO NOTHING",
+            family_id,
+            now,
+            reason,
+        )
         # Every live one, not only those revoked just now: a revocation repeated because the
         # bus failed the first time must publish them again (the events are idempotent).
-        rows = await conn.fetch("SELECT jti, expires_at FROM gateway.family_access_tokens"
-                                " WHERE family_id = $1 AND expires_at > $2", family_id, now)
+        rows = await conn.fetch(
+            "SELECT jti, expires_at FROM gateway.family_access_tokens WHERE family_id = $1 AND expires_at > $2",
+            family_id,
+            now,
+        )
         return [RevokedAccess(r["jti"], int(r["expires_at"].timestamp())) for r in rows]
 
-    async def _insert_token(self, conn: asyncpg.Connection, token: str, family_id: uuid.UUID, client_id: str,
-                            tenant: str, scope: str, now: datetime) -> None:
+    async def _insert_token(
+        self,
+        conn: asyncpg.Connection,
+        token: str,
+        family_id: uuid.UUID,
+        client_id: str,
+        tenant: str,
+        scope: str,
+        now: datetime,
+    ) -> None:
         await conn.execute(
             "INSERT INTO gateway.refresh_tokens"
-            " (token_hash, family_id, client_id, tenant, scope, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", token_hash(token), family_id, client_id, tenant, scope, now,
-            now + self._ttl)
+            " (token_hash, family_id, client_id, tenant, scope, issued_at, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            token_hash(token),
+            family_id,
+            client_id,
+            tenant,
+            scope,
+            now,
+            now + self._ttl,
+        )
 
-    async def _insert_access(self, conn: asyncpg.Connection, family_id: uuid.UUID, jti: str,
-                             expires_at: int) -> None:
-        await conn.execute("INSERT INTO gateway.family_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)",
-                           jti, family_id, _at(expires_at))
+    async def _insert_access(self, conn: asyncpg.Connection, family_id: uuid.UUID, jti: str, expires_at: int) -> None:
+        await conn.execute(
+            "INSERT INTO gateway.family_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)",
+            jti,
+            family_id,
+            _at(expires_at),
+        )
 
 
 def _scope_text(scopes: frozenset[str]) -> str:

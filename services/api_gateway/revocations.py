@@ -29,8 +29,14 @@ class RevocationNotPublished(Exception):
 class Revocations:
     """Revokes access tokens and announces it."""
 
-    def __init__(self, store: RefreshTokenStore, revoked: RevokedTokens, publisher: BulkPublisher, *,
-                 publish_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: RefreshTokenStore,
+        revoked: RevokedTokens,
+        publisher: BulkPublisher,
+        *,
+        publish_timeout_s: float = 5.0,
+    ) -> None:
         self._store = store
         self.revoked = revoked
         self._publisher = publisher
@@ -51,9 +57,18 @@ class Revocations:
         ts = now_ns()
         # The event id is derived from the jti: a revocation published twice (a retry) is
         # recognisably the same event downstream.
-        events = [TokenRevoked(event_id=uuid.uuid5(EVENT_NAMESPACE, f"token_revoked|{t.jti}"), ts_event=ts,
-                               ts_init=ts, token_id=t.jti, expires_at=t.expires_at, reason=reason[:64])
-                  for t in tokens if t.expires_at > now]
+        events = [
+            TokenRevoked(
+                event_id=uuid.uuid5(EVENT_NAMESPACE, f"token_revoked|{t.jti}"),
+                ts_event=ts,
+                ts_init=ts,
+                token_id=t.jti,
+                expires_at=t.expires_at,
+                reason=reason[:64],
+            )
+            for t in tokens
+            if t.expires_at > now
+        ]
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._publisher.publish(events)

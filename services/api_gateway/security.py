@@ -30,11 +30,17 @@ NO_STORE_PREFIXES = ("/api/", "/oauth2/")
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 HSTS = "max-age=31536000; includeSubDomains"
 
-_COMMON = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-           (b"referrer-policy", b"no-referrer"))
+_COMMON = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"))
 #: Fields this middleware owns: whatever an inner app set for them is replaced.
-_OWNED = frozenset({b"x-content-type-options", b"x-frame-options", b"referrer-policy",
-                    b"content-security-policy", b"strict-transport-security"})
+_OWNED = frozenset(
+    {
+        b"x-content-type-options",
+        b"x-frame-options",
+        b"referrer-policy",
+        b"content-security-policy",
+        b"strict-transport-security",
+    }
+)
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -53,9 +59,11 @@ def docs_csp(script_hashes: Iterable[str] = ()) -> str:
     scripts = " ".join([origins, *(f"'sha256-{h}'" for h in script_hashes)])
     # Swagger UI sets style attributes at run time, hence 'unsafe-inline' for styles only;
     # its icons are data: URIs.
-    return (f"default-src 'none'; script-src {scripts}; style-src {origins} 'unsafe-inline'; "
-            f"img-src 'self' data: {origins}; connect-src 'self'; frame-ancestors 'none'; "
-            f"base-uri 'none'; form-action 'self'")
+    return (
+        f"default-src 'none'; script-src {scripts}; style-src {origins} 'unsafe-inline'; "
+        f"img-src 'self' data: {origins}; connect-src 'self'; frame-ancestors 'none'; "
+        f"base-uri 'none'; form-action 'self'"
+    )
 
 
 class SecurityHeadersMiddleware:
@@ -166,8 +174,9 @@ def configure_cors(app: Any, origins: Sequence[str] | None) -> bool:
     return True
 
 
-def install_security(app: Any, *, cors_origins: Sequence[str] | None = None,
-                     docs_paths: Sequence[str] = ("/docs",)) -> None:
+def install_security(
+    app: Any, *, cors_origins: Sequence[str] | None = None, docs_paths: Sequence[str] = ("/docs",)
+) -> None:
     """CORS (when configured) and then the security headers, outermost, so that every
     response -- preflights and errors included -- carries them."""
     configure_cors(app, cors_origins)
@@ -194,5 +203,12 @@ def _secure_unexpected_errors(app: Any) -> None:
     app.add_exception_handler(Exception, secured)
 
 
-__all__ = ["API_CSP", "SecurityHeadersMiddleware", "configure_cors", "docs_csp", "install_security",
-           "is_https", "secure_api_headers"]
+__all__ = [
+    "API_CSP",
+    "SecurityHeadersMiddleware",
+    "configure_cors",
+    "docs_csp",
+    "install_security",
+    "is_https",
+    "secure_api_headers",
+]

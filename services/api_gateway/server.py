@@ -70,8 +70,9 @@ class AuthorizationServer:
         address = request.client.host if request.client else None
         wait = self.guard.retry_after(credentials.client_id, address)
         if wait:
-            raise temporarily_unavailable("too many failed client authentications; retry later",
-                                          status=429, retry_after_s=wait)
+            raise temporarily_unavailable(
+                "too many failed client authentications; retry later", status=429, retry_after_s=wait
+            )
         try:
             client = await self.directory.authenticate(credentials)
         except DirectoryUnavailable as exc:
@@ -84,14 +85,25 @@ class AuthorizationServer:
 
     def mint(self, client: Client, scopes: frozenset[str]) -> tuple[str, dict[str, Any]]:
         """Sign an access token for ``client`` with ``scopes`` (claims per docs/auth.md)."""
-        return mint_access_token(self.keyring.active.key, issuer=self.issuer, audience=self.audience,
-                                 subject=client.subject, client_id=client.client_id, tenant=client.tenant,
-                                 scopes=scopes, ttl_s=self.settings.access_token_ttl_s)
+        return mint_access_token(
+            self.keyring.active.key,
+            issuer=self.issuer,
+            audience=self.audience,
+            subject=client.subject,
+            client_id=client.client_id,
+            tenant=client.tenant,
+            scopes=scopes,
+            ttl_s=self.settings.access_token_ttl_s,
+        )
 
     def token_response(self, token: str, claims: dict[str, Any], refresh_token: str | None = None) -> dict[str, Any]:
         """The RFC 6749 §5.1 success body."""
-        body: dict[str, Any] = {"access_token": token, "token_type": "Bearer",
-                                "expires_in": claims["exp"] - claims["iat"], "scope": claims["scope"]}
+        body: dict[str, Any] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": claims["exp"] - claims["iat"],
+            "scope": claims["scope"],
+        }
         if refresh_token is not None:
             body["refresh_token"] = refresh_token
         return body

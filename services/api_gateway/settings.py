@@ -57,8 +57,9 @@ class GatewaySettings(BaseSettings):
     def _keys_outlive_tokens(self) -> GatewaySettings:
         longest = max(self.access_token_ttl_s, self.service_token_ttl_s) + self.clock_leeway_s
         if self.key_retire_after_s < longest:
-            raise ValueError(f"API_GATEWAY_KEY_RETIRE_AFTER_S must be >= {longest} "
-                             "(longest token lifetime + clock leeway)")
+            raise ValueError(
+                f"API_GATEWAY_KEY_RETIRE_AFTER_S must be >= {longest} (longest token lifetime + clock leeway)"
+            )
         if min(self.auth_failures_per_client, self.auth_failures_per_ip) < 1:
             raise ValueError("brute-force limits must allow at least one failure")
         return self

@@ -27,8 +27,9 @@ NAME = "data-bridge"
 class IngestMetrics:
     def __init__(self, kit: Kit) -> None:
         self.received = Counter("ticks_received_total", "Ticks received at the ingest edge", registry=kit.registry)
-        self.rejected = Counter("ticks_rejected_total", "Ticks rejected at the ingest edge", ["reason"],
-                                registry=kit.registry)
+        self.rejected = Counter(
+            "ticks_rejected_total", "Ticks rejected at the ingest edge", ["reason"], registry=kit.registry
+        )
         self.published = Counter("ticks_published_total", "Ticks published to the bus", registry=kit.registry)
 
 
@@ -42,13 +43,20 @@ def create_app() -> FastAPI:
         broker = create_broker(kit)
         jwks_http = httpx.AsyncClient(timeout=5.0)
         protect(app, platform_verifier(kit.settings, jwks_http), broker)
-        stage = bar_stage.BarStage(kit, settings, bar_stage.CheckpointStore(pool),
-                                   BulkPublisher(broker, topics.MARKET_BARS),
-                                   DeadLetters(broker, kit, bar_stage.GROUP))
+        stage = bar_stage.BarStage(
+            kit,
+            settings,
+            bar_stage.CheckpointStore(pool),
+            BulkPublisher(broker, topics.MARKET_BARS),
+            DeadLetters(broker, kit, bar_stage.GROUP),
+        )
         pacer = bar_stage.register(broker, stage, kit.settings.kafka_fetch_max_wait_ms)
         app.state.settings = settings
-        app.state.validator = TickValidator(symbols=settings.symbols or None, max_future_ns=settings.max_future_s * 10**9,
-                                            max_spread_ratio=settings.max_spread_ratio)
+        app.state.validator = TickValidator(
+            symbols=settings.symbols or None,
+            max_future_ns=settings.max_future_s * 10**9,
+            max_spread_ratio=settings.max_spread_ratio,
+        )
         app.state.tick_publisher = BulkPublisher(broker, topics.MARKET_TICKS)
         app.state.metrics = IngestMetrics(kit)
         await broker.start()

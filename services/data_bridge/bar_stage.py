@@ -56,7 +56,11 @@ class CheckpointStore:
     async def load(self, partition: int) -> tuple[int, BarBuilder] | None:
         row = await self._pool.fetchrow(
             "SELECT next_offset, state FROM data_bridge.bar_checkpoints "
-            "WHERE consumer_group = $1 AND topic = $2 AND partition = $3", self._group, self._topic, partition)
+            "WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+            self._group,
+            self._topic,
+            partition,
+        )
         if row is None:
             return None
         return row["next_offset"], BarBuilder.restore(json.loads(row["state"]))
@@ -66,7 +70,12 @@ class CheckpointStore:
             "INSERT INTO data_bridge.bar_checkpoints (consumer_group, topic, partition, next_offset, state) "
             "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (consumer_group, topic, partition) "
             "DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()",
-            self._group, self._topic, partition, next_offset, json.dumps(builder.snapshot()))
+            self._group,
+            self._topic,
+            partition,
+            next_offset,
+            json.dumps(builder.snapshot()),
+        )
 
 
 class _Partition:
@@ -80,18 +89,24 @@ class _Partition:
 
 
 class BarStage(ConsumerRebalanceListener):
-    def __init__(self, kit: Kit, settings: DataBridgeSettings, store: CheckpointStore,
-                 bar_publisher: BulkPublisher, dead_letters: DeadLetters) -> None:
+    def __init__(
+        self,
+        kit: Kit,
+        settings: DataBridgeSettings,
+        store: CheckpointStore,
+        bar_publisher: BulkPublisher,
+        dead_letters: DeadLetters,
+    ) -> None:
         self.settings = settings
         self._store = store
         self._publisher = bar_publisher
         self._dead_letters = dead_letters
         self._partitions: dict[int, _Partition] = {}
         self._consumer: Callable[[], AIOKafkaConsumer | None] = lambda: None
-        self.outcomes = Counter("bar_stage_ticks_total", "Ticks seen by the bar builder, by outcome", ["outcome"],
-                                registry=kit.registry)
-        self.bars_published = Counter("bars_published_total", "Bars published", ["timeframe"],
-                                      registry=kit.registry)
+        self.outcomes = Counter(
+            "bar_stage_ticks_total", "Ticks seen by the bar builder, by outcome", ["outcome"], registry=kit.registry
+        )
+        self.bars_published = Counter("bars_published_total", "Bars published", ["timeframe"], registry=kit.registry)
 
     def _new_builder(self) -> BarBuilder:
         return BarBuilder(allowed_lateness_ns=self.settings.allowed_lateness_ms * 1_000_000)
@@ -197,12 +212,23 @@ def register(broker: KafkaBroker, stage: BarStage, fetch_max_wait_ms: int) -> Po
     """Subscribe the bar stage to the ticks; the returned pacer must run while the broker does."""
     settings = stage.settings
     subscriber = broker.subscriber(
-        topics.MARKET_TICKS, group_id=GROUP, batch=True, max_records=5000, batch_timeout_ms=ACTIVE_BATCH_TIMEOUT_MS,
-        fetch_max_wait_ms=fetch_max_wait_ms, auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL,
-        listener=stage, **RAW_BATCH)
-    pacer = PollPacer(subscriber, active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
-                      idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
-                      idle_after_s=settings.idle_after_s)
+        topics.MARKET_TICKS,
+        group_id=GROUP,
+        batch=True,
+        max_records=5000,
+        batch_timeout_ms=ACTIVE_BATCH_TIMEOUT_MS,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        listener=stage,
+        **RAW_BATCH,
+    )
+    pacer = PollPacer(
+        subscriber,
+        active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
+        idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
+        idle_after_s=settings.idle_after_s,
+    )
 
     @subscriber
     async def build_bars(msg: KafkaMessage) -> None:

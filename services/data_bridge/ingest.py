@@ -34,10 +34,16 @@ class IngestResult(BaseModel):
     rejected: list[Rejected]
 
 
-@router.post("/ticks", status_code=202, response_model=IngestResult, operation_id="ingest_ticks",
-             summary="Validate a batch of ticks and publish the good ones",
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": IngestBatch.model_json_schema()}}}})
+@router.post(
+    "/ticks",
+    status_code=202,
+    response_model=IngestResult,
+    operation_id="ingest_ticks",
+    summary="Validate a batch of ticks and publish the good ones",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": IngestBatch.model_json_schema()}}}
+    },
+)
 async def ingest_ticks(request: Request, _: Annotated[Principal, require(MARKET_WRITE)]) -> Response:
     """Each tick is judged on its own: bad ones come back with a reason, the rest are published.
 
@@ -63,10 +69,23 @@ async def ingest_ticks(request: Request, _: Annotated[Principal, require(MARKET_
             continue
         # The tick's fields have MarketTick's types, so the event is encoded without a second validation.
         symbol, bid, ask, last, volume, flags = tick.symbol, tick.bid, tick.ask, tick.last, tick.volume, tick.flags
-        events.append((symbol.encode(), encode_tick(
-            event_id=tick_event_id_text(symbol, tick.time_msc, bid, ask, last, volume, flags),
-            ts_event=tick.ts_event, ts_init=received, symbol=symbol, bid=bid, ask=ask, last=last,
-            volume=volume, flags=flags, source=source)))
+        events.append(
+            (
+                symbol.encode(),
+                encode_tick(
+                    event_id=tick_event_id_text(symbol, tick.time_msc, bid, ask, last, volume, flags),
+                    ts_event=tick.ts_event,
+                    ts_init=received,
+                    symbol=symbol,
+                    bid=bid,
+                    ask=ask,
+                    last=last,
+                    volume=volume,
+                    flags=flags,
+                    source=source,
+                ),
+            )
+        )
 
     metrics = state.metrics
     metrics.received.inc(len(items))
@@ -77,8 +96,12 @@ async def ingest_ticks(request: Request, _: Annotated[Principal, require(MARKET_
         await publisher.publish_encoded(events)
     except Exception as exc:
         log.exception("publishing %d ticks failed", len(events))
-        raise Problem(503, f"the event bus did not acknowledge the ticks ({type(exc).__name__}); retry",
-                      headers={"Retry-After": "1"}) from exc
+        raise Problem(
+            503,
+            f"the event bus did not acknowledge the ticks ({type(exc).__name__}); retry",
+            headers={"Retry-After": "1"},
+        ) from exc
     metrics.published.inc(len(events))
-    return Response(orjson.dumps({"accepted": len(events), "rejected": rejected}), status_code=202,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps({"accepted": len(events), "rejected": rejected}), status_code=202, media_type="application/json"
+    )

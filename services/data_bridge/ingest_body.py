@@ -133,6 +133,9 @@ def decode_plain_batch(body: bytes, max_ticks: int) -> tuple[str, list[PlainTick
         bid, ask = Decimal(w.bid), Decimal(w.ask)
         if not (bid and ask):  # a zero price is refused by the model, with its reason
             return None
-        ticks.append(PlainTick(w.symbol, w.time_msc, bid, ask, None if w.last is None else Decimal(w.last),
-                               Decimal(w.volume), w.flags))
+        ticks.append(
+            PlainTick(
+                w.symbol, w.time_msc, bid, ask, None if w.last is None else Decimal(w.last), Decimal(w.volume), w.flags
+            )
+        )
     return wire.source, ticks

@@ -10,8 +10,8 @@ import httpx
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from infra.postgres import database_url
 from infra.migrations import pg as pg_migrations
+from infra.postgres import database_url
 from services.database_service import consumers
 from services.database_service.bars_fast_path import BarsFastPath
 from services.database_service.cache import BarCache, SeriesKey

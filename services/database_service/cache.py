@@ -97,7 +97,7 @@ class BarCache:
             if series.complete_from != ALL_HISTORY and start_ms < series.complete_from:
                 return None
             lo = max(bisect_left(series.ts, start_ms), first_complete)
-            return series.rows[lo:min(hi, lo + limit)]
+            return series.rows[lo : min(hi, lo + limit)]
         lo = hi - limit
         if lo < first_complete:
             if series.complete_from != ALL_HISTORY:

@@ -82,8 +82,11 @@ class ChdbClickHouse:
         if not rows:
             return
         data = b"\n".join([orjson.dumps(row, default=_decimal_as_text) for row in rows]).decode()
-        await self._run(f"INSERT INTO {table} ({', '.join(columns)}) SETTINGS date_time_input_format = "
-                        f"'best_effort' FORMAT JSONCompactEachRow\n{data}", "TabSeparated")
+        await self._run(
+            f"INSERT INTO {table} ({', '.join(columns)}) SETTINGS date_time_input_format = "
+            f"'best_effort' FORMAT JSONCompactEachRow\n{data}",
+            "TabSeparated",
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -120,8 +123,9 @@ class DriverClickHouse:
 
     async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
         if rows:
-            await self._call(lambda: self._client().execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES", list(rows)))
+            await self._call(
+                lambda: self._client().execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", list(rows))
+            )
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -137,7 +141,7 @@ async def migrate(ch: ClickHouse) -> list[str]:
     await ch.execute("""CREATE TABLE IF NOT EXISTS hats.schema_migrations (
         version String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
         ENGINE = MergeTree ORDER BY version""")
-    applied = {v: c for v, c in await ch.rows("SELECT version, checksum FROM hats.schema_migrations")}
+    applied = dict(await ch.rows("SELECT version, checksum FROM hats.schema_migrations"))
     done = []
     for migration in discover(MIGRATIONS_DIR):
         if check_applied(applied, migration):

@@ -29,11 +29,13 @@ BARS_GROUP = "database-service.bars"
 RETRY_PAUSE_S = 1.0
 
 
-def register(broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCache,
-             settings: DatabaseServiceSettings) -> None:
+def register(
+    broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCache, settings: DatabaseServiceSettings
+) -> None:
     stored = Counter("market_rows_stored_total", "Rows written to ClickHouse", ["table"], registry=kit.registry)
-    duplicates = Counter("market_duplicates_skipped_total", "Redelivered events skipped", ["table"],
-                         registry=kit.registry)
+    duplicates = Counter(
+        "market_duplicates_skipped_total", "Redelivered events skipped", ["table"], registry=kit.registry
+    )
     tick_dlq = DeadLetters(broker, kit, TICKS_GROUP)
     bar_dlq = DeadLetters(broker, kit, BARS_GROUP)
     seen_ticks, seen_bars = RecentIds(), RecentIds(50_000)
@@ -51,24 +53,44 @@ def register(broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCa
             raise  # NACK_ON_ERROR rewinds the batch: nothing is lost, nothing committed past it
         stored.labels(table).inc(len(fresh))
 
-    @broker.subscriber(topics.MARKET_TICKS, group_id=TICKS_GROUP, batch=True, max_records=settings.consume_batch,
-                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=50,
-                       **RAW_BATCH)
+    @broker.subscriber(
+        topics.MARKET_TICKS,
+        group_id=TICKS_GROUP,
+        batch=True,
+        max_records=settings.consume_batch,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch_timeout_ms=50,
+        **RAW_BATCH,
+    )
     async def store_ticks(msg: KafkaMessage) -> None:
         await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, repo.insert_ticks, "ticks", decode_tick)
 
-    @broker.subscriber(topics.MARKET_BARS, group_id=BARS_GROUP, batch=True, max_records=settings.consume_batch,
-                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, batch_timeout_ms=20,
-                       **RAW_BATCH)
+    @broker.subscriber(
+        topics.MARKET_BARS,
+        group_id=BARS_GROUP,
+        batch=True,
+        max_records=settings.consume_batch,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch_timeout_ms=20,
+        **RAW_BATCH,
+    )
     async def store_bars(msg: KafkaMessage) -> None:
         await store(MarketBar, msg.raw_message, bar_dlq, seen_bars, repo.insert_bars, "bars")
 
     feed = CatchUp()
 
     # No group: every instance reads every bar, from the start (see cache.py for why).
-    @broker.subscriber(topics.MARKET_BARS, batch=True, max_records=settings.consume_batch,
-                       auto_offset_reset="earliest", batch_timeout_ms=5,
-                       fetch_max_wait_ms=settings.bars_feed_max_wait_ms, **RAW_BATCH)
+    @broker.subscriber(
+        topics.MARKET_BARS,
+        batch=True,
+        max_records=settings.consume_batch,
+        auto_offset_reset="earliest",
+        batch_timeout_ms=5,
+        fetch_max_wait_ms=settings.bars_feed_max_wait_ms,
+        **RAW_BATCH,
+    )
     async def feed_cache(msg: KafkaMessage) -> None:
         for record in msg.raw_message:
             try:

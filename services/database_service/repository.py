@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -15,8 +15,19 @@ from shared.events import MarketBar, Timeframe
 from shared.tick_decoder import AnyTick
 
 TICK_COLUMNS = ("symbol", "ts", "event_id", "bid", "ask", "last", "volume", "flags", "source", "received_at")
-BAR_COLUMNS = ("symbol", "timeframe", "ts", "open", "high", "low", "close", "volume", "real_volume",
-               "event_id", "built_at")
+BAR_COLUMNS = (
+    "symbol",
+    "timeframe",
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "real_volume",
+    "event_id",
+    "built_at",
+)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -48,10 +59,21 @@ class BarRow:
     def __post_init__(self) -> None:
         # Decimal -> float for JSON numbers: bar prices carry at most 8 decimals, which
         # a double represents and prints back exactly.
-        object.__setattr__(self, "json", orjson.dumps({
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.ts_ms // 1000)),
-            "open": float(self.open), "high": float(self.high), "low": float(self.low), "close": float(self.close),
-            "volume": self.volume, "real_volume": float(self.real_volume)}))
+        object.__setattr__(
+            self,
+            "json",
+            orjson.dumps(
+                {
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.ts_ms // 1000)),
+                    "open": float(self.open),
+                    "high": float(self.high),
+                    "low": float(self.low),
+                    "close": float(self.close),
+                    "volume": self.volume,
+                    "real_volume": float(self.real_volume),
+                }
+            ),
+        )
 
     @classmethod
     def of(cls, bar: MarketBar) -> BarRow:
@@ -68,17 +90,51 @@ class MarketRepository:
         self.ch = ch
 
     async def insert_ticks(self, ticks: Sequence[AnyTick]) -> None:
-        await self.ch.insert("market.ticks", TICK_COLUMNS, [
-            (t.symbol, _utc(t.ts_event), t.event_id, t.bid, t.ask, t.last, t.volume, t.flags, t.source,
-             _utc(t.ts_init)) for t in ticks])
+        await self.ch.insert(
+            "market.ticks",
+            TICK_COLUMNS,
+            [
+                (
+                    t.symbol,
+                    _utc(t.ts_event),
+                    t.event_id,
+                    t.bid,
+                    t.ask,
+                    t.last,
+                    t.volume,
+                    t.flags,
+                    t.source,
+                    _utc(t.ts_init),
+                )
+                for t in ticks
+            ],
+        )
 
     async def insert_bars(self, bars: Sequence[MarketBar]) -> None:
-        await self.ch.insert("market.bars", BAR_COLUMNS, [
-            (b.symbol, b.timeframe.value, _utc(b.ts_event), b.open, b.high, b.low, b.close, b.volume,
-             b.real_volume, b.event_id, _utc(b.ts_init)) for b in bars])
+        await self.ch.insert(
+            "market.bars",
+            BAR_COLUMNS,
+            [
+                (
+                    b.symbol,
+                    b.timeframe.value,
+                    _utc(b.ts_event),
+                    b.open,
+                    b.high,
+                    b.low,
+                    b.close,
+                    b.volume,
+                    b.real_volume,
+                    b.event_id,
+                    _utc(b.ts_init),
+                )
+                for b in bars
+            ],
+        )
 
-    async def bars(self, symbol: str, timeframe: Timeframe, *, start_ms: int | None, end_ms: int | None,
-                   limit: int) -> list[BarRow]:
+    async def bars(
+        self, symbol: str, timeframe: Timeframe, *, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[BarRow]:
         """Bars oldest first: from ``start`` forward if given, else the latest ``limit`` up to ``end``."""
         where = [f"symbol = {literal(symbol)}", f"timeframe = {literal(timeframe.value)}"]
         if start_ms is not None:
@@ -86,22 +142,34 @@ class MarketRepository:
         if end_ms is not None:
             where.append(f"ts <= fromUnixTimestamp64Milli({int(end_ms)})")
         order = "ASC" if start_ms is not None else "DESC"
-        sql = (f"SELECT toUnixTimestamp64Milli(ts), toString(open), toString(high), toString(low), "
-               f"toString(close), volume, toString(real_volume) FROM market.bars FINAL "
-               f"WHERE {' AND '.join(where)} ORDER BY ts {order} LIMIT {int(limit)}")
-        rows = [BarRow(int(r[0]), Decimal(r[1]), Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), int(r[5]),
-                       Decimal(r[6])) for r in await self.ch.rows(sql)]
+        sql = (
+            f"SELECT toUnixTimestamp64Milli(ts), toString(open), toString(high), toString(low), "
+            f"toString(close), volume, toString(real_volume) FROM market.bars FINAL "
+            f"WHERE {' AND '.join(where)} ORDER BY ts {order} LIMIT {int(limit)}"
+        )
+        rows = [
+            BarRow(int(r[0]), Decimal(r[1]), Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), int(r[5]), Decimal(r[6]))
+            for r in await self.ch.rows(sql)
+        ]
         return rows if order == "ASC" else rows[::-1]
 
     async def symbols(self) -> list[dict]:
         rows = await self.ch.rows(
             "SELECT symbol, count(), toUnixTimestamp64Milli(min(ts)), toUnixTimestamp64Milli(max(ts)) "
-            "FROM market.ticks FINAL GROUP BY symbol ORDER BY symbol")
-        timeframes = await self.ch.rows(
-            "SELECT symbol, groupUniqArray(timeframe) FROM market.bars GROUP BY symbol")
+            "FROM market.ticks FINAL GROUP BY symbol ORDER BY symbol"
+        )
+        timeframes = await self.ch.rows("SELECT symbol, groupUniqArray(timeframe) FROM market.bars GROUP BY symbol")
         by_symbol = {s: sorted(tfs, key=lambda t: Timeframe(t).seconds) for s, tfs in timeframes}
-        return [{"symbol": s, "ticks": int(n), "first_tick_ms": int(a), "last_tick_ms": int(b),
-                 "timeframes": by_symbol.get(s, [])} for s, n, a, b in rows]
+        return [
+            {
+                "symbol": s,
+                "ticks": int(n),
+                "first_tick_ms": int(a),
+                "last_tick_ms": int(b),
+                "timeframes": by_symbol.get(s, []),
+            }
+            for s, n, a, b in rows
+        ]
 
     async def counts(self) -> dict:
         ticks = await self.ch.rows("SELECT count() FROM market.ticks FINAL")

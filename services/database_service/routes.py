@@ -28,8 +28,7 @@ def _ms(value: dt.datetime | None) -> int | None:
     return int(value.timestamp() * 1000)
 
 
-@router.get("/bars", operation_id="list_bars",
-            summary="OHLC bars of one symbol and timeframe, oldest first")
+@router.get("/bars", operation_id="list_bars", summary="OHLC bars of one symbol and timeframe, oldest first")
 async def list_bars(
     request: Request,
     _: Annotated[Principal, require(MARKET_READ)],

@@ -28,8 +28,12 @@ from shared.settings import PlatformSettings
 NAME = "user-service"
 
 
-def create_app(*, settings: UserServiceSettings | None = None, platform: PlatformSettings | None = None,
-               verifier: TokenVerifier | None = None) -> FastAPI:
+def create_app(
+    *,
+    settings: UserServiceSettings | None = None,
+    platform: PlatformSettings | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
     """The service's ASGI app.
 
     In production all arguments are left out: settings come from the environment and
@@ -43,8 +47,9 @@ def create_app(*, settings: UserServiceSettings | None = None, platform: Platfor
     async def lifespan(kit: Kit) -> AsyncIterator[None]:
         secret = settings.admin_client_secret
         # Checked first: a bad override should stop the start before anything is touched.
-        override = AdminOverride.from_settings(settings.admin_client_id,
-                                               None if secret is None else secret.get_secret_value())
+        override = AdminOverride.from_settings(
+            settings.admin_client_id, None if secret is None else secret.get_secret_value()
+        )
         pool = await open_service_pool(kit, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
         store = Store(pool)
         http: httpx.AsyncClient | None = None
@@ -52,8 +57,13 @@ def create_app(*, settings: UserServiceSettings | None = None, platform: Platfor
         try:
             hasher = SecretHasher(settings.hash_concurrency, remember_s=settings.verified_secret_ttl_s)
             await hasher.warm_up()
-            started = await bootstrap(store, hasher, var_dir=kit.settings.hats_var_dir,
-                                      token_url=kit.settings.token_issuer + "/oauth2/token", override=override)
+            started = await bootstrap(
+                store,
+                hasher,
+                var_dir=kit.settings.hats_var_dir,
+                token_url=kit.settings.token_issuer + "/oauth2/token",
+                override=override,
+            )
             token_verifier = verifier
             if token_verifier is None:
                 http = httpx.AsyncClient(timeout=5.0)

@@ -76,8 +76,9 @@ class BootstrapResult:
     events: list[DirectoryChanged] = field(default_factory=list)
 
 
-async def bootstrap(store: Store, hasher: SecretHasher, *, var_dir: Path, token_url: str,
-                    override: AdminOverride | None = None) -> BootstrapResult:
+async def bootstrap(
+    store: Store, hasher: SecretHasher, *, var_dir: Path, token_url: str, override: AdminOverride | None = None
+) -> BootstrapResult:
     """Ensure the platform tenant, the bootstrap admin and the data-collector client exist."""
     run = _Run(hasher, override)
     async with store.transaction() as directory:
@@ -114,23 +115,34 @@ class _Run:
         self.events: list[DirectoryChanged] = []
 
     def emit(self, tenant: str, entity: str, entity_id: str, action: str, **details) -> None:
-        self.events.append(directory_changed(tenant=tenant, entity=entity, entity_id=entity_id, action=action,
-                                             actor=BOOTSTRAP_ACTOR, details=details))
+        self.events.append(
+            directory_changed(
+                tenant=tenant, entity=entity, entity_id=entity_id, action=action, actor=BOOTSTRAP_ACTOR, details=details
+            )
+        )
 
     async def ensure_admin(self, directory: Directory) -> str:
         if self.override is None:
-            return await self._ensure_generated(directory, ADMIN_PURPOSE, "platform admin", ADMIN_SCOPES,
-                                                ADMIN_GRANTS)
+            return await self._ensure_generated(directory, ADMIN_PURPOSE, "platform admin", ADMIN_SCOPES, ADMIN_GRANTS)
         current = await directory.bootstrap_client(ADMIN_PURPOSE)
         wanted = self.override
         if current == wanted.client_id:
             await self._match_secret(directory, wanted)
             return current
         if await directory.client_tenant(wanted.client_id) is not None:
-            raise BootstrapError(f"HATS_ADMIN_CLIENT_ID {wanted.client_id} names an existing client that is not "
-                                 "the bootstrap admin; choose another id")
-        await self._create(directory, ADMIN_PURPOSE, wanted.client_id, "platform admin", wanted.client_secret,
-                           ADMIN_SCOPES, ADMIN_GRANTS)
+            raise BootstrapError(
+                f"HATS_ADMIN_CLIENT_ID {wanted.client_id} names an existing client that is not "
+                "the bootstrap admin; choose another id"
+            )
+        await self._create(
+            directory,
+            ADMIN_PURPOSE,
+            wanted.client_id,
+            "platform admin",
+            wanted.client_secret,
+            ADMIN_SCOPES,
+            ADMIN_GRANTS,
+        )
         if current is not None:
             # The operator replaced the admin: the old one (whose secret may sit in
             # credentials.json) must not stay a second, forgotten way in.
@@ -138,16 +150,21 @@ class _Run:
             if changed:
                 self.emit(PLATFORM_TENANT, "client", current, "disabled", reason="replaced by HATS_ADMIN_CLIENT_ID")
             self.admin_secret_changed = True
-            log.warning("bootstrap admin %s replaced by %s (HATS_ADMIN_CLIENT_ID); the old one is disabled",
-                        current, wanted.client_id)
+            log.warning(
+                "bootstrap admin %s replaced by %s (HATS_ADMIN_CLIENT_ID); the old one is disabled",
+                current,
+                wanted.client_id,
+            )
         return wanted.client_id
 
     async def ensure_collector(self, directory: Directory) -> str:
-        return await self._ensure_generated(directory, COLLECTOR_PURPOSE, "data-collector", COLLECTOR_SCOPES,
-                                            COLLECTOR_GRANTS)
+        return await self._ensure_generated(
+            directory, COLLECTOR_PURPOSE, "data-collector", COLLECTOR_SCOPES, COLLECTOR_GRANTS
+        )
 
-    async def _ensure_generated(self, directory: Directory, purpose: str, name: str, scopes: tuple[str, ...],
-                                grants: tuple[str, ...]) -> str:
+    async def _ensure_generated(
+        self, directory: Directory, purpose: str, name: str, scopes: tuple[str, ...], grants: tuple[str, ...]
+    ) -> str:
         """The bootstrap client for ``purpose``; created with a generated id and secret if missing."""
         current = await directory.bootstrap_client(purpose)
         if current is not None:
@@ -166,19 +183,35 @@ class _Run:
         self.admin_secret_changed = True
         self.emit(PLATFORM_TENANT, "client", wanted.client_id, "secret_rotated", reason="HATS_ADMIN_CLIENT_SECRET")
 
-    async def _create(self, directory: Directory, purpose: str, client_id: str, name: str, secret: str,
-                      scopes: tuple[str, ...], grants: tuple[str, ...]) -> str:
-        client = await directory.insert_client(PLATFORM_TENANT, client_id, name, await self.hasher.hash(secret),
-                                               scopes, grants)
+    async def _create(
+        self,
+        directory: Directory,
+        purpose: str,
+        client_id: str,
+        name: str,
+        secret: str,
+        scopes: tuple[str, ...],
+        grants: tuple[str, ...],
+    ) -> str:
+        client = await directory.insert_client(
+            PLATFORM_TENANT, client_id, name, await self.hasher.hash(secret), scopes, grants
+        )
         await directory.set_bootstrap_client(purpose, client_id)
         self.created.append(purpose)
-        self.emit(PLATFORM_TENANT, "client", client_id, "created", name=name, scopes=client["scopes"],
-                  grant_types=client["grant_types"], purpose=purpose)
+        self.emit(
+            PLATFORM_TENANT,
+            "client",
+            client_id,
+            "created",
+            name=name,
+            scopes=client["scopes"],
+            grant_types=client["grant_types"],
+            purpose=purpose,
+        )
         return client_id
 
 
-def _write_credentials(path: Path, admin_id: str, collector_id: str, generated: dict[str, str],
-                       token_url: str) -> None:
+def _write_credentials(path: Path, admin_id: str, collector_id: str, generated: dict[str, str], token_url: str) -> None:
     document = {
         ADMIN_PURPOSE: _entry(admin_id, generated.get(ADMIN_PURPOSE)),
         COLLECTOR_PURPOSE: _entry(collector_id, generated.get(COLLECTOR_PURPOSE)),

@@ -22,10 +22,15 @@ router = APIRouter(prefix="/internal/v1", tags=["internal"])
 INVALID_CLIENT = "invalid client credentials"
 
 
-@router.post("/clients/authenticate", response_model=models.AuthenticatedClient,
-             operation_id="authenticate_client", summary="Check a client's id and secret; its grants if valid")
-async def authenticate_client(body: models.ClientCredentials, request: Request,
-                              _: Principal = require(INTERNAL)) -> dict:
+@router.post(
+    "/clients/authenticate",
+    response_model=models.AuthenticatedClient,
+    operation_id="authenticate_client",
+    summary="Check a client's id and secret; its grants if valid",
+)
+async def authenticate_client(
+    body: models.ClientCredentials, request: Request, _: Principal = require(INTERNAL)
+) -> dict:
     services: Services = request.app.state.user_service
     hasher = services.hasher
     async with services.store.reading() as directory:
@@ -42,5 +47,9 @@ async def authenticate_client(body: models.ClientCredentials, request: Request,
         new_hash = await hasher.hash(body.client_secret)
         async with services.store.reading() as directory:
             await directory.replace_hash(stored.tenant, stored.client_id, stored.secret_hash, new_hash)
-    return {"client_id": stored.client_id, "tenant": stored.tenant, "scopes": stored.scopes,
-            "grant_types": stored.grant_types}
+    return {
+        "client_id": stored.client_id,
+        "tenant": stored.tenant,
+        "scopes": stored.scopes,
+        "grant_types": stored.grant_types,
+    }

@@ -24,12 +24,22 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_ACTOR = "bootstrap"
 
 
-def directory_changed(*, tenant: str, entity: str, entity_id: str, action: str, actor: str,
-                      details: dict | None = None) -> DirectoryChanged:
+def directory_changed(
+    *, tenant: str, entity: str, entity_id: str, action: str, actor: str, details: dict | None = None
+) -> DirectoryChanged:
     """One ``DirectoryChanged`` event (new uuid4 id, timestamped now). ``details`` must hold no secret."""
     now = now_ns()
-    return DirectoryChanged(event_id=uuid.uuid4(), ts_event=now, ts_init=now, tenant=tenant, entity=entity,
-                            entity_id=entity_id, action=action, actor=actor[:128], details=details or {})
+    return DirectoryChanged(
+        event_id=uuid.uuid4(),
+        ts_event=now,
+        ts_init=now,
+        tenant=tenant,
+        entity=entity,
+        entity_id=entity_id,
+        action=action,
+        actor=actor[:128],
+        details=details or {},
+    )
 
 
 class Outbox:

@@ -28,7 +28,7 @@ class Caller:
     no token) do not depend on how a request was authenticated.
     """
 
-    __slots__ = ("subject", "tenant", "scopes")
+    __slots__ = ("scopes", "subject", "tenant")
 
     def __init__(self, subject: str, tenant: str, scopes: Iterable[str]) -> None:
         self.subject = subject

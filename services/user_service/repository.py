@@ -56,17 +56,29 @@ def tenant_json(row: asyncpg.Record) -> dict:
 
 
 def user_json(row: asyncpg.Record) -> dict:
-    return {"id": row["id"], "tenant": row["tenant_id"], "username": row["username"],
-            "display_name": row["display_name"], "roles": list(row["roles"]), "disabled": row["disabled"],
-            "created_at": row["created_at"]}
+    return {
+        "id": row["id"],
+        "tenant": row["tenant_id"],
+        "username": row["username"],
+        "display_name": row["display_name"],
+        "roles": list(row["roles"]),
+        "disabled": row["disabled"],
+        "created_at": row["created_at"],
+    }
 
 
 def client_json(row: asyncpg.Record) -> dict:
     """A client as the API shows it: never its secret hash."""
-    return {"client_id": row["client_id"], "tenant": row["tenant_id"], "name": row["name"],
-            "scopes": sorted(row["scopes"]), "grant_types": sorted(row["grant_types"]),
-            "disabled": row["disabled"], "created_at": row["created_at"],
-            "secret_rotated_at": row["secret_rotated_at"]}
+    return {
+        "client_id": row["client_id"],
+        "tenant": row["tenant_id"],
+        "name": row["name"],
+        "scopes": sorted(row["scopes"]),
+        "grant_types": sorted(row["grant_types"]),
+        "disabled": row["disabled"],
+        "created_at": row["created_at"],
+        "secret_rotated_at": row["secret_rotated_at"],
+    }
 
 
 class Store:
@@ -98,7 +110,10 @@ class Directory:
     async def insert_tenant(self, tenant_id: str, name: str) -> dict:
         row = await self.conn.fetchrow(
             "INSERT INTO users.tenants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING "
-            "RETURNING id, name, disabled, created_at", tenant_id, name)
+            "RETURNING id, name, disabled, created_at",
+            tenant_id,
+            name,
+        )
         if row is None:
             raise Conflict(f"tenant {tenant_id} already exists")
         return tenant_json(row)
@@ -107,7 +122,9 @@ class Directory:
         """Create the tenant if missing; True if this call created it."""
         created = await self.conn.fetchval(
             "INSERT INTO users.tenants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING true",
-            tenant_id, name)
+            tenant_id,
+            name,
+        )
         return bool(created)
 
     async def tenants(self, only: str | None = None) -> list[dict]:
@@ -115,8 +132,7 @@ class Directory:
         if only is None:
             rows = await self.conn.fetch("SELECT id, name, disabled, created_at FROM users.tenants ORDER BY id")
         else:
-            rows = await self.conn.fetch("SELECT id, name, disabled, created_at FROM users.tenants WHERE id = $1",
-                                         only)
+            rows = await self.conn.fetch("SELECT id, name, disabled, created_at FROM users.tenants WHERE id = $1", only)
         return [tenant_json(r) for r in rows]
 
     async def tenant(self, tenant_id: str, *, lock: bool = False) -> dict | None:
@@ -129,7 +145,9 @@ class Directory:
         """Disable a tenant; returns (tenant or None if unknown, whether this call changed it)."""
         row = await self.conn.fetchrow(
             "UPDATE users.tenants SET disabled = true WHERE id = $1 AND NOT disabled "
-            "RETURNING id, name, disabled, created_at", tenant_id)
+            "RETURNING id, name, disabled, created_at",
+            tenant_id,
+        )
         if row is not None:
             return tenant_json(row), True
         return await self.tenant(tenant_id), False
@@ -141,7 +159,11 @@ class Directory:
         try:
             await self.conn.execute(
                 "INSERT INTO users.users (id, tenant_id, username, display_name) VALUES ($1, $2, $3, $4)",
-                user_id, tenant, username, display_name)
+                user_id,
+                tenant,
+                username,
+                display_name,
+            )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"username {username} already exists in tenant {tenant}") from exc
         await self._insert_roles(tenant, user_id, roles)
@@ -152,50 +174,76 @@ class Directory:
     async def users(self, tenant: str, *, limit: int, offset: int) -> list[dict]:
         rows = await self.conn.fetch(
             f"SELECT {_USER_COLUMNS} FROM {_USER_FROM} WHERE u.tenant_id = $1 GROUP BY u.id "
-            "ORDER BY u.created_at, u.id LIMIT $2 OFFSET $3", tenant, limit, offset)
+            "ORDER BY u.created_at, u.id LIMIT $2 OFFSET $3",
+            tenant,
+            limit,
+            offset,
+        )
         return [user_json(r) for r in rows]
 
     async def user(self, tenant: str, user_id: uuid.UUID) -> dict | None:
         row = await self.conn.fetchrow(
             f"SELECT {_USER_COLUMNS} FROM {_USER_FROM} WHERE u.tenant_id = $1 AND u.id = $2 GROUP BY u.id",
-            tenant, user_id)
+            tenant,
+            user_id,
+        )
         return None if row is None else user_json(row)
 
     async def lock_user(self, tenant: str, user_id: uuid.UUID) -> bool:
         """Hold the user's row until the transaction ends (serialises role changes); False if not in ``tenant``."""
-        return bool(await self.conn.fetchval(
-            "SELECT true FROM users.users WHERE tenant_id = $1 AND id = $2 FOR UPDATE", tenant, user_id))
+        return bool(
+            await self.conn.fetchval(
+                "SELECT true FROM users.users WHERE tenant_id = $1 AND id = $2 FOR UPDATE", tenant, user_id
+            )
+        )
 
     async def set_roles(self, tenant: str, user_id: uuid.UUID, roles: Sequence[str]) -> dict | None:
         """Replace the user's roles; None if the user is not in ``tenant``."""
         if not await self.lock_user(tenant, user_id):
             return None
-        await self.conn.execute("DELETE FROM users.user_roles WHERE tenant_id = $1 AND user_id = $2",
-                                tenant, user_id)
+        await self.conn.execute("DELETE FROM users.user_roles WHERE tenant_id = $1 AND user_id = $2", tenant, user_id)
         await self._insert_roles(tenant, user_id, roles)
         return await self.user(tenant, user_id)
 
     async def disable_user(self, tenant: str, user_id: uuid.UUID) -> tuple[dict | None, bool]:
         changed = await self.conn.fetchval(
-            "UPDATE users.users SET disabled = true WHERE tenant_id = $1 AND id = $2 AND NOT disabled "
-            "RETURNING true", tenant, user_id)
+            "UPDATE users.users SET disabled = true WHERE tenant_id = $1 AND id = $2 AND NOT disabled RETURNING true",
+            tenant,
+            user_id,
+        )
         return await self.user(tenant, user_id), bool(changed)
 
     async def _insert_roles(self, tenant: str, user_id: uuid.UUID, roles: Sequence[str]) -> None:
         if roles:
             await self.conn.execute(
                 "INSERT INTO users.user_roles (tenant_id, user_id, role) SELECT $1, $2, unnest($3::text[])",
-                tenant, user_id, list(roles))
+                tenant,
+                user_id,
+                list(roles),
+            )
 
     # -- clients ----------------------------------------------------------------------------
 
-    async def insert_client(self, tenant: str, client_id: str, name: str, secret_hash: str,
-                            scopes: Sequence[str], grant_types: Sequence[str]) -> dict:
+    async def insert_client(
+        self,
+        tenant: str,
+        client_id: str,
+        name: str,
+        secret_hash: str,
+        scopes: Sequence[str],
+        grant_types: Sequence[str],
+    ) -> dict:
         row = await self.conn.fetchrow(
             "INSERT INTO users.clients (client_id, tenant_id, name, secret_hash, scopes, grant_types) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client_id) DO NOTHING "
-            f"RETURNING {_CLIENT_COLUMNS}", client_id, tenant, name, secret_hash, sorted(set(scopes)),
-            sorted(set(grant_types)))
+            f"RETURNING {_CLIENT_COLUMNS}",
+            client_id,
+            tenant,
+            name,
+            secret_hash,
+            sorted(set(scopes)),
+            sorted(set(grant_types)),
+        )
         if row is None:
             raise Conflict(f"client {client_id} already exists")
         return client_json(row)
@@ -203,13 +251,17 @@ class Directory:
     async def clients(self, tenant: str, *, limit: int, offset: int) -> list[dict]:
         rows = await self.conn.fetch(
             f"SELECT {_CLIENT_COLUMNS} FROM users.clients WHERE tenant_id = $1 "
-            "ORDER BY created_at, client_id LIMIT $2 OFFSET $3", tenant, limit, offset)
+            "ORDER BY created_at, client_id LIMIT $2 OFFSET $3",
+            tenant,
+            limit,
+            offset,
+        )
         return [client_json(r) for r in rows]
 
     async def client(self, tenant: str, client_id: str) -> dict | None:
         row = await self.conn.fetchrow(
-            f"SELECT {_CLIENT_COLUMNS} FROM users.clients WHERE tenant_id = $1 AND client_id = $2",
-            tenant, client_id)
+            f"SELECT {_CLIENT_COLUMNS} FROM users.clients WHERE tenant_id = $1 AND client_id = $2", tenant, client_id
+        )
         return None if row is None else client_json(row)
 
     async def set_secret(self, tenant: str, client_id: str, secret_hash: str) -> dict | None:
@@ -217,13 +269,19 @@ class Directory:
         row = await self.conn.fetchrow(
             "UPDATE users.clients SET secret_hash = $3, secret_rotated_at = clock_timestamp() "
             f"WHERE tenant_id = $1 AND client_id = $2 RETURNING {_CLIENT_COLUMNS}",
-            tenant, client_id, secret_hash)
+            tenant,
+            client_id,
+            secret_hash,
+        )
         return None if row is None else client_json(row)
 
     async def disable_client(self, tenant: str, client_id: str) -> tuple[dict | None, bool]:
         changed = await self.conn.fetchval(
             "UPDATE users.clients SET disabled = true WHERE tenant_id = $1 AND client_id = $2 AND NOT disabled "
-            "RETURNING true", tenant, client_id)
+            "RETURNING true",
+            tenant,
+            client_id,
+        )
         return await self.client(tenant, client_id), bool(changed)
 
     async def credentials(self, client_id: str) -> StoredCredentials | None:
@@ -231,17 +289,30 @@ class Directory:
         row = await self.conn.fetchrow(
             "SELECT c.client_id, c.tenant_id, c.secret_hash, c.scopes, c.grant_types, "
             "       c.disabled AS client_disabled, t.disabled AS tenant_disabled "
-            "FROM users.clients c JOIN users.tenants t ON t.id = c.tenant_id WHERE c.client_id = $1", client_id)
+            "FROM users.clients c JOIN users.tenants t ON t.id = c.tenant_id WHERE c.client_id = $1",
+            client_id,
+        )
         if row is None:
             return None
-        return StoredCredentials(row["client_id"], row["tenant_id"], row["secret_hash"], sorted(row["scopes"]),
-                                 sorted(row["grant_types"]), row["client_disabled"], row["tenant_disabled"])
+        return StoredCredentials(
+            row["client_id"],
+            row["tenant_id"],
+            row["secret_hash"],
+            sorted(row["scopes"]),
+            sorted(row["grant_types"]),
+            row["client_disabled"],
+            row["tenant_disabled"],
+        )
 
     async def replace_hash(self, tenant: str, client_id: str, old_hash: str, new_hash: str) -> None:
         """Upgrade a hash made with older parameters, unless the secret was rotated meanwhile."""
         await self.conn.execute(
-            "UPDATE users.clients SET secret_hash = $4 WHERE tenant_id = $1 AND client_id = $2 "
-            "AND secret_hash = $3", tenant, client_id, old_hash, new_hash)
+            "UPDATE users.clients SET secret_hash = $4 WHERE tenant_id = $1 AND client_id = $2 AND secret_hash = $3",
+            tenant,
+            client_id,
+            old_hash,
+            new_hash,
+        )
 
     # -- bootstrap --------------------------------------------------------------------------
 
@@ -256,16 +327,18 @@ class Directory:
         await self.conn.execute(
             "INSERT INTO users.bootstrap_clients (purpose, client_id) VALUES ($1, $2) "
             "ON CONFLICT (purpose) DO UPDATE SET client_id = EXCLUDED.client_id, created_at = now()",
-            purpose, client_id)
+            purpose,
+            client_id,
+        )
 
     async def is_bootstrap_client(self, client_id: str) -> str | None:
         """The purpose this client was bootstrapped for, or None."""
-        return await self.conn.fetchval("SELECT purpose FROM users.bootstrap_clients WHERE client_id = $1",
-                                        client_id)
+        return await self.conn.fetchval("SELECT purpose FROM users.bootstrap_clients WHERE client_id = $1", client_id)
 
     async def secret_hash(self, tenant: str, client_id: str) -> str | None:
         return await self.conn.fetchval(
-            "SELECT secret_hash FROM users.clients WHERE tenant_id = $1 AND client_id = $2", tenant, client_id)
+            "SELECT secret_hash FROM users.clients WHERE tenant_id = $1 AND client_id = $2", tenant, client_id
+        )
 
     async def client_tenant(self, client_id: str) -> str | None:
         """Which tenant owns ``client_id`` (bootstrap only: to refuse adopting another tenant's client)."""
@@ -278,14 +351,18 @@ class Directory:
         if events:
             await self.conn.executemany(
                 "INSERT INTO users.outbox (event_id, key, payload) VALUES ($1, $2, $3)",
-                [(e.event_id, e.partition_key(), encode_event(e)) for e in events])
+                [(e.event_id, e.partition_key(), encode_event(e)) for e in events],
+            )
 
     async def claim_outbox(self, older_than_s: float, limit: int = 500) -> list[OutboxRecord]:
         """Rows the writing request did not get published; locked so one sweeper takes each."""
         rows = await self.conn.fetch(
             "SELECT event_id, key, payload FROM users.outbox "
             "WHERE created_at < now() - make_interval(secs => $1) "
-            "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED", older_than_s, limit)
+            "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+            older_than_s,
+            limit,
+        )
         return [OutboxRecord(r["event_id"], r["key"], r["payload"]) for r in rows]
 
     async def forget(self, event_ids: Sequence[uuid.UUID]) -> None:

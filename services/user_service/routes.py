@@ -52,8 +52,16 @@ class Change:
     events: list[DirectoryChanged] = field(default_factory=list)
 
     def emit(self, tenant: str, entity: str, entity_id: str, action: str, **details: Any) -> None:
-        self.events.append(directory_changed(tenant=tenant, entity=entity, entity_id=str(entity_id),
-                                             action=action, actor=self.caller.subject, details=details))
+        self.events.append(
+            directory_changed(
+                tenant=tenant,
+                entity=entity,
+                entity_id=str(entity_id),
+                action=action,
+                actor=self.caller.subject,
+                details=details,
+            )
+        )
 
 
 @dataclass
@@ -116,8 +124,14 @@ def _conflict(exc: Conflict) -> Problem:
 
 # -- tenants ---------------------------------------------------------------------------------
 
-@router.post("/tenants", status_code=201, response_model=models.Tenant, operation_id="create_tenant",
-             summary="Create a tenant (platform admin only)")
+
+@router.post(
+    "/tenants",
+    status_code=201,
+    response_model=models.Tenant,
+    operation_id="create_tenant",
+    summary="Create a tenant (platform admin only)",
+)
 async def create_tenant(body: models.TenantCreate, ctx: AdminDep) -> dict:
     if not ctx.caller.is_platform_admin:
         raise Problem(403, "only a platform admin may create tenants")
@@ -130,15 +144,23 @@ async def create_tenant(body: models.TenantCreate, ctx: AdminDep) -> dict:
     return tenant
 
 
-@router.get("/tenants", response_model=list[models.Tenant], operation_id="list_tenants",
-            summary="Every tenant (platform admin) or the caller's own")
+@router.get(
+    "/tenants",
+    response_model=list[models.Tenant],
+    operation_id="list_tenants",
+    summary="Every tenant (platform admin) or the caller's own",
+)
 async def list_tenants(ctx: AdminDep) -> list[dict]:
     async with ctx.store.reading() as directory:
         return await directory.tenants(None if ctx.caller.is_platform_admin else ctx.caller.tenant)
 
 
-@router.post("/tenants/{tenant_id}/disable", response_model=models.Tenant, operation_id="disable_tenant",
-             summary="Disable a tenant: its clients can no longer authenticate (platform admin only)")
+@router.post(
+    "/tenants/{tenant_id}/disable",
+    response_model=models.Tenant,
+    operation_id="disable_tenant",
+    summary="Disable a tenant: its clients can no longer authenticate (platform admin only)",
+)
 async def disable_tenant(tenant_id: str, ctx: AdminDep) -> dict:
     if not ctx.caller.is_platform_admin:
         if tenant_id != ctx.caller.tenant:
@@ -147,12 +169,18 @@ async def disable_tenant(tenant_id: str, ctx: AdminDep) -> dict:
     if tenant_id == PLATFORM_TENANT:
         raise Problem(409, "the platform tenant cannot be disabled")
     async with ctx.change() as change:
-        return await _recorded_disable(change, "tenant", tenant_id, tenant_id,
-                                       change.directory.disable_tenant(tenant_id))
+        return await _recorded_disable(
+            change, "tenant", tenant_id, tenant_id, change.directory.disable_tenant(tenant_id)
+        )
 
 
-async def _recorded_disable(change: Change, entity: str, tenant_id: str, entity_id: str | uuid.UUID,
-                            disabling: Awaitable[tuple[dict | None, bool]]) -> dict:
+async def _recorded_disable(
+    change: Change,
+    entity: str,
+    tenant_id: str,
+    entity_id: str | uuid.UUID,
+    disabling: Awaitable[tuple[dict | None, bool]],
+) -> dict:
     """Finish a disable: 404 if the row is not the caller's to see, one event if it was enabled."""
     row, changed = await disabling
     if row is None:
@@ -164,8 +192,14 @@ async def _recorded_disable(change: Change, entity: str, tenant_id: str, entity_
 
 # -- users -----------------------------------------------------------------------------------
 
-@router.post("/users", status_code=201, response_model=models.User, operation_id="create_user",
-             summary="Create a user with roles, in the caller's tenant (or, platform admin, another)")
+
+@router.post(
+    "/users",
+    status_code=201,
+    response_model=models.User,
+    operation_id="create_user",
+    summary="Create a user with roles, in the caller's tenant (or, platform admin, another)",
+)
 async def create_user(body: models.UserCreate, ctx: AdminDep) -> dict:
     check_grant(ctx.caller, scopes_of_roles(body.roles))
     async with ctx.change() as change:
@@ -178,8 +212,12 @@ async def create_user(body: models.UserCreate, ctx: AdminDep) -> dict:
     return user
 
 
-@router.get("/users", response_model=list[models.User], operation_id="list_users",
-            summary="Users of the caller's tenant (or, platform admin, of ?tenant=)")
+@router.get(
+    "/users",
+    response_model=list[models.User],
+    operation_id="list_users",
+    summary="Users of the caller's tenant (or, platform admin, of ?tenant=)",
+)
 async def list_users(ctx: AdminDep, tenant: TenantQuery = None, limit: Limit = 100, offset: Offset = 0) -> list[dict]:
     async with ctx.store.reading() as directory:
         tenant_id = await ctx.tenant_for_read(directory, tenant)
@@ -195,10 +233,15 @@ async def get_user(user_id: uuid.UUID, ctx: AdminDep, tenant: TenantQuery = None
     return user
 
 
-@router.put("/users/{user_id}/roles", response_model=models.User, operation_id="set_user_roles",
-            summary="Replace a user's roles")
-async def set_user_roles(user_id: uuid.UUID, body: models.RolesUpdate, ctx: AdminDep,
-                         tenant: TenantQuery = None) -> dict:
+@router.put(
+    "/users/{user_id}/roles",
+    response_model=models.User,
+    operation_id="set_user_roles",
+    summary="Replace a user's roles",
+)
+async def set_user_roles(
+    user_id: uuid.UUID, body: models.RolesUpdate, ctx: AdminDep, tenant: TenantQuery = None
+) -> dict:
     async with ctx.change() as change:
         tenant_id = target_tenant(ctx.caller, tenant)
         # Locked first, so "added" below is computed from roles no concurrent change can alter.
@@ -218,19 +261,27 @@ async def set_user_roles(user_id: uuid.UUID, body: models.RolesUpdate, ctx: Admi
     return user
 
 
-@router.post("/users/{user_id}/disable", response_model=models.User, operation_id="disable_user",
-             summary="Disable a user")
+@router.post(
+    "/users/{user_id}/disable", response_model=models.User, operation_id="disable_user", summary="Disable a user"
+)
 async def disable_user(user_id: uuid.UUID, ctx: AdminDep, tenant: TenantQuery = None) -> dict:
     async with ctx.change() as change:
         tenant_id = target_tenant(ctx.caller, tenant)
-        return await _recorded_disable(change, "user", tenant_id, user_id,
-                                       change.directory.disable_user(tenant_id, user_id))
+        return await _recorded_disable(
+            change, "user", tenant_id, user_id, change.directory.disable_user(tenant_id, user_id)
+        )
 
 
 # -- clients ---------------------------------------------------------------------------------
 
-@router.post("/clients", status_code=201, response_model=models.ClientWithSecret, operation_id="create_client",
-             summary="Register an OAuth2 client; the response holds its secret, shown this once")
+
+@router.post(
+    "/clients",
+    status_code=201,
+    response_model=models.ClientWithSecret,
+    operation_id="create_client",
+    summary="Register an OAuth2 client; the response holds its secret, shown this once",
+)
 async def create_client(body: models.ClientCreate, ctx: AdminDep) -> dict:
     check_grant(ctx.caller, body.scopes)
     grant_types = body.grant_types or list(DEFAULT_GRANT_TYPES)
@@ -241,13 +292,21 @@ async def create_client(body: models.ClientCreate, ctx: AdminDep) -> dict:
     async with ctx.change() as change:
         tenant = await ctx.tenant_for_write(change.directory, body.tenant)
         client = await _insert_client(change.directory, tenant, body.name, secret_hash, body.scopes, grant_types)
-        change.emit(tenant, "client", client["client_id"], "created", name=body.name, scopes=client["scopes"],
-                    grant_types=client["grant_types"])
+        change.emit(
+            tenant,
+            "client",
+            client["client_id"],
+            "created",
+            name=body.name,
+            scopes=client["scopes"],
+            grant_types=client["grant_types"],
+        )
     return {**client, "client_secret": secret}
 
 
-async def _insert_client(directory: Directory, tenant: str, name: str, secret_hash: str,
-                         scopes: list[str], grant_types: list[str]) -> dict:
+async def _insert_client(
+    directory: Directory, tenant: str, name: str, secret_hash: str, scopes: list[str], grant_types: list[str]
+) -> dict:
     for _ in range(3):  # 96 random bits: a collision is all but impossible, but costs nothing to handle
         try:
             return await directory.insert_client(tenant, new_client_id(), name, secret_hash, scopes, grant_types)
@@ -256,17 +315,24 @@ async def _insert_client(directory: Directory, tenant: str, name: str, secret_ha
     raise Problem(503, "could not allocate a client id; try again")
 
 
-@router.get("/clients", response_model=list[models.Client], operation_id="list_clients",
-            summary="Clients of the caller's tenant (or, platform admin, of ?tenant=); never a secret")
-async def list_clients(ctx: AdminDep, tenant: TenantQuery = None, limit: Limit = 100,
-                       offset: Offset = 0) -> list[dict]:
+@router.get(
+    "/clients",
+    response_model=list[models.Client],
+    operation_id="list_clients",
+    summary="Clients of the caller's tenant (or, platform admin, of ?tenant=); never a secret",
+)
+async def list_clients(ctx: AdminDep, tenant: TenantQuery = None, limit: Limit = 100, offset: Offset = 0) -> list[dict]:
     async with ctx.store.reading() as directory:
         tenant_id = await ctx.tenant_for_read(directory, tenant)
         return await directory.clients(tenant_id, limit=limit, offset=offset)
 
 
-@router.get("/clients/{client_id}", response_model=models.Client, operation_id="get_client",
-            summary="One client; never its secret")
+@router.get(
+    "/clients/{client_id}",
+    response_model=models.Client,
+    operation_id="get_client",
+    summary="One client; never its secret",
+)
 async def get_client(client_id: str, ctx: AdminDep, tenant: TenantQuery = None) -> dict:
     async with ctx.store.reading() as directory:
         client = await directory.client(target_tenant(ctx.caller, tenant), client_id)
@@ -275,9 +341,12 @@ async def get_client(client_id: str, ctx: AdminDep, tenant: TenantQuery = None) 
     return client
 
 
-@router.post("/clients/{client_id}/rotate-secret", response_model=models.RotatedSecret,
-             operation_id="rotate_client_secret",
-             summary="Replace a client's secret; the old one stops working, the new one is shown this once")
+@router.post(
+    "/clients/{client_id}/rotate-secret",
+    response_model=models.RotatedSecret,
+    operation_id="rotate_client_secret",
+    summary="Replace a client's secret; the old one stops working, the new one is shown this once",
+)
 async def rotate_client_secret(client_id: str, ctx: AdminDep, tenant: TenantQuery = None) -> dict:
     tenant_id = target_tenant(ctx.caller, tenant)
     async with ctx.store.reading() as directory:
@@ -296,8 +365,12 @@ async def rotate_client_secret(client_id: str, ctx: AdminDep, tenant: TenantQuer
     return {"client_id": client_id, "client_secret": secret, "secret_rotated_at": client["secret_rotated_at"]}
 
 
-@router.post("/clients/{client_id}/disable", response_model=models.Client, operation_id="disable_client",
-             summary="Disable a client: it can no longer authenticate")
+@router.post(
+    "/clients/{client_id}/disable",
+    response_model=models.Client,
+    operation_id="disable_client",
+    summary="Disable a client: it can no longer authenticate",
+)
 async def disable_client(client_id: str, ctx: AdminDep, tenant: TenantQuery = None) -> dict:
     async with ctx.change() as change:
         tenant_id = target_tenant(ctx.caller, tenant)
@@ -306,5 +379,6 @@ async def disable_client(client_id: str, ctx: AdminDep, tenant: TenantQuery = No
         if await change.directory.is_bootstrap_client(client_id) == "admin":
             # Disabling it could lock every operator out; rotate its secret instead.
             raise Problem(409, "the bootstrap admin client cannot be disabled")
-        return await _recorded_disable(change, "client", tenant_id, client_id,
-                                       change.directory.disable_client(tenant_id, client_id))
+        return await _recorded_disable(
+            change, "client", tenant_id, client_id, change.directory.disable_client(tenant_id, client_id)
+        )

@@ -42,9 +42,15 @@ def new_client_id() -> str:
 class SecretHasher:
     """Hashes and verifies client secrets off the event loop, at most ``concurrency`` at a time."""
 
-    def __init__(self, concurrency: int = 4, hasher: PasswordHasher | None = None, *,
-                 remember_s: float = 300.0, remember_max: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        concurrency: int = 4,
+        hasher: PasswordHasher | None = None,
+        *,
+        remember_s: float = 300.0,
+        remember_max: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._hasher = hasher or PasswordHasher()
         self._slots = asyncio.Semaphore(concurrency)
         self._dummy_hash: str | None = None

@@ -7,8 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class UserServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="USER_SERVICE_", extra="ignore", frozen=True,
-                                      populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="USER_SERVICE_", extra="ignore", frozen=True, populate_by_name=True)
 
     #: PostgreSQL connections of the service's pool.
     pool_min_size: int = 1

@@ -13,6 +13,13 @@ from shared.auth.revoked import RevokedTokens
 from shared.auth.tokens import TokenVerifier, mint_access_token
 
 __all__ = [
-    "InvalidToken", "JwksKeySource", "KeySource", "KeysUnavailable", "LocalKeySource", "Principal",
-    "RevokedTokens", "TokenVerifier", "mint_access_token",
+    "InvalidToken",
+    "JwksKeySource",
+    "KeySource",
+    "KeysUnavailable",
+    "LocalKeySource",
+    "Principal",
+    "RevokedTokens",
+    "TokenVerifier",
+    "mint_access_token",
 ]

@@ -29,7 +29,8 @@ def refusal(exc: InvalidToken) -> tuple[str, dict[str, str]]:
     """The 401 detail and ``WWW-Authenticate`` header for a refused token."""
     description = _quotable(exc.description)
     return f"invalid access token: {description}", {
-        "WWW-Authenticate": f'{CHALLENGE}, error="invalid_token", error_description="{description}"'}
+        "WWW-Authenticate": f'{CHALLENGE}, error="invalid_token", error_description="{description}"'
+    }
 
 
 def _quotable(text: str) -> str:

@@ -24,8 +24,12 @@ from shared.kit.problems import Problem
 # Parses "Authorization: Bearer <token>" (scheme case-insensitive; any other scheme
 # counts as no token) and declares the bearer scheme in the OpenAPI document, so
 # /docs offers "Authorize". auto_error=False: the refusals below are ours.
-_bearer = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="JWT",
-                     description="An access token from the api-gateway's /oauth2/token")
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="An access token from the api-gateway's /oauth2/token",
+)
 
 
 def install_auth(app: FastAPI, verifier: TokenVerifier) -> None:
@@ -48,10 +52,12 @@ def require(*scopes: str) -> Any:
     return Depends(_dependency(needed, insufficient, detail))
 
 
-def _dependency(needed: frozenset[str], insufficient: dict[str, str],
-                detail: str) -> Callable[..., Awaitable[Principal]]:
-    async def authorised(request: Request,
-                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+def _dependency(
+    needed: frozenset[str], insufficient: dict[str, str], detail: str
+) -> Callable[..., Awaitable[Principal]]:
+    async def authorised(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> Principal:
         if credentials is None:
             raise Problem(401, MISSING_TOKEN, headers={"WWW-Authenticate": CHALLENGE})
         try:

@@ -26,8 +26,14 @@ def register_revocation_feed(broker: KafkaBroker, revoked: RevokedTokens) -> Non
     topic retains (expired entries are dropped by :meth:`RevokedTokens.add`).
     """
 
-    @broker.subscriber(topics.AUTH_REVOCATIONS, batch=True, max_records=500, auto_offset_reset="earliest",
-                       batch_timeout_ms=5, **RAW_BATCH)
+    @broker.subscriber(
+        topics.AUTH_REVOCATIONS,
+        batch=True,
+        max_records=500,
+        auto_offset_reset="earliest",
+        batch_timeout_ms=5,
+        **RAW_BATCH,
+    )
     async def follow_revocations(msg: KafkaMessage) -> None:
         for record in msg.raw_message:
             try:

@@ -41,5 +41,10 @@ REGISTRY = _EdDSAOnly(algorithms=[ALGORITHM])
 
 def is_signing_key(key: Key) -> bool:
     """Whether ``key`` can verify the platform's tokens: an Ed25519 OKP key with a kid, meant for signatures."""
-    return (isinstance(key, OKPKey) and key.curve_name == CURVE and bool(key.kid)
-            and key.get("use") in (None, "sig") and key.get("alg") in (None, ALGORITHM))
+    return (
+        isinstance(key, OKPKey)
+        and key.curve_name == CURVE
+        and bool(key.kid)
+        and key.get("use") in (None, "sig")
+        and key.get("alg") in (None, ALGORITHM)
+    )

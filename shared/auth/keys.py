@@ -58,8 +58,15 @@ class JwksKeySource:
     up) does not abort. A fetch is bounded by ``timeout_s`` overall.
     """
 
-    def __init__(self, url: str, http: httpx.AsyncClient, *, min_refresh_interval_s: float = 5.0,
-                 timeout_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        http: httpx.AsyncClient,
+        *,
+        min_refresh_interval_s: float = 5.0,
+        timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url = url
         self._http = http
         self._min_interval = min_refresh_interval_s

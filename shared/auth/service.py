@@ -16,9 +16,12 @@ from shared.settings import PlatformSettings
 
 def platform_verifier(settings: PlatformSettings, http: httpx.AsyncClient) -> TokenVerifier:
     """A verifier of the platform's access tokens, with the gateway's JWKS fetched over ``http``."""
-    return TokenVerifier(issuer=settings.token_issuer, audience=settings.hats_token_audience,
-                         keys=JwksKeySource(settings.url_of("api-gateway") + "/.well-known/jwks.json", http),
-                         revoked=RevokedTokens())
+    return TokenVerifier(
+        issuer=settings.token_issuer,
+        audience=settings.hats_token_audience,
+        keys=JwksKeySource(settings.url_of("api-gateway") + "/.well-known/jwks.json", http),
+        revoked=RevokedTokens(),
+    )
 
 
 def protect(app: FastAPI, verifier: TokenVerifier, broker: KafkaBroker) -> None:

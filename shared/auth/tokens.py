@@ -35,8 +35,15 @@ class TokenVerifier:
     checked on every call.
     """
 
-    def __init__(self, issuer: str, audience: str, keys: KeySource, revoked: RevokedTokens | None = None,
-                 leeway_s: int = 0, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        keys: KeySource,
+        revoked: RevokedTokens | None = None,
+        leeway_s: int = 0,
+        cache_size: int = 10_000,
+    ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.keys = keys
@@ -127,9 +134,14 @@ class TokenVerifier:
         scope = claims["scope"]
         if not isinstance(scope, str):
             raise InvalidToken("invalid claim: scope")
-        return Principal(subject=_text(claims, "sub"), client_id=_text(claims, "client_id"),
-                         tenant=_text(claims, "tenant"), scopes=frozenset(scope.split()),
-                         token_id=_text(claims, "jti"), expires_at=math.floor(exp))
+        return Principal(
+            subject=_text(claims, "sub"),
+            client_id=_text(claims, "client_id"),
+            tenant=_text(claims, "tenant"),
+            scopes=frozenset(scope.split()),
+            token_id=_text(claims, "jti"),
+            expires_at=math.floor(exp),
+        )
 
 
 def _number(claims: dict[str, Any], name: str) -> float:
@@ -147,9 +159,19 @@ def _text(claims: dict[str, Any], name: str) -> str:
     return value
 
 
-def mint_access_token(key: OKPKey, *, issuer: str, audience: str, subject: str, client_id: str, tenant: str,
-                      scopes: Iterable[str], ttl_s: int, now: int | None = None,
-                      jti: str | None = None) -> tuple[str, dict[str, Any]]:
+def mint_access_token(
+    key: OKPKey,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    client_id: str,
+    tenant: str,
+    scopes: Iterable[str],
+    ttl_s: int,
+    now: int | None = None,
+    jti: str | None = None,
+) -> tuple[str, dict[str, Any]]:
     """Sign an access token with ``key`` (a private Ed25519 OKP key); returns ``(token, claims)``.
 
     The header names the key (``kid``; set to its RFC 7638 thumbprint if the key has
@@ -164,8 +186,15 @@ def mint_access_token(key: OKPKey, *, issuer: str, audience: str, subject: str, 
         raise ValueError("ttl_s must be positive")
     issued = int(time.time()) if now is None else int(now)
     claims: dict[str, Any] = {
-        "iss": issuer, "aud": audience, "sub": subject, "client_id": client_id, "tenant": tenant,
-        "scope": " ".join(granted), "iat": issued, "exp": issued + int(ttl_s), "jti": jti or uuid.uuid4().hex,
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "client_id": client_id,
+        "tenant": tenant,
+        "scope": " ".join(granted),
+        "iat": issued,
+        "exp": issued + int(ttl_s),
+        "jti": jti or uuid.uuid4().hex,
     }
     key.ensure_kid()
     header = {"typ": TOKEN_TYPE, "alg": ALGORITHM, "kid": key.kid}

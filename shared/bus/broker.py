@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -52,13 +53,13 @@ async def ensure_topics(bootstrap_servers: str, wanted: dict[str, int] | None = 
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, num_partitions=n, replication_factor=1)
-                   for name, n in wanted.items() if name not in existing]
+        missing = [
+            NewTopic(name, num_partitions=n, replication_factor=1) for name, n in wanted.items() if name not in existing
+        ]
         if missing:
-            try:
+            # Another process may win the race; the topic is there, which is all we need.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; the topic is there, which is all we need
         return [t.name for t in missing]
     finally:
         await admin.close()

@@ -73,8 +73,12 @@ async def _leave_undecoded(message: Any, original_decoder: Any) -> Any:
 RAW_BATCH = {"parser": _parse_one_header_set_per_publish, "decoder": _leave_undecoded}
 
 
-async def decode_records(kind: type[E], records: Sequence[ConsumerRecord], dead_letters: DeadLetters,
-                         decode: Callable[[bytes], Any] | None = None) -> list[tuple[ConsumerRecord, E]]:
+async def decode_records(
+    kind: type[E],
+    records: Sequence[ConsumerRecord],
+    dead_letters: DeadLetters,
+    decode: Callable[[bytes], Any] | None = None,
+) -> list[tuple[ConsumerRecord, E]]:
     """Decode every record as ``kind``; the ones that do not decode are dead-lettered, the rest returned.
 
     ``decode`` replaces the model's own decoding for a hot event (``shared.tick_decoder.decode_tick``):

@@ -31,8 +31,12 @@ class DeadLetters:
         self._service = kit.service.name
         self._group = group
         if "dead_letters_total" not in kit.state:  # one metric per process, shared by every consumer
-            kit.state["dead_letters_total"] = Counter("dead_letters_total", "Messages sent to the dead-letter topic",
-                                                      ["topic", "reason"], registry=kit.registry)
+            kit.state["dead_letters_total"] = Counter(
+                "dead_letters_total",
+                "Messages sent to the dead-letter topic",
+                ["topic", "reason"],
+                registry=kit.registry,
+            )
         self._count = kit.state["dead_letters_total"]
 
     async def send(self, record: ConsumerRecord, reason: str, error: str) -> None:
@@ -47,5 +51,6 @@ class DeadLetters:
         }
         await self._broker.publish(record.value or b"", topics.DEAD_LETTERS, key=record.key, headers=headers)
         self._count.labels(record.topic, reason).inc()
-        log.warning("dead-lettered %s[%s]@%s: %s: %s", record.topic, record.partition, record.offset,
-                    reason, error[:200])
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s: %s", record.topic, record.partition, record.offset, reason, error[:200]
+        )

@@ -41,8 +41,9 @@ class Pace:
 class PollPacer:
     """Switches one batch subscriber between an ``active`` and an ``idle`` pace."""
 
-    def __init__(self, subscriber: Any, *, active: Pace, idle: Pace, idle_after_s: float = 2.0,
-                 clock=time.monotonic) -> None:
+    def __init__(
+        self, subscriber: Any, *, active: Pace, idle: Pace, idle_after_s: float = 2.0, clock=time.monotonic
+    ) -> None:
         self._subscriber = subscriber
         self.active, self.idle = active, idle
         self._idle_after_s = idle_after_s

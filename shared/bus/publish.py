@@ -18,7 +18,6 @@ from faststream.kafka import KafkaBroker, KafkaResponse
 
 from shared.events import Event, encode_event
 
-
 #: Records per produce request: keeps each request far below the producer's batch size.
 _CHUNK = 400
 
@@ -67,4 +66,4 @@ class BulkPublisher:
     async def _send_in_order(self, partition: int, records: list[KafkaResponse]) -> None:
         async with self._partition_locks[partition]:
             for i in range(0, len(records), _CHUNK):
-                await self._broker.publish_batch(*records[i:i + _CHUNK], topic=self._topic, partition=partition)
+                await self._broker.publish_batch(*records[i : i + _CHUNK], topic=self._topic, partition=partition)

@@ -55,9 +55,16 @@ class Kit:
     @functools.cached_property
     def http_metrics(self) -> tuple[Histogram, Counter]:
         """Latency histogram and request counter of the HTTP edge, labelled method/route/status."""
-        return (Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
-                          registry=self.registry, buckets=_LATENCY_BUCKETS),
-                Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry))
+        return (
+            Histogram(
+                "http_request_duration_seconds",
+                "HTTP request latency",
+                ["method", "route", "status"],
+                registry=self.registry,
+                buckets=_LATENCY_BUCKETS,
+            ),
+            Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry),
+        )
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -132,12 +139,23 @@ def claim_route(scope: dict, route: RouteLabel) -> None:
 #: headers, route template as name). Its per-operation spans (dependencies, endpoint,
 #: serialisation) would triple the spans of every request on the latency-critical
 #: paths, and its OTel metrics/logs duplicate /metrics and our JSON logs.
-_TELEMETRY = {"tracing": True, "operation_spans": False, "metrics": False, "logs": False,
-              "exclude": lambda scope: scope.get("path") in _UNTRACED_PATHS}
+_TELEMETRY = {
+    "tracing": True,
+    "operation_spans": False,
+    "metrics": False,
+    "logs": False,
+    "exclude": lambda scope: scope.get("path") in _UNTRACED_PATHS,
+}
 
 
-def build_app(service_name: str, *, lifespan: Lifespan | None = None, routers: Sequence[APIRouter] = (),
-              settings: PlatformSettings | None = None, title: str | None = None) -> FastAPI:
+def build_app(
+    service_name: str,
+    *,
+    lifespan: Lifespan | None = None,
+    routers: Sequence[APIRouter] = (),
+    settings: PlatformSettings | None = None,
+    title: str | None = None,
+) -> FastAPI:
     """Create the FastAPI app of one service of the port matrix."""
     service = ports.service(service_name)
     settings = settings or PlatformSettings()
@@ -160,8 +178,14 @@ def build_app(service_name: str, *, lifespan: Lifespan | None = None, routers: S
             if provider is not None:
                 provider.shutdown()
 
-    app = FastAPI(title=title or service.name, summary=service.job, lifespan=_lifespan,
-                  docs_url="/docs", redoc_url=None, telemetry=_TELEMETRY)
+    app = FastAPI(
+        title=title or service.name,
+        summary=service.job,
+        lifespan=_lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        telemetry=_TELEMETRY,
+    )
     app.state.kit = kit
     install_problem_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, kit=kit)
@@ -176,8 +200,10 @@ def build_app(service_name: str, *, lifespan: Lifespan | None = None, routers: S
         """Readiness: every dependency this service needs, each with its own verdict."""
         checks = await kit.readiness()
         ready = all(c["ok"] for c in checks.values())
-        return _json({"status": "ready" if ready else "not_ready", "service": service.name, "checks": checks},
-                     status=200 if ready else 503)
+        return _json(
+            {"status": "ready" if ready else "not_ready", "service": service.name, "checks": checks},
+            status=200 if ready else 503,
+        )
 
     @app.get("/metrics", tags=["ops"], operation_id="metrics")
     async def metrics() -> Response:
@@ -204,10 +230,12 @@ def _install_tracing(service: str, settings: PlatformSettings):
     # The global provider can be set once per process; in-process test apps share the first one.
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return None
-    return configure_tracing(service, otlp_endpoint=settings.otel_exporter_otlp_endpoint,
-                             var_dir=settings.hats_var_dir,
-                             sampler=read_budget_sampler(settings.hats_trace_reads_per_s,
-                                                         settings.hats_trace_read_ratio))
+    return configure_tracing(
+        service,
+        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        var_dir=settings.hats_var_dir,
+        sampler=read_budget_sampler(settings.hats_trace_reads_per_s, settings.hats_trace_read_ratio),
+    )
 
 
 def _json(body: Any, status: int = 200) -> Response:

@@ -19,8 +19,16 @@ log = logging.getLogger(__name__)
 class Problem(Exception):
     """Raise anywhere in a handler to answer with a problem+json document."""
 
-    def __init__(self, status: int, detail: str, *, title: str | None = None,
-                 type_: str = "about:blank", headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        type_: str = "about:blank",
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -30,10 +38,22 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, detail: str, *, instance: str | None = None, title: str | None = None,
-                     type_: str = "about:blank", headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    body: dict[str, Any] = {"type": type_, "title": title or HTTPStatus(status).phrase, "status": status,
-                            "detail": detail}
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    instance: str | None = None,
+    title: str | None = None,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
     if instance:
         body["instance"] = instance
     body.update(extra)
@@ -42,21 +62,31 @@ def problem_response(status: int, detail: str, *, instance: str | None = None, t
 
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Problem) -> Response:
-        return problem_response(exc.status, exc.detail, instance=request.url.path, title=exc.title,
-                                type_=exc.type, headers=exc.headers, **exc.extra)
+        return problem_response(
+            exc.status,
+            exc.detail,
+            instance=request.url.path,
+            title=exc.title,
+            type_=exc.type,
+            headers=exc.headers,
+            **exc.extra,
+        )
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem_response(exc.status_code, detail, instance=request.url.path,
-                                headers=getattr(exc, "headers", None))
+        return problem_response(
+            exc.status_code, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
+        )
 
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
-        return problem_response(422, f"{where}: {first['msg']}" if where else first["msg"],
-                                instance=request.url.path, errors=errors)
+        return problem_response(
+            422, f"{where}: {first['msg']}" if where else first["msg"], instance=request.url.path, errors=errors
+        )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

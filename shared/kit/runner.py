@@ -39,9 +39,16 @@ def serve(name: str) -> int:
         print(f"{service.name}: {exc}", file=sys.stderr)
         return EXIT_PORT_TAKEN
     app = load_factory(service)()
-    config = uvicorn.Config(app, lifespan="on", loop="uvloop", http="httptools", log_config=None,
-                            access_log=False, timeout_graceful_shutdown=GRACEFUL_HTTP_S,
-                            server_header=False)
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_HTTP_S,
+        server_header=False,
+    )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
     # uvicorn returns normally after SIGTERM; a failed startup leaves started=False.

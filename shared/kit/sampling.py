@@ -58,11 +58,21 @@ class ReadBudgetSampler(Sampler):
                 return True
             return False
 
-    def should_sample(self, parent_context: Context | None, trace_id: int, name: str,
-                      kind: SpanKind | None = None, attributes: Attributes = None,
-                      links: Sequence[Link] | None = None, trace_state: TraceState | None = None) -> SamplingResult:
-        is_read = (kind is SpanKind.SERVER and attributes is not None
-                   and attributes.get("http.request.method") in _READ_METHODS)
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        is_read = (
+            kind is SpanKind.SERVER
+            and attributes is not None
+            and attributes.get("http.request.method") in _READ_METHODS
+        )
         if not is_read or self._take():
             return ALWAYS_ON.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
         return self._ratio.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)

@@ -32,21 +32,32 @@ class JsonLinesSpanExporter(SpanExporter):
         lines = []
         for span in spans:
             ctx = span.get_span_context()
-            lines.append(orjson.dumps({
-                "trace_id": format(ctx.trace_id, "032x"),
-                "span_id": format(ctx.span_id, "016x"),
-                "parent_span_id": format(span.parent.span_id, "016x") if span.parent else None,
-                "name": span.name,
-                "kind": span.kind.name,
-                "service": span.resource.attributes.get("service.name"),
-                "start_ns": span.start_time,
-                "end_ns": span.end_time,
-                "status": span.status.status_code.name,
-                "attributes": dict(span.attributes or {}),
-                # Batch consumers continue many traces at once: OTel records them as links.
-                "links": [{"trace_id": format(link.context.trace_id, "032x"),
-                           "span_id": format(link.context.span_id, "016x")} for link in span.links],
-            }, default=str) + b"\n")
+            lines.append(
+                orjson.dumps(
+                    {
+                        "trace_id": format(ctx.trace_id, "032x"),
+                        "span_id": format(ctx.span_id, "016x"),
+                        "parent_span_id": format(span.parent.span_id, "016x") if span.parent else None,
+                        "name": span.name,
+                        "kind": span.kind.name,
+                        "service": span.resource.attributes.get("service.name"),
+                        "start_ns": span.start_time,
+                        "end_ns": span.end_time,
+                        "status": span.status.status_code.name,
+                        "attributes": dict(span.attributes or {}),
+                        # Batch consumers continue many traces at once: OTel records them as links.
+                        "links": [
+                            {
+                                "trace_id": format(link.context.trace_id, "032x"),
+                                "span_id": format(link.context.span_id, "016x"),
+                            }
+                            for link in span.links
+                        ],
+                    },
+                    default=str,
+                )
+                + b"\n"
+            )
         with self._lock:
             self._file.write(b"".join(lines))
             self._file.flush()
@@ -57,16 +68,18 @@ class JsonLinesSpanExporter(SpanExporter):
             self._file.close()
 
 
-def configure_tracing(service: str, *, otlp_endpoint: str | None, var_dir: Path,
-                      sampler: Sampler | None = None) -> TracerProvider:
+def configure_tracing(
+    service: str, *, otlp_endpoint: str | None, var_dir: Path, sampler: Sampler | None = None
+) -> TracerProvider:
     """Install the global tracer provider for this process and return it (call ``shutdown`` on exit).
 
     ``sampler`` is ignored when ``OTEL_TRACES_SAMPLER`` is set: the standard variable wins.
     """
     if "OTEL_TRACES_SAMPLER" in os.environ:
         sampler = None
-    provider = TracerProvider(resource=Resource.create({"service.name": service, "service.namespace": "hats"}),
-                              sampler=sampler)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "service.namespace": "hats"}), sampler=sampler
+    )
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -5,8 +5,8 @@ Assertions are about counts and correctness only, never about speed."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import collections
+import dataclasses
 import json
 import math
 import os
@@ -47,8 +47,9 @@ async def app(scope, receive, send):
                 break
         BODIES.append((body, dict(scope["headers"]).get(b"x-test")))
         out = str(len(body)).encode()
-        await send({"type": "http.response.start", "status": 201,
-                    "headers": [(b"content-length", str(len(out)).encode())]})
+        await send(
+            {"type": "http.response.start", "status": 201, "headers": [(b"content-length", str(len(out)).encode())]}
+        )
         await send({"type": "http.response.body", "body": out})
         return
     if path == "/slow":
@@ -69,8 +70,7 @@ async def server():
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve(sockets=[sock]))
     for _ in range(500):
@@ -167,8 +167,16 @@ async def test_reconnects_when_server_closes(server):
 async def test_post_body_and_headers(server):
     BODIES.clear()
     body = b"b" * 1500
-    r = await fixed_rate(server.base + "/echo", rate=50, connections=2, duration_s=0.2, warmup_s=0,
-                         method="POST", headers={"X-Test": "yes"}, body=body)
+    r = await fixed_rate(
+        server.base + "/echo",
+        rate=50,
+        connections=2,
+        duration_s=0.2,
+        warmup_s=0,
+        method="POST",
+        headers={"X-Test": "yes"},
+        body=body,
+    )
     assert r.errors == 0 and r.status_counts == {201: 10}
     assert len(BODIES) == 10 and all(b == (body, b"yes") for b in BODIES)
 
@@ -180,8 +188,7 @@ async def test_head_requests(server):
 
 async def test_timeouts_are_errors_and_bounded(server):
     t = time.monotonic()
-    r = await fixed_rate(server.base + "/slow", rate=20, connections=2, duration_s=0.5, warmup_s=0,
-                         timeout_s=0.2)
+    r = await fixed_rate(server.base + "/slow", rate=20, connections=2, duration_s=0.5, warmup_s=0, timeout_s=0.2)
     assert time.monotonic() - t < 0.5 + 0.2 + 5  # bounded by duration + timeout
     assert r.requests == 0 and r.errors == 10
     assert math.isnan(r.p50_ms)
@@ -221,9 +228,22 @@ def test_percentiles_and_roundtrip():
 
 def _run(latencies_ms: list[float], status: int = 200) -> LoadResult:
     xs = sorted(latencies_ms)
-    return LoadResult("fixed-rate", 4, 100.0, 1.0, len(xs), 0, {status: len(xs)}, len(xs) / 1.0,
-                      _percentile_ms([x / 1000 for x in xs], 50), _percentile_ms([x / 1000 for x in xs], 90),
-                      _percentile_ms([x / 1000 for x in xs], 99), xs[-1], 0.002, tuple(xs))
+    return LoadResult(
+        "fixed-rate",
+        4,
+        100.0,
+        1.0,
+        len(xs),
+        0,
+        {status: len(xs)},
+        len(xs) / 1.0,
+        _percentile_ms([x / 1000 for x in xs], 50),
+        _percentile_ms([x / 1000 for x in xs], 90),
+        _percentile_ms([x / 1000 for x in xs], 99),
+        xs[-1],
+        0.002,
+        tuple(xs),
+    )
 
 
 def test_pooled_runs_give_the_percentiles_of_all_their_requests():
@@ -244,9 +264,26 @@ def test_pooled_runs_give_the_percentiles_of_all_their_requests():
 async def test_cli_json(server):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.loadgen", "--url", server.base + "/?t=cli", "--rate", "100",
-        "--connections", "2", "--duration", "0.5", "--warmup", "0.1", "--header", "X-A: b", "--json",
-        cwd=str(ROOT), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--url",
+        server.base + "/?t=cli",
+        "--rate",
+        "100",
+        "--connections",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--header",
+        "X-A: b",
+        "--json",
+        cwd=str(ROOT),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
@@ -259,8 +296,15 @@ async def test_cli_json(server):
 async def test_run_in_subprocess(server):
     BODIES.clear()
     r = await asyncio.to_thread(
-        run_in_subprocess, "closed_loop", url=server.base + "/echo", connections=2, duration_s=0.3,
-        warmup_s=0.05, method="POST", body=b"abc", headers={"X-Test": "sub"},
+        run_in_subprocess,
+        "closed_loop",
+        url=server.base + "/echo",
+        connections=2,
+        duration_s=0.3,
+        warmup_s=0.05,
+        method="POST",
+        body=b"abc",
+        headers={"X-Test": "sub"},
     )
     assert isinstance(r, LoadResult) and r.mode == "closed-loop"
     assert r.errors == 0 and r.requests > 0 and r.status_counts == {201: r.requests}

@@ -21,13 +21,16 @@ async def _register(gateway: str, admin_token: str, **client) -> dict:
     return r.json()
 
 
-@pytest.mark.parametrize("service, method, path", [
-    ("database-service", "GET", BARS),
-    ("database-service", "GET", "/api/v1/market/symbols"),
-    ("data-bridge", "POST", "/api/v1/ingest/ticks"),
-    ("user-service", "GET", "/api/v1/users/clients"),
-    ("user-service", "POST", "/internal/v1/clients/authenticate"),
-])
+@pytest.mark.parametrize(
+    "service, method, path",
+    [
+        ("database-service", "GET", BARS),
+        ("database-service", "GET", "/api/v1/market/symbols"),
+        ("data-bridge", "POST", "/api/v1/ingest/ticks"),
+        ("user-service", "GET", "/api/v1/users/clients"),
+        ("user-service", "POST", "/internal/v1/clients/authenticate"),
+    ],
+)
 async def test_a_call_that_bypasses_the_gateway_without_a_token_is_refused(mesh, service, method, path):
     async with httpx.AsyncClient(timeout=10) as http:
         r = await http.request(method, mesh.url(service) + path, json={})
@@ -44,13 +47,17 @@ async def test_each_service_enforces_its_own_scopes(mesh, admin_token):
         r = await http.get(mesh.url("database-service") + BARS, headers={"Authorization": f"Bearer {feed}"})
         assert r.status_code == 403 and 'error="insufficient_scope"' in r.headers["www-authenticate"]
         # The admin administers but does not feed market data.
-        r = await http.post(mesh.url("data-bridge") + "/api/v1/ingest/ticks", json={"ticks": []},
-                            headers={"Authorization": f"Bearer {admin_token}"})
+        r = await http.post(
+            mesh.url("data-bridge") + "/api/v1/ingest/ticks",
+            json={"ticks": []},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
         assert r.status_code == 403, r.text
 
 
-async def test_market_data_is_the_same_reference_data_for_every_tenant_and_only_readable(mesh, admin_token,
-                                                                                          market_token):
+async def test_market_data_is_the_same_reference_data_for_every_tenant_and_only_readable(
+    mesh, admin_token, market_token
+):
     gateway = mesh.url("api-gateway")
     async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {admin_token}"}) as http:
         r = await http.post(gateway + "/api/v1/users/tenants", json={"id": "acme", "name": "Acme Trading"})
@@ -58,13 +65,16 @@ async def test_market_data_is_the_same_reference_data_for_every_tenant_and_only_
     acme = await _register(gateway, admin_token, name="acme-reader", scopes=["market:read"], tenant="acme")
     acme_token = await client_token(gateway, acme["client_id"], acme["client_secret"])
     async with httpx.AsyncClient(timeout=30) as http:
-        platform = await http.get(gateway + "/api/v1/market/symbols", headers={"Authorization": f"Bearer {market_token}"})
+        platform = await http.get(
+            gateway + "/api/v1/market/symbols", headers={"Authorization": f"Bearer {market_token}"}
+        )
         theirs = await http.get(gateway + "/api/v1/market/symbols", headers={"Authorization": f"Bearer {acme_token}"})
         assert platform.status_code == theirs.status_code == 200
         assert theirs.json() == platform.json()
         # ... which the tenant cannot change: market:write is not its to hold.
-        r = await http.post(gateway + "/api/v1/ingest/ticks", json={"ticks": []},
-                            headers={"Authorization": f"Bearer {acme_token}"})
+        r = await http.post(
+            gateway + "/api/v1/ingest/ticks", json={"ticks": []}, headers={"Authorization": f"Bearer {acme_token}"}
+        )
         assert r.status_code == 403, r.text
         # Nor can it see the platform tenant's clients.
         r = await http.get(gateway + "/api/v1/users/clients", headers={"Authorization": f"Bearer {acme_token}"})
@@ -78,8 +88,11 @@ async def test_a_revoked_token_is_refused_by_the_services_themselves(mesh, admin
     bearer = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=30) as http:
         assert (await http.get(mesh.url("database-service") + BARS, headers=bearer)).status_code == 200
-        r = await http.post(gateway + "/oauth2/revoke", data={"token": token, "token_type_hint": "access_token"},
-                            auth=(client["client_id"], client["client_secret"]))
+        r = await http.post(
+            gateway + "/oauth2/revoke",
+            data={"token": token, "token_type_hint": "access_token"},
+            auth=(client["client_id"], client["client_secret"]),
+        )
         assert r.status_code == 200, r.text
 
         async def refused_directly():  # the revocation travels on the bus to every verifier

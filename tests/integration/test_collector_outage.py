@@ -16,9 +16,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from bench.synthetic import synthetic_ticks
-from tests.support import eventually
 from shared import topics
 from shared.events import MarketTick, decode_event
+from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -57,19 +57,26 @@ async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, marke
     inbox.mkdir()
     # The client tier's own client (market:write only), as the first `hats up` created it.
     collector_client = json.loads((mesh.var / "credentials.json").read_text())["data-collector"]
-    env = {**mesh.env, "HATS_PORT_OFFSET": str(COLLECTOR_OFFSET), "HATS_VAR_DIR": str(tmp_path),
-           "DATA_COLLECTOR_CLIENT_ID": collector_client["client_id"],
-           "DATA_COLLECTOR_CLIENT_SECRET": collector_client["client_secret"],
-           # The whole network path to the server, token endpoint included, goes through the proxy.
-           "DATA_COLLECTOR_SERVER_URL": f"http://127.0.0.1:{PROXY_PORT}",  # nothing listens there yet
-           "DATA_COLLECTOR_CONNECTOR_URL": "http://127.0.0.1:9",  # no terminal: the file source only
-           "DATA_COLLECTOR_INBOX_DIR": str(inbox), "DATA_COLLECTOR_BATCH_SIZE": "700"}
+    env = {
+        **mesh.env,
+        "HATS_PORT_OFFSET": str(COLLECTOR_OFFSET),
+        "HATS_VAR_DIR": str(tmp_path),
+        "DATA_COLLECTOR_CLIENT_ID": collector_client["client_id"],
+        "DATA_COLLECTOR_CLIENT_SECRET": collector_client["client_secret"],
+        # The whole network path to the server, token endpoint included, goes through the proxy.
+        "DATA_COLLECTOR_SERVER_URL": f"http://127.0.0.1:{PROXY_PORT}",  # nothing listens there yet
+        "DATA_COLLECTOR_CONNECTOR_URL": "http://127.0.0.1:9",  # no terminal: the file source only
+        "DATA_COLLECTOR_INBOX_DIR": str(inbox),
+        "DATA_COLLECTOR_BATCH_SIZE": "700",
+    }
     log = (tmp_path / "collector.log").open("ab")
-    collector = subprocess.Popen([sys.executable, "-m", "infra.cli", "serve", "data-collector"], env=env,
-                                 stdout=log, stderr=subprocess.STDOUT)
+    collector = subprocess.Popen(  # noqa: ASYNC220 - started once; the test then waits on HTTP
+        [sys.executable, "-m", "infra.cli", "serve", "data-collector"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     status_url = f"http://127.0.0.1:{9002 + COLLECTOR_OFFSET}/api/v1/collector/status"
     try:
         async with httpx.AsyncClient(timeout=5, headers={"Authorization": f"Bearer {market_token}"}) as http:
+
             async def status():
                 try:
                     return (await http.get(status_url)).json()
@@ -88,6 +95,7 @@ async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, marke
 
             # The server comes back: everything is delivered, nothing twice.
             async with tcp_proxy(PROXY_PORT, mesh.settings.port_of("api-gateway")):
+
                 async def drained():
                     s = await status()
                     return s if s and s["buffered"] == 0 and s["delivered"] == TICKS else None
@@ -104,8 +112,9 @@ async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, marke
         collector.wait(15)
 
     # In order: the ticks reached the bus in the order they were produced.
-    consumer = AIOKafkaConsumer(topics.MARKET_TICKS, bootstrap_servers=mesh.settings.kafka_servers,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topics.MARKET_TICKS, bootstrap_servers=mesh.settings.kafka_servers, auto_offset_reset="earliest"
+    )
     await consumer.start()
     times: list[int] = []
     try:

@@ -12,10 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.synthetic import synthetic_ticks
-from tests.support import eventually
 from shared import topics
 from shared.bus import deadletter
 from shared.events import MarketTick, Timeframe, encode_event, tick_event_id
+from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +24,9 @@ BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 async def ingest(http, mesh, ticks, source="test"):
     for i in range(0, len(ticks), 2000):
-        r = await http.post(mesh.url("data-bridge") + "/api/v1/ingest/ticks",
-                            json={"source": source, "ticks": ticks[i:i + 2000]})
+        r = await http.post(
+            mesh.url("data-bridge") + "/api/v1/ingest/ticks", json={"source": source, "ticks": ticks[i : i + 2000]}
+        )
         assert r.status_code == 202, r.text
     return r
 
@@ -36,8 +37,10 @@ async def stored_ticks(http, mesh, symbol) -> int:
 
 
 async def bars(http, mesh, symbol, timeframe, **params):
-    r = await http.get(mesh.url("database-service") + "/api/v1/market/bars",
-                       params={"symbol": symbol, "timeframe": timeframe, "limit": 5000, **params})
+    r = await http.get(
+        mesh.url("database-service") + "/api/v1/market/bars",
+        params={"symbol": symbol, "timeframe": timeframe, "limit": 5000, **params},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -48,8 +51,17 @@ def reference_bars(ticks: list[dict], timeframe: Timeframe, watermark_ms: int) -
     frame["open_ms"] = frame.t - frame.t % (timeframe.seconds * 1000)
     frame = frame[frame.open_ms + timeframe.seconds * 1000 <= watermark_ms]  # only bars that are final
     grouped = frame.sort_values("t").groupby("open_ms").bid.agg(["first", "max", "min", "last", "count"])
-    return [{"ts": pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"), "open": o, "high": h,
-             "low": lo, "close": c, "volume": int(n)} for ms, (o, h, lo, c, n) in grouped.iterrows()]
+    return [
+        {
+            "ts": pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "open": o,
+            "high": h,
+            "low": lo,
+            "close": c,
+            "volume": int(n),
+        }
+        for ms, (o, h, lo, c, n) in grouped.iterrows()
+    ]
 
 
 async def test_stored_bars_equal_bars_computed_directly_from_the_ticks(mesh, http):
@@ -60,7 +72,7 @@ async def test_stored_bars_equal_bars_computed_directly_from_the_ticks(mesh, htt
         expected = reference_bars(ticks, timeframe, watermark)
         assert expected, timeframe
 
-        async def complete():
+        async def complete(timeframe=timeframe, expected=expected):
             got = await bars(http, mesh, "TSTBARS", timeframe.value, start="2026-01-01T00:00:00Z")
             return got if len(got) >= len(expected) else None
 
@@ -80,13 +92,18 @@ async def test_bad_ticks_are_rejected_with_a_reason_and_the_rest_accepted(mesh, 
     crossed = {**good[0], "time_msc": good[0]["time_msc"] + 1, "ask": "1.0", "bid": "1.2"}
     malformed = {"symbol": "TSTVALID", "time_msc": "yesterday", "bid": "1.1", "ask": "1.2"}
     future = {**good[1], "time_msc": 4_102_444_800_000}
-    r = await http.post(mesh.url("data-bridge") + "/api/v1/ingest/ticks",
-                        json={"source": "test", "ticks": [*good, crossed, malformed, future]})
+    r = await http.post(
+        mesh.url("data-bridge") + "/api/v1/ingest/ticks",
+        json={"source": "test", "ticks": [*good, crossed, malformed, future]},
+    )
     assert r.status_code == 202
     body = r.json()
     assert body["accepted"] == 3
     assert [(x["index"], x["reason"]) for x in body["rejected"]] == [
-        (3, "crossed_quote"), (4, "malformed"), (5, "timestamp_in_future")]
+        (3, "crossed_quote"),
+        (4, "malformed"),
+        (5, "timestamp_in_future"),
+    ]
     bad_body = await http.post(mesh.url("data-bridge") + "/api/v1/ingest/ticks", content=b"{not json")
     assert bad_body.status_code == 422
     assert bad_body.headers["content-type"] == "application/problem+json"
@@ -139,15 +156,25 @@ async def test_redelivered_events_have_no_second_effect(mesh, http):
     events = []
     for t in ticks:
         bid, ask = Decimal(t["bid"]), Decimal(t["ask"])
-        events.append(MarketTick(event_id=tick_event_id("TSTDUP", t["time_msc"], bid, ask, None, Decimal(0), 6),
-                                 ts_event=t["time_msc"] * 1_000_000, ts_init=1, symbol="TSTDUP", bid=bid, ask=ask,
-                                 flags=6, source="test"))
+        events.append(
+            MarketTick(
+                event_id=tick_event_id("TSTDUP", t["time_msc"], bid, ask, None, Decimal(0), 6),
+                ts_event=t["time_msc"] * 1_000_000,
+                ts_init=1,
+                symbol="TSTDUP",
+                bid=bid,
+                ask=ask,
+                flags=6,
+                source="test",
+            )
+        )
     producer = AIOKafkaProducer(bootstrap_servers=mesh.settings.kafka_servers)
     await producer.start()
     try:
         for _ in range(3):  # the same events, delivered three times (as a crashed producer might)
-            await asyncio.gather(*[await producer.send(topics.MARKET_TICKS, encode_event(e), key=b"TSTDUP")
-                                   for e in events])
+            await asyncio.gather(
+                *[await producer.send(topics.MARKET_TICKS, encode_event(e), key=b"TSTDUP") for e in events]
+            )
     finally:
         await producer.stop()
     # And once more through the HTTP edge, as a collector retrying after a timeout would.
@@ -183,8 +210,11 @@ def _spans_of(mesh, service: str, trace_id: str) -> list[dict]:
 async def test_one_trace_follows_a_tick_across_http_and_kafka(mesh, http):
     trace_id = uuid.uuid4().hex
     ticks = synthetic_ticks("TSTTRACE", BASE_MS, 5, seed=21)
-    r = await http.post(mesh.url("data-bridge") + "/api/v1/ingest/ticks", json={"source": "test", "ticks": ticks},
-                        headers={"traceparent": f"00-{trace_id}-{'ab' * 8}-01"})
+    r = await http.post(
+        mesh.url("data-bridge") + "/api/v1/ingest/ticks",
+        json={"source": "test", "ticks": ticks},
+        headers={"traceparent": f"00-{trace_id}-{'ab' * 8}-01"},
+    )
     assert r.status_code == 202, r.text
 
     async def both_sides():  # spans are exported in batches, every few seconds

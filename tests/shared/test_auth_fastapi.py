@@ -20,8 +20,16 @@ REVOKED = RevokedTokens()
 
 
 def token(*scopes: str, **overrides) -> str:
-    args = {"issuer": ISSUER, "audience": AUDIENCE, "subject": "client:desk", "client_id": "desk",
-            "tenant": "acme", "scopes": scopes, "ttl_s": 900, **overrides}
+    args = {
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "subject": "client:desk",
+        "client_id": "desk",
+        "tenant": "acme",
+        "scopes": scopes,
+        "ttl_s": 900,
+        **overrides,
+    }
     return mint_access_token(KEY, **args)[0]
 
 
@@ -72,9 +80,17 @@ async def test_the_scheme_is_case_insensitive(client):
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": ""}, {"Authorization": "Bearer"},
-                                     {"Authorization": "Bearer   "}, {"Authorization": "Basic ZGVzazpzZWNyZXQ="},
-                                     {"X-Token": "whatever"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer   "},
+        {"Authorization": "Basic ZGVzazpzZWNyZXQ="},
+        {"X-Token": "whatever"},
+    ],
+)
 async def test_no_bearer_token_is_401_with_a_bare_challenge(client, headers):
     body = assert_problem(await client.get("/bars", headers=headers), 401, 'Bearer realm="hats"')
     assert body["title"] == "Unauthorized"
@@ -82,8 +98,7 @@ async def test_no_bearer_token_is_401_with_a_bare_challenge(client, headers):
 
 async def test_an_invalid_token_is_401_invalid_token(client):
     response = await client.get("/bars", headers=bearer("not-a-jwt"))
-    assert_problem(response, 401,
-                   'Bearer realm="hats", error="invalid_token", error_description="malformed token"')
+    assert_problem(response, 401, 'Bearer realm="hats", error="invalid_token", error_description="malformed token"')
 
 
 async def test_an_expired_token_says_so_without_echoing_it(client):
@@ -95,12 +110,23 @@ async def test_an_expired_token_says_so_without_echoing_it(client):
 
 
 async def test_a_revoked_token_is_401(client):
-    value, claims = mint_access_token(KEY, issuer=ISSUER, audience=AUDIENCE, subject="client:desk",
-                                      client_id="desk", tenant="acme", scopes=[MARKET_READ], ttl_s=900)
+    value, claims = mint_access_token(
+        KEY,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        subject="client:desk",
+        client_id="desk",
+        tenant="acme",
+        scopes=[MARKET_READ],
+        ttl_s=900,
+    )
     assert (await client.get("/bars", headers=bearer(value))).status_code == 200
     REVOKED.add(claims["jti"], claims["exp"])
-    assert_problem(await client.get("/bars", headers=bearer(value)), 401,
-                   'Bearer realm="hats", error="invalid_token", error_description="token revoked"')
+    assert_problem(
+        await client.get("/bars", headers=bearer(value)),
+        401,
+        'Bearer realm="hats", error="invalid_token", error_description="token revoked"',
+    )
 
 
 async def test_a_missing_scope_is_403_insufficient_scope(client):

@@ -55,22 +55,40 @@ K2 = ed25519("k2")
 
 
 def mint(key: OKPKey = K1, **overrides) -> str:
-    args = {"issuer": ISSUER, "audience": AUDIENCE, "subject": "client:feed", "client_id": "feed",
-            "tenant": "acme", "scopes": [MARKET_READ, TRADE], "ttl_s": 900, **overrides}
+    args = {
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "subject": "client:feed",
+        "client_id": "feed",
+        "tenant": "acme",
+        "scopes": [MARKET_READ, TRADE],
+        "ttl_s": 900,
+        **overrides,
+    }
     return mint_access_token(key, **args)[0]
 
 
 def claims(**overrides) -> dict:
     now = int(time.time())
-    base = {"iss": ISSUER, "aud": AUDIENCE, "sub": "client:feed", "client_id": "feed", "tenant": "acme",
-            "scope": "market:read", "iat": now, "exp": now + 900, "jti": uuid.uuid4().hex}
+    base = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "client:feed",
+        "client_id": "feed",
+        "tenant": "acme",
+        "scope": "market:read",
+        "iat": now,
+        "exp": now + 900,
+        "jti": uuid.uuid4().hex,
+    }
     return {k: v for k, v in {**base, **overrides}.items() if v is not None}
 
 
 def sign(body: dict, key: OKPKey = K1, **header) -> str:
     """An EdDSA JWS over arbitrary claims and header, signed with a real key."""
-    return jws.serialize_compact({"typ": "at+jwt", "alg": "EdDSA", "kid": key.kid, **header}, orjson.dumps(body),
-                                 key, registry=REGISTRY)
+    return jws.serialize_compact(
+        {"typ": "at+jwt", "alg": "EdDSA", "kid": key.kid, **header}, orjson.dumps(body), key, registry=REGISTRY
+    )
 
 
 def b64(data: bytes) -> str:
@@ -91,13 +109,27 @@ async def refused(v: TokenVerifier, token: str) -> str:
 
 # --- the happy path --------------------------------------------------------------------------------
 
+
 async def test_a_valid_token_gives_its_principal():
-    token, minted = mint_access_token(K1, issuer=ISSUER, audience=AUDIENCE, subject="client:feed",
-                                      client_id="feed", tenant="acme", scopes=[TRADE, MARKET_READ], ttl_s=900)
+    token, minted = mint_access_token(
+        K1,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        subject="client:feed",
+        client_id="feed",
+        tenant="acme",
+        scopes=[TRADE, MARKET_READ],
+        ttl_s=900,
+    )
     principal = await verifier().verify(token)
-    assert principal == Principal(subject="client:feed", client_id="feed", tenant="acme",
-                                  scopes=frozenset({MARKET_READ, TRADE}), token_id=minted["jti"],
-                                  expires_at=minted["exp"])
+    assert principal == Principal(
+        subject="client:feed",
+        client_id="feed",
+        tenant="acme",
+        scopes=frozenset({MARKET_READ, TRADE}),
+        token_id=minted["jti"],
+        expires_at=minted["exp"],
+    )
     assert minted["scope"] == "market:read trade" and minted["exp"] - minted["iat"] == 900
     assert principal.has(TRADE) and not principal.has(ADMIN) and not principal.is_platform_admin
     header = orjson.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
@@ -131,6 +163,7 @@ def test_minting_refuses_what_would_not_verify():
 
 
 # --- refusals ----------------------------------------------------------------------------------------
+
 
 async def test_expired():
     assert await refused(verifier(), mint(now=int(time.time()) - 1000, ttl_s=900)) == "token expired"
@@ -182,16 +215,18 @@ async def test_hs256_signed_with_the_public_key_is_refused(secret):
         "raw": public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
         "jwk": orjson.dumps(K1.as_dict(private=False)),
     }[secret]
-    signing_input = (b64(orjson.dumps({"typ": "at+jwt", "alg": "HS256", "kid": "k1"})) + "."
-                     + b64(orjson.dumps(claims())))
+    signing_input = (
+        b64(orjson.dumps({"typ": "at+jwt", "alg": "HS256", "kid": "k1"})) + "." + b64(orjson.dumps(claims()))
+    )
     mac = hmac.new(key_bytes, signing_input.encode(), hashlib.sha256).digest()
     assert await refused(verifier(), f"{signing_input}.{b64(mac)}") == "unsupported signature algorithm"
 
 
 async def test_rs256_is_refused_even_with_a_published_rsa_key():
     rsa = RSAKey.generate_key(2048, parameters={"kid": "r1"})
-    token = jws.serialize_compact({"typ": "at+jwt", "alg": "RS256", "kid": "r1"}, orjson.dumps(claims()), rsa,
-                                  algorithms=["RS256"])
+    token = jws.serialize_compact(
+        {"typ": "at+jwt", "alg": "RS256", "kid": "r1"}, orjson.dumps(claims()), rsa, algorithms=["RS256"]
+    )
     v = TokenVerifier(ISSUER, AUDIENCE, LocalKeySource(lambda: KeySet([K1, rsa])))
     assert await refused(v, token) == "unsupported signature algorithm"
 
@@ -209,8 +244,7 @@ async def test_malformed(token):
 
 
 async def test_a_signed_payload_that_is_not_a_claims_object():
-    token = jws.serialize_compact({"typ": "at+jwt", "alg": "EdDSA", "kid": "k1"}, b"[1, 2]", K1,
-                                  registry=REGISTRY)
+    token = jws.serialize_compact({"typ": "at+jwt", "alg": "EdDSA", "kid": "k1"}, b"[1, 2]", K1, registry=REGISTRY)
     assert await refused(verifier(), token) == "malformed token"
 
 
@@ -227,8 +261,18 @@ async def test_missing_claim(name):
     assert await refused(verifier(), sign(claims(**{name: None}))) == f"missing claim: {name}"
 
 
-@pytest.mark.parametrize(("name", "value"), [("exp", "tomorrow"), ("exp", True), ("iat", {"at": 1}), ("sub", ""),
-                                             ("tenant", 7), ("scope", ["market:read"]), ("jti", {"id": 1})])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("exp", "tomorrow"),
+        ("exp", True),
+        ("iat", {"at": 1}),
+        ("sub", ""),
+        ("tenant", 7),
+        ("scope", ["market:read"]),
+        ("jti", {"id": 1}),
+    ],
+)
 async def test_ill_typed_claim(name, value):
     assert await refused(verifier(), sign(claims(**{name: value}))) == f"invalid claim: {name}"
 
@@ -237,10 +281,15 @@ async def test_unknown_kid():
     assert await refused(verifier(K1), mint(key=K2)) == "unknown signing key"
 
 
-@pytest.mark.parametrize(("header", "reason"), [({"typ": None}, "not an access token"),
-                                                ({"typ": "JWT"}, "not an access token"),
-                                                ({"kid": None}, "token names no signing key"),
-                                                ({"jku": "https://evil.example/jwks"}, "unsupported token header")])
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ({"typ": None}, "not an access token"),
+        ({"typ": "JWT"}, "not an access token"),
+        ({"kid": None}, "token names no signing key"),
+        ({"jku": "https://evil.example/jwks"}, "unsupported token header"),
+    ],
+)
 async def test_header_outside_the_profile(header, reason):
     fields = {"typ": "at+jwt", "alg": "EdDSA", "kid": "k1", **header}
     fields = {k: v for k, v in fields.items() if v is not None}
@@ -250,10 +299,19 @@ async def test_header_outside_the_profile(header, reason):
 
 # --- revocation and the cache ----------------------------------------------------------------------
 
+
 async def test_revoked_jti():
     revoked = RevokedTokens()
-    token, minted = mint_access_token(K1, issuer=ISSUER, audience=AUDIENCE, subject="client:feed",
-                                      client_id="feed", tenant="acme", scopes=[MARKET_READ], ttl_s=900)
+    token, minted = mint_access_token(
+        K1,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        subject="client:feed",
+        client_id="feed",
+        tenant="acme",
+        scopes=[MARKET_READ],
+        ttl_s=900,
+    )
     revoked.add(minted["jti"], minted["exp"])
     assert await refused(verifier(revoked=revoked), token) == "token revoked"
 
@@ -292,7 +350,7 @@ async def test_the_cache_is_bounded_and_evicts_the_least_recently_used():
 def test_revoked_tokens_forget_expired_ids():
     clock = [1000.0]
     revoked = RevokedTokens(clock=lambda: clock[0])
-    revoked.add("dead", 999)          # expired already: not stored
+    revoked.add("dead", 999)  # expired already: not stored
     revoked.add("a", 1010)
     revoked.add("b", 2000)
     assert "a" in revoked and "b" in revoked and "dead" not in revoked
@@ -307,8 +365,9 @@ async def test_the_revocation_feed_fills_the_set_and_skips_garbage(infra_env):
     broker = KafkaBroker(settings.kafka_servers)
     register_revocation_feed(broker, revoked)
     token_id = uuid.uuid4().hex
-    event = TokenRevoked(event_id=uuid.uuid4(), ts_event=now_ns(), ts_init=now_ns(), token_id=token_id,
-                         expires_at=int(time.time()) + 600)
+    event = TokenRevoked(
+        event_id=uuid.uuid4(), ts_event=now_ns(), ts_init=now_ns(), token_id=token_id, expires_at=int(time.time()) + 600
+    )
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_servers)
     await producer.start()
     await broker.start()
@@ -326,6 +385,7 @@ async def test_the_revocation_feed_fills_the_set_and_skips_garbage(infra_env):
 
 
 # --- JWKS over real HTTP ------------------------------------------------------------------------------
+
 
 class JwksServer(ServedApp):
     """A real HTTP server (uvicorn) publishing a JWKS that a test can change, counting requests."""
@@ -383,10 +443,9 @@ async def test_concurrent_lookups_share_one_fetch_that_a_cancelled_caller_does_n
 async def test_a_rotated_in_key_is_found_by_a_refetch(http):
     clock = FakeClock()
     async with JwksServer(K1) as server:
-        v = TokenVerifier(ISSUER, AUDIENCE, JwksKeySource(server.url, http, min_refresh_interval_s=5.0,
-                                                          clock=clock))
+        v = TokenVerifier(ISSUER, AUDIENCE, JwksKeySource(server.url, http, min_refresh_interval_s=5.0, clock=clock))
         assert await v.verify(mint(key=K1))
-        server.keys.append(K2)                 # the gateway rotates: k2 signs, k1 stays published
+        server.keys.append(K2)  # the gateway rotates: k2 signs, k1 stays published
         clock.now += 5.0
         assert (await v.verify(mint(key=K2))).client_id == "feed"
         assert await v.verify(mint(key=K1))
@@ -397,13 +456,12 @@ async def test_unknown_kids_refetch_at_most_once_per_interval(http):
     clock = FakeClock()
     bogus = [ed25519(f"bogus-{i}") for i in range(30)]
     async with JwksServer(K1) as server:
-        v = TokenVerifier(ISSUER, AUDIENCE, JwksKeySource(server.url, http, min_refresh_interval_s=5.0,
-                                                          clock=clock))
+        v = TokenVerifier(ISSUER, AUDIENCE, JwksKeySource(server.url, http, min_refresh_interval_s=5.0, clock=clock))
         assert await v.verify(mint())
         clock.now += 5.0
         outcomes = await asyncio.gather(*(v.verify(mint(key=k)) for k in bogus), return_exceptions=True)
         assert all(isinstance(o, InvalidToken) and o.description == "unknown signing key" for o in outcomes)
-        assert server.hits == 2                 # the initial fetch plus one refetch for the whole flood
+        assert server.hits == 2  # the initial fetch plus one refetch for the whole flood
         for key in bogus[:5]:
             await refused(v, mint(key=key))
         assert server.hits == 2
@@ -423,7 +481,7 @@ async def test_gateway_down_fails_fast_with_keys_unavailable(http):
     v = TokenVerifier(ISSUER, AUDIENCE, JwksKeySource(url, http))
     started = time.monotonic()
     assert await refused(v, mint()) == "signing keys unavailable"
-    assert await refused(v, mint()) == "signing keys unavailable"   # within the interval: no new attempt
+    assert await refused(v, mint()) == "signing keys unavailable"  # within the interval: no new attempt
     assert time.monotonic() - started < 1.0
 
 
@@ -452,8 +510,8 @@ async def test_known_keys_keep_working_while_the_gateway_is_down(http):
         v = TokenVerifier(ISSUER, AUDIENCE, source)
         assert await v.verify(mint())
     clock.now += 10.0
-    assert await v.verify(mint())                                         # k1 is cached
-    assert await refused(v, mint(key=K2)) == "signing keys unavailable"   # maybe rotated in: cannot tell
+    assert await v.verify(mint())  # k1 is cached
+    assert await refused(v, mint(key=K2)) == "signing keys unavailable"  # maybe rotated in: cannot tell
 
 
 def test_parse_jwks_keeps_only_ed25519_signing_keys():

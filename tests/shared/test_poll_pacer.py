@@ -27,8 +27,14 @@ async def test_an_idle_consumer_polls_slowly_and_wakes_on_the_first_record(infra
     await ensure_topics(settings.kafka_servers, {topic: 1})
     broker = KafkaBroker(settings.kafka_servers)
     arrived: asyncio.Queue[float] = asyncio.Queue()
-    subscriber = broker.subscriber(topic, group_id=topic, batch=True, batch_timeout_ms=ACTIVE.batch_timeout_ms,
-                                   fetch_max_wait_ms=ACTIVE.fetch_max_wait_ms, auto_offset_reset="earliest")
+    subscriber = broker.subscriber(
+        topic,
+        group_id=topic,
+        batch=True,
+        batch_timeout_ms=ACTIVE.batch_timeout_ms,
+        fetch_max_wait_ms=ACTIVE.fetch_max_wait_ms,
+        auto_offset_reset="earliest",
+    )
     pacer = PollPacer(subscriber, active=ACTIVE, idle=IDLE, idle_after_s=0.4)
 
     @subscriber

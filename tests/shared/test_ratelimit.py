@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from shared.ratelimit import Limit, SlidingWindowLimiter
@@ -52,13 +50,13 @@ def test_a_refusal_records_nothing(clock):
 def test_the_window_slides_request_by_request(clock):
     rl = limiter(clock)
     for _ in range(3):
-        rl.acquire("c")                          # t = 0
+        rl.acquire("c")  # t = 0
     clock.advance(0.5)
     for _ in range(6):
-        rl.acquire("c")                          # t = 0.5
+        rl.acquire("c")  # t = 0.5
     clock.advance(0.1)
     assert rl.acquire("c") == pytest.approx(0.4)
-    clock.advance(0.4)                           # t = 1.0: the three from t = 0 have slid out, exactly
+    clock.advance(0.4)  # t = 1.0: the three from t = 0 have slid out, exactly
     assert [rl.acquire("c") for _ in range(3)] == [0.0] * 3
     assert rl.acquire("c") == pytest.approx(0.5)
     clock.advance(0.5)
@@ -87,10 +85,10 @@ def test_capacity_is_floored_and_at_least_one(clock):
 
 
 def test_weights_count_and_the_wait_covers_enough_of_the_log(clock):
-    rl = limiter(clock, limits={"default": Limit(100, 10.0)})    # capacity 90
+    rl = limiter(clock, limits={"default": Limit(100, 10.0)})  # capacity 90
     for _ in range(3):
         assert rl.acquire("c", weight=30) == 0.0
-        clock.advance(1.0)                                       # admitted at 0, 1, 2 s
+        clock.advance(1.0)  # admitted at 0, 1, 2 s
     # 50 more needs the first two entries (60) gone: the second leaves at 1 + 10 s, 7 s from now (t = 3).
     assert rl.acquire("c", weight=50) == pytest.approx(8.0)
     assert rl.acquire("c", weight=30) == pytest.approx(7.0)
@@ -105,10 +103,10 @@ def test_weights_count_and_the_wait_covers_enough_of_the_log(clock):
 def test_keys_and_endpoints_are_independent(clock):
     rl = limiter(clock, limits={"default": Limit(10, 1.0), "orders": Limit(2, 1.0)})
     assert rl.acquire("a", "orders") == 0.0
-    assert rl.acquire("a", "orders") > 0                         # capacity floor(2 * 0.9) = 1
+    assert rl.acquire("a", "orders") > 0  # capacity floor(2 * 0.9) = 1
     assert rl.acquire("b", "orders") == 0.0
     assert all(rl.acquire("a") == 0.0 for _ in range(9))
-    assert rl.acquire("a", "bars") > 0                           # unlisted: shares the default window
+    assert rl.acquire("a", "bars") > 0  # unlisted: shares the default window
     assert rl.acquire("b", "bars") == 0.0
 
 
@@ -116,7 +114,7 @@ def test_the_global_limit_spans_endpoints(clock):
     rl = limiter(clock, limits={"a": Limit(100, 1.0), "b": Limit(100, 1.0)}, global_limit=Limit(10, 2.0))
     for i in range(9):
         assert rl.acquire("c", "a" if i % 2 else "b") == 0.0
-    assert rl.acquire("c", "a") == pytest.approx(2.0)            # the global window is the one refusing
+    assert rl.acquire("c", "a") == pytest.approx(2.0)  # the global window is the one refusing
     assert rl.acquire("other", "a") == 0.0
     clock.advance(1.0)
     assert rl.acquire("c", "b") == pytest.approx(1.0)
@@ -124,7 +122,7 @@ def test_the_global_limit_spans_endpoints(clock):
 
 def test_the_longer_wait_wins_and_nothing_is_recorded_in_either_window(clock):
     rl = limiter(clock, limits={"default": Limit(2, 5.0)}, global_limit=Limit(10, 1.0))
-    assert rl.acquire("c") == 0.0                                # endpoint capacity 1, global 9
+    assert rl.acquire("c") == 0.0  # endpoint capacity 1, global 9
     assert rl.acquire("c") == pytest.approx(5.0)
     clock.advance(5.0)
     assert rl.acquire("c") == 0.0
@@ -142,7 +140,7 @@ def test_idle_keys_are_dropped(clock):
     for i in range(50):
         rl.acquire(f"k{i}")
     assert len(rl) == 50
-    clock.advance(1.5)                                           # longer than every window
+    clock.advance(1.5)  # longer than every window
     for _ in range(30):
         rl.acquire("active")
     assert len(rl) == 1
@@ -151,9 +149,9 @@ def test_idle_keys_are_dropped(clock):
 def test_tracked_keys_are_capped_least_recently_used_first(clock):
     rl = limiter(clock, max_keys=100)
     for _ in range(9):
-        rl.acquire("hot")                                        # exhausts its quota
+        rl.acquire("hot")  # exhausts its quota
     for i in range(1000):
         rl.acquire(f"k{i}")
         if i % 50 == 0:
-            assert rl.acquire("hot") > 0                         # touched: kept, and still limited
+            assert rl.acquire("hot") > 0  # touched: kept, and still limited
     assert len(rl) == 100

@@ -60,6 +60,7 @@ def test_a_child_follows_its_parent_across_services():
 def test_the_provider_uses_it():
     provider = TracerProvider(sampler=read_budget_sampler(reads_per_s=1, read_ratio=0.0))
     tracer = provider.get_tracer("test")
-    spans = [tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes={"http.request.method": "GET"})
-             for _ in range(3)]
+    spans = [
+        tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes={"http.request.method": "GET"}) for _ in range(3)
+    ]
     assert [s.is_recording() for s in spans] == [True, False, False]

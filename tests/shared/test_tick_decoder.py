@@ -15,34 +15,92 @@ from shared.events import EventDecodeError, MarketTick, encode_event, encode_tic
 from shared.tick_decoder import TickRecord, decode_tick
 from tests.support import mutations_of
 
-FIELDS = ("event_id", "ts_event", "ts_init", "event_type", "schema_version", "symbol", "bid", "ask", "last",
-          "volume", "flags", "source")
+FIELDS = (
+    "event_id",
+    "ts_event",
+    "ts_init",
+    "event_type",
+    "schema_version",
+    "symbol",
+    "bid",
+    "ask",
+    "last",
+    "volume",
+    "flags",
+    "source",
+)
 
-CANONICAL = dict(event_id="c8c56186-2cd1-5840-aed6-952691d62c60", ts_event=1_767_225_600_138_000_000,
-                 ts_init=1_767_225_600_140_000_000, event_type="market.tick", schema_version=1, symbol="EURUSD",
-                 bid="1.10016", ask="1.10017", last=None, volume="0", flags=6, source="mt5")
+CANONICAL = {
+    "event_id": "c8c56186-2cd1-5840-aed6-952691d62c60",
+    "ts_event": 1_767_225_600_138_000_000,
+    "ts_init": 1_767_225_600_140_000_000,
+    "event_type": "market.tick",
+    "schema_version": 1,
+    "symbol": "EURUSD",
+    "bid": "1.10016",
+    "ask": "1.10017",
+    "last": None,
+    "volume": "0",
+    "flags": 6,
+    "source": "mt5",
+}
 
 digits = st.text("0123456789", min_size=0, max_size=22)
 decimal_texts = st.one_of(
     st.builds(lambda i, f: i + ("." + f if f is not None else ""), digits, st.none() | digits),
     st.builds(lambda a, b: a + b, st.sampled_from(["", "-", "+", " ", "0", "00"]), digits),
-    st.sampled_from(["1e5", "1E-8", "NaN", "Infinity", "-0", "0.0000000000", "1_000", " 1.5", "1.5 ", "1.5\n",
-                     "0x10", "", ".5", "5.", "1.10016", "0.00000000001", "9" * 18 + ".1", "9" * 19]),
+    st.sampled_from(
+        [
+            "1e5",
+            "1E-8",
+            "NaN",
+            "Infinity",
+            "-0",
+            "0.0000000000",
+            "1_000",
+            " 1.5",
+            "1.5 ",
+            "1.5\n",
+            "0x10",
+            "",
+            ".5",
+            "5.",
+            "1.10016",
+            "0.00000000001",
+            "9" * 18 + ".1",
+            "9" * 19,
+        ]
+    ),
 )
-decimal_values = st.one_of(decimal_texts, st.floats(allow_nan=True), st.integers(-10, 10**20), st.none(),
-                           st.booleans())
-symbols = st.one_of(st.sampled_from(["EURUSD", "XAUUSD", "BTC.X", "US#30", "EURUSD\n", "eurusd", "E", "A" * 33]),
-                    st.text("ABCXYZ019._#-\n a", min_size=0, max_size=34))
-integers = st.one_of(st.integers(-2**65, 2**65), st.floats(allow_nan=False), st.sampled_from([0, 1, True, "1"]))
-ids = st.one_of(st.uuids().map(str), st.uuids().map(lambda u: u.hex), st.uuids().map(lambda u: str(u).upper()),
-                st.uuids().map(lambda u: f"urn:uuid:{u}"), st.uuids().map(lambda u: "{" + str(u) + "}"),
-                st.text(max_size=40))
+decimal_values = st.one_of(decimal_texts, st.floats(allow_nan=True), st.integers(-10, 10**20), st.none(), st.booleans())
+symbols = st.one_of(
+    st.sampled_from(["EURUSD", "XAUUSD", "BTC.X", "US#30", "EURUSD\n", "eurusd", "E", "A" * 33]),
+    st.text("ABCXYZ019._#-\n a", min_size=0, max_size=34),
+)
+integers = st.one_of(st.integers(-(2**65), 2**65), st.floats(allow_nan=False), st.sampled_from([0, 1, True, "1"]))
+ids = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda u: u.hex),
+    st.uuids().map(lambda u: str(u).upper()),
+    st.uuids().map(lambda u: f"urn:uuid:{u}"),
+    st.uuids().map(lambda u: "{" + str(u) + "}"),
+    st.text(max_size=40),
+)
 texts = st.text(max_size=70)
-VALUES = {"event_id": ids, "ts_event": integers, "ts_init": integers,
-          "event_type": st.sampled_from(["market.tick", "market.bar", ""]),
-          "schema_version": st.sampled_from([1, 2, 1.0, "1"]), "symbol": symbols,
-          "bid": decimal_values, "ask": decimal_values, "last": decimal_values, "volume": decimal_values,
-          "flags": integers, "source": texts}
+VALUES = {
+    "event_id": ids,
+    "ts_event": integers,
+    "ts_init": integers,
+    "event_type": st.sampled_from(["market.tick", "market.bar", ""]),
+    "schema_version": st.sampled_from([1, 2, 1.0, "1"]),
+    "symbol": symbols,
+    "bid": decimal_values,
+    "ask": decimal_values,
+    "last": decimal_values,
+    "volume": decimal_values,
+    "flags": integers,
+    "source": texts,
+}
 
 
 @st.composite
@@ -79,13 +137,28 @@ def _plain(value: Decimal) -> bool:
 
 
 @settings(max_examples=500, deadline=None)
-@given(bid=st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("99999999"), places=8).filter(_plain),
-       volume=st.decimals(min_value=0, max_value=Decimal("1000000"), places=4).filter(_plain),
-       last=st.none() | st.decimals(min_value=0, max_value=Decimal("99999999"), places=5).filter(_plain),
-       source=st.text(max_size=64), event_id=st.uuids(), ts=st.integers(0, 2**62), flags=st.integers(-2**31, 2**31))
+@given(
+    bid=st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("99999999"), places=8).filter(_plain),
+    volume=st.decimals(min_value=0, max_value=Decimal("1000000"), places=4).filter(_plain),
+    last=st.none() | st.decimals(min_value=0, max_value=Decimal("99999999"), places=5).filter(_plain),
+    source=st.text(max_size=64),
+    event_id=st.uuids(),
+    ts=st.integers(0, 2**62),
+    flags=st.integers(-(2**31), 2**31),
+)
 def test_what_the_encoders_write_in_plain_notation_takes_the_fast_path(bid, volume, last, source, event_id, ts, flags):
-    fields = dict(event_id=event_id, ts_event=ts, ts_init=ts, symbol="XAUUSD", bid=bid, ask=bid, last=last,
-                  volume=volume, flags=flags, source=source)
+    fields = {
+        "event_id": event_id,
+        "ts_event": ts,
+        "ts_init": ts,
+        "symbol": "XAUUSD",
+        "bid": bid,
+        "ask": bid,
+        "last": last,
+        "volume": volume,
+        "flags": flags,
+        "source": source,
+    }
     payload = encode_tick(**fields)
     assert payload == encode_event(MarketTick(**fields))
     fast = decode_tick(payload)

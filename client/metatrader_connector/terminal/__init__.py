@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from .simulator import SimulatedTerminal
 
-__all__ = ["SimulatedTerminal", "open_terminal", "csv_sources_in"]
+__all__ = ["SimulatedTerminal", "csv_sources_in", "open_terminal"]
 
 Mode = Literal["auto", "metatrader5", "mt5linux", "simulated"]
 

@@ -59,10 +59,7 @@ class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         raw = self.path.read_bytes()
-        if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            text = raw.decode("utf-16")
-        else:
-            text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
         self.lines = text.splitlines()
         if not self.lines:
             raise ValueError(f"{self.path}: empty file, expected an MT5 export header")
@@ -193,9 +190,7 @@ def _load_bars(reader: _Reader) -> CsvExport:
     for lineno, cells in reader.rows():
         clock = cells[i_time] if i_time is not None else "00:00:00"
         seconds = reader.timestamp_msc(lineno, cells[i_date], clock) // 1000
-        o, h, low, close = (
-            reader.number(lineno, cells[i], reader.columns[i], price=True) for i in prices
-        )
+        o, h, low, close = (reader.number(lineno, cells[i], reader.columns[i], price=True) for i in prices)
         if not low <= min(o, close) <= max(o, close) <= h:
             raise reader.error(lineno, f"inconsistent OHLC {o} {h} {low} {close}")
         tickvol = _optional_int(reader, lineno, cells, i_tickvol)

@@ -218,9 +218,7 @@ class BarHistory:
         if timeframe in (c.TIMEFRAME_W1, c.TIMEFRAME_MN1):
             return base <= DAY_SECONDS
         target = b.timeframe_seconds(timeframe)
-        return self.base_timeframe not in (c.TIMEFRAME_W1, c.TIMEFRAME_MN1) and (
-            target > base and target % base == 0
-        )
+        return self.base_timeframe not in (c.TIMEFRAME_W1, c.TIMEFRAME_MN1) and (target > base and target % base == 0)
 
     def rates_range(self, timeframe: int, start: int, end: int, now_msc: int) -> np.ndarray:
         if not self._compatible(timeframe):

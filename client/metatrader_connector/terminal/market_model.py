@@ -88,9 +88,7 @@ def _stationary(p: np.ndarray) -> np.ndarray:
     return v / v.sum()
 
 
-_REGIME_VOL = _RAW_REGIME_VOL / math.sqrt(
-    float(np.dot(_stationary(_REGIME_TRANSITIONS), _RAW_REGIME_VOL**2))
-)
+_REGIME_VOL = _RAW_REGIME_VOL / math.sqrt(float(np.dot(_stationary(_REGIME_TRANSITIONS), _RAW_REGIME_VOL**2)))
 _REGIME_CUM = np.cumsum(_REGIME_TRANSITIONS, axis=1)
 
 

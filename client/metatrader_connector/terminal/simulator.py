@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path, PureWindowsPath
 
@@ -287,9 +287,7 @@ class SimulatedTerminal:
         return b.to_rates(bars)
 
     @_api()
-    def copy_rates_from_pos(
-        self, symbol: str, timeframe: int, start_pos: int, count: int
-    ) -> np.ndarray:
+    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int) -> np.ndarray:
         """``count`` bars ending ``start_pos`` bars before the current one
         (position 0 is the bar forming now), oldest first."""
         entry, now = self._get(symbol), self._now_msc()
@@ -339,7 +337,7 @@ class SimulatedTerminal:
 
     # --- internals ----------------------------------------------------------------
     def _now_msc(self) -> int:
-        return int(math.floor(self._clock() * 1000))
+        return math.floor(self._clock() * 1000)
 
     def _get(self, symbol: str, missing: int = c.RES_E_FAIL) -> _Symbol:
         if not isinstance(symbol, str):
@@ -417,14 +415,9 @@ def match_group(symbols, group: str | None) -> list:
         target.append(_mask_regex(mask.lstrip("!")))
 
     def hit(patterns, entry) -> bool:
-        return any(
-            p.fullmatch(entry.spec.path if "\\" in p.pattern else entry.spec.name)
-            for p in patterns
-        )
+        return any(p.fullmatch(entry.spec.path if "\\" in p.pattern else entry.spec.name) for p in patterns)
 
-    return [
-        s for s in symbols if (not include or hit(include, s)) and not hit(exclude, s)
-    ]
+    return [s for s in symbols if (not include or hit(include, s)) and not hit(exclude, s)]
 
 
 def _mask_regex(mask: str) -> re.Pattern[str]:
@@ -501,7 +494,7 @@ def _seconds(value: object) -> int:
     dropped, as MT5 does."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         seconds = math.floor(value.timestamp())
     elif _is_int(value):
         seconds = int(value)

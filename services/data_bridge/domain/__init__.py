@@ -7,9 +7,15 @@ from services.data_bridge.domain.bars import (
     TickOutcome,
     bars_from_ticks,
 )
-from services.data_bridge.domain.validation import RejectReason, Rejection, TickValidator
+from services.data_bridge.domain.validation import Rejection, RejectReason, TickValidator
 
 __all__ = [
-    "AddResult", "BarBuilder", "BarBuilderStats", "TickOutcome", "bars_from_ticks",
-    "RejectReason", "Rejection", "TickValidator",
+    "AddResult",
+    "BarBuilder",
+    "BarBuilderStats",
+    "RejectReason",
+    "Rejection",
+    "TickOutcome",
+    "TickValidator",
+    "bars_from_ticks",
 ]

@@ -34,8 +34,7 @@ from typing import Any, NamedTuple
 from shared.events import MarketBar, MarketTick, Timeframe, bar_event_id
 from shared.tick_decoder import AnyTick
 
-__all__ = ["AddResult", "BarBuilder", "BarBuilderStats", "TickOutcome", "bars_from_ticks",
-           "DEFAULT_TIMEFRAMES"]
+__all__ = ["DEFAULT_TIMEFRAMES", "AddResult", "BarBuilder", "BarBuilderStats", "TickOutcome", "bars_from_ticks"]
 
 DEFAULT_TIMEFRAMES: tuple[Timeframe, ...] = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.H1)
 SNAPSHOT_VERSION = 1
@@ -82,11 +81,26 @@ class _Bar:
     arrival order even byte-wise, so the earliest ``(ts, id)`` wins a tie.
     """
 
-    __slots__ = ("open_ns", "end_ns", "open", "open_ts", "open_id", "high", "high_ts", "high_id",
-                 "low", "low_ts", "low_id", "close", "close_ts", "close_id", "count", "real_volume")
+    __slots__ = (
+        "close",
+        "close_id",
+        "close_ts",
+        "count",
+        "end_ns",
+        "high",
+        "high_id",
+        "high_ts",
+        "low",
+        "low_id",
+        "low_ts",
+        "open",
+        "open_id",
+        "open_ns",
+        "open_ts",
+        "real_volume",
+    )
 
-    def __init__(self, open_ns: int, end_ns: int, price: Decimal, ts: int, eid: int,
-                 volume: Decimal) -> None:
+    def __init__(self, open_ns: int, end_ns: int, price: Decimal, ts: int, eid: int, volume: Decimal) -> None:
         self.open_ns = open_ns
         self.end_ns = end_ns
         self.open = self.high = self.low = self.close = price
@@ -97,12 +111,22 @@ class _Bar:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "open_ns": self.open_ns, "end_ns": self.end_ns,
-            "open": str(self.open), "open_ts": self.open_ts, "open_id": _id_to_str(self.open_id),
-            "high": str(self.high), "high_ts": self.high_ts, "high_id": _id_to_str(self.high_id),
-            "low": str(self.low), "low_ts": self.low_ts, "low_id": _id_to_str(self.low_id),
-            "close": str(self.close), "close_ts": self.close_ts, "close_id": _id_to_str(self.close_id),
-            "count": self.count, "real_volume": str(self.real_volume),
+            "open_ns": self.open_ns,
+            "end_ns": self.end_ns,
+            "open": str(self.open),
+            "open_ts": self.open_ts,
+            "open_id": _id_to_str(self.open_id),
+            "high": str(self.high),
+            "high_ts": self.high_ts,
+            "high_id": _id_to_str(self.high_id),
+            "low": str(self.low),
+            "low_ts": self.low_ts,
+            "low_id": _id_to_str(self.low_id),
+            "close": str(self.close),
+            "close_ts": self.close_ts,
+            "close_id": _id_to_str(self.close_id),
+            "count": self.count,
+            "real_volume": str(self.real_volume),
         }
 
     @classmethod
@@ -128,9 +152,17 @@ class _Bar:
 
     def to_event(self, symbol: str, tf: Timeframe, ts_init: int) -> MarketBar:
         return MarketBar(
-            event_id=bar_event_id(symbol, tf, self.open_ns), ts_event=self.open_ns, ts_init=ts_init,
-            symbol=symbol, timeframe=tf, open=self.open, high=self.high, low=self.low,
-            close=self.close, volume=self.count, real_volume=self.real_volume,
+            event_id=bar_event_id(symbol, tf, self.open_ns),
+            ts_event=self.open_ns,
+            ts_init=ts_init,
+            symbol=symbol,
+            timeframe=tf,
+            open=self.open,
+            high=self.high,
+            low=self.low,
+            close=self.close,
+            volume=self.count,
+            real_volume=self.real_volume,
         )
 
 
@@ -146,7 +178,7 @@ class _SymbolState:
     open at once while out-of-order ticks are still acceptable).
     """
 
-    __slots__ = ("max_ts", "watermark", "seen", "seen_fifo", "bars", "next_close")
+    __slots__ = ("bars", "max_ts", "next_close", "seen", "seen_fifo", "watermark")
 
     def __init__(self, n_timeframes: int, lateness: int, max_ts: int = -1) -> None:
         self.max_ts = max_ts
@@ -175,10 +207,11 @@ class BarBuilder:
     whole state so a replay after a crash emits identical bars with identical ids.
     """
 
-    __slots__ = ("_timeframes", "_tf_nanos", "_lateness", "_states", "stats")
+    __slots__ = ("_lateness", "_states", "_tf_nanos", "_timeframes", "stats")
 
-    def __init__(self, timeframes: Sequence[Timeframe] = DEFAULT_TIMEFRAMES,
-                 allowed_lateness_ns: int = 2_000_000_000) -> None:
+    def __init__(
+        self, timeframes: Sequence[Timeframe] = DEFAULT_TIMEFRAMES, allowed_lateness_ns: int = 2_000_000_000
+    ) -> None:
         """
         :param timeframes: timeframes to build (duplicates ignored; kept shortest first).
         :param allowed_lateness_ns: how far behind the newest tick of its symbol a
@@ -236,7 +269,7 @@ class BarBuilder:
 
         bid = tick.bid
         volume = tick.volume
-        for tf_ns, bars in zip(self._tf_nanos, st.bars):
+        for tf_ns, bars in zip(self._tf_nanos, st.bars, strict=False):
             open_ns = ts - ts % tf_ns
             bar = bars.get(open_ns)
             if bar is None:
@@ -266,11 +299,10 @@ class BarBuilder:
                     bar.low = bid
                     bar.low_ts = ts
                     bar.low_id = eid
-            elif bid <= bar.low:
-                if bid < bar.low or ts < bar.low_ts or (ts == bar.low_ts and eid < bar.low_id):
-                    bar.low = bid
-                    bar.low_ts = ts
-                    bar.low_id = eid
+            elif bid <= bar.low and (bid < bar.low or ts < bar.low_ts or (ts == bar.low_ts and eid < bar.low_id)):
+                bar.low = bid
+                bar.low_ts = ts
+                bar.low_id = eid
             bar.count += 1
             # Always add, even zero: a zero like Decimal("0.00") still sets the
             # sum's exponent, and the batch reference sums every tick too.
@@ -293,7 +325,7 @@ class BarBuilder:
         """Remove and return every bar of ``st`` whose end is <= ``wm`` (rare path)."""
         ready: list[tuple[int, int, Timeframe, _Bar]] = []
         next_close = _NEVER
-        for tf, tf_ns, bars in zip(self._timeframes, self._tf_nanos, st.bars):
+        for tf, tf_ns, bars in zip(self._timeframes, self._tf_nanos, st.bars, strict=False):
             for open_ns in [o for o, b in bars.items() if b.end_ns <= wm]:
                 ready.append((open_ns, tf_ns, tf, bars.pop(open_ns)))
             for bar in bars.values():
@@ -318,9 +350,11 @@ class BarBuilder:
         st = self._states.get(symbol)
         if st is None:
             return []
-        out = [(bar.open_ns, tf_ns, bar.to_event(symbol, tf, now_ns))
-               for tf, tf_ns, bars in zip(self._timeframes, self._tf_nanos, st.bars)
-               for bar in bars.values()]
+        out = [
+            (bar.open_ns, tf_ns, bar.to_event(symbol, tf, now_ns))
+            for tf, tf_ns, bars in zip(self._timeframes, self._tf_nanos, st.bars, strict=False)
+            for bar in bars.values()
+        ]
         out.sort(key=lambda r: (r[0], r[1]))
         return [ev for _, _, ev in out]
 
@@ -337,8 +371,10 @@ class BarBuilder:
                 "max_ts": st.max_ts,
                 # Arrival order is kept: pruning depends on it.
                 "seen": [[ts, _id_to_str(eid)] for ts, eid in st.seen_fifo],
-                "bars": {tf.value: [bar.to_json() for bar in bars.values()]
-                         for tf, bars in zip(self._timeframes, st.bars)},
+                "bars": {
+                    tf.value: [bar.to_json() for bar in bars.values()]
+                    for tf, bars in zip(self._timeframes, st.bars, strict=True)
+                },
             }
         return {
             "version": SNAPSHOT_VERSION,
@@ -353,8 +389,7 @@ class BarBuilder:
         """Rebuild a builder from ``snapshot()`` output (also after a JSON round trip)."""
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported BarBuilder snapshot version {snapshot.get('version')!r}")
-        builder = cls([Timeframe(v) for v in snapshot["timeframes"]],
-                      int(snapshot["allowed_lateness_ns"]))
+        builder = cls([Timeframe(v) for v in snapshot["timeframes"]], int(snapshot["allowed_lateness_ns"]))
         builder.stats = BarBuilderStats(**{k: int(v) for k, v in snapshot["stats"].items()})
         n = len(builder._timeframes)
         for symbol, data in snapshot["symbols"].items():
@@ -373,8 +408,9 @@ class BarBuilder:
         return builder
 
 
-def bars_from_ticks(ticks: Iterable[MarketTick], timeframes: Sequence[Timeframe] = DEFAULT_TIMEFRAMES,
-                    *, now_ns: int = 0) -> list[MarketBar]:
+def bars_from_ticks(
+    ticks: Iterable[MarketTick], timeframes: Sequence[Timeframe] = DEFAULT_TIMEFRAMES, *, now_ns: int = 0
+) -> list[MarketBar]:
     """Reference batch computation: every bar (complete or not) of ``ticks``, computed directly.
 
     Sorts by ``(ts_event, event_id)``, drops repeated event ids (the first in
@@ -401,9 +437,19 @@ def bars_from_ticks(ticks: Iterable[MarketTick], timeframes: Sequence[Timeframe]
         # max/min return the first of equal values, i.e. the earliest (ts, id),
         # and the sum starts from the first volume (not Decimal(0)) so that the
         # exponent of the result matches the streaming builder's.
-        bars.append(MarketBar(
-            event_id=bar_event_id(symbol, tf, open_ns), ts_event=open_ns, ts_init=now_ns,
-            symbol=symbol, timeframe=tf, open=bids[0], high=max(bids), low=min(bids), close=bids[-1],
-            volume=len(group), real_volume=sum((t.volume for t in group[1:]), group[0].volume),
-        ))
+        bars.append(
+            MarketBar(
+                event_id=bar_event_id(symbol, tf, open_ns),
+                ts_event=open_ns,
+                ts_init=now_ns,
+                symbol=symbol,
+                timeframe=tf,
+                open=bids[0],
+                high=max(bids),
+                low=min(bids),
+                close=bids[-1],
+                volume=len(group),
+                real_volume=sum((t.volume for t in group[1:]), group[0].volume),
+            )
+        )
     return bars

@@ -64,7 +64,7 @@ class TickValidator:
     timestamp too old. A locked quote (``ask == bid``) is valid.
     """
 
-    __slots__ = ("_symbols", "_max_future_ns", "_min_ts_ns", "_max_spread_ratio")
+    __slots__ = ("_max_future_ns", "_max_spread_ratio", "_min_ts_ns", "_symbols")
 
     def __init__(
         self,
@@ -93,25 +93,28 @@ class TickValidator:
     def check(self, tick: Quote, now_ns: int) -> Rejection | None:
         """Return the first reason to reject ``tick`` at wall-clock ``now_ns``, or ``None`` if valid."""
         if self._symbols is not None and tick.symbol not in self._symbols:
-            return Rejection(RejectReason.UNKNOWN_SYMBOL,
-                             f"symbol {tick.symbol!r} is not in the configured universe")
+            return Rejection(RejectReason.UNKNOWN_SYMBOL, f"symbol {tick.symbol!r} is not in the configured universe")
         bid, ask = tick.bid, tick.ask
         if ask < bid:
-            return Rejection(RejectReason.CROSSED_QUOTE,
-                             f"{tick.symbol}: ask {ask} < bid {bid}")
+            return Rejection(RejectReason.CROSSED_QUOTE, f"{tick.symbol}: ask {ask} < bid {bid}")
         # Compare by multiplication rather than dividing: exact for the
         # decimal places the model allows, and no division per tick.
         spread = ask - bid
         if spread > self._max_spread_ratio * bid:
-            return Rejection(RejectReason.SPREAD_TOO_WIDE,
-                             f"{tick.symbol}: spread {spread} (ask {ask} - bid {bid}) is "
-                             f"{spread / bid:.6f} of bid, above {self._max_spread_ratio}")
+            return Rejection(
+                RejectReason.SPREAD_TOO_WIDE,
+                f"{tick.symbol}: spread {spread} (ask {ask} - bid {bid}) is "
+                f"{spread / bid:.6f} of bid, above {self._max_spread_ratio}",
+            )
         ts = tick.ts_event
         if ts > now_ns + self._max_future_ns:
-            return Rejection(RejectReason.TIMESTAMP_IN_FUTURE,
-                             f"{tick.symbol}: ts_event {ts} is {ts - now_ns} ns after now {now_ns} "
-                             f"(allowed {self._max_future_ns} ns)")
+            return Rejection(
+                RejectReason.TIMESTAMP_IN_FUTURE,
+                f"{tick.symbol}: ts_event {ts} is {ts - now_ns} ns after now {now_ns} "
+                f"(allowed {self._max_future_ns} ns)",
+            )
         if ts < self._min_ts_ns:
-            return Rejection(RejectReason.TIMESTAMP_TOO_OLD,
-                             f"{tick.symbol}: ts_event {ts} is before the minimum {self._min_ts_ns}")
+            return Rejection(
+                RejectReason.TIMESTAMP_TOO_OLD, f"{tick.symbol}: ts_event {ts} is before the minimum {self._min_ts_ns}"
+            )
         return None

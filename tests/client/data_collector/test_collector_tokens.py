@@ -13,8 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from client.data_collector.server import (ClientCredentials, NoCredentials, ServerClient, TokenRequestFailed,
-                                          credentials_from_file)
+from client.data_collector.server import (
+    ClientCredentials,
+    NoCredentials,
+    ServerClient,
+    TokenRequestFailed,
+    credentials_from_file,
+)
 from tests.support import ServedApp
 
 CLIENT = ClientCredentials("hc_collector", "s3cret")
@@ -28,8 +33,14 @@ class TokenServer(ServedApp):
         self.valid: set[str] = set()
         self.refresh_tokens: set[str] = set()
         self.grants: list[str] = []
-        super().__init__(Starlette(routes=[Route("/oauth2/token", self._token, methods=["POST"]),
-                                           Route("/api/v1/ingest/ticks", self._ingest, methods=["POST"])]))
+        super().__init__(
+            Starlette(
+                routes=[
+                    Route("/oauth2/token", self._token, methods=["POST"]),
+                    Route("/api/v1/ingest/ticks", self._ingest, methods=["POST"]),
+                ]
+            )
+        )
         self.url = self.base_url
 
     async def _token(self, request: Request) -> JSONResponse:
@@ -53,8 +64,11 @@ class TokenServer(ServedApp):
     async def _ingest(self, request: Request) -> JSONResponse:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme != "Bearer" or token not in self.valid:
-            return JSONResponse({"detail": "invalid token"}, status_code=401,
-                                headers={"WWW-Authenticate": 'Bearer realm="hats", error="invalid_token"'})
+            return JSONResponse(
+                {"detail": "invalid token"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="hats", error="invalid_token"'},
+            )
         return JSONResponse({"accepted": 0, "rejected": []}, status_code=202)
 
 
@@ -107,6 +121,7 @@ async def test_wrong_or_missing_credentials_are_errors_the_forwarder_can_wait_ou
             await missing.post("/api/v1/ingest/ticks", {"ticks": []})
         # The bootstrap's file appears later (first `hats up`): the next attempt picks it up.
         (tmp_path / "credentials.json").write_text(
-            '{"data-collector": {"client_id": "hc_collector", "client_secret": "s3cret"}}')
+            '{"data-collector": {"client_id": "hc_collector", "client_secret": "s3cret"}}'
+        )
         assert credentials_from_file(tmp_path / "credentials.json") == CLIENT
         assert (await missing.post("/api/v1/ingest/ticks", {"ticks": []})).status_code == 202

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ TICK_ROWS = [
     "2024.01.02\t00:01:30.000\t1.10380\t1.10390\t\t\t6",
     "2024.01.02\t00:01:59.999\t\t\t1.10386\t2\t24",  # a trade: quotes unchanged
 ]
-JAN2 = int(datetime(2024, 1, 2, tzinfo=timezone.utc).timestamp())
+JAN2 = int(datetime(2024, 1, 2, tzinfo=UTC).timestamp())
 
 
 def write(path: Path, header: str, rows: list[str], encoding: str = "utf-8") -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from hypothesis import given, settings
@@ -15,11 +15,11 @@ from client.metatrader_connector.terminal.market_model import MarketModel, day_i
 from client.metatrader_connector.terminal.symbols import DEFAULT_SPECS
 
 SEED = 20240101
-NOW = datetime(2024, 3, 13, 15, 30, 12, tzinfo=timezone.utc).timestamp()  # a Wednesday
+NOW = datetime(2024, 3, 13, 15, 30, 12, tzinfo=UTC).timestamp()  # a Wednesday
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def model(symbol: str, seed: int = SEED) -> MarketModel:

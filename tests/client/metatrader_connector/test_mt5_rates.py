@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
 from client.metatrader_connector.terminal import SimulatedTerminal
 from client.metatrader_connector.terminal import constants as c
 
-NOW = datetime(2024, 3, 13, 15, 30, 12, tzinfo=timezone.utc).timestamp()  # a Wednesday
+NOW = datetime(2024, 3, 13, 15, 30, 12, tzinfo=UTC).timestamp()  # a Wednesday
 
 MT5_RATES = [
     ("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"), ("close", "<f8"),
@@ -22,7 +22,7 @@ MT5_TICKS = [
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def terminal() -> SimulatedTerminal:
@@ -96,7 +96,7 @@ def test_minutes_without_ticks_have_no_bar():
 def test_weekly_bars_open_on_sunday_and_monthly_on_the_first():
     term = terminal()
     w1 = term.copy_rates_range("EURUSD", c.TIMEFRAME_W1, utc(2024, 2, 1), utc(2024, 3, 1))
-    assert all(datetime.fromtimestamp(t, timezone.utc).weekday() == 6 for t in w1["time"])
+    assert all(datetime.fromtimestamp(t, UTC).weekday() == 6 for t in w1["time"])
     assert len(w1) == 4  # Sundays 4, 11, 18 and 25 February
     mn1 = term.copy_rates_range("EURUSD", c.TIMEFRAME_MN1, utc(2024, 3, 1), utc(2024, 3, 1))
     (march,) = mn1

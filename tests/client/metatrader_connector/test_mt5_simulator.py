@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from client.metatrader_connector.terminal import SimulatedTerminal, open_termina
 from client.metatrader_connector.terminal import constants as c
 from client.metatrader_connector.terminal.records import SymbolInfo, Tick
 
-NOW = datetime(2024, 3, 13, 15, 30, 12, 500_000, tzinfo=timezone.utc)  # a Wednesday
+NOW = datetime(2024, 3, 13, 15, 30, 12, 500_000, tzinfo=UTC)  # a Wednesday
 NO_IPC = (-10004, "No IPC connection")
 OK = (1, "Success")
 
@@ -28,7 +28,7 @@ class Clock:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_weekend_clock_sees_friday_as_the_last_data():
     t = SimulatedTerminal(clock=Clock(utc(2024, 3, 9, 12)))  # Saturday noon
     t.initialize()
     tick = t.symbol_info_tick("EURUSD")
-    assert datetime.fromtimestamp(tick.time, timezone.utc).weekday() == 4  # Friday
+    assert datetime.fromtimestamp(tick.time, UTC).weekday() == 4  # Friday
     bars = t.copy_rates_from_pos("EURUSD", c.TIMEFRAME_H1, 0, 3)
     assert bars["time"][-1] == utc(2024, 3, 8, 21).timestamp()  # last hour before 22:00
     btc = t.copy_rates_from_pos("BTCUSD", c.TIMEFRAME_H1, 0, 2)

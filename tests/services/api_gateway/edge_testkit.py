@@ -35,13 +35,15 @@ AUDIENCE = "hats-api"
 
 # --- the upstream -------------------------------------------------------------------------
 
+
 class Item(BaseModel):
     name: str
     quantity: int
 
 
-def echo_upstream(service: str, area: str, verifier: TokenVerifier | None = None,
-                  item_model: type[BaseModel] = Item) -> FastAPI:
+def echo_upstream(
+    service: str, area: str, verifier: TokenVerifier | None = None, item_model: type[BaseModel] = Item
+) -> FastAPI:
     """A service owning ``/api/v1/<area>``: echoes requests, and can be slow, fail or stream.
 
     Its answers carry hop-by-hop fields (Keep-Alive, Proxy-Authenticate and one named in
@@ -59,19 +61,30 @@ def echo_upstream(service: str, area: str, verifier: TokenVerifier | None = None
         app.state.hits += 1
         return await call_next(request)
 
-    @app.api_route(prefix + "/echo{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                   include_in_schema=False)
+    @app.api_route(
+        prefix + "/echo{rest:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        include_in_schema=False,
+    )
     async def echo(request: Request, rest: str) -> Response:
         body = await request.body()
-        return JSONResponse({
-            "service": service,
-            "method": request.method,
-            "raw_path": request.scope["raw_path"].decode("latin-1"),
-            "query": request.scope["query_string"].decode("latin-1"),
-            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw],
-            "body": base64.b64encode(body).decode(),
-        }, headers={"X-Upstream": service, "Keep-Alive": "timeout=5", "Proxy-Authenticate": "Basic",
-                    "Connection": "X-Secret-Hop", "X-Secret-Hop": "leaks if not stripped"})
+        return JSONResponse(
+            {
+                "service": service,
+                "method": request.method,
+                "raw_path": request.scope["raw_path"].decode("latin-1"),
+                "query": request.scope["query_string"].decode("latin-1"),
+                "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw],
+                "body": base64.b64encode(body).decode(),
+            },
+            headers={
+                "X-Upstream": service,
+                "Keep-Alive": "timeout=5",
+                "Proxy-Authenticate": "Basic",
+                "Connection": "X-Secret-Hop",
+                "X-Secret-Hop": "leaks if not stripped",
+            },
+        )
 
     @app.get(prefix + "/slow", include_in_schema=False)
     async def slow(s: float) -> Response:
@@ -80,8 +93,9 @@ def echo_upstream(service: str, area: str, verifier: TokenVerifier | None = None
 
     @app.get(prefix + "/fail", include_in_schema=False)
     async def fail() -> Response:
-        return Response(b'{"oops": true}', status_code=500, media_type="application/json",
-                        headers={"X-Failure": "deliberate"})
+        return Response(
+            b'{"oops": true}', status_code=500, media_type="application/json", headers={"X-Failure": "deliberate"}
+        )
 
     @app.get(prefix + "/cached", include_in_schema=False)
     async def cached() -> Response:
@@ -101,13 +115,14 @@ def echo_upstream(service: str, area: str, verifier: TokenVerifier | None = None
 
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 
-    async def create_item(item):  # noqa: ANN001, ANN202 -- annotated below
+    async def create_item(item):
         return item
 
     # Set at run time: with postponed annotations FastAPI could not resolve a local name.
     create_item.__annotations__ = {"item": item_model, "return": item_model}
-    app.post(prefix + "/items", operation_id="create_item", status_code=201,
-             dependencies=[require(MARKET_READ)])(create_item)
+    app.post(prefix + "/items", operation_id="create_item", status_code=201, dependencies=[require(MARKET_READ)])(
+        create_item
+    )
 
     @app.get("/internal/v1/secret", operation_id="internal_secret")
     async def internal_secret() -> dict:
@@ -121,10 +136,11 @@ def pattern(size: int, offset: int = 0) -> bytes:
     cycle = bytes(range(251))
     start = offset % 251
     reps = (size + start) // 251 + 1
-    return (cycle * reps)[start:start + size]
+    return (cycle * reps)[start : start + size]
 
 
 # --- tokens -------------------------------------------------------------------------------
+
 
 class Tokens:
     """A signing key, the verifier that trusts it, and a minting helper."""
@@ -136,8 +152,16 @@ class Tokens:
         self.verifier = TokenVerifier(ISSUER, AUDIENCE, LocalKeySource(lambda: self.keyset))
 
     def mint(self, client_id: str = "alpha", scopes: Sequence[str] = (MARKET_READ,), **overrides: Any) -> str:
-        args = {"issuer": ISSUER, "audience": AUDIENCE, "subject": f"client:{client_id}", "client_id": client_id,
-                "tenant": "acme", "scopes": list(scopes), "ttl_s": 900, **overrides}
+        args = {
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "subject": f"client:{client_id}",
+            "client_id": client_id,
+            "tenant": "acme",
+            "scopes": list(scopes),
+            "ttl_s": 900,
+            **overrides,
+        }
         return mint_access_token(self.key, **args)[0]
 
     def bearer(self, client_id: str = "alpha", scopes: Sequence[str] = (MARKET_READ,), **overrides: Any) -> dict:
@@ -146,9 +170,16 @@ class Tokens:
 
 # --- the gateway under test ---------------------------------------------------------------
 
-def gateway_app(routes: Mapping[str, str], tokens: Tokens, *, limiter: SlidingWindowLimiter | None = None,
-                settings: ProxySettings | None = None, cors_origins: Sequence[str] | None = None,
-                telemetry: dict | None = None) -> tuple[FastAPI, GatewayProxy]:
+
+def gateway_app(
+    routes: Mapping[str, str],
+    tokens: Tokens,
+    *,
+    limiter: SlidingWindowLimiter | None = None,
+    settings: ProxySettings | None = None,
+    cors_origins: Sequence[str] | None = None,
+    telemetry: dict | None = None,
+) -> tuple[FastAPI, GatewayProxy]:
     """A gateway-shaped FastAPI app: its own ``/oauth2`` stand-in route, ``/docs``, and the proxy."""
     proxy = GatewayProxy(routes, tokens.verifier, limiter, settings or ProxySettings())
 
@@ -157,8 +188,11 @@ def gateway_app(routes: Mapping[str, str], tokens: Tokens, *, limiter: SlidingWi
         async with proxy:
             yield
 
-    app = FastAPI(title="api-gateway", lifespan=lifespan,
-                  telemetry=telemetry or {"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title="api-gateway",
+        lifespan=lifespan,
+        telemetry=telemetry or {"tracing": False, "metrics": False, "logs": False},
+    )
 
     @app.post("/oauth2/token", operation_id="token", tags=["oauth2"])
     async def token() -> Response:

@@ -35,12 +35,13 @@ from shared.auth import InvalidToken, JwksKeySource, TokenVerifier
 from shared.auth.scopes import INTERNAL
 from shared.events import TokenRevoked
 from shared.settings import PlatformSettings
-from tests.support import bound_socket, serve  # noqa: F401  (bound_socket re-exported for the tests)
+from tests.support import bound_socket, serve
 
 TOKEN_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 # --- the user-service stand-in ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Registered:
@@ -53,8 +54,7 @@ class Registered:
 #: The registry the stand-in serves. Secrets include characters that must be form-urlencoded in Basic.
 CLIENTS: dict[str, Registered] = {
     "alpha": Registered("alpha-secret", "acme", ("market:read", "trade")),
-    "bravo": Registered("bravo:secret %+&=", "acme", ("market:read", "trade"),
-                        ("client_credentials", "refresh_token")),
+    "bravo": Registered("bravo:secret %+&=", "acme", ("market:read", "trade"), ("client_credentials", "refresh_token")),
     "charlie": Registered("charlie-secret", "globex", ("market:read",), ("client_credentials", "refresh_token")),
     "root": Registered("root-secret", "platform", ("admin", "market:read", "market:write")),
     "tenant-admin": Registered("ta-secret", "acme", ("admin", "market:read")),
@@ -82,8 +82,9 @@ class UserServiceStandIn:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token:
                 self.refused_tokens += 1
-                return JSONResponse({"detail": "bearer token required"}, 401,
-                                    headers={"WWW-Authenticate": 'Bearer realm="hats"'})
+                return JSONResponse(
+                    {"detail": "bearer token required"}, 401, headers={"WWW-Authenticate": 'Bearer realm="hats"'}
+                )
             try:
                 principal = await verifier_for().verify(token)
             except InvalidToken as exc:
@@ -99,16 +100,30 @@ class UserServiceStandIn:
             if body.get("client_id") == "slowpoke":
                 await asyncio.sleep(SLOW_CLIENT_DELAY_S)
             if client is None or body.get("client_secret") != client.secret:
-                return JSONResponse({"type": "about:blank", "title": "Unauthorized", "status": 401,
-                                     "detail": "invalid client credentials"}, 401,
-                                    media_type="application/problem+json")
-            return JSONResponse({"client_id": body["client_id"], "tenant": client.tenant,
-                                 "scopes": list(client.scopes), "grant_types": list(client.grant_types)})
+                return JSONResponse(
+                    {
+                        "type": "about:blank",
+                        "title": "Unauthorized",
+                        "status": 401,
+                        "detail": "invalid client credentials",
+                    },
+                    401,
+                    media_type="application/problem+json",
+                )
+            return JSONResponse(
+                {
+                    "client_id": body["client_id"],
+                    "tenant": client.tenant,
+                    "scopes": list(client.scopes),
+                    "grant_types": list(client.grant_types),
+                }
+            )
 
         return app
 
 
 # --- the gateway under test ------------------------------------------------------------------
+
 
 @dataclass
 class Gateway:
@@ -150,9 +165,14 @@ async def drop_database(base_url: str, url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(infra_env, gateway_settings: GatewaySettings, *,
-                          user_service_url: str | None = None,
-                          var_dir: Path | None = None, db_url: str | None = None) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    infra_env,
+    gateway_settings: GatewaySettings,
+    *,
+    user_service_url: str | None = None,
+    var_dir: Path | None = None,
+    db_url: str | None = None,
+) -> AsyncIterator[Gateway]:
     """A gateway on a free port with a fresh database (unless given) and a user-service stand-in."""
     _, env, infra = infra_env
     base_db = env["DATABASE_URL"]
@@ -160,14 +180,21 @@ async def running_gateway(infra_env, gateway_settings: GatewaySettings, *,
     db_url = db_url or await fresh_database(base_db)
     var_dir = var_dir or Path(tempfile.mkdtemp(prefix="hats-gw-"))
     gw_sock, us_sock = bound_socket(), bound_socket()
-    gw_url = "http://127.0.0.1:%d" % gw_sock.getsockname()[1]
+    gw_url = f"http://127.0.0.1:{gw_sock.getsockname()[1]}"
     users = UserServiceStandIn()
     jwks_http = httpx.AsyncClient(timeout=5.0)
-    verifier = TokenVerifier(gw_url, infra.hats_token_audience,
-                             JwksKeySource(f"{gw_url}/.well-known/jwks.json", jwks_http, min_refresh_interval_s=0))
-    settings = PlatformSettings(hats_var_dir=var_dir, hats_port_offset=infra.hats_port_offset,
-                                kafka_bootstrap_servers=infra.kafka_servers, database_url=db_url,
-                                hats_token_issuer=gw_url)
+    verifier = TokenVerifier(
+        gw_url,
+        infra.hats_token_audience,
+        JwksKeySource(f"{gw_url}/.well-known/jwks.json", jwks_http, min_refresh_interval_s=0),
+    )
+    settings = PlatformSettings(
+        hats_var_dir=var_dir,
+        hats_port_offset=infra.hats_port_offset,
+        kafka_bootstrap_servers=infra.kafka_servers,
+        database_url=db_url,
+        hats_token_issuer=gw_url,
+    )
     # The app's lifespan points the root logger at the stderr of the moment (pytest's capture,
     # closed at exit); put pytest's handlers back afterwards.
     root = logging.getLogger()
@@ -189,6 +216,7 @@ async def running_gateway(infra_env, gateway_settings: GatewaySettings, *,
 
 # --- request helpers ---------------------------------------------------------------------
 
+
 def basic(client_id: str, secret: str | None = None) -> dict[str, str]:
     """An RFC 6749 §2.3.1 Basic header: id and secret form-urlencoded, then base64."""
     secret = CLIENTS[client_id].secret if secret is None else secret
@@ -198,8 +226,9 @@ def basic(client_id: str, secret: str | None = None) -> dict[str, str]:
 
 async def token_for(http: httpx.AsyncClient, client_id: str, **form: str) -> dict:
     """A successful client_credentials grant (Basic) for ``client_id``; returns the body."""
-    response = await http.post("/oauth2/token", data={"grant_type": "client_credentials", **form},
-                               headers=basic(client_id))
+    response = await http.post(
+        "/oauth2/token", data={"grant_type": "client_credentials", **form}, headers=basic(client_id)
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -214,14 +243,17 @@ class RevocationWatcher:
     """Reads ``auth.revocations.v1`` from the end as it was when the watcher started."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                          auto_offset_reset="latest")
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="latest"
+        )
         self.seen: list[TokenRevoked] = []
 
     async def __aenter__(self) -> RevocationWatcher:
         await self._consumer.start()
-        partitions = [TopicPartition(topics.AUTH_REVOCATIONS, p)
-                      for p in self._consumer.partitions_for_topic(topics.AUTH_REVOCATIONS) or {0}]
+        partitions = [
+            TopicPartition(topics.AUTH_REVOCATIONS, p)
+            for p in self._consumer.partitions_for_topic(topics.AUTH_REVOCATIONS) or {0}
+        ]
         self._consumer.assign(partitions)
         await self._consumer.seek_to_end(*partitions)
         for tp in partitions:
@@ -231,8 +263,9 @@ class RevocationWatcher:
     async def __aexit__(self, *exc) -> None:
         await self._consumer.stop()
 
-    async def wait_for(self, token_ids: set[str], timeout_s: float = 20.0, *,
-                       times: int = 1) -> dict[str, TokenRevoked]:
+    async def wait_for(
+        self, token_ids: set[str], timeout_s: float = 20.0, *, times: int = 1
+    ) -> dict[str, TokenRevoked]:
         """The revocation events of ``token_ids`` (each seen ``times`` times); fails if missing after ``timeout_s``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s

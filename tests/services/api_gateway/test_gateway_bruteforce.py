@@ -18,26 +18,28 @@ LOCKOUT_S = 2.0
 
 @pytest.fixture(scope="module")
 def gateway_settings() -> GatewaySettings:
-    return GatewaySettings(auth_failures_per_client=3, auth_failures_per_ip=5, auth_failure_window_s=60,
-                           auth_lockout_s=LOCKOUT_S)
+    return GatewaySettings(
+        auth_failures_per_client=3, auth_failures_per_ip=5, auth_failure_window_s=60, auth_lockout_s=LOCKOUT_S
+    )
 
 
 def from_address(gateway, address: str) -> httpx.AsyncClient:
     """A client whose requests come from ``address`` (any 127.0.0.0/8 address is loopback on Linux)."""
-    return httpx.AsyncClient(base_url=gateway.url, timeout=10.0,
-                             transport=httpx.AsyncHTTPTransport(local_address=address))
+    return httpx.AsyncClient(
+        base_url=gateway.url, timeout=10.0, transport=httpx.AsyncHTTPTransport(local_address=address)
+    )
 
 
 async def test_client_id_is_locked_out_after_repeated_failures(gateway):
     async with from_address(gateway, "127.0.0.11") as http:
         for _ in range(3):
-            response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                       headers=basic("alpha", "guess"))
+            response = await http.post(
+                "/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("alpha", "guess")
+            )
             assert_error(response, 401, "invalid_client")
         calls = gateway.users.calls
         # Even the right secret is refused now, without asking user-service.
-        response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                   headers=basic("alpha"))
+        response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("alpha"))
         body = assert_error(response, 429, "temporarily_unavailable")
         assert "too many" in body["error_description"]
         assert 1 <= int(response.headers["retry-after"]) <= LOCKOUT_S
@@ -52,8 +54,9 @@ async def test_client_id_is_locked_out_after_repeated_failures(gateway):
         assert (await token_for(http, "charlie"))["access_token"]
         deadline = time.monotonic() + LOCKOUT_S + 2
         while True:
-            response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                       headers=basic("alpha"))
+            response = await http.post(
+                "/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("alpha")
+            )
             if response.status_code == 200 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
@@ -63,8 +66,9 @@ async def test_client_id_is_locked_out_after_repeated_failures(gateway):
 async def test_address_is_locked_out_after_repeated_failures(gateway):
     async with from_address(gateway, "127.0.0.21") as http:
         for i in range(5):
-            response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                       headers=basic(f"nobody-{i}", "guess"))
+            response = await http.post(
+                "/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic(f"nobody-{i}", "guess")
+            )
             assert_error(response, 401, "invalid_client")
         calls = gateway.users.calls
         response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("root"))
@@ -78,13 +82,16 @@ async def test_address_is_locked_out_after_repeated_failures(gateway):
 async def test_user_service_down_is_503_quickly(infra_env):
     closed = bound_socket()  # bound, never listening: connections are refused
     try:
-        url = "http://127.0.0.1:%d" % closed.getsockname()[1]
-        async with running_gateway(infra_env, GatewaySettings(), user_service_url=url) as gw, \
-                httpx.AsyncClient(base_url=gw.url, timeout=10.0) as http:
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        async with (
+            running_gateway(infra_env, GatewaySettings(), user_service_url=url) as gw,
+            httpx.AsyncClient(base_url=gw.url, timeout=10.0) as http,
+        ):
             for _ in range(12):  # more than the brute-force limits: an outage is not a failed login
                 started = time.monotonic()
-                response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                           headers=basic("alpha"))
+                response = await http.post(
+                    "/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("alpha")
+                )
                 assert time.monotonic() - started < 3.0
                 body = assert_error(response, 503, "temporarily_unavailable")
                 assert "unavailable" in body["error_description"]
@@ -98,8 +105,9 @@ async def test_user_service_down_is_503_quickly(infra_env):
 async def test_user_service_hanging_is_503_within_the_timeout(gateway):
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10.0) as http:
         started = time.monotonic()
-        response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                   headers=basic("slowpoke"))
+        response = await http.post(
+            "/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("slowpoke")
+        )
         elapsed = time.monotonic() - started
     assert_error(response, 503, "temporarily_unavailable")
     assert elapsed < 3.0 < SLOW_CLIENT_DELAY_S

@@ -14,7 +14,13 @@ import httpx
 import orjson
 import pytest
 from gateway_harness import (
-    assert_error, basic, decode_segment, drop_database, fresh_database, running_gateway, token_for,
+    assert_error,
+    basic,
+    decode_segment,
+    drop_database,
+    fresh_database,
+    running_gateway,
+    token_for,
 )
 
 from services.api_gateway.keys import KeyRing
@@ -46,6 +52,7 @@ def key_files(directory: Path) -> list[Path]:
 
 # --- on disk -----------------------------------------------------------------------------
 
+
 def test_first_start_creates_one_private_key_with_tight_modes(tmp_path):
     directory = tmp_path / "var" / "keys"
     keyring = ring(directory, Clock())
@@ -73,7 +80,7 @@ def test_a_new_key_is_published_before_it_signs_and_the_old_one_retires_from_the
     clock.now += 1_798  # retirement counts from when the old key stopped signing, not from the rotation
     assert not keyring.maintain() and len(keyring.keys()) == 2
     clock.now += 2
-    assert keyring.maintain() and [k.kid for k in keyring.keys()] == [new.kid]
+    assert keyring.maintain() and [k.kid for k in keyring] == [new.kid]
 
 
 def test_jwks_never_contains_private_parts(tmp_path):
@@ -121,12 +128,22 @@ def test_tampered_or_foreign_files_are_ignored(tmp_path):
 
 # --- rotation and retirement -----------------------------------------------------------------
 
+
 def test_rotation_keeps_old_key_published_until_retired(tmp_path):
     clock = Clock()
     keyring = ring(tmp_path, clock, retire_after_s=1_000)
     old = keyring.active
-    token, _ = mint_access_token(old.key, issuer="i", audience="a", subject="s", client_id="c", tenant="t",
-                                 scopes=["trade"], ttl_s=900, now=int(clock.now))
+    token, _ = mint_access_token(
+        old.key,
+        issuer="i",
+        audience="a",
+        subject="s",
+        client_id="c",
+        tenant="t",
+        scopes=["trade"],
+        ttl_s=900,
+        now=int(clock.now),
+    )
     clock.now += 60
     new = keyring.rotate()
     assert keyring.active.kid == new.kid != old.kid
@@ -135,7 +152,7 @@ def test_rotation_keeps_old_key_published_until_retired(tmp_path):
 
     clock.now += 999  # 999 s since the old key stopped signing
     assert not keyring.maintain()
-    assert {k.kid for k in keyring.keys()} == {new.kid, old.kid}
+    assert {k.kid for k in keyring} == {new.kid, old.kid}
     clock.now += 1
     assert keyring.maintain()
     assert [k["kid"] for k in keyring.public_jwks()["keys"]] == [new.kid]
@@ -152,7 +169,7 @@ def test_several_rotations_retire_in_order(tmp_path):
     # The first three stopped signing at +40, +80 and +120 (when their successors were created).
     clock.now += 60  # +180: the first two are 100 s past their end, the third is not
     keyring.maintain()
-    assert [k.kid for k in keyring.keys()] == [kids[3], kids[2]]
+    assert [k.kid for k in keyring] == [kids[3], kids[2]]
 
 
 def test_automatic_rotation_of_an_old_key(tmp_path):
@@ -164,7 +181,7 @@ def test_automatic_rotation_of_an_old_key(tmp_path):
     clock.now += 1
     assert keyring.maintain()
     assert keyring.active.kid != first
-    assert {k.kid for k in keyring.keys()} == {first, keyring.active.kid}
+    assert {k.kid for k in keyring} == {first, keyring.active.kid}
     # At start-up too: a ring opened on a directory whose newest key is too old rotates.
     clock.now += 31 * DAY
     reopened = ring(tmp_path, clock, max_age_s=30 * DAY)
@@ -196,8 +213,15 @@ def test_concurrent_processes_rotate_a_stale_key_once(tmp_path):
     keyring = ring(tmp_path, clock, max_age_s=100)
     stale = keyring.active.kid
     env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
-    procs = [subprocess.Popen([sys.executable, "-c", _MAINTAIN, str(tmp_path), str(clock.now + 500)],
-                              stdout=subprocess.PIPE, text=True, env=env) for _ in range(6)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MAINTAIN, str(tmp_path), str(clock.now + 500)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(6)
+    ]
     kids = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)
     assert len(kids) == 1 and stale not in kids  # every process ended on the same single new key
@@ -206,19 +230,31 @@ def test_concurrent_processes_rotate_a_stale_key_once(tmp_path):
 
 # --- over HTTP ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def gateway_settings() -> GatewaySettings:
     # Short lifetimes so that retirement can be watched happening: the housekeeping runs every
     # 0.2 s and a key is retired 4 s after it stopped signing (>= token TTL + leeway).
-    return GatewaySettings(access_token_ttl_s=3, service_token_ttl_s=3, clock_leeway_s=1, key_retire_after_s=4,
-                           key_publish_ahead_s=0, housekeeping_interval_s=0.2, auth_failures_per_client=1000, auth_failures_per_ip=1000)
+    return GatewaySettings(
+        access_token_ttl_s=3,
+        service_token_ttl_s=3,
+        clock_leeway_s=1,
+        key_retire_after_s=4,
+        key_publish_ahead_s=0,
+        housekeeping_interval_s=0.2,
+        auth_failures_per_client=1000,
+        auth_failures_per_ip=1000,
+    )
 
 
 async def test_rotation_over_http_then_retirement(client, gateway):
     server = gateway.server
     async with httpx.AsyncClient() as http:
-        verifier = TokenVerifier(gateway.url, "hats-api",
-                                 JwksKeySource(f"{gateway.url}/.well-known/jwks.json", http, min_refresh_interval_s=0))
+        verifier = TokenVerifier(
+            gateway.url,
+            "hats-api",
+            JwksKeySource(f"{gateway.url}/.well-known/jwks.json", http, min_refresh_interval_s=0),
+        )
         before = (await token_for(client, "alpha"))["access_token"]
         assert (await verifier.verify(before)).client_id == "alpha"  # the verifier has fetched the JWKS once
         old_kid = decode_segment(before, 0)["kid"]
@@ -252,24 +288,32 @@ async def test_keys_and_tokens_survive_a_gateway_restart(infra_env, tmp_path):
     var_dir = tmp_path / "var"
     settings = GatewaySettings(auth_failures_per_client=1000, auth_failures_per_ip=1000)
     try:
-        async with running_gateway(infra_env, settings, var_dir=var_dir, db_url=db_url) as first, \
-                httpx.AsyncClient(base_url=first.url) as http:
+        async with (
+            running_gateway(infra_env, settings, var_dir=var_dir, db_url=db_url) as first,
+            httpx.AsyncClient(base_url=first.url) as http,
+        ):
             kid = first.server.keyring.active.kid
             issued = await token_for(http, "bravo")
-        async with running_gateway(infra_env, settings, var_dir=var_dir, db_url=db_url) as second, \
-                httpx.AsyncClient(base_url=second.url) as http:
+        async with (
+            running_gateway(infra_env, settings, var_dir=var_dir, db_url=db_url) as second,
+            httpx.AsyncClient(base_url=second.url) as http,
+        ):
             assert second.server.keyring.active.kid == kid
             # The issuer is the gateway's URL, which changed with the port: check the signature
             # against the restarted ring, and the refresh token against the database.
             verifier = TokenVerifier(first.url, "hats-api", LocalKeySource(second.server.keyring.keyset))
             assert (await verifier.verify(issued["access_token"])).client_id == "bravo"
-            response = await http.post("/oauth2/token", data={"grant_type": "refresh_token",
-                                                              "refresh_token": issued["refresh_token"]},
-                                       headers=basic("bravo"))
+            response = await http.post(
+                "/oauth2/token",
+                data={"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]},
+                headers=basic("bravo"),
+            )
             assert response.status_code == 200, response.text
-            replay = await http.post("/oauth2/token", data={"grant_type": "refresh_token",
-                                                            "refresh_token": issued["refresh_token"]},
-                                     headers=basic("bravo"))
+            replay = await http.post(
+                "/oauth2/token",
+                data={"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]},
+                headers=basic("bravo"),
+            )
             assert_error(replay, 400, "invalid_grant")
     finally:
         await drop_database(env["DATABASE_URL"], db_url)

@@ -26,8 +26,9 @@ MAX_BODY = 32 * 1024
 
 
 class Mesh:
-    def __init__(self, gateway: str, upstreams: dict, routes: dict, spans: InMemorySpanExporter,
-                 tokens: Tokens) -> None:
+    def __init__(
+        self, gateway: str, upstreams: dict, routes: dict, spans: InMemorySpanExporter, tokens: Tokens
+    ) -> None:
         self.url, self.upstreams, self.routes, self.spans, self.tokens = gateway, upstreams, routes, spans, tokens
 
 
@@ -43,10 +44,19 @@ async def mesh():
     limiter = SlidingWindowLimiter({"default": Limit(10_000, 60.0), "users": Limit(5, 60.0)}, safety_margin=1.0)
     async with serve(market) as market_url, serve(users) as users_url:
         routes = {"market": market_url, "users": users_url, "down": url_of(down)}
-        app, _ = gateway_app(routes, tokens, limiter=limiter,
-                             settings=ProxySettings(read_timeout_s=READ_TIMEOUT_S, max_body_bytes=MAX_BODY),
-                             telemetry={"tracing": True, "tracer_provider": provider, "metrics": False,
-                                        "logs": False, "operation_spans": False})
+        app, _ = gateway_app(
+            routes,
+            tokens,
+            limiter=limiter,
+            settings=ProxySettings(read_timeout_s=READ_TIMEOUT_S, max_body_bytes=MAX_BODY),
+            telemetry={
+                "tracing": True,
+                "tracer_provider": provider,
+                "metrics": False,
+                "logs": False,
+                "operation_spans": False,
+            },
+        )
         # proxy_headers off: the gateway is the first hop here, so X-Forwarded-* from the caller are spoofs.
         async with serve(app, proxy_headers=False) as url:
             yield Mesh(url, {"market": market, "users": users}, routes, spans, tokens)
@@ -93,6 +103,7 @@ async def raw_exchange(base_url: str, request: bytes, timeout_s: float = 5.0) ->
 
 # --- routing ------------------------------------------------------------------------------
 
+
 async def test_routes_by_area_to_the_owning_service(mesh, http):
     auth = mesh.tokens.bearer()
     market = await http.get("/api/v1/market/echo/x", headers=auth)
@@ -110,17 +121,24 @@ async def test_unknown_area_is_404_problem(mesh, http, path):
 async def test_dot_segments_are_refused(mesh):
     # httpx would normalise the path; a raw request shows what a hostile client can send.
     token = mesh.tokens.mint()
-    status, _, _ = await raw_exchange(mesh.url, (
-        f"GET /api/v1/market/../users/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        "Connection: close\r\n\r\n").encode())
+    status, _, _ = await raw_exchange(
+        mesh.url,
+        (
+            f"GET /api/v1/market/../users/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode(),
+    )
     assert status == 400
 
 
 async def test_query_path_and_body_are_forwarded_byte_exact(mesh, http):
     query = "a=1&b=%20x&c=%2Fy&d=&e=%C3%A9&f=a+b&f=2&g=%25"
     body = bytes(range(256)) * 100  # every byte value, 25.6 KB
-    response = await http.post(f"/api/v1/market/echo/a%2Fb%20c?{query}", content=body,
-                               headers={**mesh.tokens.bearer(), "Content-Type": "application/x-custom"})
+    response = await http.post(
+        f"/api/v1/market/echo/a%2Fb%20c?{query}",
+        content=body,
+        headers={**mesh.tokens.bearer(), "Content-Type": "application/x-custom"},
+    )
     echo = response.json()
     assert echo["method"] == "POST"
     assert echo["raw_path"] == "/api/v1/market/echo/a%2Fb%20c"
@@ -141,20 +159,32 @@ async def test_methods_and_empty_bodies(mesh, http, method):
 
 # --- headers --------------------------------------------------------------------------------
 
+
 async def test_hop_by_hop_headers_are_stripped_both_ways(mesh, http):
-    response = await http.get("/api/v1/market/echo", headers={
-        **mesh.tokens.bearer(),
-        "Connection": "keep-alive, X-Private",
-        "X-Private": "for the next hop only",
-        "Keep-Alive": "timeout=30",
-        "TE": "trailers",
-        "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0",
-        "Proxy-Connection": "keep-alive",
-        "X-End-To-End": "kept",
-    })
+    response = await http.get(
+        "/api/v1/market/echo",
+        headers={
+            **mesh.tokens.bearer(),
+            "Connection": "keep-alive, X-Private",
+            "X-Private": "for the next hop only",
+            "Keep-Alive": "timeout=30",
+            "TE": "trailers",
+            "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0",
+            "Proxy-Connection": "keep-alive",
+            "X-End-To-End": "kept",
+        },
+    )
     sent = headers_of(response.json())
-    for hop in ("connection", "x-private", "keep-alive", "te", "proxy-authorization", "proxy-connection",
-                "transfer-encoding", "upgrade"):
+    for hop in (
+        "connection",
+        "x-private",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ):
         assert hop not in sent, hop
     assert sent["x-end-to-end"] == ["kept"]
     # The upstream answered with Keep-Alive, Proxy-Authenticate and "Connection: X-Secret-Hop".
@@ -167,8 +197,15 @@ async def test_hop_by_hop_headers_are_stripped_both_ways(mesh, http):
 
 async def test_identity_and_forwarding_headers(mesh, http):
     auth = mesh.tokens.bearer()
-    response = await http.get("/api/v1/market/echo", headers={
-        **auth, "X-Request-ID": "req-123.abc", "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil.example"})
+    response = await http.get(
+        "/api/v1/market/echo",
+        headers={
+            **auth,
+            "X-Request-ID": "req-123.abc",
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Host": "evil.example",
+        },
+    )
     sent = headers_of(response.json())
     assert sent["authorization"] == [auth["Authorization"]]  # services verify the JWT themselves
     assert sent["x-request-id"] == ["req-123.abc"]
@@ -193,10 +230,11 @@ async def test_request_id_generated_when_missing_or_malformed(mesh, http, given)
 async def test_traceparent_of_the_gateway_span_is_forwarded(mesh, http):
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     mesh.spans.clear()
-    response = await http.get("/api/v1/market/echo", headers={
-        **mesh.tokens.bearer(), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    response = await http.get(
+        "/api/v1/market/echo", headers={**mesh.tokens.bearer(), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    )
     (traceparent,) = headers_of(response.json())["traceparent"]
-    version, forwarded_trace, parent_span, flags = traceparent.split("-")
+    _version, forwarded_trace, parent_span, _flags = traceparent.split("-")
     assert forwarded_trace == trace_id  # same trace as the caller's...
     assert parent_span != "00f067aa0ba902b7"  # ...continued by the gateway's server span
     (span,) = [s for s in mesh.spans.get_finished_spans() if s.kind.name == "SERVER"]
@@ -206,6 +244,7 @@ async def test_traceparent_of_the_gateway_span_is_forwarded(mesh, http):
 
 
 # --- authentication -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("authorization", [None, "Basic YWxwaGE6c2VjcmV0", "Bearer", "Token abc.def"])
 async def test_401_without_a_bearer_token(mesh, http, authorization):
@@ -217,11 +256,14 @@ async def test_401_without_a_bearer_token(mesh, http, authorization):
     assert mesh.upstreams["market"].state.hits == hits  # never reached the service
 
 
-@pytest.mark.parametrize(("token", "description"), [
-    ("not-a-jwt", "malformed token"),
-    ("expired", "token expired"),
-    ("foreign", "bad signature"),
-])
+@pytest.mark.parametrize(
+    ("token", "description"),
+    [
+        ("not-a-jwt", "malformed token"),
+        ("expired", "token expired"),
+        ("foreign", "bad signature"),
+    ],
+)
 async def test_401_with_an_invalid_token(mesh, http, token, description):
     if token == "expired":
         token = mesh.tokens.mint(now=int(time.time()) - 3600)
@@ -233,14 +275,16 @@ async def test_401_with_an_invalid_token(mesh, http, token, description):
     response = await http.get("/api/v1/market/echo", headers={"Authorization": f"Bearer {token}"})
     assert_problem(response, 401)
     assert response.headers["www-authenticate"] == (
-        f'{CHALLENGE}, error="invalid_token", error_description="{description}"')
+        f'{CHALLENGE}, error="invalid_token", error_description="{description}"'
+    )
     assert mesh.upstreams["market"].state.hits == hits
 
 
 async def test_internal_scope_tokens_are_refused_at_the_public_door(mesh, http):
     hits = mesh.upstreams["market"].state.hits
-    response = await http.get("/api/v1/market/echo",
-                              headers=mesh.tokens.bearer("user-service", [INTERNAL, MARKET_READ]))
+    response = await http.get(
+        "/api/v1/market/echo", headers=mesh.tokens.bearer("user-service", [INTERNAL, MARKET_READ])
+    )
     assert_problem(response, 403)
     assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
     assert mesh.upstreams["market"].state.hits == hits
@@ -248,16 +292,19 @@ async def test_internal_scope_tokens_are_refused_at_the_public_door(mesh, http):
 
 async def test_gateway_does_not_check_scopes_services_do(mesh, http):
     # No market:read: the gateway forwards, the service refuses (defense in depth).
-    response = await http.post("/api/v1/market/items", json={"name": "x", "quantity": 1},
-                               headers=mesh.tokens.bearer("trader", ["trade"]))
+    response = await http.post(
+        "/api/v1/market/items", json={"name": "x", "quantity": 1}, headers=mesh.tokens.bearer("trader", ["trade"])
+    )
     assert response.status_code == 403
     assert 'scope="market:read"' in response.headers["www-authenticate"]
-    ok = await http.post("/api/v1/market/items", json={"name": "x", "quantity": 1},
-                         headers=mesh.tokens.bearer("reader", [MARKET_READ]))
+    ok = await http.post(
+        "/api/v1/market/items", json={"name": "x", "quantity": 1}, headers=mesh.tokens.bearer("reader", [MARKET_READ])
+    )
     assert ok.status_code == 201 and ok.json() == {"name": "x", "quantity": 1}
 
 
 # --- rate limit ---------------------------------------------------------------------------
+
 
 async def test_rate_limit_per_client(mesh, http):
     greedy, modest = mesh.tokens.bearer("greedy"), mesh.tokens.bearer("modest")
@@ -272,13 +319,18 @@ async def test_rate_limit_per_client(mesh, http):
 
 # --- body size ----------------------------------------------------------------------------
 
+
 async def test_413_on_declared_content_length_without_reading_the_body(mesh):
     token = mesh.tokens.mint()
     started = time.monotonic()
     # Declares 10 MB and sends none of it: only an answer that does not wait for the body returns.
-    status, headers, body = await raw_exchange(mesh.url, (
-        f"POST /api/v1/market/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n").encode())
+    status, headers, body = await raw_exchange(
+        mesh.url,
+        (
+            f"POST /api/v1/market/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+        ).encode(),
+    )
     assert status == 413 and time.monotonic() - started < 2
     assert headers["content-type"] == "application/problem+json"
     assert headers["connection"] == "close"
@@ -308,6 +360,7 @@ async def test_chunked_body_within_the_limit_is_forwarded(mesh, http):
 
 # --- upstream failures --------------------------------------------------------------------
 
+
 async def test_upstream_down_is_502_fast(mesh, http):
     started = time.monotonic()
     response = await http.get("/api/v1/down/anything", headers=mesh.tokens.bearer())
@@ -333,8 +386,9 @@ async def test_upstream_5xx_is_passed_through_unchanged(mesh, http):
 @pytest.mark.parametrize("chunked", [True, False])
 async def test_large_response_streams_back_intact(mesh, http, chunked):
     size = 5_000_000
-    async with http.stream("GET", "/api/v1/market/big", params={"n": size, "chunked": chunked},
-                           headers=mesh.tokens.bearer()) as response:
+    async with http.stream(
+        "GET", "/api/v1/market/big", params={"n": size, "chunked": chunked}, headers=mesh.tokens.bearer()
+    ) as response:
         assert response.status_code == 200
         digest, received = hashlib.sha256(), 0
         async for chunk in response.aiter_raw():

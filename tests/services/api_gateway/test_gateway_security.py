@@ -118,17 +118,27 @@ async def test_docs_get_a_policy_that_lets_swagger_ui_run(plain):
 
 
 async def test_cors_is_off_by_default(plain):
-    preflight = await plain.options("/api/v1/market/echo", headers={
-        "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "authorization"})
+    preflight = await plain.options(
+        "/api/v1/market/echo",
+        headers={
+            "Origin": ALLOWED_ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
     assert "access-control-allow-origin" not in preflight.headers
     assert_common(preflight)
 
 
 async def test_cors_preflight_for_a_configured_origin(stack, with_cors):
-    preflight = await with_cors.options("/api/v1/market/echo", headers={
-        "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type"})
+    preflight = await with_cors.options(
+        "/api/v1/market/echo",
+        headers={
+            "Origin": ALLOWED_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert preflight.status_code == 200  # answered before authentication: preflights carry no token
     assert preflight.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
@@ -141,7 +151,8 @@ async def test_cors_preflight_for_a_configured_origin(stack, with_cors):
 
 
 async def test_cors_refuses_other_origins(with_cors):
-    preflight = await with_cors.options("/api/v1/market/echo", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    preflight = await with_cors.options(
+        "/api/v1/market/echo", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    )
     assert preflight.status_code == 400
     assert "access-control-allow-origin" not in preflight.headers

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # --- client authentication ----------------------------------------------------------------
 
+
 async def test_client_credentials_with_basic(client, gateway):
     response = await client.post("/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("alpha"))
     assert response.status_code == 200, response.text
@@ -39,15 +40,20 @@ async def test_basic_credentials_are_form_urlencoded(client):
 
 
 async def test_client_credentials_with_form_fields(client):
-    response = await client.post("/oauth2/token", data={
-        "grant_type": "client_credentials", "client_id": "bravo", "client_secret": CLIENTS["bravo"].secret})
+    response = await client.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": "bravo", "client_secret": CLIENTS["bravo"].secret},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["refresh_token"]
 
 
 async def test_basic_and_form_secret_together_is_invalid_request(client):
-    response = await client.post("/oauth2/token", headers=basic("alpha"), data={
-        "grant_type": "client_credentials", "client_id": "alpha", "client_secret": "alpha-secret"})
+    response = await client.post(
+        "/oauth2/token",
+        headers=basic("alpha"),
+        data={"grant_type": "client_credentials", "client_id": "alpha", "client_secret": "alpha-secret"},
+    )
     assert_error(response, 400, "invalid_request")
 
 
@@ -58,22 +64,26 @@ async def test_no_credentials_is_invalid_client(client):
 
 
 async def test_wrong_secret_is_invalid_client_with_basic_challenge(client):
-    response = await client.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                 headers=basic("alpha", "wrong"))
+    response = await client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("alpha", "wrong")
+    )
     assert_error(response, 401, "invalid_client")
     assert response.headers["www-authenticate"] == 'Basic realm="hats"'
-    response = await client.post("/oauth2/token", data={
-        "grant_type": "client_credentials", "client_id": "alpha", "client_secret": "wrong"})
+    response = await client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials", "client_id": "alpha", "client_secret": "wrong"}
+    )
     assert_error(response, 401, "invalid_client")
 
 
 async def test_malformed_basic_header_is_invalid_client(client):
-    response = await client.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                 headers={"Authorization": "Basic !!not-base64!!"})
+    response = await client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, headers={"Authorization": "Basic !!not-base64!!"}
+    )
     assert_error(response, 401, "invalid_client")
 
 
 # --- request format and grant types --------------------------------------------------------
+
 
 async def test_json_body_is_invalid_request(client):
     response = await client.post("/oauth2/token", json={"grant_type": "client_credentials"}, headers=basic("alpha"))
@@ -81,8 +91,11 @@ async def test_json_body_is_invalid_request(client):
 
 
 async def test_repeated_parameter_is_invalid_request(client):
-    response = await client.post("/oauth2/token", content="grant_type=client_credentials&scope=trade&scope=trade",
-                                 headers={**TOKEN_FORM, **basic("alpha")})
+    response = await client.post(
+        "/oauth2/token",
+        content="grant_type=client_credentials&scope=trade&scope=trade",
+        headers={**TOKEN_FORM, **basic("alpha")},
+    )
     assert_error(response, 400, "invalid_request")
 
 
@@ -91,23 +104,27 @@ async def test_missing_grant_type_is_invalid_request(client):
     assert_error(response, 400, "invalid_request")
 
 
-@pytest.mark.parametrize("grant", ["password", "implicit", "authorization_code",
-                                   "urn:ietf:params:oauth:grant-type:jwt-bearer"])
+@pytest.mark.parametrize(
+    "grant", ["password", "implicit", "authorization_code", "urn:ietf:params:oauth:grant-type:jwt-bearer"]
+)
 async def test_unsupported_grant_types(client, gateway, grant):
     calls = gateway.users.calls
-    response = await client.post("/oauth2/token", data={"grant_type": grant, "username": "u", "password": "p"},
-                                 headers=basic("alpha"))
+    response = await client.post(
+        "/oauth2/token", data={"grant_type": grant, "username": "u", "password": "p"}, headers=basic("alpha")
+    )
     assert_error(response, 400, "unsupported_grant_type")
     assert gateway.users.calls == calls  # refused before asking user-service
 
 
 async def test_grant_not_registered_for_client_is_unauthorized_client(client):
-    response = await client.post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": "x"},
-                                 headers=basic("alpha"))
+    response = await client.post(
+        "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": "x"}, headers=basic("alpha")
+    )
     assert_error(response, 400, "unauthorized_client")
 
 
 # --- scopes --------------------------------------------------------------------------------
+
 
 async def test_scope_narrowing(client):
     body = await token_for(client, "alpha", scope="trade")
@@ -117,8 +134,9 @@ async def test_scope_narrowing(client):
 
 @pytest.mark.parametrize("scope", ["admin", "trade admin", "internal", "bad\\scope"])
 async def test_scope_beyond_the_client_is_invalid_scope(client, scope):
-    response = await client.post("/oauth2/token", data={"grant_type": "client_credentials", "scope": scope},
-                                 headers=basic("alpha"))
+    response = await client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials", "scope": scope}, headers=basic("alpha")
+    )
     assert_error(response, 400, "invalid_scope")
 
 
@@ -128,6 +146,7 @@ async def test_internal_is_never_granted(client):
 
 
 # --- the access token ----------------------------------------------------------------------
+
 
 async def test_access_token_claims_and_verification(client, gateway):
     started = int(time.time())
@@ -156,9 +175,11 @@ async def test_access_token_claims_and_verification(client, gateway):
 
 # --- refresh tokens ----------------------------------------------------------------------
 
+
 async def refresh(client: httpx.AsyncClient, token: str, client_id: str = "bravo", **form: str) -> httpx.Response:
-    return await client.post("/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": token, **form},
-                             headers=basic(client_id))
+    return await client.post(
+        "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": token, **form}, headers=basic(client_id)
+    )
 
 
 async def test_refresh_rotates(client, gateway):
@@ -173,15 +194,20 @@ async def test_refresh_rotates(client, gateway):
     # Only hashes are stored.
     conn = await asyncpg.connect(gateway.db_url)
     try:
-        stored = await conn.fetch("SELECT token_hash, used_at FROM gateway.refresh_tokens WHERE token_hash = ANY($1)",
-                                  [token_hash(first["refresh_token"]), token_hash(second["refresh_token"])])
+        stored = await conn.fetch(
+            "SELECT token_hash, used_at FROM gateway.refresh_tokens WHERE token_hash = ANY($1)",
+            [token_hash(first["refresh_token"]), token_hash(second["refresh_token"])],
+        )
         assert len(stored) == 2
-        assert not await conn.fetchval("SELECT count(*) FROM gateway.refresh_tokens WHERE token_hash = $1",
-                                       first["refresh_token"])
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM gateway.refresh_tokens WHERE token_hash = $1", first["refresh_token"]
+        )
     finally:
         await conn.close()
     assert {r["token_hash"]: r["used_at"] is not None for r in stored} == {
-        token_hash(first["refresh_token"]): True, token_hash(second["refresh_token"]): False}
+        token_hash(first["refresh_token"]): True,
+        token_hash(second["refresh_token"]): False,
+    }
 
 
 async def test_refresh_with_narrower_scope(client):
@@ -207,13 +233,18 @@ async def test_refresh_token_of_another_client_is_invalid_grant(client):
 
 async def test_unknown_and_expired_refresh_tokens_are_invalid_grant(client, gateway):
     assert_error(await refresh(client, "no-such-token"), 400, "invalid_grant")
-    assert_error(await client.post("/oauth2/token", data={"grant_type": "refresh_token"}, headers=basic("bravo")),
-                 400, "invalid_request")
+    assert_error(
+        await client.post("/oauth2/token", data={"grant_type": "refresh_token"}, headers=basic("bravo")),
+        400,
+        "invalid_request",
+    )
     issued = await token_for(client, "bravo")
     conn = await asyncpg.connect(gateway.db_url)
     try:
-        await conn.execute("UPDATE gateway.refresh_tokens SET expires_at = now() - interval '1 second'"
-                           " WHERE token_hash = $1", token_hash(issued["refresh_token"]))
+        await conn.execute(
+            "UPDATE gateway.refresh_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+            token_hash(issued["refresh_token"]),
+        )
     finally:
         await conn.close()
     assert_error(await refresh(client, issued["refresh_token"]), 400, "invalid_grant")
@@ -229,15 +260,18 @@ async def test_reuse_revokes_the_family_and_its_access_tokens(client, gateway, r
     # The whole family is gone: the newest refresh token too.
     assert_error(await refresh(client, third["refresh_token"]), 400, "invalid_grant")
 
-    jtis = {decode_segment(t["access_token"], 1)["jti"]: decode_segment(t["access_token"], 1)["exp"]
-            for t in (first, second, third)}
+    jtis = {
+        decode_segment(t["access_token"], 1)["jti"]: decode_segment(t["access_token"], 1)["exp"]
+        for t in (first, second, third)
+    }
     events = await revocations.wait_for(set(jtis))
     for jti, event in events.items():
         assert event.expires_at == jtis[jti]
         assert event.reason == "refresh_token_reuse"
     for issued in (first, second, third):
-        response = await client.post("/oauth2/introspect", data={"token": issued["access_token"]},
-                                     headers=basic("bravo"))
+        response = await client.post(
+            "/oauth2/introspect", data={"token": issued["access_token"]}, headers=basic("bravo")
+        )
         assert response.json() == {"active": False}
     with pytest.raises(InvalidToken, match="revoked"):
         await gateway.server.verifier.verify(third["access_token"])
@@ -254,17 +288,22 @@ async def test_concurrent_double_refresh_one_succeeds(client):
 
 # --- revocation (RFC 7009) -------------------------------------------------------------------
 
+
 async def test_revoke_access_token_publishes_and_deactivates(client, gateway, revocations):
     issued = await token_for(client, "alpha")
     jti = decode_segment(issued["access_token"], 1)["jti"]
-    response = await client.post("/oauth2/revoke", data={"token": issued["access_token"],
-                                                         "token_type_hint": "access_token"}, headers=basic("alpha"))
+    response = await client.post(
+        "/oauth2/revoke",
+        data={"token": issued["access_token"], "token_type_hint": "access_token"},
+        headers=basic("alpha"),
+    )
     assert response.status_code == 200, response.text
     assert_no_store(response)
     event = (await revocations.wait_for({jti}))[jti]
     assert event.expires_at == decode_segment(issued["access_token"], 1)["exp"]
-    introspection = await client.post("/oauth2/introspect", data={"token": issued["access_token"]},
-                                      headers=basic("alpha"))
+    introspection = await client.post(
+        "/oauth2/introspect", data={"token": issued["access_token"]}, headers=basic("alpha")
+    )
     assert introspection.json() == {"active": False}
     # Other gateway processes see it through PostgreSQL, not only this one's memory.
     assert await gateway.server.refresh.is_access_revoked(jti)
@@ -272,16 +311,18 @@ async def test_revoke_access_token_publishes_and_deactivates(client, gateway, re
 
 async def test_revoke_refresh_token_revokes_its_grant(client, revocations):
     issued = await token_for(client, "bravo")
-    response = await client.post("/oauth2/revoke", data={"token": issued["refresh_token"],
-                                                         "token_type_hint": "refresh_token"}, headers=basic("bravo"))
+    response = await client.post(
+        "/oauth2/revoke",
+        data={"token": issued["refresh_token"], "token_type_hint": "refresh_token"},
+        headers=basic("bravo"),
+    )
     assert response.status_code == 200
     assert_error(await refresh(client, issued["refresh_token"]), 400, "invalid_grant")
     jti = decode_segment(issued["access_token"], 1)["jti"]
     await revocations.wait_for({jti})
 
 
-@pytest.mark.parametrize("token", ["unknown-refresh-token", "a.b.c",
-                                   "eyJhbGciOiJub25lIn0.eyJqdGkiOiJ4In0."])
+@pytest.mark.parametrize("token", ["unknown-refresh-token", "a.b.c", "eyJhbGciOiJub25lIn0.eyJqdGkiOiJ4In0."])
 async def test_revoke_unknown_or_invalid_is_200(client, token):
     response = await client.post("/oauth2/revoke", data={"token": token}, headers=basic("alpha"))
     assert response.status_code == 200
@@ -297,31 +338,40 @@ async def test_revoke_another_clients_token_is_refused(client):
     issued = await token_for(client, "charlie")
     response = await client.post("/oauth2/revoke", data={"token": issued["access_token"]}, headers=basic("alpha"))
     assert_error(response, 400, "invalid_grant")
-    response = await client.post("/oauth2/introspect", data={"token": issued["access_token"]},
-                                 headers=basic("charlie"))
+    response = await client.post("/oauth2/introspect", data={"token": issued["access_token"]}, headers=basic("charlie"))
     assert response.json()["active"] is True
 
 
 # --- introspection (RFC 7662) ----------------------------------------------------------------
 
+
 async def test_introspect_own_access_token(client, gateway):
     issued = await token_for(client, "alpha")
     claims = decode_segment(issued["access_token"], 1)
-    response = await client.post("/oauth2/introspect", data={"token": issued["access_token"]},
-                                 headers=basic("alpha"))
+    response = await client.post("/oauth2/introspect", data={"token": issued["access_token"]}, headers=basic("alpha"))
     assert response.status_code == 200
     assert_no_store(response)
     assert response.json() == {
-        "active": True, "scope": claims["scope"], "client_id": "alpha", "sub": "client:alpha", "tenant": "acme",
-        "exp": claims["exp"], "iat": claims["iat"], "jti": claims["jti"], "token_type": "Bearer",
-        "iss": gateway.url, "aud": "hats-api"}
+        "active": True,
+        "scope": claims["scope"],
+        "client_id": "alpha",
+        "sub": "client:alpha",
+        "tenant": "acme",
+        "exp": claims["exp"],
+        "iat": claims["iat"],
+        "jti": claims["jti"],
+        "token_type": "Bearer",
+        "iss": gateway.url,
+        "aud": "hats-api",
+    }
 
 
 async def test_introspect_other_clients_token_only_as_platform_admin(client):
     issued = await token_for(client, "charlie")
     for outsider in ("alpha", "tenant-admin"):
-        response = await client.post("/oauth2/introspect", data={"token": issued["access_token"]},
-                                     headers=basic(outsider))
+        response = await client.post(
+            "/oauth2/introspect", data={"token": issued["access_token"]}, headers=basic(outsider)
+        )
         assert response.json() == {"active": False}, outsider
     response = await client.post("/oauth2/introspect", data={"token": issued["access_token"]}, headers=basic("root"))
     assert response.json()["active"] is True
@@ -330,17 +380,21 @@ async def test_introspect_other_clients_token_only_as_platform_admin(client):
 
 async def test_introspect_refresh_token(client):
     issued = await token_for(client, "bravo")
-    response = await client.post("/oauth2/introspect", data={"token": issued["refresh_token"],
-                                                             "token_type_hint": "refresh_token"},
-                                 headers=basic("bravo"))
+    response = await client.post(
+        "/oauth2/introspect",
+        data={"token": issued["refresh_token"], "token_type_hint": "refresh_token"},
+        headers=basic("bravo"),
+    )
     body = response.json()
     assert body["active"] is True and body["client_id"] == "bravo" and body["tenant"] == "acme"
     assert "token_type" not in body
-    assert (await client.post("/oauth2/introspect", data={"token": issued["refresh_token"]},
-                              headers=basic("charlie"))).json() == {"active": False}
+    assert (
+        await client.post("/oauth2/introspect", data={"token": issued["refresh_token"]}, headers=basic("charlie"))
+    ).json() == {"active": False}
     await refresh(client, issued["refresh_token"])
-    assert (await client.post("/oauth2/introspect", data={"token": issued["refresh_token"]},
-                              headers=basic("bravo"))).json() == {"active": False}
+    assert (
+        await client.post("/oauth2/introspect", data={"token": issued["refresh_token"]}, headers=basic("bravo"))
+    ).json() == {"active": False}
 
 
 async def test_introspect_garbage_is_inactive(client):
@@ -355,6 +409,7 @@ async def test_introspect_requires_client_authentication(client):
 
 
 # --- discovery -----------------------------------------------------------------------------
+
 
 async def test_metadata_document(client, gateway):
     response = await client.get("/.well-known/oauth-authorization-server")
@@ -382,7 +437,7 @@ async def test_jwks_has_public_parts_only(client, gateway):
     assert response.headers["cache-control"] == "public, max-age=300"
     assert '"d"' not in response.text
     keys = response.json()["keys"]
-    assert [k["kid"] for k in keys] == [k.kid for k in gateway.server.keyring.keys()]
+    assert [k["kid"] for k in keys] == [k.kid for k in gateway.server.keyring]
     for key in keys:
         assert set(key) == {"kty", "crv", "x", "kid", "alg", "use"}
         assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("OKP", "Ed25519", "EdDSA", "sig")
@@ -390,8 +445,9 @@ async def test_jwks_has_public_parts_only(client, gateway):
 
 async def test_oversized_credentials_are_refused_without_asking_user_service(client, gateway):
     calls = gateway.users.calls
-    response = await client.post("/oauth2/token", data={"grant_type": "client_credentials"},
-                                 headers=basic("alpha", "s" * 257))
+    response = await client.post(
+        "/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("alpha", "s" * 257)
+    )
     assert_error(response, 401, "invalid_client")
     assert gateway.users.calls == calls
 

@@ -21,15 +21,30 @@ T0_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z: deliberately not on a bar bou
 ALL_TFS = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.H1)
 
 
-def tick(msc: int, bid: Decimal | str | int, *, symbol: str = "EURUSD", volume: Decimal | int = 0,
-         flags: int = 0, extra_ns: int = 0) -> MarketTick:
+def tick(
+    msc: int,
+    bid: Decimal | str | int,
+    *,
+    symbol: str = "EURUSD",
+    volume: Decimal | int = 0,
+    flags: int = 0,
+    extra_ns: int = 0,
+) -> MarketTick:
     """A tick at ``msc`` ms (+ ``extra_ns``); ``flags`` makes ids unique when ts and prices repeat."""
     b = Decimal(bid)
     a = b + Decimal("0.0002")
     v = Decimal(volume)
     ts = msc * MS + extra_ns
-    return MarketTick(event_id=tick_event_id(symbol, msc, b, a, None, v, flags),
-                      ts_event=ts, ts_init=ts, symbol=symbol, bid=b, ask=a, volume=v, flags=flags)
+    return MarketTick(
+        event_id=tick_event_id(symbol, msc, b, a, None, v, flags),
+        ts_event=ts,
+        ts_init=ts,
+        symbol=symbol,
+        bid=b,
+        ask=a,
+        volume=v,
+        flags=flags,
+    )
 
 
 def feed(builder: BarBuilder, ticks: list[MarketTick], now_ns: int = 0) -> list[MarketBar]:
@@ -71,11 +86,11 @@ def shuffle_within(ticks: list[MarketTick], lateness_ns: int, rng: random.Random
     Sorting by ``ts + jitter`` with jitter in [0, lateness] guarantees it: if j
     arrives before i then ts_j + d_j <= ts_i + d_i, so ts_i >= ts_j - lateness.
     """
-    return [t for _, _, t in sorted((t.ts_event + rng.randint(0, lateness_ns), i, t)
-                                    for i, t in enumerate(ticks))]
+    return [t for _, _, t in sorted((t.ts_event + rng.randint(0, lateness_ns), i, t) for i, t in enumerate(ticks))]
 
 
 # --- against an independent pandas computation --------------------------------
+
 
 @pytest.mark.parametrize("tf", ALL_TFS)
 def test_bars_equal_pandas_resample(tf: Timeframe) -> None:
@@ -98,10 +113,14 @@ def test_bars_equal_pandas_resample(tf: Timeframe) -> None:
     expected = expected[expected["count"] > 0]
 
     assert len(bars) == len(expected)
-    for bar, (when, row) in zip(sorted(bars, key=key), expected.iterrows()):
+    for bar, (when, row) in zip(sorted(bars, key=key), expected.iterrows(), strict=False):
         assert bar.ts_event == when.value
-        assert [int(p.scaleb(5)) for p in (bar.open, bar.high, bar.low, bar.close)] == \
-            [row["first"], row["max"], row["min"], row["last"]]
+        assert [int(p.scaleb(5)) for p in (bar.open, bar.high, bar.low, bar.close)] == [
+            row["first"],
+            row["max"],
+            row["min"],
+            row["last"],
+        ]
         assert bar.volume == row["count"]
         assert bar.real_volume == row["vol"]
         assert bar.event_id == bar_event_id("EURUSD", tf, bar.ts_event)
@@ -235,6 +254,7 @@ def test_watermarks_are_per_symbol() -> None:
 
 # --- closing ------------------------------------------------------------------
 
+
 def test_several_bars_close_at_once_across_a_gap() -> None:
     h = 1_700_002_800_000  # 2023-11-14T23:00:00Z, on an hour boundary (ms)
     b = BarBuilder(ALL_TFS, LATENESS)
@@ -246,15 +266,29 @@ def test_several_bars_close_at_once_across_a_gap() -> None:
     res = b.add(tick(h + 2 * 3_600_000 + 30_000, "1.50"), now_ns=123)
     assert res.outcome is TickOutcome.ACCEPTED
     assert [(bar.ts_event - h * MS, bar.timeframe) for bar in res.closed] == [
-        (0, Timeframe.M1), (0, Timeframe.M5), (0, Timeframe.M15), (0, Timeframe.H1),
+        (0, Timeframe.M1),
+        (0, Timeframe.M5),
+        (0, Timeframe.M15),
+        (0, Timeframe.H1),
         (60 * S, Timeframe.M1),
     ]
     m1, m5, m15, h1, m1b = res.closed
     assert (m1.open, m1.high, m1.low, m1.close, m1.volume) == (
-        Decimal("1.10"), Decimal("1.12"), Decimal("1.10"), Decimal("1.12"), 2)
+        Decimal("1.10"),
+        Decimal("1.12"),
+        Decimal("1.10"),
+        Decimal("1.12"),
+        2,
+    )
     for bar in (m5, m15, h1):
         assert (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.real_volume) == (
-            Decimal("1.10"), Decimal("1.12"), Decimal("1.08"), Decimal("1.08"), 3, Decimal(2))
+            Decimal("1.10"),
+            Decimal("1.12"),
+            Decimal("1.08"),
+            Decimal("1.08"),
+            3,
+            Decimal(2),
+        )
     assert m1b.volume == 1 and m1b.open == Decimal("1.08")
     assert all(bar.ts_init == 123 for bar in res.closed)
     assert all(bar.event_id == bar_event_id("EURUSD", bar.timeframe, bar.ts_event) for bar in res.closed)
@@ -272,6 +306,7 @@ def test_zero_lateness_closes_on_the_boundary_tick() -> None:
 
 
 # --- checkpointing ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("split", [0, 1, 2, 250, 777, 1499, 1500, *range(3, 1500, 61)])
 def test_snapshot_restore_mid_stream_continues_identically(split: int) -> None:
@@ -319,9 +354,9 @@ def test_restore_rejects_unknown_version() -> None:
 
 # --- batch reference ----------------------------------------------------------
 
+
 def test_bars_from_ticks_agrees_with_builder_on_many_symbols() -> None:
-    ticks = [t for i, sym in enumerate(["EURUSD", "GBPUSD", "XAUUSD"])
-             for t in random_walk(800, seed=i, symbol=sym)]
+    ticks = [t for i, sym in enumerate(["EURUSD", "GBPUSD", "XAUUSD"]) for t in random_walk(800, seed=i, symbol=sym)]
     rng = random.Random(5)
     builder = BarBuilder(ALL_TFS, LATENESS)
     closed = feed(builder, shuffle_within(ticks, LATENESS, rng) + ticks[:100])  # + duplicates/late

@@ -7,18 +7,23 @@ from decimal import Decimal
 
 import pytest
 
-from services.data_bridge.domain.validation import RejectReason, Rejection, TickValidator
+from services.data_bridge.domain.validation import Rejection, RejectReason, TickValidator
 from shared.events import MarketTick, tick_event_id
 
 NOW = 1_700_000_000 * 1_000_000_000  # 2023-11-14, ns
 S = 1_000_000_000
 
 
-def tick(symbol: str = "EURUSD", *, bid: str = "1.10000", ask: str = "1.10010",
-         ts: int = NOW) -> MarketTick:
+def tick(symbol: str = "EURUSD", *, bid: str = "1.10000", ask: str = "1.10010", ts: int = NOW) -> MarketTick:
     b, a = Decimal(bid), Decimal(ask)
-    return MarketTick(event_id=tick_event_id(symbol, ts // 1_000_000, b, a, None, Decimal(0), 0),
-                      ts_event=ts, ts_init=ts, symbol=symbol, bid=b, ask=a)
+    return MarketTick(
+        event_id=tick_event_id(symbol, ts // 1_000_000, b, a, None, Decimal(0), 0),
+        ts_event=ts,
+        ts_init=ts,
+        symbol=symbol,
+        bid=b,
+        ask=a,
+    )
 
 
 def test_valid_tick_passes() -> None:
@@ -95,7 +100,12 @@ def test_verdict_is_stateless() -> None:
 
 def test_codes_are_stable_snake_case() -> None:
     assert {r.value for r in RejectReason} == {
-        "unknown_symbol", "crossed_quote", "spread_too_wide", "timestamp_in_future", "timestamp_too_old"}
+        "unknown_symbol",
+        "crossed_quote",
+        "spread_too_wide",
+        "timestamp_in_future",
+        "timestamp_too_old",
+    }
     assert f"{RejectReason.CROSSED_QUOTE}" == "crossed_quote"
 
 

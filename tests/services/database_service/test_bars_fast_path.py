@@ -14,8 +14,10 @@ from shared.auth.principal import InvalidToken, Principal
 from shared.auth.scopes import MARKET_READ, MARKET_WRITE
 from shared.events import Timeframe
 
-ROWS = [BarRow(60_000 * i, Decimal("1.1"), Decimal("1.2"), Decimal("1.0"), Decimal("1.15"), 10 + i, Decimal(0))
-        for i in range(300)]
+ROWS = [
+    BarRow(60_000 * i, Decimal("1.1"), Decimal("1.2"), Decimal("1.0"), Decimal("1.15"), 10 + i, Decimal(0))
+    for i in range(300)
+]
 
 
 class Verifier:
@@ -44,15 +46,27 @@ async def _call(query: bytes, token: str | None = "reader", method: str = "GET",
         sent.append(message)
 
     headers = [(b"authorization", b"Bearer " + token.encode())] if token else []
-    scope = {"type": "http", "method": method, "path": path, "query_string": query, "headers": headers,
-             "app": SimpleNamespace(state=_state())}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
+        "headers": headers,
+        "app": SimpleNamespace(state=_state()),
+    }
     await BarsFastPath(route)(scope, None, send)
     return (None if passed_on else b"".join(m.get("body", b"") for m in sent)), sent
 
 
-@pytest.mark.parametrize("query, limit, timeframe", [
-    (b"symbol=EURUSD", 100, "M1"), (b"symbol=EURUSD&timeframe=M1&limit=5", 5, "M1"),
-    (b"limit=300&symbol=EURUSD", 300, "M1"), (b"symbol=EURUSD&limit=5000", 5000, "M1")])
+@pytest.mark.parametrize(
+    "query, limit, timeframe",
+    [
+        (b"symbol=EURUSD", 100, "M1"),
+        (b"symbol=EURUSD&timeframe=M1&limit=5", 5, "M1"),
+        (b"limit=300&symbol=EURUSD", 300, "M1"),
+        (b"symbol=EURUSD&limit=5000", 5000, "M1"),
+    ],
+)
 async def test_the_simple_read_is_answered_as_the_route_renders_it(query, limit, timeframe):
     body, sent = await _call(query)
     expected = render_bars(ROWS[-limit:])
@@ -61,21 +75,30 @@ async def test_the_simple_read_is_answered_as_the_route_renders_it(query, limit,
     assert start["status"] == 200 and (b"content-length", str(len(expected)).encode()) in start["headers"]
 
 
-@pytest.mark.parametrize("query, token", [
-    (b"symbol=EURUSD", None),                            # no token: the route's 401
-    (b"symbol=EURUSD", "forged"),                        # invalid token: the route's 401 with its reason
-    (b"symbol=EURUSD", "writer"),                        # wrong scope: the route's 403
-    (b"", "reader"),                                     # symbol missing: 422
-    (b"symbol=eurusd", "reader"),                        # pattern: 422
-    (b"symbol=EURUSD%0A", "reader"), (b"symbol=EURUSD\n", "reader"),
-    (b"symbol=EURUSD&limit=0", "reader"), (b"symbol=EURUSD&limit=5001", "reader"),
-    (b"symbol=EURUSD&limit=+5", "reader"), (b"symbol=EURUSD&limit=05", "reader"),
-    (b"symbol=EURUSD&timeframe=M2", "reader"), (b"symbol=EURUSD&symbol=GBPUSD", "reader"),
-    (b"symbol=EURUSD&start=2026-01-01T00:00:00Z", "reader"),  # ranges: the route
-    (b"symbol=EURUSD&extra=1", "reader"), (b"symbol=EURUSD&&", "reader"), (b"symbol=%FF", "reader"),
-    (b"symbol=GBPUSD", "reader"),                        # not in memory: the route reads ClickHouse
-    (b"symbol=EURUSD&timeframe=H1", "reader"),
-])
+@pytest.mark.parametrize(
+    "query, token",
+    [
+        (b"symbol=EURUSD", None),  # no token: the route's 401
+        (b"symbol=EURUSD", "forged"),  # invalid token: the route's 401 with its reason
+        (b"symbol=EURUSD", "writer"),  # wrong scope: the route's 403
+        (b"", "reader"),  # symbol missing: 422
+        (b"symbol=eurusd", "reader"),  # pattern: 422
+        (b"symbol=EURUSD%0A", "reader"),
+        (b"symbol=EURUSD\n", "reader"),
+        (b"symbol=EURUSD&limit=0", "reader"),
+        (b"symbol=EURUSD&limit=5001", "reader"),
+        (b"symbol=EURUSD&limit=+5", "reader"),
+        (b"symbol=EURUSD&limit=05", "reader"),
+        (b"symbol=EURUSD&timeframe=M2", "reader"),
+        (b"symbol=EURUSD&symbol=GBPUSD", "reader"),
+        (b"symbol=EURUSD&start=2026-01-01T00:00:00Z", "reader"),  # ranges: the route
+        (b"symbol=EURUSD&extra=1", "reader"),
+        (b"symbol=EURUSD&&", "reader"),
+        (b"symbol=%FF", "reader"),
+        (b"symbol=GBPUSD", "reader"),  # not in memory: the route reads ClickHouse
+        (b"symbol=EURUSD&timeframe=H1", "reader"),
+    ],
+)
 async def test_everything_else_goes_on_to_the_route(query, token):
     body, _ = await _call(query, token)
     assert body is None

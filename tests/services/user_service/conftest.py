@@ -85,9 +85,12 @@ def signing_key() -> OKPKey:
 def test_platform(infra_env, user_db, tmp_path_factory) -> PlatformSettings:
     """Platform settings of the in-process app: the session's broker, this module's database."""
     _, _, session = infra_env
-    return PlatformSettings(hats_var_dir=tmp_path_factory.mktemp("user-service-var"),
-                            hats_port_offset=session.hats_port_offset,
-                            kafka_bootstrap_servers=session.kafka_servers, database_url=user_db)
+    return PlatformSettings(
+        hats_var_dir=tmp_path_factory.mktemp("user-service-var"),
+        hats_port_offset=session.hats_port_offset,
+        kafka_bootstrap_servers=session.kafka_servers,
+        database_url=user_db,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +99,16 @@ def mint(signing_key, test_platform) -> Callable[..., dict[str, str]]:
 
     def mint_header(tenant: str, scopes=ADMIN_SCOPES, client_id: str | None = None) -> dict[str, str]:
         client_id = client_id or f"test-{tenant}-{uuid.uuid4().hex[:6]}"
-        token, _ = mint_access_token(signing_key, issuer=test_platform.token_issuer,
-                                     audience=test_platform.hats_token_audience, subject=f"client:{client_id}",
-                                     client_id=client_id, tenant=tenant, scopes=scopes, ttl_s=600)
+        token, _ = mint_access_token(
+            signing_key,
+            issuer=test_platform.token_issuer,
+            audience=test_platform.hats_token_audience,
+            subject=f"client:{client_id}",
+            client_id=client_id,
+            tenant=tenant,
+            scopes=scopes,
+            ttl_s=600,
+        )
         return {"Authorization": f"Bearer {token}"}
 
     return mint_header
@@ -116,12 +126,15 @@ class RunningApp:
 
 
 @contextlib.asynccontextmanager
-async def running_app(platform: PlatformSettings, signing_key: OKPKey,
-                      settings: UserServiceSettings | None = None):
+async def running_app(platform: PlatformSettings, signing_key: OKPKey, settings: UserServiceSettings | None = None):
     """The real app (real lifespan: migrations, bootstrap, broker), with a verifier trusting ``signing_key``."""
     keys = KeySet([signing_key])
-    verifier = TokenVerifier(issuer=platform.token_issuer, audience=platform.hats_token_audience,
-                             keys=LocalKeySource(lambda: keys), revoked=RevokedTokens())
+    verifier = TokenVerifier(
+        issuer=platform.token_issuer,
+        audience=platform.hats_token_audience,
+        keys=LocalKeySource(lambda: keys),
+        revoked=RevokedTokens(),
+    )
     app = create_app(settings=settings or UserServiceSettings(), platform=platform, verifier=verifier)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -140,8 +153,9 @@ class EventFeed:
 
     def __init__(self, servers: str) -> None:
         self.events: list[DirectoryChanged] = []
-        self._consumer = AIOKafkaConsumer(topics.DIRECTORY_CHANGES, bootstrap_servers=servers,
-                                          auto_offset_reset="earliest", enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            topics.DIRECTORY_CHANGES, bootstrap_servers=servers, auto_offset_reset="earliest", enable_auto_commit=False
+        )
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:

@@ -38,7 +38,7 @@ class CountingHasher(PasswordHasher):
 
     verifies = 0
 
-    def verify(self, hash, password):  # noqa: A002 (argon2-cffi's parameter name)
+    def verify(self, hash, password):
         type(self).verifies += 1
         return super().verify(hash, password)
 
@@ -62,25 +62,31 @@ async def test_a_recent_match_skips_argon2_but_a_wrong_or_rotated_secret_never_d
 
 
 async def _created_client(user_app, mint, **body) -> dict:
-    response = await user_app.http.post("/api/v1/users/clients", headers=mint("platform"),
-                                        json={"name": "feed", "scopes": ["market:read"], **body})
+    response = await user_app.http.post(
+        "/api/v1/users/clients", headers=mint("platform"), json={"name": "feed", "scopes": ["market:read"], **body}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 async def _authenticate(user_app, mint, client_id: str, secret: str):
-    return await user_app.http.post(AUTHENTICATE, headers=mint("platform", INTERNAL, client_id="api-gateway"),
-                                    json={"client_id": client_id, "client_secret": secret})
+    return await user_app.http.post(
+        AUTHENTICATE,
+        headers=mint("platform", INTERNAL, client_id="api-gateway"),
+        json={"client_id": client_id, "client_secret": secret},
+    )
 
 
 async def test_secret_is_stored_only_as_argon2id_hash_and_shown_once(user_app, mint, store):
     created = await _created_client(user_app, mint)
     secret = created["client_secret"]
     async with store.reading() as directory:
-        stored = await directory.conn.fetchval("SELECT secret_hash FROM users.clients WHERE client_id = $1",
-                                               created["client_id"])
-        whole_row = await directory.conn.fetchval("SELECT c::text FROM users.clients c WHERE client_id = $1",
-                                                  created["client_id"])
+        stored = await directory.conn.fetchval(
+            "SELECT secret_hash FROM users.clients WHERE client_id = $1", created["client_id"]
+        )
+        whole_row = await directory.conn.fetchval(
+            "SELECT c::text FROM users.clients c WHERE client_id = $1", created["client_id"]
+        )
     assert stored.startswith("$argon2id$") and stored != secret
     assert secret not in whole_row
     one = await user_app.http.get(f"/api/v1/users/clients/{created['client_id']}", headers=mint("platform"))
@@ -92,19 +98,24 @@ async def test_secret_is_stored_only_as_argon2id_hash_and_shown_once(user_app, m
 
 
 async def test_authenticate_returns_the_clients_grants(user_app, mint):
-    created = await _created_client(user_app, mint, scopes=["market:read", "trade"],
-                                    grant_types=["refresh_token", "client_credentials"])
+    created = await _created_client(
+        user_app, mint, scopes=["market:read", "trade"], grant_types=["refresh_token", "client_credentials"]
+    )
     response = await _authenticate(user_app, mint, created["client_id"], created["client_secret"])
     assert response.status_code == 200, response.text
-    assert response.json() == {"client_id": created["client_id"], "tenant": "platform",
-                               "scopes": ["market:read", "trade"],
-                               "grant_types": ["client_credentials", "refresh_token"]}
+    assert response.json() == {
+        "client_id": created["client_id"],
+        "tenant": "platform",
+        "scopes": ["market:read", "trade"],
+        "grant_types": ["client_credentials", "refresh_token"],
+    }
 
 
 async def test_rotate_secret_invalidates_the_old_one(user_app, mint):
     created = await _created_client(user_app, mint)
-    rotated = await user_app.http.post(f"/api/v1/users/clients/{created['client_id']}/rotate-secret",
-                                       headers=mint("platform"))
+    rotated = await user_app.http.post(
+        f"/api/v1/users/clients/{created['client_id']}/rotate-secret", headers=mint("platform")
+    )
     assert rotated.status_code == 200, rotated.text
     new_secret_ = rotated.json()["client_secret"]
     assert new_secret_ != created["client_secret"] and rotated.json()["client_id"] == created["client_id"]
@@ -117,24 +128,31 @@ async def test_rotate_secret_invalidates_the_old_one(user_app, mint):
 
 async def test_every_refusal_is_the_same_401(user_app, mint):
     tenant = "refusals"
-    assert (await user_app.http.post("/api/v1/users/tenants", headers=mint("platform"),
-                                     json={"id": tenant, "name": "Refusals"})).status_code == 201
+    assert (
+        await user_app.http.post(
+            "/api/v1/users/tenants", headers=mint("platform"), json={"id": tenant, "name": "Refusals"}
+        )
+    ).status_code == 201
     good = await _created_client(user_app, mint)
     disabled = await _created_client(user_app, mint)
-    assert (await user_app.http.post(f"/api/v1/users/clients/{disabled['client_id']}/disable",
-                                     headers=mint("platform"))).status_code == 200
+    assert (
+        await user_app.http.post(f"/api/v1/users/clients/{disabled['client_id']}/disable", headers=mint("platform"))
+    ).status_code == 200
     in_disabled_tenant = await _created_client(user_app, mint, tenant=tenant)
-    assert (await _authenticate(user_app, mint, in_disabled_tenant["client_id"],
-                                in_disabled_tenant["client_secret"])).status_code == 200
-    assert (await user_app.http.post(f"/api/v1/users/tenants/{tenant}/disable",
-                                     headers=mint("platform"))).status_code == 200
+    assert (
+        await _authenticate(user_app, mint, in_disabled_tenant["client_id"], in_disabled_tenant["client_secret"])
+    ).status_code == 200
+    assert (
+        await user_app.http.post(f"/api/v1/users/tenants/{tenant}/disable", headers=mint("platform"))
+    ).status_code == 200
 
     refusals = {
         "wrong secret": await _authenticate(user_app, mint, good["client_id"], good["client_secret"] + "x"),
         "unknown id": await _authenticate(user_app, mint, "hc_doesnotexist0", good["client_secret"]),
         "disabled client": await _authenticate(user_app, mint, disabled["client_id"], disabled["client_secret"]),
-        "disabled tenant": await _authenticate(user_app, mint, in_disabled_tenant["client_id"],
-                                               in_disabled_tenant["client_secret"]),
+        "disabled tenant": await _authenticate(
+            user_app, mint, in_disabled_tenant["client_id"], in_disabled_tenant["client_secret"]
+        ),
     }
     bodies = {why: (r.status_code, r.headers["content-type"], r.content) for why, r in refusals.items()}
     assert len(set(bodies.values())) == 1, bodies
@@ -147,15 +165,19 @@ async def test_every_refusal_is_the_same_401(user_app, mint):
 
 @pytest.mark.parametrize("scopes", [("admin",), ("market:read", "trade", "admin", "compliance")])
 async def test_authenticate_requires_the_internal_scope(user_app, mint, scopes):
-    response = await user_app.http.post(AUTHENTICATE, headers=mint("platform", scopes),
-                                         json={"client_id": "x", "client_secret": "y"})
+    response = await user_app.http.post(
+        AUTHENTICATE, headers=mint("platform", scopes), json={"client_id": "x", "client_secret": "y"}
+    )
     assert response.status_code == 403
     assert (await user_app.http.post(AUTHENTICATE, json={"client_id": "x", "client_secret": "y"})).status_code == 401
 
 
 async def test_authenticate_body_is_strict(user_app, mint):
-    response = await user_app.http.post(AUTHENTICATE, headers=mint("platform", INTERNAL),
-                                        json={"client_id": "x", "client_secret": "y", "scope": "admin"})
+    response = await user_app.http.post(
+        AUTHENTICATE,
+        headers=mint("platform", INTERNAL),
+        json={"client_id": "x", "client_secret": "y", "scope": "admin"},
+    )
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
 

@@ -72,8 +72,11 @@ async def test_first_start_creates_tenant_admin_and_collector_with_a_private_fil
     assert await fresh.pool.fetchval("SELECT disabled FROM users.tenants WHERE id = 'platform'") is False
     assert {e.action for e in result.events} == {"created"}
     assert all(e.actor == "bootstrap" for e in result.events)
-    assert not any(entry["client_secret"] in e.model_dump_json() for e in result.events
-                   for entry in (document["admin"], document["data-collector"]))
+    assert not any(
+        entry["client_secret"] in e.model_dump_json()
+        for e in result.events
+        for entry in (document["admin"], document["data-collector"])
+    )
 
 
 async def test_bootstrap_is_idempotent(fresh, hasher, tmp_path):
@@ -87,8 +90,7 @@ async def test_bootstrap_is_idempotent(fresh, hasher, tmp_path):
 
 
 async def test_concurrent_bootstraps_create_one_admin(fresh, hasher, tmp_path):
-    results = await asyncio.gather(*(bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL)
-                                     for _ in range(4)))
+    results = await asyncio.gather(*(bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL) for _ in range(4)))
     assert sorted(len(r.created) for r in results) == [0, 0, 0, 2]
     assert len({r.admin_client_id for r in results}) == 1
     assert len(await _clients(fresh)) == 2
@@ -114,11 +116,13 @@ async def test_override_creates_the_admin_and_keeps_its_secret_out_of_the_file(f
 
 
 async def test_override_rehashes_an_existing_admin_to_the_given_secret(fresh, hasher, tmp_path):
-    await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL,
-                    override=AdminOverride(OVERRIDE_ID, OVERRIDE_SECRET))
+    await bootstrap(
+        fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL, override=AdminOverride(OVERRIDE_ID, OVERRIDE_SECRET)
+    )
     changed = OVERRIDE_SECRET[::-1]
-    result = await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL,
-                             override=AdminOverride(OVERRIDE_ID, changed))
+    result = await bootstrap(
+        fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL, override=AdminOverride(OVERRIDE_ID, changed)
+    )
     assert result.created == [] and [e.action for e in result.events] == ["secret_rotated"]
     stored = (await _clients(fresh))[OVERRIDE_ID]["secret_hash"]
     assert await hasher.verify(stored, changed) and not await hasher.verify(stored, OVERRIDE_SECRET)
@@ -128,8 +132,9 @@ async def test_override_replacing_a_generated_admin_disables_it_and_forgets_its_
     generated = await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL)
     path = tmp_path / "credentials.json"
     before = orjson.loads(path.read_bytes())
-    result = await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL,
-                             override=AdminOverride(OVERRIDE_ID, OVERRIDE_SECRET))
+    result = await bootstrap(
+        fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL, override=AdminOverride(OVERRIDE_ID, OVERRIDE_SECRET)
+    )
     assert result.admin_client_id == OVERRIDE_ID and result.created == ["admin"]
     clients = await _clients(fresh)
     assert clients[generated.admin_client_id]["disabled"] and not clients[OVERRIDE_ID]["disabled"]
@@ -142,12 +147,19 @@ async def test_override_replacing_a_generated_admin_disables_it_and_forgets_its_
 async def test_override_cannot_adopt_another_client(fresh, hasher, tmp_path):
     first = await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL)
     with pytest.raises(BootstrapError):
-        await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL,
-                        override=AdminOverride(first.collector_client_id, OVERRIDE_SECRET))
+        await bootstrap(
+            fresh,
+            hasher,
+            var_dir=tmp_path,
+            token_url=TOKEN_URL,
+            override=AdminOverride(first.collector_client_id, OVERRIDE_SECRET),
+        )
 
 
-@pytest.mark.parametrize(("client_id", "secret"), [
-    (OVERRIDE_ID, None), (None, OVERRIDE_SECRET), (OVERRIDE_ID, "short"), ("bad id!", OVERRIDE_SECRET)])
+@pytest.mark.parametrize(
+    ("client_id", "secret"),
+    [(OVERRIDE_ID, None), (None, OVERRIDE_SECRET), (OVERRIDE_ID, "short"), ("bad id!", OVERRIDE_SECRET)],
+)
 def test_bad_overrides_are_refused(client_id, secret):
     with pytest.raises(BootstrapError):
         AdminOverride.from_settings(client_id, secret)
@@ -161,18 +173,25 @@ async def test_a_stale_credentials_file_is_replaced_privately(fresh, hasher, tmp
     assert _mode(path) == 0o600 and "client_secret" in orjson.loads(path.read_bytes())["admin"]
 
 
-async def test_the_app_bootstraps_with_the_environment_override(new_database, start_app, infra_env, mint,
-                                                                 tmp_path, monkeypatch, directory_events):
+async def test_the_app_bootstraps_with_the_environment_override(
+    new_database, start_app, infra_env, mint, tmp_path, monkeypatch, directory_events
+):
     _, _, session = infra_env
     monkeypatch.setenv("HATS_ADMIN_CLIENT_ID", OVERRIDE_ID)
     monkeypatch.setenv("HATS_ADMIN_CLIENT_SECRET", OVERRIDE_SECRET)
     async with new_database() as url:
-        platform = PlatformSettings(hats_var_dir=tmp_path, hats_port_offset=session.hats_port_offset,
-                                    kafka_bootstrap_servers=session.kafka_servers, database_url=url)
+        platform = PlatformSettings(
+            hats_var_dir=tmp_path,
+            hats_port_offset=session.hats_port_offset,
+            kafka_bootstrap_servers=session.kafka_servers,
+            database_url=url,
+        )
         async with start_app(platform, UserServiceSettings()) as running:
             response = await running.http.post(
-                "/internal/v1/clients/authenticate", headers=mint("platform", ("internal",)),
-                json={"client_id": OVERRIDE_ID, "client_secret": OVERRIDE_SECRET})
+                "/internal/v1/clients/authenticate",
+                headers=mint("platform", ("internal",)),
+                json={"client_id": OVERRIDE_ID, "client_secret": OVERRIDE_SECRET},
+            )
             assert response.status_code == 200, response.text
             assert response.json()["scopes"] == ["admin", "compliance", "market:read", "trade"]
             document = orjson.loads((tmp_path / "credentials.json").read_bytes())
