@@ -19,7 +19,7 @@ import time
 import uuid
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -84,11 +84,21 @@ _TIMEFRAME_SECONDS = {Timeframe.M1: 60, Timeframe.M5: 300, Timeframe.M15: 900, T
 
 
 class Event(BaseModel):
-    """Base of every event. Subclasses pin ``event_type`` and ``schema_version`` as literals."""
+    """Base of every event. Subclasses pin ``event_type`` and ``schema_version`` as literals
+    and name their topic in ``TOPIC``: publishers and subscribers are built from the class
+    (``bus.publisher(MarketBar)``), so a payload cannot go to another event's topic."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: The topic every event of this class is published to (a constant of ``shared.topics``).
     TOPIC: ClassVar[str]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        topic = cls.__dict__.get("TOPIC")
+        if topic is None or topic not in topics.PARTITIONS:
+            raise TypeError(f"{cls.__name__}.TOPIC must name a topic of shared.topics.PARTITIONS, not {topic!r}")
 
     event_id: uuid.UUID
     ts_event: TimestampNs
@@ -101,6 +111,8 @@ class Event(BaseModel):
 
 class MarketTick(Event):
     """One price update of one symbol, as the terminal reported it (MT5 ``MqlTick``)."""
+
+    TOPIC: ClassVar[str] = topics.MARKET_TICKS
 
     event_type: Literal["market.tick"] = "market.tick"
     schema_version: Literal[1] = 1
@@ -123,6 +135,8 @@ class MarketBar(Event):
     ticks, what MT5 charts show), ``real_volume`` the sum of traded volume.
     """
 
+    TOPIC: ClassVar[str] = topics.MARKET_BARS
+
     event_type: Literal["market.bar"] = "market.bar"
     schema_version: Literal[1] = 1
     symbol: Symbol
@@ -141,6 +155,8 @@ class MarketBar(Event):
 class TokenRevoked(Event):
     """An access token revoked before it expired; verifiers refuse ``token_id`` until ``expires_at``."""
 
+    TOPIC: ClassVar[str] = topics.AUTH_REVOCATIONS
+
     event_type: Literal["auth.token_revoked"] = "auth.token_revoked"
     schema_version: Literal[1] = 1
     token_id: Annotated[str, Field(min_length=1, max_length=64)]
@@ -154,6 +170,8 @@ class TokenRevoked(Event):
 
 class DirectoryChanged(Event):
     """One change to a tenant, user, role assignment or OAuth2 client (the audit trail's input)."""
+
+    TOPIC: ClassVar[str] = topics.DIRECTORY_CHANGES
 
     event_type: Literal["users.directory_changed"] = "users.directory_changed"
     schema_version: Literal[1] = 1
@@ -212,10 +230,6 @@ def bar_event_id(symbol: str, timeframe: Timeframe, open_time_ns: int) -> uuid.U
     return uuid.uuid5(EVENT_NAMESPACE, f"bar|{symbol}|{timeframe.value}|{open_time_ns}")
 
 
-MarketTick.TOPIC = topics.MARKET_TICKS
-MarketBar.TOPIC = topics.MARKET_BARS
-TokenRevoked.TOPIC = topics.AUTH_REVOCATIONS
-DirectoryChanged.TOPIC = topics.DIRECTORY_CHANGES
 
 E = TypeVar("E", bound=Event)
 
