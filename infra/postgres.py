@@ -9,15 +9,8 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import asyncpg
-
-from infra.migrations import pg as pg_migrations
 from shared.settings import PlatformSettings
-
-if TYPE_CHECKING:
-    from shared.kit.app import Kit
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +40,3 @@ def database_url(settings: PlatformSettings) -> str:
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     return start_embedded(settings.hats_var_dir)
-
-
-async def open_service_pool(kit: Kit, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
-    """What a service that keeps state in PostgreSQL does first: apply the migrations, open
-    a pool, and report it in ``/readyz`` as ``postgres``. The caller closes the pool."""
-    url = database_url(kit.settings)
-    await pg_migrations.migrate(url)
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
-
-    async def postgres_ready() -> str | None:
-        await pool.fetchval("SELECT 1")
-        return None
-
-    kit.add_check("postgres", postgres_ready)
-    return pool

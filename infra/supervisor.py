@@ -24,7 +24,6 @@ from pathlib import Path
 import httpx
 
 from infra import kafka, postgres
-from infra.migrations import pg as pg_migrations
 from shared import ports
 from shared.bus.broker import ensure_topics
 from shared.kit.runner import EXIT_PORT_TAKEN
@@ -169,9 +168,6 @@ class Supervisor:
         if self.settings.embedded_postgres:
             self.database = f"embedded PostgreSQL, data in {self.var / 'postgres'}"
             env["DATABASE_URL"] = url
-        applied = await pg_migrations.migrate(url)
-        if applied:
-            say(f"applied PostgreSQL migrations: {', '.join(applied)}")
         self._env = env
 
     def _spawn(self, child: Child) -> None:

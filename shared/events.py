@@ -230,7 +230,6 @@ def bar_event_id(symbol: str, timeframe: Timeframe, open_time_ns: int) -> uuid.U
     return uuid.uuid5(EVENT_NAMESPACE, f"bar|{symbol}|{timeframe.value}|{open_time_ns}")
 
 
-
 E = TypeVar("E", bound=Event)
 
 

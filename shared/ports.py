@@ -24,9 +24,10 @@ class Group(StrEnum):
 class Service:
     """One row of the matrix.
 
-    ``module`` is the import path of the service's ASGI app factory
-    (``package.module:function``); ``None`` means the service is specified by
-    the design but not built yet, so the supervisor leaves it out.
+    ``module`` is where the service is declared (``package.service:SERVICE``, a
+    ``shared.kit.service.ServiceDefinition``); ``None`` means the service is specified by
+    the design but not built yet, so the supervisor leaves it out. The service's settings
+    are read under ``env_prefix``, derived from ``name``.
     """
 
     name: str
@@ -52,14 +53,14 @@ SERVICES: tuple[Service, ...] = (
         Group.CORE,
         8000,
         "OAuth2 authorization server, authenticated routing, rate limits",
-        module="services.api_gateway.app:create_app",
+        module="services.api_gateway.service:SERVICE",
     ),
     Service(
         "data-bridge",
         Group.CORE,
         8001,
         "server edge for the client tier: ticks in, bars built and published",
-        module="services.data_bridge.app:create_app",
+        module="services.data_bridge.service:SERVICE",
     ),
     Service("performance-analytics", Group.CORE, 8002, "PnL, equity, risk/return metrics, per-model attribution"),
     Service("ai-orchestration", Group.CORE, 8003, "combines model outputs into signals (ensemble, fallbacks)"),
@@ -69,14 +70,14 @@ SERVICES: tuple[Service, ...] = (
         Group.CORE,
         8008,
         "owner of the stores: PostgreSQL (OLTP) + ClickHouse (time series)",
-        module="services.database_service.app:create_app",
+        module="services.database_service.service:SERVICE",
     ),
     Service(
         "user-service",
         Group.CORE,
         8009,
         "tenants, users, roles, OAuth2 clients",
-        module="services.user_service.app:create_app",
+        module="services.user_service.service:SERVICE",
     ),
     Service("feature-engineering", Group.AI, 8011, "streaming technical indicators and features"),
     Service("ml-supervised", Group.AI, 8012, "XGBoost / LightGBM training, registry, inference"),
@@ -92,14 +93,14 @@ SERVICES: tuple[Service, ...] = (
         Group.CLIENT,
         9001,
         "MT5 terminal bridge (ticks, rates, orders, deals, positions)",
-        module="client.metatrader_connector.app:create_app",
+        module="client.metatrader_connector.service:SERVICE",
     ),
     Service(
         "data-collector",
         Group.CLIENT,
         9002,
         "multi-source aggregation, disk buffering, forwarding",
-        module="client.data_collector.app:create_app",
+        module="client.data_collector.service:SERVICE",
     ),
     Service("market-monitor", Group.CLIENT, 9003, "local real-time analysis and dashboard"),
     Service("config-manager", Group.CLIENT, 9004, "local configuration and secrets"),

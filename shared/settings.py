@@ -16,6 +16,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import ports
 
+#: The prefix of a service's settings built outside the kit (tests): one no deployment sets, so such
+#: settings hold their defaults and the values given, and nothing the environment happens to contain.
+DETACHED_PREFIX = "HATS_DETACHED_SETTINGS_"
+
+
+class ServiceSettings(BaseSettings):
+    """Base of a service's own settings.
+
+    The kit reads them from the environment under the prefix of the service's port-matrix
+    entry (``data-bridge`` -> ``DATA_BRIDGE_``: ``ServiceDefinition.load_settings``), so the
+    prefix is never written by hand. Aliased fields (``validation_alias``) keep their names.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=DETACHED_PREFIX, extra="ignore", frozen=True)
+
+
+class PoolSettings(ServiceSettings):
+    """Mixin for a service's settings: the size of its PostgreSQL pool (kit dependency ``Postgres``)."""
+
+    #: PostgreSQL connections the service keeps open at least / at most.
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=4, ge=1)
+
 
 class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)

@@ -24,7 +24,6 @@ import httpx
 import pytest
 
 from infra import kafka, postgres
-from infra.migrations import pg as pg_migrations
 from shared.bus.broker import ensure_topics
 from shared.settings import PlatformSettings
 from tests.support import client_token
@@ -84,7 +83,6 @@ def infra_env():
     broker = kafka.start_broker(settings.port_of("kafka"), var / "logs" / "kafka.log")
     url = postgres.start_embedded(var)
     asyncio.run(ensure_topics(settings.kafka_servers))
-    asyncio.run(pg_migrations.migrate(url))
     env = {
         **os.environ,
         "HATS_VAR_DIR": str(var),

@@ -6,32 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from client.data_collector.settings import CollectorSettings
-from client.metatrader_connector.settings import ConnectorSettings
-from services.api_gateway.settings import GatewaySettings
-from services.data_bridge.settings import DataBridgeSettings
-from services.database_service.settings import DatabaseServiceSettings
-from services.user_service.settings import UserServiceSettings
+from shared.kit.service import implemented_definitions
 from shared.settings import PlatformSettings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
+#: Every settings class with the prefix it is read under: the platform's (none), and each
+#: service's (from its port-matrix entry, as the kit reads it).
+SETTINGS = [(PlatformSettings, ""), *((d.settings, d.entry.env_prefix) for d in implemented_definitions())]
 
-@pytest.mark.parametrize(
-    "settings",
-    [
-        PlatformSettings,
-        DataBridgeSettings,
-        DatabaseServiceSettings,
-        GatewaySettings,
-        UserServiceSettings,
-        CollectorSettings,
-        ConnectorSettings,
-    ],
-    ids=lambda cls: cls.__name__,
-)
-def test_every_setting_is_in_the_readme(settings):
-    prefix = settings.model_config.get("env_prefix", "")
+
+@pytest.mark.parametrize(("settings", "prefix"), SETTINGS, ids=lambda v: getattr(v, "__name__", v))
+def test_every_setting_is_in_the_readme(settings, prefix):
     names = [
         field.validation_alias if isinstance(field.validation_alias, str) else f"{prefix}{name}"
         for name, field in settings.model_fields.items()

@@ -1,4 +1,4 @@
-"""data-collector settings (prefix ``DATA_COLLECTOR_``)."""
+"""data-collector settings (``DATA_COLLECTOR_*``: the prefix comes from its port-matrix entry)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from shared.settings import ServiceSettings
 
 
-class CollectorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DATA_COLLECTOR_", extra="ignore", frozen=True)
-
+class CollectorSettings(ServiceSettings):
     #: Where ticks come from: the local metatrader-connector. Unset = the matrix's port on this host.
     connector_url: str | None = None
     #: Where ticks go: the gateway (the one public door). Unset = the matrix's gateway port on this host.

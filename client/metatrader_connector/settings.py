@@ -1,4 +1,4 @@
-"""metatrader-connector settings (prefix ``METATRADER_CONNECTOR_``)."""
+"""metatrader-connector settings (``METATRADER_CONNECTOR_*``: the prefix comes from its port-matrix entry)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from shared.settings import ServiceSettings
 
 
-class ConnectorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="METATRADER_CONNECTOR_", extra="ignore", frozen=True)
-
+class ConnectorSettings(ServiceSettings):
     #: auto = the MetaTrader5 package if importable (Windows), else mt5linux if a host is set, else simulated.
     mode: Literal["auto", "metatrader5", "mt5linux", "simulated"] = "auto"
     mt5linux_host: str | None = None

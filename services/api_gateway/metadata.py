@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from services.api_gateway.server import AuthorizationServer
+from services.api_gateway.server import AuthorizationServer, Server
 from shared.auth.scopes import CLIENT_SCOPES
 
 router = APIRouter(tags=["oauth2"])
@@ -47,8 +47,7 @@ def authorization_server_metadata(server: AuthorizationServer) -> dict[str, Any]
     summary="Authorisation-server metadata (RFC 8414)",
     response_class=Response,
 )
-async def metadata(request: Request) -> Response:
-    server: AuthorizationServer = request.app.state.oauth
+async def metadata(server: Server) -> Response:
     return Response(
         orjson.dumps(authorization_server_metadata(server)), media_type="application/json", headers=_PUBLIC_CACHE
     )
@@ -57,7 +56,6 @@ async def metadata(request: Request) -> Response:
 @router.get(
     "/.well-known/jwks.json", operation_id="jwks", summary="Public signing keys (JWK set)", response_class=Response
 )
-async def jwks(request: Request) -> Response:
+async def jwks(server: Server) -> Response:
     """Every key a valid token may name: the active one and those retired less than ``retire_after`` ago."""
-    server: AuthorizationServer = request.app.state.oauth
     return Response(orjson.dumps(server.keyring.public_jwks()), media_type="application/json", headers=_PUBLIC_CACHE)

@@ -27,16 +27,12 @@ from services.api_gateway.errors import (
 from services.api_gateway.forms import FORM_MEDIA_TYPE, read_form
 from services.api_gateway.refresh import NotYourToken
 from services.api_gateway.revocations import RevocationNotPublished
-from services.api_gateway.server import AuthorizationServer, looks_like_jwt, verified_claims
+from services.api_gateway.server import AuthorizationServer, Server, looks_like_jwt, verified_claims
 from shared.auth import InvalidToken
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/oauth2", tags=["oauth2"])
-
-
-def _server(request: Request) -> AuthorizationServer:
-    return request.app.state.oauth
 
 
 def _form_body(*fields: tuple[str, str]) -> dict[str, Any]:
@@ -78,9 +74,8 @@ _CLIENT_FIELDS = (("client_id", "client_secret_post only"), ("client_secret", "c
         *_CLIENT_FIELDS,
     ),
 )
-async def token(request: Request) -> Response:
+async def token(request: Request, server: Server) -> Response:
     """The token endpoint: client authentication (Basic or form) and one of the supported grants."""
-    server = _server(request)
 
     async def handle() -> Response:
         form = await read_form(request)
@@ -108,13 +103,12 @@ async def token(request: Request) -> Response:
         ("token", "the access or refresh token"), ("token_type_hint", "access_token | refresh_token"), *_CLIENT_FIELDS
     ),
 )
-async def revoke(request: Request) -> Response:
+async def revoke(request: Request, server: Server) -> Response:
     """Revoke one of the calling client's tokens; a refresh token takes its whole grant with it.
 
     200 with an empty body whether or not the token was known (RFC 7009 §2.2): a client
     cannot do anything sensible with "unknown token", and an attacker learns nothing.
     """
-    server = _server(request)
 
     async def handle() -> Response:
         client, presented = await _client_and_token(server, request)
@@ -173,13 +167,12 @@ async def _revoke_refresh(server: AuthorizationServer, client_id: str, token: st
         ("token", "the access or refresh token"), ("token_type_hint", "access_token | refresh_token"), *_CLIENT_FIELDS
     ),
 )
-async def introspect(request: Request) -> Response:
+async def introspect(request: Request, server: Server) -> Response:
     """Whether a token is active, and what it grants.
 
     A client may introspect its own tokens; an admin of the platform tenant any token.
     Anything else, like an unknown, expired or revoked token, is ``{"active": false}``.
     """
-    server = _server(request)
 
     async def handle() -> Response:
         client, presented = await _client_and_token(server, request)

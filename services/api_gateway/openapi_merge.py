@@ -29,7 +29,6 @@ from starlette.routing import Route
 
 from shared import ports
 from shared.auth import scopes as scope_names
-from shared.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +62,9 @@ _GATEWAY_RESPONSES = {
 Http = aiohttp.ClientSession | Callable[[], aiohttp.ClientSession]
 
 
-def service_upstreams(
-    settings: PlatformSettings | None = None, routes: Mapping[str, str] = ports.ROUTES
-) -> dict[str, str]:
-    """Service name -> base URL for every service that owns an area of ``routes``."""
-    settings = settings or PlatformSettings()
-    return {service: settings.url_of(service) for service in dict.fromkeys(routes.values())}
+def service_upstreams(url_of: Callable[[str], str], routes: Mapping[str, str] = ports.ROUTES) -> dict[str, str]:
+    """Service name -> base URL (``url_of(service)``) for every service that owns an area of ``routes``."""
+    return {service: url_of(service) for service in dict.fromkeys(routes.values())}
 
 
 def security_scheme() -> dict[str, Any]:

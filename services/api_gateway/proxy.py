@@ -9,7 +9,7 @@ kept, because every service verifies the JWT itself (that is how identity travel
 
 Wiring in the gateway app (innermost, so metrics, CORS and security headers wrap it)::
 
-    proxy = GatewayProxy(upstream_routes(platform), verifier, limiter, ProxySettings())
+    proxy = GatewayProxy(upstream_routes(rt.url_of), verifier, limiter, ProxySettings())
     install_proxy(app, proxy)                 # before the app starts
     ...                                       # and in the lifespan:
     async with proxy: yield
@@ -41,7 +41,6 @@ from shared.auth.scopes import INTERNAL
 from shared.kit.app import RouteLabel, claim_route
 from shared.kit.problems import problem_response
 from shared.ratelimit import SlidingWindowLimiter
-from shared.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +117,9 @@ class _BodyTooLarge(Exception):
         self.streamed = streamed
 
 
-def upstream_routes(
-    settings: PlatformSettings | None = None, routes: Mapping[str, str] = ports.ROUTES
-) -> dict[str, str]:
-    """The proxy's routing table for this environment: area -> base URL of the owning service."""
-    settings = settings or PlatformSettings()
-    return {area: settings.url_of(service) for area, service in routes.items()}
+def upstream_routes(url_of: Callable[[str], str], routes: Mapping[str, str] = ports.ROUTES) -> dict[str, str]:
+    """The proxy's routing table: area -> base URL (``url_of(service)``) of the service owning it."""
+    return {area: url_of(service) for area, service in routes.items()}
 
 
 class GatewayProxy:

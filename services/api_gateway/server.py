@@ -1,7 +1,7 @@
 """The authorisation server's state and the steps every OAuth endpoint shares.
 
-``AuthorizationServer`` is built once in the gateway's lifespan and hung on
-``app.state.oauth``; the route modules (``oauth``, ``metadata``) only translate HTTP.
+``AuthorizationServer`` is the gateway's state, built once when it starts and reached by
+the route modules (``oauth``, ``metadata``) as ``Server``; they only translate HTTP.
 Grants are looked up in ``grants`` by ``grant_type``, and ``response_types`` /
 ``authorization_endpoint`` are empty until an ``/oauth2/authorize`` endpoint exists;
 the metadata document is derived from them, so adding the authorization-code grant
@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Request
@@ -28,6 +28,7 @@ from services.api_gateway.refresh import RefreshTokenStore
 from services.api_gateway.revocations import Revocations
 from services.api_gateway.settings import GatewaySettings
 from shared.auth import TokenVerifier, mint_access_token
+from shared.kit.service import state_of
 
 log = logging.getLogger(__name__)
 
@@ -131,4 +132,15 @@ def verified_claims(token: str) -> dict[str, Any]:
     return orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-__all__ = ["AuthorizationServer", "GrantHandler", "OAuthError", "looks_like_jwt", "parse_scope", "verified_claims"]
+#: ``server: Server`` in a route's parameters gives the running gateway's authorisation server.
+Server = Annotated[AuthorizationServer, state_of(AuthorizationServer)]
+
+__all__ = [
+    "AuthorizationServer",
+    "GrantHandler",
+    "OAuthError",
+    "Server",
+    "looks_like_jwt",
+    "parse_scope",
+    "verified_claims",
+]

@@ -1,15 +1,14 @@
-"""api-gateway settings (prefix ``API_GATEWAY_``)."""
+"""api-gateway settings (``API_GATEWAY_*``: the prefix comes from its port-matrix entry)."""
 
 from __future__ import annotations
 
 from pydantic import model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import ServiceSettings
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(ServiceSettings):
     """Token lifetimes, signing-key rotation and brute-force limits of the authorisation server."""
-
-    model_config = SettingsConfigDict(env_prefix="API_GATEWAY_", extra="ignore", frozen=True)
 
     #: Lifetime of an access token (docs/auth.md: 15 min).
     access_token_ttl_s: int = 900
@@ -51,7 +50,7 @@ class GatewaySettings(BaseSettings):
     #: Longest wait for an upstream's answer before 504.
     upstream_timeout_s: float = 10.0
     #: Origins allowed by CORS; empty = CORS off (the default: the API is for machines).
-    cors_origins: list[str] = []
+    cors_origins: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _keys_outlive_tokens(self) -> GatewaySettings:

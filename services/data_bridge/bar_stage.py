@@ -21,20 +21,18 @@ from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter
 
 from services.data_bridge.domain.bars import BarBuilder, TickOutcome
 from services.data_bridge.settings import DataBridgeSettings
-from shared import topics
 from shared.bus.consume import RAW_BATCH, decode_records
 from shared.bus.deadletter import DeadLetters
 from shared.bus.pacing import Pace, PollPacer
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketBar, MarketTick, now_ns
-from shared.kit.app import Kit
+from shared.kit.bus import ServiceBus
 from shared.tick_decoder import decode_tick
 
 log = logging.getLogger(__name__)
@@ -50,7 +48,7 @@ IDLE_BATCH_TIMEOUT_MS = 50
 class CheckpointStore:
     """Per-partition builder state and the offset it corresponds to, in one PostgreSQL row."""
 
-    def __init__(self, pool: asyncpg.Pool, group: str = GROUP, topic: str = topics.MARKET_TICKS) -> None:
+    def __init__(self, pool: asyncpg.Pool, group: str = GROUP, topic: str = MarketTick.TOPIC) -> None:
         self._pool, self._group, self._topic = pool, group, topic
 
     async def load(self, partition: int) -> tuple[int, BarBuilder] | None:
@@ -91,11 +89,11 @@ class _Partition:
 class BarStage(ConsumerRebalanceListener):
     def __init__(
         self,
-        kit: Kit,
         settings: DataBridgeSettings,
         store: CheckpointStore,
-        bar_publisher: BulkPublisher,
+        bar_publisher: BulkPublisher[MarketBar],
         dead_letters: DeadLetters,
+        registry: CollectorRegistry,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -104,9 +102,9 @@ class BarStage(ConsumerRebalanceListener):
         self._partitions: dict[int, _Partition] = {}
         self._consumer: Callable[[], AIOKafkaConsumer | None] = lambda: None
         self.outcomes = Counter(
-            "bar_stage_ticks_total", "Ticks seen by the bar builder, by outcome", ["outcome"], registry=kit.registry
+            "bar_stage_ticks_total", "Ticks seen by the bar builder, by outcome", ["outcome"], registry=registry
         )
-        self.bars_published = Counter("bars_published_total", "Bars published", ["timeframe"], registry=kit.registry)
+        self.bars_published = Counter("bars_published_total", "Bars published", ["timeframe"], registry=registry)
 
     def _new_builder(self) -> BarBuilder:
         return BarBuilder(allowed_lateness_ns=self.settings.allowed_lateness_ms * 1_000_000)
@@ -154,7 +152,7 @@ class BarStage(ConsumerRebalanceListener):
 
     async def _rewind(self, partitions: set[int], consumer: AIOKafkaConsumer) -> None:
         for partition in partitions:
-            tp = TopicPartition(topics.MARKET_TICKS, partition)
+            tp = TopicPartition(MarketTick.TOPIC, partition)
             checkpoint = await self._store.load(partition)
             if checkpoint is None:
                 self._partitions[partition] = _Partition(self._new_builder(), None)
@@ -203,17 +201,17 @@ class BarStage(ConsumerRebalanceListener):
         if consumer is not None:
             # Kafka's committed offset follows the checkpoint, for tools that watch group lag.
             try:
-                await consumer.commit({TopicPartition(topics.MARKET_TICKS, partition): part.next_offset})
+                await consumer.commit({TopicPartition(MarketTick.TOPIC, partition): part.next_offset})
             except Exception as exc:  # a commit during a rebalance may fail; the checkpoint is what counts
                 log.info("offset commit for partition %d skipped: %s", partition, exc)
 
 
-def register(broker: KafkaBroker, stage: BarStage, fetch_max_wait_ms: int) -> PollPacer:
-    """Subscribe the bar stage to the ticks; the returned pacer must run while the broker does."""
+def subscribe(bus: ServiceBus, stage: BarStage, fetch_max_wait_ms: int) -> PollPacer:
+    """Subscribe the bar stage to the ticks; the returned pacer must run while the bus does."""
     settings = stage.settings
-    subscriber = broker.subscriber(
-        topics.MARKET_TICKS,
-        group_id=GROUP,
+    subscriber = bus.subscriber(
+        MarketTick,
+        group=GROUP,
         batch=True,
         max_records=5000,
         batch_timeout_ms=ACTIVE_BATCH_TIMEOUT_MS,

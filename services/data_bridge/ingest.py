@@ -10,12 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.ingest_body import IngestBatch, Malformed, decode_batch, decode_plain_batch
+from services.data_bridge.state import Bridge
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import MARKET_WRITE
-from shared.bus.publish import BulkPublisher
 from shared.events import encode_tick, now_ns, tick_event_id_text
 from shared.kit.problems import Problem
 
@@ -44,18 +43,17 @@ class IngestResult(BaseModel):
         "requestBody": {"required": True, "content": {"application/json": {"schema": IngestBatch.model_json_schema()}}}
     },
 )
-async def ingest_ticks(request: Request, _: Annotated[Principal, require(MARKET_WRITE)]) -> Response:
+async def ingest_ticks(request: Request, bridge: Bridge, _: Annotated[Principal, require(MARKET_WRITE)]) -> Response:
     """Each tick is judged on its own: bad ones come back with a reason, the rest are published.
 
     202 means every accepted tick is acknowledged by Kafka; 503 means none was
     (the caller keeps its buffer and retries; duplicates are harmless, ids are deterministic).
     """
-    state = request.app.state
     body = await request.body()
-    limit = state.settings.max_ticks_per_request
+    limit = bridge.settings.max_ticks_per_request
     source, items = decode_plain_batch(body, limit) or decode_batch(body, limit)
 
-    validator: TickValidator = state.validator
+    validator = bridge.validator
     received = now_ns()
     events: list[tuple[bytes, bytes]] = []  # (key, MarketTick JSON)
     rejected: list[dict] = []
@@ -87,13 +85,12 @@ async def ingest_ticks(request: Request, _: Annotated[Principal, require(MARKET_
             )
         )
 
-    metrics = state.metrics
+    metrics = bridge.metrics
     metrics.received.inc(len(items))
     for item in rejected:
         metrics.rejected.labels(item["reason"]).inc()
-    publisher: BulkPublisher = state.tick_publisher
     try:
-        await publisher.publish_encoded(events)
+        await bridge.ticks.publish_encoded(events)
     except Exception as exc:
         log.exception("publishing %d ticks failed", len(events))
         raise Problem(

@@ -1,15 +1,13 @@
-"""data-bridge settings (prefix ``DATA_BRIDGE_``)."""
+"""data-bridge settings (``DATA_BRIDGE_*``: the prefix comes from its port-matrix entry)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from shared.settings import ServiceSettings
 
 
-class DataBridgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DATA_BRIDGE_", extra="ignore", frozen=True)
-
+class DataBridgeSettings(ServiceSettings):
     #: Largest tick batch one ingest request may carry (bigger ones get 413).
     max_ticks_per_request: int = 10_000
     #: Symbols accepted; empty = any well-formed symbol.

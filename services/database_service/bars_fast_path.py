@@ -17,12 +17,16 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.middleware import Middleware
+
 from services.database_service.repository import render_bars
+from services.database_service.state import MarketData
 from shared.auth.bearer import bearer_token
 from shared.auth.principal import InvalidToken
 from shared.auth.scopes import MARKET_READ
 from shared.events import SYMBOL_PATTERN_PY, Timeframe
-from shared.kit.app import RouteLabel, claim_route
+from shared.kit.app import RouteLabel, ServiceApp, claim_route
+from shared.kit.service import state_in
 
 PATH = "/api/v1/market/bars"
 _SYMBOL = re.compile(SYMBOL_PATTERN_PY)
@@ -55,15 +59,14 @@ class BarsFastPath:
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: dict) -> bytes | None:
-        state = scope["app"].state if "app" in scope else None
-        cache = getattr(state, "cache", None)
-        verifier = getattr(state, "auth_verifier", None)
-        if cache is None or verifier is None:
+        market = state_in(scope, MarketData)
+        verifier = getattr(scope.get("app"), "token_verifier", None)
+        if market is None or verifier is None:
             return None
         token = bearer_token(next((value for name, value in scope["headers"] if name == b"authorization"), None))
         if token is None:
             return None
-        params = _plain_params(scope.get("query_string", b""), state.settings.max_bars_per_request)
+        params = _plain_params(scope.get("query_string", b""), market.settings.max_bars_per_request)
         if params is None:
             return None
         try:
@@ -72,7 +75,7 @@ class BarsFastPath:
             return None
         if MARKET_READ not in principal.scopes:
             return None
-        rows = cache.get(params[:2], start_ms=None, end_ms=None, limit=params[2])
+        rows = market.cache.get(params[:2], start_ms=None, end_ms=None, limit=params[2])
         if rows is None:
             return None
         return render_bars(rows)
@@ -99,3 +102,9 @@ def _plain_params(query: bytes, max_limit: int) -> tuple[str, Timeframe, int] | 
         else:
             return None
     return None if symbol is None else (symbol, timeframe, limit)
+
+
+def install_bars_fast_path(app: ServiceApp, _: object = None) -> None:
+    """Put the fast path in front of the routes (innermost, like a route: the metrics, the
+    server span and the error handlers wrap it). Call before the app starts."""
+    app.user_middleware.append(Middleware(BarsFastPath))

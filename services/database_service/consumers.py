@@ -6,19 +6,16 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter
 
 from services.database_service.cache import BarCache
 from services.database_service.repository import BarRow, MarketRepository
 from services.database_service.settings import DatabaseServiceSettings
-from shared import topics
 from shared.bus.consume import RAW_BATCH, RecentIds, decode_records
-from shared.bus.deadletter import DeadLetters
 from shared.events import MarketBar, MarketTick
-from shared.kit.app import Kit
+from shared.kit.bus import ServiceBus
 from shared.tick_decoder import decode_tick
 
 log = logging.getLogger(__name__)
@@ -29,15 +26,18 @@ BARS_GROUP = "database-service.bars"
 RETRY_PAUSE_S = 1.0
 
 
-def register(
-    broker: KafkaBroker, kit: Kit, repo: MarketRepository, cache: BarCache, settings: DatabaseServiceSettings
-) -> None:
-    stored = Counter("market_rows_stored_total", "Rows written to ClickHouse", ["table"], registry=kit.registry)
-    duplicates = Counter(
-        "market_duplicates_skipped_total", "Redelivered events skipped", ["table"], registry=kit.registry
-    )
-    tick_dlq = DeadLetters(broker, kit, TICKS_GROUP)
-    bar_dlq = DeadLetters(broker, kit, BARS_GROUP)
+def subscribe(
+    bus: ServiceBus,
+    registry: CollectorRegistry,
+    repo: MarketRepository,
+    cache: BarCache,
+    settings: DatabaseServiceSettings,
+) -> CatchUp:
+    """Store ticks and bars, and feed the bars cache; returns the feed's catch-up tracker."""
+    stored = Counter("market_rows_stored_total", "Rows written to ClickHouse", ["table"], registry=registry)
+    duplicates = Counter("market_duplicates_skipped_total", "Redelivered events skipped", ["table"], registry=registry)
+    tick_dlq = bus.dead_letters(TICKS_GROUP)
+    bar_dlq = bus.dead_letters(BARS_GROUP)
     seen_ticks, seen_bars = RecentIds(), RecentIds(50_000)
 
     async def store(kind, records, dlq, seen, insert, table: str, decode=None) -> None:
@@ -53,9 +53,9 @@ def register(
             raise  # NACK_ON_ERROR rewinds the batch: nothing is lost, nothing committed past it
         stored.labels(table).inc(len(fresh))
 
-    @broker.subscriber(
-        topics.MARKET_TICKS,
-        group_id=TICKS_GROUP,
+    @bus.subscriber(
+        MarketTick,
+        group=TICKS_GROUP,
         batch=True,
         max_records=settings.consume_batch,
         auto_offset_reset="earliest",
@@ -66,9 +66,9 @@ def register(
     async def store_ticks(msg: KafkaMessage) -> None:
         await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, repo.insert_ticks, "ticks", decode_tick)
 
-    @broker.subscriber(
-        topics.MARKET_BARS,
-        group_id=BARS_GROUP,
+    @bus.subscriber(
+        MarketBar,
+        group=BARS_GROUP,
         batch=True,
         max_records=settings.consume_batch,
         auto_offset_reset="earliest",
@@ -82,8 +82,9 @@ def register(
     feed = CatchUp()
 
     # No group: every instance reads every bar, from the start (see cache.py for why).
-    @broker.subscriber(
-        topics.MARKET_BARS,
+    @bus.subscriber(
+        MarketBar,
+        group=None,
         batch=True,
         max_records=settings.consume_batch,
         auto_offset_reset="earliest",
@@ -103,7 +104,7 @@ def register(
             cache.caught_up = True
             log.info("bars cache caught up with the feed")
 
-    kit.state["bars_feed"] = feed
+    return feed
 
 
 class CatchUp:

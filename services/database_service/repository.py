@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import orjson
 
-from services.database_service.clickhouse import ClickHouse, literal
+from shared.clickhouse import ClickHouse, literal
 from shared.events import MarketBar, Timeframe
 from shared.tick_decoder import AnyTick
 

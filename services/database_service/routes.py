@@ -6,11 +6,11 @@ import datetime as dt
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from services.database_service.cache import BarCache
-from services.database_service.repository import MarketRepository, render_bars
+from services.database_service.repository import render_bars
+from services.database_service.state import Market
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import MARKET_READ
@@ -30,7 +30,7 @@ def _ms(value: dt.datetime | None) -> int | None:
 
 @router.get("/bars", operation_id="list_bars", summary="OHLC bars of one symbol and timeframe, oldest first")
 async def list_bars(
-    request: Request,
+    market: Market,
     _: Annotated[Principal, require(MARKET_READ)],
     symbol: Annotated[Symbol, Query(description="e.g. EURUSD")],
     timeframe: Timeframe = Timeframe.M1,
@@ -39,29 +39,21 @@ async def list_bars(
     limit: Annotated[int, Query(ge=1)] = 100,
 ) -> Response:
     """From ``start`` forward when given; otherwise the latest ``limit`` bars up to ``end`` (or now)."""
-    state = request.app.state
-    if limit > state.settings.max_bars_per_request:
-        raise Problem(422, f"limit: at most {state.settings.max_bars_per_request} bars per request")
+    most = market.settings.max_bars_per_request
+    if limit > most:
+        raise Problem(422, f"limit: at most {most} bars per request")
     start_ms, end_ms = _ms(start), _ms(end)
     if start_ms is not None and end_ms is not None and end_ms < start_ms:
         raise Problem(422, "end: must not be before start")
-    cache: BarCache = state.cache
-    key = (symbol, timeframe)
-    rows = cache.get(key, start_ms=start_ms, end_ms=end_ms, limit=limit)
-    if rows is None and cache.caught_up and not cache.is_loaded(key):
-        await state.load_series(key)
-        rows = cache.get(key, start_ms=start_ms, end_ms=end_ms, limit=limit)
-    if rows is None:
-        repo: MarketRepository = state.repo
-        rows = await repo.bars(symbol, timeframe, start_ms=start_ms, end_ms=end_ms, limit=limit)
+    rows = await market.bars(symbol, timeframe, start_ms=start_ms, end_ms=end_ms, limit=limit)
     return Response(render_bars(rows), media_type="application/json")
 
 
 @router.get("/symbols", operation_id="list_symbols", summary="Symbols with stored data")
-async def list_symbols(request: Request, _: Annotated[Principal, require(MARKET_READ)]) -> Response:
-    return Response(orjson.dumps(await request.app.state.repo.symbols()), media_type="application/json")
+async def list_symbols(market: Market, _: Annotated[Principal, require(MARKET_READ)]) -> Response:
+    return Response(orjson.dumps(await market.repo.symbols()), media_type="application/json")
 
 
 @router.get("/stats", operation_id="market_stats", summary="Row counts of the market store")
-async def market_stats(request: Request, _: Annotated[Principal, require(MARKET_READ)]) -> Response:
-    return Response(orjson.dumps(await request.app.state.repo.counts()), media_type="application/json")
+async def market_stats(market: Market, _: Annotated[Principal, require(MARKET_READ)]) -> Response:
+    return Response(orjson.dumps(await market.repo.counts()), media_type="application/json")

@@ -1,13 +1,11 @@
-"""database-service settings (prefix ``DATABASE_SERVICE_``)."""
+"""database-service settings (``DATABASE_SERVICE_*``: the prefix comes from its port-matrix entry)."""
 
 from __future__ import annotations
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from shared.settings import ServiceSettings
 
 
-class DatabaseServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DATABASE_SERVICE_", extra="ignore", frozen=True)
-
+class DatabaseServiceSettings(ServiceSettings):
     #: Bars per (symbol, timeframe) kept hot in memory for the bars API.
     cache_bars_per_series: int = 5000
     #: Largest ``limit`` the bars API accepts.

@@ -8,10 +8,10 @@ secret, a disabled client or a disabled tenant.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from services.user_service import models
-from services.user_service.state import Services
+from services.user_service.state import UserDirectory
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import INTERNAL
@@ -29,9 +29,8 @@ INVALID_CLIENT = "invalid client credentials"
     summary="Check a client's id and secret; its grants if valid",
 )
 async def authenticate_client(
-    body: models.ClientCredentials, request: Request, _: Principal = require(INTERNAL)
+    body: models.ClientCredentials, services: UserDirectory, _: Principal = require(INTERNAL)
 ) -> dict:
-    services: Services = request.app.state.user_service
     hasher = services.hasher
     async with services.store.reading() as directory:
         stored = await directory.credentials(body.client_id)

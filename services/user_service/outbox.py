@@ -45,7 +45,7 @@ def directory_changed(
 class Outbox:
     """Publishes recorded events and removes them from the outbox once the broker acknowledged them."""
 
-    def __init__(self, store: Store, publisher: BulkPublisher, *, grace_s: float) -> None:
+    def __init__(self, store: Store, publisher: BulkPublisher[DirectoryChanged], *, grace_s: float) -> None:
         self._store = store
         self.publisher = publisher
         self._grace_s = grace_s

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from services.user_service import models
 from services.user_service.outbox import directory_changed
@@ -29,7 +29,7 @@ from services.user_service.policy import (
 )
 from services.user_service.repository import Conflict, Directory, Store
 from services.user_service.secrets import new_client_id, new_secret
-from services.user_service.state import Services
+from services.user_service.state import Services, UserDirectory
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import ADMIN, PLATFORM_TENANT, scopes_of_roles
@@ -101,13 +101,12 @@ class Admin:
         return tenant_id
 
 
-async def admin(request: Request, principal: Principal = require(ADMIN)) -> Admin:
+async def admin(services: UserDirectory, principal: Principal = require(ADMIN)) -> Admin:
     """The caller, as an admin of a tenant that is still enabled.
 
     Tokens live up to 15 minutes; refusing a disabled tenant's admins here makes
     disabling a tenant take effect on this API at once, not when their tokens expire.
     """
-    services: Services = request.app.state.user_service
     async with services.store.reading() as directory:
         tenant = await directory.tenant(principal.tenant)
     if tenant is None or tenant["disabled"]:

@@ -1,13 +1,18 @@
-"""user-service settings (prefix ``USER_SERVICE_``; the bootstrap overrides keep their ``HATS_`` names)."""
+"""user-service settings (``USER_SERVICE_*``: the prefix comes from its port-matrix entry).
+
+The bootstrap overrides keep their ``HATS_`` names."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.user_service.bootstrap import AdminOverride
+from shared.settings import PoolSettings
 
 
-class UserServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="USER_SERVICE_", extra="ignore", frozen=True, populate_by_name=True)
+class UserServiceSettings(PoolSettings):
+    model_config = SettingsConfigDict(populate_by_name=True)
 
     #: PostgreSQL connections of the service's pool.
     pool_min_size: int = 1
@@ -26,3 +31,14 @@ class UserServiceSettings(BaseSettings):
     admin_client_id: str | None = Field(default=None, validation_alias="HATS_ADMIN_CLIENT_ID")
     #: Operator-chosen secret of the bootstrap admin client; never written to credentials.json.
     admin_client_secret: SecretStr | None = Field(default=None, validation_alias="HATS_ADMIN_CLIENT_SECRET")
+
+    @model_validator(mode="after")
+    def _override_is_usable(self) -> UserServiceSettings:
+        # Checked with the settings, so a bad override stops the start before anything is touched.
+        self.admin_override()
+        return self
+
+    def admin_override(self) -> AdminOverride | None:
+        """The operator's choice of admin client, or ``None``; ``BootstrapError`` if half set or too weak."""
+        secret = self.admin_client_secret
+        return AdminOverride.from_settings(self.admin_client_id, None if secret is None else secret.get_secret_value())

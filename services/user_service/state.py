@@ -1,12 +1,14 @@
-"""What the handlers share, built once in the lifespan and kept at ``app.state.user_service``."""
+"""What user-service's handlers share while it runs, reached as ``UserDirectory`` (a FastAPI dependency)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from services.user_service.outbox import Outbox
 from services.user_service.repository import Store
 from services.user_service.secrets import SecretHasher
+from shared.kit.service import state_of
 
 
 @dataclass(frozen=True)
@@ -14,3 +16,7 @@ class Services:
     store: Store
     hasher: SecretHasher
     outbox: Outbox
+
+
+#: ``services: UserDirectory`` in a route's parameters gives the running service's parts.
+UserDirectory = Annotated[Services, state_of(Services)]

@@ -1,4 +1,5 @@
-"""FastAPI glue: ``install_auth`` in a service's lifespan, ``require(*scopes)`` on its routes.
+"""FastAPI glue: ``require(*scopes)`` on a service's routes; ``install_auth`` gives the app its verifier
+(the kit's ``TokenAuth`` dependency does that for declared services).
 
 Refusals are problem+json (``shared.kit.problems.Problem``) with the
 ``WWW-Authenticate`` challenge of RFC 6750 §3::
@@ -33,8 +34,8 @@ _bearer = HTTPBearer(
 
 
 def install_auth(app: FastAPI, verifier: TokenVerifier) -> None:
-    """Make ``verifier`` the one ``require`` uses on ``app``'s routes."""
-    app.state.auth_verifier = verifier
+    """Make ``verifier`` the one ``require`` uses on ``app``'s routes (``ServiceApp.token_verifier``)."""
+    app.token_verifier = verifier  # type: ignore[attr-defined]  # declared on ServiceApp; plain apps in tests
 
 
 def require(*scopes: str) -> Any:
@@ -73,7 +74,7 @@ def _dependency(
 
 
 def _verifier(request: Request) -> TokenVerifier:
-    verifier = getattr(request.app.state, "auth_verifier", None)
+    verifier = getattr(request.app, "token_verifier", None)
     if verifier is None:
         # A wiring bug, not the caller's fault: surfaces as a 500 and in the log.
         raise RuntimeError("install_auth(app, verifier) was not called for this app")

@@ -7,27 +7,27 @@ from __future__ import annotations
 
 import logging
 
-from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from shared import topics
 from shared.auth.revoked import RevokedTokens
 from shared.bus.consume import RAW_BATCH
 from shared.events import TokenRevoked
+from shared.kit.bus import ServiceBus
 
 log = logging.getLogger(__name__)
 
 
-def register_revocation_feed(broker: KafkaBroker, revoked: RevokedTokens) -> None:
-    """Subscribe ``broker`` to every revocation; call before the broker starts.
+def register_revocation_feed(bus: ServiceBus, revoked: RevokedTokens) -> None:
+    """Subscribe ``bus`` to every revocation (``Consumes(TokenRevoked, group=None)``); call before it starts.
 
     No consumer group: every instance of every service must see every revocation,
     and reading from the earliest offset on start rebuilds the set from what the
     topic retains (expired entries are dropped by :meth:`RevokedTokens.add`).
     """
 
-    @broker.subscriber(
-        topics.AUTH_REVOCATIONS,
+    @bus.subscriber(
+        TokenRevoked,
+        group=None,
         batch=True,
         max_records=500,
         auto_offset_reset="earliest",

@@ -11,19 +11,21 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from shared import topics
-from shared.kit.app import Kit
 
 #: FastStream waits this long for running handlers on stop; within the 10 s SIGTERM budget.
 GRACEFUL_STOP_S = 4.0
 
 
-def create_broker(kit: Kit) -> KafkaBroker:
-    """A broker for ``kit.service``: client id = service name, spans and metrics per batch/message."""
-    name = kit.service.name
-    broker = KafkaBroker(
-        kit.settings.kafka_servers,
+def create_broker(name: str, bootstrap_servers: str, registry: CollectorRegistry) -> KafkaBroker:
+    """A broker for service ``name``: client id = service name, spans and metrics per batch/message.
+
+    Services get theirs from the kit (``shared.kit.bus.ServiceBus``), which holds it to their contract.
+    """
+    return KafkaBroker(
+        bootstrap_servers,
         client_id=name,
         # A short linger lets the producer batch a burst without adding visible latency.
         linger_ms=1,
@@ -33,17 +35,11 @@ def create_broker(kit: Kit) -> KafkaBroker:
         allow_auto_create_topics=False,
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider()),
-            KafkaPrometheusMiddleware(registry=kit.registry, app_name=name),
+            KafkaPrometheusMiddleware(registry=registry, app_name=name),
         ],
         logger=logging.getLogger(f"{name}.bus"),
         log_level=logging.DEBUG,
     )
-
-    async def kafka_ready() -> str | None:
-        return None if await broker.ping(timeout=1.5) else "broker does not answer"
-
-    kit.add_check("kafka", kafka_ready)
-    return broker
 
 
 async def ensure_topics(bootstrap_servers: str, wanted: dict[str, int] | None = None) -> list[str]:

@@ -6,10 +6,9 @@ import logging
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter
 
 from shared import topics
-from shared.kit.app import Kit
 
 log = logging.getLogger(__name__)
 
@@ -23,21 +22,24 @@ CONSUMER_GROUP = "x-consumer-group"
 SERVICE = "x-service"
 
 
-class DeadLetters:
-    """Publishes unusable records to ``system.deadletters.v1`` and counts them by reason."""
+def dead_letters_counter(registry: CollectorRegistry) -> Counter:
+    """The process's one ``dead_letters_total`` metric (by original topic and reason), shared by its consumers."""
+    return Counter(
+        "dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "reason"], registry=registry
+    )
 
-    def __init__(self, broker: KafkaBroker, kit: Kit, group: str) -> None:
+
+class DeadLetters:
+    """Publishes unusable records of one consumer group to ``system.deadletters.v1`` and counts them by reason.
+
+    Services get theirs from ``ServiceBus.dead_letters(group)``.
+    """
+
+    def __init__(self, broker: KafkaBroker, service: str, group: str, counter: Counter) -> None:
         self._broker = broker
-        self._service = kit.service.name
+        self._service = service
         self._group = group
-        if "dead_letters_total" not in kit.state:  # one metric per process, shared by every consumer
-            kit.state["dead_letters_total"] = Counter(
-                "dead_letters_total",
-                "Messages sent to the dead-letter topic",
-                ["topic", "reason"],
-                registry=kit.registry,
-            )
-        self._count = kit.state["dead_letters_total"]
+        self._count = counter
 
     async def send(self, record: ConsumerRecord, reason: str, error: str) -> None:
         headers = {

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from aiokafka.partitioner import murmur2
 from faststream.kafka import KafkaBroker, KafkaResponse
 
 from shared.events import Event, encode_event
+
+E = TypeVar("E", bound=Event)
 
 #: Records per produce request: keeps each request far below the producer's batch size.
 _CHUNK = 400
@@ -27,12 +30,16 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-class BulkPublisher:
-    """Publishes sequences of events to one topic, grouped per partition, awaiting the broker's acks."""
+class BulkPublisher(Generic[E]):
+    """Publishes sequences of one event class to its topic, grouped per partition, awaiting the broker's acks.
 
-    def __init__(self, broker: KafkaBroker, topic: str) -> None:
+    Services get theirs from ``ServiceBus.publisher(EventClass)``, which holds it to their contract.
+    """
+
+    def __init__(self, broker: KafkaBroker, event: type[E]) -> None:
         self._broker = broker
-        self._topic = topic
+        self.event = event
+        self._topic = event.TOPIC
         self._partitions: int | None = None
         #: One of our batches per partition in the producer at a time. aiokafka queues further
         #: batches for a partition in ``MessageAccumulator.add_batch``, whose wait subtracts the
@@ -50,11 +57,14 @@ class BulkPublisher:
                 raise RuntimeError(f"topic {self._topic} does not exist")
         return self._partitions
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[E]) -> None:
+        for event in events:
+            if type(event) is not self.event:
+                raise TypeError(f"{type(event).__name__} is not {self.event.__name__}, the event of {self._topic}")
         await self.publish_encoded([(event.partition_key(), encode_event(event)) for event in events])
 
     async def publish_encoded(self, records: Sequence[tuple[bytes, bytes]]) -> None:
-        """Publish already encoded events, given as ``(key, value)`` pairs."""
+        """Publish already encoded events of this publisher's class, given as ``(key, value)`` pairs."""
         if not records:
             return
         count = await self._partition_count()

@@ -1,10 +1,8 @@
-"""The app factory every service uses: health, readiness, metrics, traces, problem+json.
+"""The HTTP frame of every service: health, readiness, metrics, traces, problem+json, offline docs.
 
-A service supplies its routers and a ``lifespan(kit)`` async context manager that
-connects what it needs and registers one readiness check per dependency::
-
-    def create_app() -> FastAPI:
-        return build_app("data-bridge", lifespan=_lifespan, routers=[routes.router])
+Services do not call this directly: they are declared (``shared.kit.service.ServiceDefinition``)
+and the kit builds their app with ``build_app``, whose ``lifespan(kit)`` it supplies. Tests and
+the bench use ``build_app`` for bare apps of a port-matrix name.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI
@@ -32,6 +30,10 @@ from shared.kit.sampling import read_budget_sampler
 from shared.kit.telemetry import configure_tracing
 from shared.settings import PlatformSettings
 
+if TYPE_CHECKING:
+    from shared.auth.tokens import TokenVerifier
+    from shared.kit.service import Runtime
+
 log = logging.getLogger(__name__)
 
 #: A readiness check returns ``None`` when the dependency is usable, else what is wrong.
@@ -44,13 +46,13 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 @dataclass
 class Kit:
-    """What the factory hands to a service: settings, metrics registry, tracer, readiness checks."""
+    """What every app has: its port-matrix entry, the platform settings, its metrics registry
+    and its readiness checks (one per dependency)."""
 
     service: ports.Service
     settings: PlatformSettings
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
 
     @functools.cached_property
     def http_metrics(self) -> tuple[Histogram, Counter]:
@@ -71,6 +73,8 @@ class Kit:
         return trace.get_tracer(self.service.name)
 
     def add_check(self, name: str, check: ReadinessCheck) -> None:
+        if name in self.checks:
+            raise ValueError(f"readiness check {name!r} is already registered")
         self.checks[name] = check
 
     async def readiness(self, timeout_s: float = 2.0) -> dict[str, dict[str, Any]]:
@@ -148,6 +152,17 @@ _TELEMETRY = {
 }
 
 
+class ServiceApp(FastAPI):
+    """A service's FastAPI app, with what the kit attaches to it (typed, instead of ``app.state``)."""
+
+    #: Metrics registry and readiness checks.
+    kit: Kit
+    #: What ``shared.auth.fastapi.require`` verifies tokens with (set by the kit's ``TokenAuth``).
+    token_verifier: TokenVerifier | None = None
+    #: The running service (``shared.kit.service.Runtime``) for apps built from a declaration.
+    runtime: Runtime[Any, Any] | None = None
+
+
 def build_app(
     service_name: str,
     *,
@@ -155,12 +170,13 @@ def build_app(
     routers: Sequence[APIRouter] = (),
     settings: PlatformSettings | None = None,
     title: str | None = None,
-) -> FastAPI:
-    """Create the FastAPI app of one service of the port matrix."""
+    kit: Kit | None = None,
+) -> ServiceApp:
+    """Create the app of one service of the port matrix (``kit`` given by the kit's runtime, else new)."""
     service = ports.service(service_name)
     settings = settings or PlatformSettings()
     settings.require_external_in_production()
-    kit = Kit(service=service, settings=settings)
+    kit = kit or Kit(service=service, settings=settings)
 
     @contextlib.asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -178,7 +194,7 @@ def build_app(
             if provider is not None:
                 provider.shutdown()
 
-    app = FastAPI(
+    app = ServiceApp(
         title=title or service.name,
         summary=service.job,
         lifespan=_lifespan,
@@ -186,7 +202,7 @@ def build_app(
         redoc_url=None,
         telemetry=_TELEMETRY,
     )
-    app.state.kit = kit
+    app.kit = kit
     install_problem_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, kit=kit)
 
@@ -242,8 +258,4 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def kit_of(app: FastAPI) -> Kit:
-    return app.state.kit
-
-
-__all__ = ["Kit", "ReadinessCheck", "build_app", "kit_of"]
+__all__ = ["Kit", "ReadinessCheck", "ServiceApp", "build_app"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import uvicorn
 
 from shared import ports
 from shared.kit.portguard import PortTaken, bind_or_explain
+from shared.kit.service import load_definition
 from shared.settings import PlatformSettings
 
 #: Exit code of a service that refused to start because its port is taken.
@@ -18,18 +18,14 @@ EXIT_PORT_TAKEN = 3
 GRACEFUL_HTTP_S = 4
 
 
-def load_factory(service: ports.Service):
-    if service.module is None:
-        raise SystemExit(f"{service.name} is in the port matrix but not implemented yet")
-    module_name, _, attr = service.module.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
 def serve(name: str) -> int:
     try:
         service = ports.service(name)
     except KeyError:
         print(f"unknown service {name!r}; see `hats ports`", file=sys.stderr)
+        return 2
+    if not service.implemented:
+        print(f"{name} is in the port matrix but not implemented yet", file=sys.stderr)
         return 2
     settings = PlatformSettings()
     port = settings.port_of(service.name)
@@ -38,7 +34,7 @@ def serve(name: str) -> int:
     except PortTaken as exc:
         print(f"{service.name}: {exc}", file=sys.stderr)
         return EXIT_PORT_TAKEN
-    app = load_factory(service)()
+    app = load_definition(service).create_app()
     config = uvicorn.Config(
         app,
         lifespan="on",

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives import serialization
-from faststream.kafka import KafkaBroker
 from joserfc import jws
 from joserfc.jwk import KeySet, OKPKey, RSAKey
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -40,6 +40,8 @@ from shared.auth.scopes import ADMIN, MARKET_READ, PLATFORM_TENANT, TRADE
 from shared.auth.tokens import REQUIRED_CLAIMS
 from shared.bus.broker import ensure_topics
 from shared.events import TokenRevoked, encode_event, now_ns
+from shared.kit.bus import ServiceBus
+from shared.kit.contract import Consumes, Contract, ContractUse
 from tests.support import ServedApp, eventually
 
 ISSUER = "http://127.0.0.1:8000"
@@ -362,8 +364,10 @@ async def test_the_revocation_feed_fills_the_set_and_skips_garbage(infra_env):
     _, _, settings = infra_env
     await ensure_topics(settings.kafka_servers)
     revoked = RevokedTokens()
-    broker = KafkaBroker(settings.kafka_servers)
-    register_revocation_feed(broker, revoked)
+    use = ContractUse("api-gateway", Contract(consumes=(Consumes(TokenRevoked, group=None),)))
+    bus = ServiceBus.connect(use, settings.kafka_servers, CollectorRegistry())
+    broker = bus.broker
+    register_revocation_feed(bus, revoked)
     token_id = uuid.uuid4().hex
     event = TokenRevoked(
         event_id=uuid.uuid4(), ts_event=now_ns(), ts_init=now_ns(), token_id=token_id, expires_at=int(time.time()) + 600

@@ -26,9 +26,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from infra.migrations import pg as pg_migrations
-from services.api_gateway.app import create_app
 from services.api_gateway.server import AuthorizationServer
+from services.api_gateway.service import SERVICE
 from services.api_gateway.settings import GatewaySettings
 from shared import topics
 from shared.auth import InvalidToken, JwksKeySource, TokenVerifier
@@ -138,11 +137,11 @@ class Gateway:
 
     @property
     def server(self) -> AuthorizationServer:
-        return self.app.state.oauth
+        return self.app.runtime.state
 
 
 async def fresh_database(base_url: str) -> str:
-    """Create an empty database beside the session's one and migrate it; returns its URL."""
+    """Create an empty database beside the session's one (the gateway migrates it); returns its URL."""
     name = f"gw_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(base_url)
     try:
@@ -151,7 +150,6 @@ async def fresh_database(base_url: str) -> str:
         await conn.close()
     parts = urlsplit(base_url)
     url = urlunsplit(parts._replace(path=f"/{name}"))
-    await pg_migrations.migrate(url)
     return url
 
 
@@ -203,7 +201,7 @@ async def running_gateway(
         async with serve(users.app(lambda: verifier), us_sock, timeout_graceful_shutdown=2) as us_url:
             overrides = {"user_service_url": user_service_url or us_url}
             gw_settings = gateway_settings.model_copy(update=overrides)
-            app = create_app(settings=settings, gateway_settings=gw_settings)
+            app = SERVICE.create_app(platform=settings, settings=gw_settings)
             async with serve(app, gw_sock, timeout_graceful_shutdown=2) as url:
                 yield Gateway(url=url, app=app, users=users, settings=settings, db_url=db_url, var_dir=var_dir)
     finally:

@@ -80,7 +80,7 @@ def test_a_new_key_is_published_before_it_signs_and_the_old_one_retires_from_the
     clock.now += 1_798  # retirement counts from when the old key stopped signing, not from the rotation
     assert not keyring.maintain() and len(keyring.keys()) == 2
     clock.now += 2
-    assert keyring.maintain() and [k.kid for k in keyring] == [new.kid]
+    assert keyring.maintain() and [k.kid for k in keyring.keys()] == [new.kid]
 
 
 def test_jwks_never_contains_private_parts(tmp_path):
@@ -152,7 +152,7 @@ def test_rotation_keeps_old_key_published_until_retired(tmp_path):
 
     clock.now += 999  # 999 s since the old key stopped signing
     assert not keyring.maintain()
-    assert {k.kid for k in keyring} == {new.kid, old.kid}
+    assert {k.kid for k in keyring.keys()} == {new.kid, old.kid}
     clock.now += 1
     assert keyring.maintain()
     assert [k["kid"] for k in keyring.public_jwks()["keys"]] == [new.kid]
@@ -169,7 +169,7 @@ def test_several_rotations_retire_in_order(tmp_path):
     # The first three stopped signing at +40, +80 and +120 (when their successors were created).
     clock.now += 60  # +180: the first two are 100 s past their end, the third is not
     keyring.maintain()
-    assert [k.kid for k in keyring] == [kids[3], kids[2]]
+    assert [k.kid for k in keyring.keys()] == [kids[3], kids[2]]
 
 
 def test_automatic_rotation_of_an_old_key(tmp_path):
@@ -181,7 +181,7 @@ def test_automatic_rotation_of_an_old_key(tmp_path):
     clock.now += 1
     assert keyring.maintain()
     assert keyring.active.kid != first
-    assert {k.kid for k in keyring} == {first, keyring.active.kid}
+    assert {k.kid for k in keyring.keys()} == {first, keyring.active.kid}
     # At start-up too: a ring opened on a directory whose newest key is too old rotates.
     clock.now += 31 * DAY
     reopened = ring(tmp_path, clock, max_age_s=30 * DAY)

@@ -10,6 +10,8 @@ import pytest
 from services.database_service.bars_fast_path import BarsFastPath
 from services.database_service.cache import BarCache
 from services.database_service.repository import BarRow, render_bars
+from services.database_service.settings import DatabaseServiceSettings
+from services.database_service.state import MarketData
 from shared.auth.principal import InvalidToken, Principal
 from shared.auth.scopes import MARKET_READ, MARKET_WRITE
 from shared.events import Timeframe
@@ -28,12 +30,14 @@ class Verifier:
         return Principal("sub", "client", "tenant", frozenset(scopes), "jti", 2**31)
 
 
-def _state() -> SimpleNamespace:
+def _app() -> SimpleNamespace:
+    """What the fast path reads of the app: the running service's state and the token verifier."""
     cache = BarCache(5000)
     cache.load(("EURUSD", Timeframe.M1), ROWS)
     cache.caught_up = True
     assert cache.get(("EURUSD", Timeframe.M1), start_ms=None, end_ms=None, limit=1) is not None
-    return SimpleNamespace(cache=cache, auth_verifier=Verifier(), settings=SimpleNamespace(max_bars_per_request=5000))
+    market = MarketData(DatabaseServiceSettings(max_bars_per_request=5000), repo=None, cache=cache)
+    return SimpleNamespace(runtime=SimpleNamespace(started=True, state=market), token_verifier=Verifier())
 
 
 async def _call(query: bytes, token: str | None = "reader", method: str = "GET", path: str = "/api/v1/market/bars"):
@@ -52,7 +56,7 @@ async def _call(query: bytes, token: str | None = "reader", method: str = "GET",
         "path": path,
         "query_string": query,
         "headers": headers,
-        "app": SimpleNamespace(state=_state()),
+        "app": _app(),
     }
     await BarsFastPath(route)(scope, None, send)
     return (None if passed_on else b"".join(m.get("body", b"") for m in sent)), sent

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.database_service.clickhouse import ChdbClickHouse, literal
+from shared.clickhouse import ChdbClickHouse, literal
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from joserfc.jwk import KeySet, OKPKey
 
-from infra.migrations import pg as pg_migrations
-from services.user_service.app import create_app
 from services.user_service.repository import Store
+from services.user_service.service import SERVICE
 from services.user_service.settings import UserServiceSettings
 from shared import topics
 from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
 from shared.events import DirectoryChanged
+from shared.kit.migrations import migrate_postgres
+from shared.kit.service import Overrides
 from shared.settings import PlatformSettings
 
 ADMIN_SCOPES = ("admin", "compliance", "market:read", "trade")
@@ -49,7 +50,7 @@ async def fresh_database(server: str):
         await conn.close()
     url = _with_database(server, name)
     try:
-        await pg_migrations.migrate(url)
+        await migrate_postgres(url, SERVICE.name, SERVICE.migrations_dir("postgres"))
         yield url
     finally:
         conn = await asyncpg.connect(server)
@@ -135,7 +136,11 @@ async def running_app(platform: PlatformSettings, signing_key: OKPKey, settings:
         keys=LocalKeySource(lambda: keys),
         revoked=RevokedTokens(),
     )
-    app = create_app(settings=settings or UserServiceSettings(), platform=platform, verifier=verifier)
+    app = SERVICE.create_app(
+        platform=platform,
+        settings=settings or UserServiceSettings(),
+        overrides=Overrides(token_verifier=verifier),
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://user-service") as http:

@@ -199,7 +199,7 @@ async def test_the_app_bootstraps_with_the_environment_override(
             assert document["token_url"] == platform.token_issuer + "/oauth2/token"
             assert _mode(tmp_path / "credentials.json") == 0o600
             ready = await running.http.get("/readyz")
-            assert ready.status_code == 200 and set(ready.json()["checks"]) == {"postgres", "kafka"}
+            assert ready.status_code == 200 and set(ready.json()["checks"]) == {"postgres", "kafka", "tasks"}
             collector = document["data-collector"]["client_id"]
             event = await directory_events.wait_for(lambda e: e.entity_id == collector and e.action == "created")
             assert event.actor == "bootstrap" and event.details["scopes"] == ["market:write"]

@@ -304,7 +304,7 @@ async def test_each_change_publishes_a_directory_event(user_app, mint, world, di
         assert client["client_secret"] not in event.model_dump_json()
         assert rotated["client_secret"] not in event.model_dump_json()
     # Delivered events leave the outbox.
-    async with user_app.app.state.user_service.store.reading() as directory:
+    async with user_app.app.runtime.state.store.reading() as directory:
         assert await directory.conn.fetchval("SELECT count(*) FROM users.outbox") == 0
 
 
@@ -318,7 +318,7 @@ class _BrokerDown:
 async def test_an_event_the_broker_missed_is_published_by_the_outbox_sweep(user_app, directory_events):
     from services.user_service.outbox import Outbox, directory_changed
 
-    services = user_app.app.state.user_service
+    services = user_app.app.runtime.state
     event = directory_changed(
         tenant=A, entity="user", entity_id=f"sweep-{SUFFIX}", action="created", actor="client:test"
     )

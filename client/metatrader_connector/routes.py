@@ -1,60 +1,23 @@
-"""metatrader-connector (9001): the MT5 terminal (real, bridged or simulated) over HTTP.
-
-The ``MetaTrader5`` API is blocking (and remote, through mt5linux), so every call
-runs on one worker thread: the terminal is used by one caller at a time, as MT5 expects.
-"""
+"""metatrader-connector's HTTP API: the MT5 terminal's ticks, rates and symbols."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from client.metatrader_connector.settings import ConnectorSettings
-from client.metatrader_connector.terminal import open_terminal
+from client.metatrader_connector.state import Terminal, TerminalDep
 from shared.events import Symbol
-from shared.kit.app import Kit, build_app
 from shared.kit.problems import Problem
 
-NAME = "metatrader-connector"
 MAX_TICKS = 50_000
 TIMEFRAMES = ("M1", "M5", "M15", "M30", "H1", "H4", "D1")
 
 router = APIRouter(prefix="/api/v1/mt5", tags=["mt5"])
-
-
-class Terminal:
-    """The terminal plus its worker thread."""
-
-    def __init__(self, mt5: Any) -> None:
-        self.mt5 = mt5
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mt5")
-        self.digits: dict[str, int] = {}
-
-    async def call(self, name: str, *args: Any) -> Any:
-        fn = getattr(self.mt5, name)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def fail(self, what: str) -> Problem:
-        code, message = await self.call("last_error")
-        return Problem(
-            502 if code in (-10004, -10005) else 404 if code == -4 else 400, f"{what}: MT5 error {code} ({message})"
-        )
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False)
-
-
-def _terminal(request: Request) -> Terminal:
-    return request.app.state.terminal
 
 
 async def _symbol_digits(term: Terminal, symbol: str) -> int:
@@ -83,8 +46,7 @@ def _ticks_json(symbol: str, digits: int, ticks: np.ndarray) -> list[dict]:
 
 
 @router.get("/terminal", operation_id="terminal_info", summary="Which terminal this is, and its account")
-async def terminal_info(request: Request) -> Response:
-    term = _terminal(request)
+async def terminal_info(term: TerminalDep) -> Response:
     info, account, version = (
         await term.call("terminal_info"),
         await term.call("account_info"),
@@ -107,8 +69,8 @@ async def terminal_info(request: Request) -> Response:
 
 
 @router.get("/symbols", operation_id="mt5_symbols", summary="Symbols the terminal offers")
-async def symbols(request: Request) -> Response:
-    found = await _terminal(request).call("symbols_get")
+async def symbols(term: TerminalDep) -> Response:
+    found = await term.call("symbols_get")
     return Response(
         orjson.dumps(
             [{"name": s.name, "description": s.description, "digits": s.digits, "point": s.point} for s in found or ()]
@@ -119,14 +81,13 @@ async def symbols(request: Request) -> Response:
 
 @router.get("/ticks", operation_id="mt5_ticks", summary="Ticks of one symbol in [from_msc, to_msc)")
 async def ticks(
-    request: Request,
+    term: TerminalDep,
     symbol: Symbol,
     from_msc: Annotated[int, Query(ge=0)],
     to_msc: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_TICKS)] = 10_000,
 ) -> Response:
     """Oldest first. MT5 takes whole seconds, so the range is widened and filtered to the millisecond."""
-    term = _terminal(request)
     digits = await _symbol_digits(term, symbol)
     end_msc = to_msc if to_msc is not None else int(dt.datetime.now(dt.UTC).timestamp() * 1000) + 1
     if end_msc <= from_msc:
@@ -140,11 +101,10 @@ async def ticks(
 
 @router.get("/rates", operation_id="mt5_rates", summary="The latest bars of one symbol, oldest first")
 async def rates(
-    request: Request, symbol: Symbol, timeframe: str = "M1", count: Annotated[int, Query(ge=1, le=10_000)] = 100
+    term: TerminalDep, symbol: Symbol, timeframe: str = "M1", count: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> Response:
     if timeframe not in TIMEFRAMES:
         raise Problem(422, f"timeframe: one of {', '.join(TIMEFRAMES)}")
-    term = _terminal(request)
     got = await term.call("copy_rates_from_pos", symbol, getattr(term.mt5, f"TIMEFRAME_{timeframe}"), 0, count)
     if got is None:
         raise await term.fail(f"rates of {symbol}")
@@ -166,41 +126,3 @@ async def rates(
         ),
         media_type="application/json",
     )
-
-
-def create_app() -> FastAPI:
-    settings = ConnectorSettings()
-    app: FastAPI
-
-    @contextlib.asynccontextmanager
-    async def lifespan(kit: Kit) -> AsyncIterator[None]:
-        term = Terminal(
-            open_terminal(
-                mode=settings.mode,
-                mt5linux_host=settings.mt5linux_host,
-                mt5linux_port=settings.mt5linux_port,
-                seed=settings.seed,
-                symbols=settings.symbols,
-                csv_dir=settings.csv_dir,
-            )
-        )
-        if not await term.call("initialize"):
-            code, message = await term.call("last_error")
-            raise RuntimeError(f"MT5 initialize failed: {code} {message}")
-        for symbol in settings.symbols:
-            await term.call("symbol_select", symbol, True)
-
-        async def terminal_ready() -> str | None:
-            info = await term.call("terminal_info")
-            return None if info is not None and getattr(info, "connected", True) else "terminal not connected"
-
-        kit.add_check("terminal", terminal_ready)
-        app.state.terminal = term
-        try:
-            yield
-        finally:
-            await term.call("shutdown")
-            term.close()
-
-    app = build_app(NAME, lifespan=lifespan, routers=[router])
-    return app

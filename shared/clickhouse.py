@@ -1,7 +1,8 @@
 """ClickHouse access: chdb in this process (embedded) or a server via clickhouse-driver.
 
 Both speak the same SQL; only transport differs. chdb owns its data directory, so
-exactly one process (database-service) opens it. Calls are blocking C calls, run
+exactly one process (database-service, the owner of the stores) opens it; services get
+it from the kit's ``ClickHouse`` dependency, which also applies their migrations. Calls are blocking C calls, run
 on one worker thread so the event loop keeps serving while ClickHouse works.
 """
 
@@ -18,10 +19,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-
-from infra.migrations import check_applied, discover
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class ClickHouse(Protocol):
@@ -133,23 +130,3 @@ class DriverClickHouse:
 
 def open_clickhouse(url: str | None, var_dir: Path) -> ClickHouse:
     return DriverClickHouse(url) if url else ChdbClickHouse(var_dir / "clickhouse")
-
-
-async def migrate(ch: ClickHouse) -> list[str]:
-    """Apply pending ClickHouse migrations; same rules as the PostgreSQL runner."""
-    await ch.execute("CREATE DATABASE IF NOT EXISTS hats")
-    await ch.execute("""CREATE TABLE IF NOT EXISTS hats.schema_migrations (
-        version String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
-        ENGINE = MergeTree ORDER BY version""")
-    applied = dict(await ch.rows("SELECT version, checksum FROM hats.schema_migrations"))
-    done = []
-    for migration in discover(MIGRATIONS_DIR):
-        if check_applied(applied, migration):
-            continue
-        # ClickHouse DDL is not transactional; every statement is IF NOT EXISTS, so a
-        # migration interrupted half-way is simply completed by the next run.
-        for statement in migration.statements():
-            await ch.execute(statement)
-        await ch.insert("hats.schema_migrations", ("version", "checksum"), [(migration.version, migration.checksum)])
-        done.append(migration.version)
-    return done

@@ -1,0 +1,22 @@
+"""What data-collector's routes share while it runs, reached as ``CollectorDep`` (a FastAPI dependency)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from client.data_collector.buffer import TickBuffer
+from client.data_collector.forwarder import Forwarder
+from client.data_collector.sources import ConnectorSource
+from shared.kit.service import state_of
+
+
+@dataclass(frozen=True)
+class Collector:
+    buffer: TickBuffer
+    forwarder: Forwarder
+    connector: ConnectorSource
+
+
+#: ``collector: CollectorDep`` in a route's parameters gives the running collector.
+CollectorDep = Annotated[Collector, state_of(Collector)]

@@ -1,0 +1,50 @@
+"""data-bridge (8001): the server edge for the client tier; ticks in, bars built and published."""
+
+from __future__ import annotations
+
+from services.data_bridge import bar_stage
+from services.data_bridge.domain.validation import TickValidator
+from services.data_bridge.ingest import router
+from services.data_bridge.settings import DataBridgeSettings
+from services.data_bridge.state import DataBridge, IngestMetrics
+from shared.events import MarketBar, MarketTick
+from shared.kit.contract import Consumes, Contract
+from shared.kit.deps import Bus, Postgres, TokenAuth
+from shared.kit.service import Runtime, ServiceDefinition
+
+CONTRACT = Contract(
+    produces=(MarketTick, MarketBar),
+    consumes=(
+        Consumes(MarketTick, group=bar_stage.GROUP, purpose="build M1-H1 bars (state checkpointed in PostgreSQL)"),
+    ),
+)
+
+
+async def start(rt: Runtime[DataBridgeSettings, DataBridge]) -> DataBridge:
+    settings = rt.settings
+    stage = bar_stage.BarStage(
+        settings,
+        bar_stage.CheckpointStore(rt.postgres),
+        rt.bus.publisher(MarketBar),
+        rt.bus.dead_letters(bar_stage.GROUP),
+        rt.registry,
+    )
+    pacer = bar_stage.subscribe(rt.bus, stage, rt.platform.kafka_fetch_max_wait_ms)
+    rt.background("poll-pacer", pacer.run)
+    rt.on_stop(stage.close)  # checkpoint every partition before the bus stops
+    validator = TickValidator(
+        symbols=settings.symbols or None,
+        max_future_ns=settings.max_future_s * 10**9,
+        max_spread_ratio=settings.max_spread_ratio,
+    )
+    return DataBridge(settings, validator, rt.bus.publisher(MarketTick), IngestMetrics(rt.registry))
+
+
+SERVICE = ServiceDefinition(
+    "data-bridge",
+    settings=DataBridgeSettings,
+    contract=CONTRACT,
+    uses=(Postgres(), Bus(), TokenAuth()),
+    routers=(router,),
+    start=start,
+)

@@ -1,0 +1,70 @@
+"""A service's view of the event bus: publishers and subscribers built from event classes, held to its contract.
+
+The kit gives every service that declares ``Bus()`` one ``ServiceBus``::
+
+    bars = rt.bus.publisher(MarketBar)                        # topic from MarketBar.TOPIC
+    sub = rt.bus.subscriber(MarketTick, group="data-bridge.bars", batch=True, **RAW_BATCH)
+
+An event or group the service's contract does not declare is refused right there
+(``ContractError``), so what the contract says is what the service does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry
+
+from shared.bus.broker import create_broker
+from shared.bus.deadletter import DeadLetters, dead_letters_counter
+from shared.bus.publish import BulkPublisher
+from shared.events import Event
+from shared.kit.contract import ContractUse
+
+E = TypeVar("E", bound=Event)
+
+
+class ServiceBus:
+    """The service's FastStream Kafka broker, wrapped so that topics come from event classes."""
+
+    def __init__(self, broker: KafkaBroker, use: ContractUse, registry: CollectorRegistry) -> None:
+        self.broker = broker
+        self._use = use
+        self._dead_letters = dead_letters_counter(registry)
+
+    @classmethod
+    def connect(cls, use: ContractUse, bootstrap_servers: str, registry: CollectorRegistry) -> ServiceBus:
+        """A bus for the service of ``use`` (not started: subscribers are added first)."""
+        return cls(create_broker(use.service, bootstrap_servers, registry), use, registry)
+
+    def publisher(self, event: type[E]) -> BulkPublisher[E]:
+        """A publisher of ``event`` to its topic; the contract must declare that the service produces it."""
+        self._use.publish(event)
+        return BulkPublisher(self.broker, event)
+
+    def subscriber(self, event: type[Event], *, group: str | None, **options: Any) -> Any:
+        """A FastStream subscriber of ``event``'s topic as consumer group ``group`` (``None``: every
+        instance reads everything); ``options`` go to ``KafkaBroker.subscriber``. Decorate the
+        handler with it as usual. The contract must declare ``Consumes(event, group)``."""
+        declared = self._use.subscribe(event, group)
+        options.setdefault("title", f"{self._use.service}:{event.TOPIC}:{group or 'every-instance'}")
+        options.setdefault("description", declared.purpose or None)
+        return self.broker.subscriber(event.TOPIC, group_id=group, **options)
+
+    def dead_letters(self, group: str) -> DeadLetters:
+        """Where the consumer group ``group`` parks what it cannot use (``system.deadletters.v1``)."""
+        return DeadLetters(self.broker, self._use.service, group, self._dead_letters)
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        """Stop consuming (running handlers are drained, offsets committed) and close the producer."""
+        await self.broker.stop()
+
+    async def ping(self, timeout_s: float) -> bool:
+        return bool(await self.broker.ping(timeout=timeout_s))
+
+
+__all__ = ["ServiceBus"]
