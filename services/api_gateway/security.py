@@ -2,9 +2,9 @@
 
 The API answers JSON only, so its Content-Security-Policy forbids everything
 (``default-src 'none'``). The Swagger UI page at ``/docs`` is the one HTML page: it
-loads its script and stylesheet from the CDN FastAPI uses and runs one inline
-script; its policy allows exactly that CDN and the inline scripts of that very
-response, by hash, never ``'unsafe-inline'`` for scripts.
+loads its script, stylesheet and icon from the gateway itself (``shared.kit.docs``, no
+CDN) and runs one inline script; its policy allows ``'self'`` and the inline scripts of
+that very response, by hash, never ``'unsafe-inline'`` for scripts.
 
 Wiring (after ``install_proxy``, so both wrap the proxied requests too)::
 
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import inspect
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.middleware.cors import CORSMiddleware
 
 #: Responses of these path prefixes must never be cached (tokens, tenant data) unless the
@@ -44,25 +41,16 @@ _OWNED = frozenset(
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 
-def _swagger_origins() -> list[str]:
-    """The origins of Swagger UI's assets, read from FastAPI's own defaults so an upgrade that
-    moves the CDN moves the policy with it."""
-    defaults = inspect.signature(get_swagger_ui_html).parameters
-    urls = [defaults[name].default for name in ("swagger_js_url", "swagger_css_url", "swagger_favicon_url")]
-    return sorted({f"{u.scheme}://{u.netloc}" for u in map(urlsplit, urls)})
-
-
 def docs_csp(script_hashes: Iterable[str] = ()) -> str:
-    """The policy of the Swagger UI page: its CDN, its own inline scripts (by hash), and ``'self'``
-    for the OpenAPI document and the token endpoint ("Authorize")."""
-    origins = " ".join(_swagger_origins())
-    scripts = " ".join([origins, *(f"'sha256-{h}'" for h in script_hashes)])
+    """The policy of the Swagger UI page: its own assets, its own inline scripts (by hash), and
+    ``'self'`` for the OpenAPI document and the token endpoint ("Authorize"). No other origin."""
+    scripts = " ".join(["'self'", *(f"'sha256-{h}'" for h in script_hashes)])
     # Swagger UI sets style attributes at run time, hence 'unsafe-inline' for styles only;
     # its icons are data: URIs.
     return (
-        f"default-src 'none'; script-src {scripts}; style-src {origins} 'unsafe-inline'; "
-        f"img-src 'self' data: {origins}; connect-src 'self'; frame-ancestors 'none'; "
-        f"base-uri 'none'; form-action 'self'"
+        f"default-src 'none'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'"
     )
 
 
@@ -98,7 +86,8 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     async def _docs(self, scope: dict, receive: Any, send: Any) -> None:
-        """Buffer the (small) docs page to hash its inline scripts into the policy."""
+        """Buffer the (small) docs page to hash its inline scripts into the policy; the
+        assets below it (Swagger UI's script, stylesheet, icon) stream through."""
         start: dict | None = None
         parts: list[bytes] = []
         https = is_https(scope)
@@ -106,7 +95,10 @@ class SecurityHeadersMiddleware:
         async def buffered(message: dict) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                start = message
+                if _is_html(message):
+                    start = message
+                else:
+                    await send({**message, "headers": _docs_headers(message.get("headers", ()), (), https)})
                 return
             if message["type"] != "http.response.body" or start is None:
                 await send(message)
@@ -116,15 +108,24 @@ class SecurityHeadersMiddleware:
                 return
             body = b"".join(parts)
             hashes = [base64.b64encode(hashlib.sha256(s).digest()).decode() for s in _INLINE_SCRIPT.findall(body)]
-            headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() not in _OWNED]
-            headers.extend(_COMMON)
-            headers.append((b"content-security-policy", docs_csp(hashes).encode()))
-            if https:
-                headers.append((b"strict-transport-security", HSTS.encode()))
-            await send({**start, "headers": headers})
+            await send({**start, "headers": _docs_headers(start.get("headers", ()), hashes, https)})
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, buffered)
+
+
+def _is_html(start: dict) -> bool:
+    return any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in start.get("headers", ()))
+
+
+def _docs_headers(headers: Iterable[tuple[bytes, bytes]], script_hashes: Iterable[str], https: bool) -> list:
+    """A docs response's headers with the security headers and :func:`docs_csp` set."""
+    out = [(k, v) for k, v in headers if k.lower() not in _OWNED]
+    out.extend(_COMMON)
+    out.append((b"content-security-policy", docs_csp(script_hashes).encode()))
+    if https:
+        out.append((b"strict-transport-security", HSTS.encode()))
+    return out
 
 
 _API_EXTRA = (*_COMMON, (b"content-security-policy", API_CSP.encode()))

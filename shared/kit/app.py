@@ -24,6 +24,7 @@ from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from shared import ports
+from shared.kit.docs import install_docs
 from shared.kit.logs import configure_logging
 from shared.kit.problems import install_problem_handlers
 from shared.kit.sampling import read_budget_sampler
@@ -198,11 +199,12 @@ def build_app(
         title=title or service.name,
         summary=service.job,
         lifespan=_lifespan,
-        docs_url="/docs",
+        docs_url=None,  # install_docs below: Swagger UI without a CDN
         redoc_url=None,
         telemetry=_TELEMETRY,
     )
     app.kit = kit
+    install_docs(app)
     install_problem_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, kit=kit)
 

@@ -25,6 +25,7 @@ from services.api_gateway.security import install_security
 from shared.auth import LocalKeySource, TokenVerifier, mint_access_token
 from shared.auth.fastapi import install_auth, require
 from shared.auth.scopes import MARKET_READ
+from shared.kit.docs import install_docs
 from shared.kit.problems import install_problem_handlers
 from shared.ratelimit import SlidingWindowLimiter
 from tests.support import bound_socket, serve, url_of  # noqa: F401  (re-exported for the tests)
@@ -191,8 +192,10 @@ def gateway_app(
     app = FastAPI(
         title="api-gateway",
         lifespan=lifespan,
+        docs_url=None,
         telemetry=telemetry or {"tracing": False, "metrics": False, "logs": False},
     )
+    install_docs(app)  # as build_app does: Swagger UI served by the gateway itself
 
     @app.post("/oauth2/token", operation_id="token", tags=["oauth2"])
     async def token() -> Response:

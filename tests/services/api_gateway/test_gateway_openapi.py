@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from services.api_gateway.openapi_merge import install_merged_openapi
 from shared.auth.scopes import CLIENT_SCOPES, INTERNAL
+from tests.docs_checks import assert_docs_work_offline
 
 RETRY_S = 0.3
 
@@ -108,6 +109,9 @@ async def test_swagger_ui_is_set_up_for_client_credentials(http):
     assert "ui.initOAuth(" in page and '"scopeSeparator": " "' in page
     assert '"persistAuthorization": true' in page
     assert "url: '/openapi.json'" in page
+    # Offline: the page, its assets, the merged document and the OAuth2 redirect page all from the gateway.
+    refs = await assert_docs_work_offline(http)
+    assert ("oauth2-redirect", "/docs/oauth2-redirect") in refs.urls
 
 
 async def test_a_service_that_was_down_appears_after_the_retry_delay(docs, http):

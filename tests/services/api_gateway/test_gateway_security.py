@@ -10,8 +10,9 @@ import httpx
 import pytest
 from edge_testkit import Tokens, echo_upstream, gateway_app, serve
 
-from services.api_gateway.security import API_CSP, install_security
+from services.api_gateway.security import API_CSP, docs_csp, install_security
 from shared.kit.app import build_app
+from tests.docs_checks import assert_docs_work_offline
 
 ALLOWED_ORIGIN = "https://app.example.com"
 
@@ -106,15 +107,27 @@ async def test_docs_get_a_policy_that_lets_swagger_ui_run(plain):
     assert_common(response)
     csp = response.headers["content-security-policy"]
     assert csp != API_CSP
+    # Swagger UI comes from the gateway itself, so the policy names no other origin.
     scripts = re.findall(r'<script src="([^"]+)"', response.text)
-    assert scripts and all(src.startswith("https://cdn.jsdelivr.net/") for src in scripts)
-    assert "https://cdn.jsdelivr.net" in csp.split("script-src", 1)[1].split(";")[0]
+    assert scripts and all(src.startswith("/docs/") for src in scripts)
+    assert "http" not in csp and "//" not in csp
+    script_src = csp.split("script-src", 1)[1].split(";")[0]
+    assert "'self'" in script_src.split()
     # The page's inline script is allowed by its hash, not by 'unsafe-inline'.
     (inline,) = re.findall(rb"<script>(.*?)</script>", response.content, re.DOTALL)
     digest = base64.b64encode(hashlib.sha256(inline).digest()).decode()
-    script_src = csp.split("script-src", 1)[1].split(";")[0]
     assert f"'sha256-{digest}'" in script_src and "unsafe-inline" not in script_src
     assert "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+
+
+async def test_docs_work_offline_behind_the_security_headers(plain):
+    refs = await assert_docs_work_offline(plain)
+    for kind, url in refs.urls:
+        if kind in ("script", "stylesheet", "icon"):
+            asset = await plain.get(url)
+            assert_common(asset)  # streamed through with the docs policy, not buffered and hashed
+            assert asset.headers["content-security-policy"] == docs_csp()
+            assert asset.headers["content-length"] == str(len(asset.content))
 
 
 async def test_cors_is_off_by_default(plain):
