@@ -1,4 +1,4 @@
-"""The ``hats`` command: up, down, status, ports, serve."""
+"""The ``hats`` command: up, down, status, ports, contract, new-service, serve."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -101,6 +102,58 @@ def cmd_ports(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contract(args: argparse.Namespace) -> int:
+    from shared.kit import meshdoc
+    from shared.kit.service import implemented_definitions, load_definition
+
+    definitions = implemented_definitions()
+    if args.action == "show":
+        for definition in definitions:
+            contract = definition.effective_contract
+            print(f"{definition.name} (:{definition.entry.port})")
+            for event in contract.produces:
+                print(f"  produces  {event.TOPIC:<24} {event.__name__}")
+            for c in contract.consumes:
+                print(f"  consumes  {c.topic:<24} {c.event.__name__} as {c.group or '(every instance)'}: {c.purpose}")
+            for name in contract.calls:
+                print(f"  calls     {name}")
+        return 0
+    if args.action == "asyncapi":
+        if not args.service:
+            print("[hats] which service? `hats contract asyncapi data-bridge`", file=sys.stderr)
+            return 2
+        from shared.kit.asyncapi import asyncapi_document
+
+        print(json.dumps(asyncapi_document(load_definition(ports.service(args.service))), indent=2))
+        return 0
+    root = Path(__file__).resolve().parents[1]
+    if args.action == "docs":
+        changed = meshdoc.write(root, definitions)
+        print(f"[hats] {'rewrote ' + ', '.join(map(str, changed)) if changed else 'docs are current'}")
+        return 0
+    stale = meshdoc.stale(root, definitions)  # check
+    if stale:
+        print(f"[hats] out of date: {', '.join(map(str, stale))}; run `hats contract docs`", file=sys.stderr)
+        return 1
+    print("[hats] the generated docs match the contracts")
+    return 0
+
+
+def cmd_new_service(args: argparse.Namespace) -> int:
+    from infra.scaffold import ScaffoldError, new_service
+
+    try:
+        written = new_service(args.name, Path(__file__).resolve().parents[1])
+    except ScaffoldError as exc:
+        print(f"[hats] {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"  wrote {path}")
+    print(f"[hats] {args.name} is declared; next: its contract and start() in service.py, its settings in README.md,")
+    print("        an area in shared.ports.ROUTES if the gateway should route to it, then `hats contract docs`")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from shared.kit.runner import serve
 
@@ -116,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop a running `hats up`").set_defaults(fn=cmd_down)
     sub.add_parser("status", help="services, pids, restarts and readiness").set_defaults(fn=cmd_status)
     sub.add_parser("ports", help="the port matrix with live state").set_defaults(fn=cmd_ports)
+    contract = sub.add_parser("contract", help="what the services produce, consume and call")
+    contract.add_argument("action", choices=("show", "docs", "check", "asyncapi"), nargs="?", default="show")
+    contract.add_argument("service", nargs="?", help="for asyncapi: the service")
+    contract.set_defaults(fn=cmd_contract)
+    scaffold = sub.add_parser("new-service", help="the files of a new service of the port matrix")
+    scaffold.add_argument("name")
+    scaffold.set_defaults(fn=cmd_new_service)
     serve = sub.add_parser("serve", help="run one service in this process")
     serve.add_argument("service")
     serve.set_defaults(fn=cmd_serve)

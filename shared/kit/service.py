@@ -151,6 +151,14 @@ class ServiceDefinition(Generic[S, T]):
             operation_id="contract",
             summary="What this service produces, consumes and calls (declared, and held to while it runs)",
         )
+        app.add_api_route(
+            "/asyncapi.json",
+            runtime.asyncapi,
+            methods=["GET"],
+            tags=["ops"],
+            operation_id="asyncapi",
+            summary="This service's events as an AsyncAPI 3.0 document (from its contract)",
+        )
         if self.configure is not None:
             self.configure(app, runtime)
         return app
@@ -182,6 +190,7 @@ class Runtime(Generic[S, T]):
         self._on_stop: list[Hook] = []
         self._background: list[tuple[str, Hook]] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._asyncapi: dict[str, Any] | None = None
 
     # -- what the service is -----------------------------------------------------------------
 
@@ -332,6 +341,14 @@ class Runtime(Generic[S, T]):
     async def contract_report(self) -> dict[str, object]:
         """``GET /contract``: what this service declares, and anything declared it has not used."""
         return self.use.report()
+
+    async def asyncapi(self) -> dict[str, Any]:
+        """``GET /asyncapi.json``: the service's contract as FastStream exports it (AsyncAPI 3.0)."""
+        from shared.kit.asyncapi import asyncapi_document
+
+        if self._asyncapi is None:
+            self._asyncapi = asyncapi_document(self.definition, self.platform.kafka_servers)
+        return self._asyncapi
 
 
 def state_of(kind: type[T]) -> Any:
