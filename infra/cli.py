@@ -88,7 +88,9 @@ def cmd_status(_: argparse.Namespace) -> int:
 def cmd_ports(_: argparse.Namespace) -> int:
     settings = PlatformSettings()
     print(f"{'group':<11}{'service':<22}{'port':>6}  {'state':<10}{'holder / job'}")
-    rows = [(s.group.value, s.name, p, s) for s in ports.SERVICES + ports.INFRASTRUCTURE for p in ports.all_ports(s)]
+    rows: list[tuple[str, str, int, ports.Service | None]] = [
+        (s.group.value, s.name, p, s) for s in ports.SERVICES + ports.INFRASTRUCTURE for p in ports.all_ports(s)
+    ]
     rows += [("reserved", "-", p, None) for p in sorted(ports.RESERVED_PORTS)]
     for group, name, port, service in sorted(rows, key=lambda r: r[2]):
         live = port + settings.hats_port_offset

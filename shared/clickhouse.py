@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +24,7 @@ import orjson
 class ClickHouse(Protocol):
     async def execute(self, sql: str) -> None: ...
     async def rows(self, sql: str) -> list[list[Any]]: ...
-    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None: ...
+    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -59,12 +59,13 @@ class ChdbClickHouse:
 
         path.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb")
-        self._session = session.Session(str(path))
+        self._session = session.Session(str(path))  # type: ignore[no-untyped-call]
 
     async def _run(self, sql: str, fmt: str) -> bytes:
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._executor, self._session.query, sql, fmt)
-        return result.bytes()
+        data: bytes = result.bytes()
+        return data
 
     async def execute(self, sql: str) -> None:
         await self._run(sql, "TabSeparated")
@@ -73,7 +74,7 @@ class ChdbClickHouse:
         raw = await self._run(sql, "JSONCompactEachRow")
         return [orjson.loads(line) for line in raw.splitlines() if line]
 
-    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
         # One JSON array per row, rendered by orjson (UUIDs and datetimes natively, Decimals
         # as exact strings): half the CPU of rendering SQL literals, and no escaping to get wrong.
         if not rows:
@@ -87,7 +88,7 @@ class ChdbClickHouse:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        self._session.close()
+        self._session.close()  # type: ignore[no-untyped-call]
 
 
 class DriverClickHouse:
@@ -101,14 +102,14 @@ class DriverClickHouse:
         self._local = threading.local()
         self._client_type = Client
 
-    def _client(self):
+    def _client(self) -> Any:
         # clickhouse-driver clients are not thread-safe: one per worker thread.
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = self._client_type.from_url(self._url)
         return client
 
-    async def _call(self, fn, *args) -> Any:
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def execute(self, sql: str) -> None:
@@ -118,7 +119,7 @@ class DriverClickHouse:
         result = await self._call(lambda: self._client().execute(sql))
         return [list(r) for r in result]
 
-    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    async def insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
         if rows:
             await self._call(
                 lambda: self._client().execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", list(rows))

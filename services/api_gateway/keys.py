@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from joserfc.jwk import KeySet, OKPKey
@@ -40,7 +40,7 @@ from shared.private_files import fsync_directory, write_private
 log = logging.getLogger(__name__)
 
 ALGORITHM = "EdDSA"
-CURVE = "Ed25519"
+CURVE: Literal["Ed25519"] = "Ed25519"
 _SUFFIX = ".jwk"
 #: The only members a published key carries: the public half and its metadata. Built from
 #: this allow-list rather than by removing private members, so nothing secret can slip out.

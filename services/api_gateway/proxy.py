@@ -34,7 +34,7 @@ import aiohttp
 from opentelemetry import propagate
 from yarl import URL
 
-from shared import ports
+from shared import compat, ports
 from shared.auth.bearer import CHALLENGE, MISSING_TOKEN, bearer_token, refusal
 from shared.auth.principal import InvalidToken, Principal
 from shared.auth.scopes import INTERNAL
@@ -425,11 +425,7 @@ def install_proxy(app: Any, proxy: GatewayProxy) -> None:
     middlewares and FastAPI's server span all wrap proxied requests too. The app's
     lifespan must open and close it (``async with proxy``); otherwise it opens lazily.
     """
-    from starlette.middleware import Middleware
-
-    if app.middleware_stack is not None:
-        raise RuntimeError("install_proxy must be called before the app starts")
-    app.user_middleware.append(Middleware(ProxyMiddleware, proxy=proxy))
+    compat.add_innermost_middleware(app, ProxyMiddleware, proxy=proxy)
 
 
 class ProxyMiddleware:

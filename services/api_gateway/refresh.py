@@ -166,7 +166,7 @@ class RefreshTokenStore:
                     digest,
                 )
             )
-            if row is None or family["client_id"] != client_id or family["tenant"] != tenant:
+            if row is None or family is None or family["client_id"] != client_id or family["tenant"] != tenant:
                 # Another client's token gets the same answer as an unknown one (RFC 6749 §5.2).
                 raise invalid_grant("unknown refresh token")
             if row["revoked_at"] is not None or family["revoked_at"] is not None:

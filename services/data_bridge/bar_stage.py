@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.data_bridge.domain.bars import BarBuilder, TickOutcome
 from services.data_bridge.settings import DataBridgeSettings
+from shared import compat
 from shared.bus.consume import RAW_BATCH, decode_records
 from shared.bus.deadletter import DeadLetters
 from shared.bus.pacing import Pace, PollPacer
@@ -233,5 +234,5 @@ def subscribe(bus: ServiceBus, stage: BarStage, fetch_max_wait_ms: int) -> PollP
         pacer.saw_records()
         await stage.handle(msg.raw_message, msg.consumer)
 
-    stage.bind(lambda: subscriber.consumer)
+    stage.bind(lambda: compat.running_consumer(subscriber))
     return pacer

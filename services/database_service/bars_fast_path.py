@@ -17,10 +17,9 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.middleware import Middleware
-
 from services.database_service.repository import render_bars
 from services.database_service.state import MarketData
+from shared import compat
 from shared.auth.bearer import bearer_token
 from shared.auth.principal import InvalidToken
 from shared.auth.scopes import MARKET_READ
@@ -107,4 +106,4 @@ def _plain_params(query: bytes, max_limit: int) -> tuple[str, Timeframe, int] | 
 def install_bars_fast_path(app: ServiceApp, _: object = None) -> None:
     """Put the fast path in front of the routes (innermost, like a route: the metrics, the
     server span and the error handlers wrap it). Call before the app starts."""
-    app.user_middleware.append(Middleware(BarsFastPath))
+    compat.add_innermost_middleware(app, BarsFastPath)

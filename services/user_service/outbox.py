@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from services.user_service.repository import Store
 from shared.bus.publish import BulkPublisher
-from shared.events import DirectoryChanged, Event, now_ns
+from shared.events import DirectoryChanged, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Outbox:
         self.publisher = publisher
         self._grace_s = grace_s
 
-    async def deliver(self, events: Sequence[Event]) -> None:
+    async def deliver(self, events: Sequence[DirectoryChanged]) -> None:
         """Publish events whose change just committed. Never raises: a failure is left to the sweep."""
         if not events:
             return

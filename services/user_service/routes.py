@@ -51,7 +51,7 @@ class Change:
     caller: Caller
     events: list[DirectoryChanged] = field(default_factory=list)
 
-    def emit(self, tenant: str, entity: str, entity_id: str, action: str, **details: Any) -> None:
+    def emit(self, tenant: str, entity: str, entity_id: str | uuid.UUID, action: str, **details: Any) -> None:
         self.events.append(
             directory_changed(
                 tenant=tenant,

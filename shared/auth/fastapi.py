@@ -75,7 +75,7 @@ def _dependency(
 
 def _verifier(request: Request) -> TokenVerifier:
     verifier = getattr(request.app, "token_verifier", None)
-    if verifier is None:
+    if not isinstance(verifier, TokenVerifier):
         # A wiring bug, not the caller's fault: surfaces as a 500 and in the log.
         raise RuntimeError("install_auth(app, verifier) was not called for this app")
     return verifier

@@ -9,9 +9,8 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from aiokafka import ConsumerRecord
-from faststream._internal.utils.path import match_path
-from faststream.kafka.parser import AioKafkaBatchParser
 
+from shared import compat
 from shared.bus.deadletter import DeadLetters
 from shared.events import Event, EventDecodeError, decode_event
 
@@ -30,18 +29,19 @@ async def _parse_one_header_set_per_publish(records: tuple[ConsumerRecord, ...],
     correlation id. Builds the same message as ``AioKafkaBatchParser.parse_batch``
     (FastStream is pinned; ``tests/shared/test_batch_parser.py`` holds the two equal).
     """
-    parser = getattr(original_parser, "__self__", None)
-    if not isinstance(parser, AioKafkaBatchParser):
+    parts = compat.batch_parser_parts(original_parser)
+    if parts is None:
         message = await original_parser(records)
         message.batch_headers = _one_per_correlation_id(message.batch_headers)
         return message
-    decoded: dict[tuple, dict[str, str]] = {}
+    decoded: dict[tuple[tuple[str, bytes], ...], dict[str, str]] = {}
     for record in records:
         if record.headers not in decoded:
             decoded[record.headers] = {name: value.decode() for name, value in record.headers}
     first, last = records[0], records[-1]
     headers = decoded[first.headers]
-    return parser.msg_class(
+    message_class, topic_pattern, consumer = parts
+    return message_class(
         body=[record.value or b"" for record in records],
         headers=headers,
         batch_headers=_one_per_correlation_id(decoded.values()),
@@ -50,8 +50,8 @@ async def _parse_one_header_set_per_publish(records: tuple[ConsumerRecord, ...],
         message_id=f"{first.offset}-{last.offset}-{first.timestamp}",
         correlation_id=headers.get("correlation_id"),
         raw_message=records,
-        path=match_path(parser.regex, first.topic),
-        consumer=parser._consumer,
+        path=compat.topic_path(topic_pattern, first.topic),
+        consumer=consumer,
     )
 
 

@@ -14,8 +14,8 @@ longer. A real Kafka answers a waiting fetch as soon as data arrives, so there t
 pacer only lowers the idle poll rate.
 
 It sets two attributes the libraries read on every poll (FastStream's
-``batch_timeout_ms`` of the subscriber, aiokafka's fetcher ``_fetch_max_wait_ms``);
-both are pinned, and ``tests/shared/test_poll_pacer.py`` fails if either stops working.
+``batch_timeout_ms`` of the subscriber, aiokafka's fetcher ``_fetch_max_wait_ms``), through
+``shared.compat``; ``tests/shared/test_poll_pacer.py`` fails if either stops working.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from shared import compat
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,13 @@ class PollPacer:
     """Switches one batch subscriber between an ``active`` and an ``idle`` pace."""
 
     def __init__(
-        self, subscriber: Any, *, active: Pace, idle: Pace, idle_after_s: float = 2.0, clock=time.monotonic
+        self,
+        subscriber: Any,
+        *,
+        active: Pace,
+        idle: Pace,
+        idle_after_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._subscriber = subscriber
         self.active, self.idle = active, idle
@@ -69,7 +78,7 @@ class PollPacer:
             self.check()
 
     @contextlib.asynccontextmanager
-    async def running(self):
+    async def running(self) -> AsyncIterator[PollPacer]:
         """``async with pacer.running():`` around the consumer's life."""
         task = asyncio.create_task(self.run(), name="poll-pacer")
         try:
@@ -80,12 +89,9 @@ class PollPacer:
                 await task
 
     def _apply(self, pace: Pace) -> None:
-        consumer = getattr(self._subscriber, "consumer", None)
-        fetcher = getattr(consumer, "_fetcher", None)
-        if fetcher is None:  # not started yet (or stopping): the next check tries again
-            return
-        fetcher._fetch_max_wait_ms = pace.fetch_max_wait_ms
-        self._subscriber.batch_timeout_ms = pace.batch_timeout_ms
+        if not compat.set_fetch_max_wait(compat.running_consumer(self._subscriber), pace.fetch_max_wait_ms):
+            return  # not started yet (or stopping): the next check tries again
+        compat.set_batch_timeout(self._subscriber, pace.batch_timeout_ms)
         self.current = pace
         log.debug("consumer pace now %s", pace)
 

@@ -14,9 +14,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from aiokafka.partitioner import murmur2
 from faststream.kafka import KafkaBroker, KafkaResponse
 
+from shared import compat
 from shared.events import Event, encode_event
 
 E = TypeVar("E", bound=Event)
@@ -27,7 +27,7 @@ _CHUNK = 400
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partition for ``key`` (identical to the Java client and aiokafka)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return (compat.murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class BulkPublisher(Generic[E]):
@@ -50,7 +50,7 @@ class BulkPublisher(Generic[E]):
 
     async def _partition_count(self) -> int:
         if self._partitions is None:
-            admin = self._broker.config.admin_client
+            admin = compat.admin_client(self._broker)
             described = await admin.describe_topics([self._topic])
             self._partitions = len(described[0]["partitions"])
             if self._partitions == 0:

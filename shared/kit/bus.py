@@ -11,7 +11,8 @@ An event or group the service's contract does not declare is refused right there
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
@@ -23,6 +24,18 @@ from shared.events import Event
 from shared.kit.contract import ContractUse
 
 E = TypeVar("E", bound=Event)
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+
+
+class Subscriber(Protocol):
+    """A FastStream Kafka subscriber: decorate the handler with it. (Its consumer, once started, is
+    ``.consumer``; the poll pacer, ``shared.bus.pacing``, tunes it.)"""
+
+    def __call__(self, handler: H) -> H: ...
+
+    @property
+    def consumer(self) -> Any:
+        """The subscriber's ``AIOKafkaConsumer`` while it runs."""
 
 
 class ServiceBus:
@@ -43,14 +56,15 @@ class ServiceBus:
         self._use.publish(event)
         return BulkPublisher(self.broker, event)
 
-    def subscriber(self, event: type[Event], *, group: str | None, **options: Any) -> Any:
+    def subscriber(self, event: type[Event], *, group: str | None, **options: Any) -> Subscriber:
         """A FastStream subscriber of ``event``'s topic as consumer group ``group`` (``None``: every
         instance reads everything); ``options`` go to ``KafkaBroker.subscriber``. Decorate the
         handler with it as usual. The contract must declare ``Consumes(event, group)``."""
         declared = self._use.subscribe(event, group)
         options.setdefault("title", f"{self._use.service}:{event.TOPIC}:{group or 'every-instance'}")
         options.setdefault("description", declared.purpose or None)
-        return self.broker.subscriber(event.TOPIC, group_id=group, **options)
+        subscriber: Subscriber = self.broker.subscriber(event.TOPIC, group_id=group, **options)
+        return subscriber
 
     def dead_letters(self, group: str) -> DeadLetters:
         """Where the consumer group ``group`` parks what it cannot use (``system.deadletters.v1``)."""

@@ -22,7 +22,8 @@ Wiring (in ``build_app``, with ``FastAPI(docs_url=None, ...)`` so FastAPI adds n
 
 from __future__ import annotations
 
-from importlib import metadata, resources
+from collections.abc import Awaitable, Callable
+from importlib import metadata
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
@@ -30,8 +31,10 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse
 
+from shared import compat
+
 _PACKAGE = "fastapi-offline"
-_STATIC = Path(str(resources.files("fastapi_offline") / "static"))
+_STATIC = compat.swagger_ui_files()
 #: Name under ``<path>/static/<version>/`` -> (file in the wheel, content type).
 _ASSETS = {
     "swagger-ui-bundle.js": ("swagger-ui-bundle.js", "text/javascript"),
@@ -93,7 +96,7 @@ def install_docs(app: FastAPI, *, path: str = "/docs") -> None:
         app.add_route(app.swagger_ui_oauth2_redirect_url, oauth2_redirect, methods=["GET"], include_in_schema=False)
 
 
-def _asset(file: Path, media_type: str):
+def _asset(file: Path, media_type: str) -> Callable[[Request], Awaitable[FileResponse]]:
     async def serve(_request: Request) -> FileResponse:
         return FileResponse(file, media_type=media_type, headers={"Cache-Control": _CACHE_CONTROL})
 

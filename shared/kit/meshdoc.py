@@ -97,7 +97,7 @@ def _field_default(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
     if field.default_factory is not None:
-        return f"`{field.default_factory()!r}`"
+        return f"`{field.get_default(call_default_factory=True)!r}`"
     value = field.default.value if isinstance(field.default, enum.Enum) else field.default
     return f"`{value!r}`" if not isinstance(value, Decimal) else f'`"{value}"`'
 
@@ -167,10 +167,11 @@ def render_events(definitions: Sequence[ServiceDefinition[Any, Any]]) -> str:
         "|---|---|---|---|---|",
     ]
     for d in definitions:
-        c = contracts[d.name]
-        produces = ", ".join(f"`{e.TOPIC}`" for e in c.produces) or "—"
-        consumes = ", ".join(f"`{x.topic}` ({x.group or 'every instance'})" for x in c.consumes) or "—"
-        lines.append(f"| {d.name} | {d.entry.port} | {produces} | {consumes} | {', '.join(c.calls) or '—'} |")
+        contract = contracts[d.name]
+        produces = ", ".join(f"`{e.TOPIC}`" for e in contract.produces) or "—"
+        consumes = ", ".join(f"`{x.topic}` ({x.group or 'every instance'})" for x in contract.consumes) or "—"
+        calls = ", ".join(contract.calls) or "—"
+        lines.append(f"| {d.name} | {d.entry.port} | {produces} | {consumes} | {calls} |")
     return "\n".join(lines) + "\n"
 
 

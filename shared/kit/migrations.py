@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from shared.clickhouse import ClickHouse
 
 _PG_LOCK_KEY = 0x4A415453  # any fixed bigint: serialises concurrent runners
 
@@ -127,15 +129,8 @@ async def migrate_postgres(url: str, service: str, directory: Path) -> list[str]
         await conn.close()
 
 
-class ClickHouseSql(Protocol):
-    """What the runner needs of a ClickHouse client (``shared.clickhouse``)."""
-
-    execute: Callable[[str], Awaitable[None]]
-    rows: Callable[[str], Awaitable[list[list[object]]]]
-
-
 class _ClickHouseLedger:
-    def __init__(self, ch: ClickHouseSql) -> None:
+    def __init__(self, ch: ClickHouse) -> None:
         self._ch = ch
 
     async def applied(self) -> dict[str, str]:
@@ -153,7 +148,7 @@ class _ClickHouseLedger:
         )
 
 
-async def migrate_clickhouse(ch: ClickHouseSql, service: str, directory: Path) -> list[str]:
+async def migrate_clickhouse(ch: ClickHouse, service: str, directory: Path) -> list[str]:
     """Apply ``service``'s pending ClickHouse migrations (same rules, no transaction)."""
     migrations = discover(directory)
     if not migrations:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ExceptionHandler
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
         ]
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        first: dict[str, Any] = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
         return problem_response(
             422, f"{where}: {first['msg']}" if where else first["msg"], instance=request.url.path, errors=errors
@@ -92,7 +93,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal error; see the service log", instance=request.url.path)
 
-    app.add_exception_handler(Problem, on_problem)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(RequestValidationError, on_validation)
+    # Starlette types a handler by the base exception; each of these gets only its own kind.
+    app.add_exception_handler(Problem, cast(ExceptionHandler, on_problem))
+    app.add_exception_handler(StarletteHTTPException, cast(ExceptionHandler, on_http))
+    app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, on_validation))
     app.add_exception_handler(Exception, on_unexpected)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import (
@@ -39,7 +39,7 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 class ReadBudgetSampler(Sampler):
     """Root sampler: writes and non-HTTP roots always; reads within a per-second budget, then by ratio."""
 
-    def __init__(self, reads_per_s: float, read_ratio: float, clock=time.monotonic) -> None:
+    def __init__(self, reads_per_s: float, read_ratio: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = max(0.0, reads_per_s)
         self._tokens = self._rate
         self._clock = clock

@@ -18,7 +18,7 @@ from . import constants as c
 
 # Bars in the "work" layout: MT5's rates layout with a float real_volume.
 WORK_DTYPE = np.dtype(
-    [(name, "<f8" if name == "real_volume" else c.RATES_DTYPE[name].str) for name in c.RATES_DTYPE.names]
+    [(name, "<f8" if name == "real_volume" else c.RATES_DTYPE[name].str) for name in c.RATES_DTYPE.names or ()]
 )
 
 _SUNDAY_EPOCH = 3 * 86_400  # 1970-01-04 00:00 UTC, the first Sunday of Unix time
@@ -108,7 +108,7 @@ def aggregate(bars: np.ndarray, timeframe: int) -> np.ndarray:
 def to_rates(bars: np.ndarray) -> np.ndarray:
     """Convert work bars to exactly the array MT5's copy_rates_* returns."""
     out = np.empty(bars.size, dtype=c.RATES_DTYPE)
-    for name in c.RATES_DTYPE.names:
+    for name in c.RATES_DTYPE.names or ():
         if name != "real_volume":
             out[name] = bars[name]
     out["real_volume"] = np.rint(bars["real_volume"]).astype(np.uint64)

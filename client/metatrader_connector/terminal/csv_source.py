@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 
@@ -72,6 +73,10 @@ class _Reader:
     def error(self, lineno: int, message: str) -> ValueError:
         return ValueError(f"{self.path}:{lineno}: {message}")
 
+    @overload
+    def index(self, name: str, required: Literal[True]) -> int: ...
+    @overload
+    def index(self, name: str, required: bool) -> int | None: ...
     def index(self, name: str, required: bool) -> int | None:
         if name in self.columns:
             return self.columns.index(name)
@@ -194,7 +199,7 @@ def _load_bars(reader: _Reader) -> CsvExport:
         if not low <= min(o, close) <= max(o, close) <= h:
             raise reader.error(lineno, f"inconsistent OHLC {o} {h} {low} {close}")
         tickvol = _optional_int(reader, lineno, cells, i_tickvol)
-        vol = reader.number(lineno, cells[i_vol], "<VOL>") if _has(cells, i_vol) else 0.0
+        vol = reader.number(lineno, cells[i_vol], "<VOL>") if i_vol is not None and _has(cells, i_vol) else 0.0
         spread = _optional_int(reader, lineno, cells, i_spread)
         rows.append((seconds, o, h, low, close, tickvol, spread, vol))
     data = np.array(rows, dtype=WORK_DTYPE)
@@ -206,7 +211,7 @@ def _has(cells: list[str], index: int | None) -> bool:
 
 
 def _optional_int(reader: _Reader, lineno: int, cells: list[str], index: int | None) -> int:
-    if not _has(cells, index):
+    if index is None or not _has(cells, index):
         return 0
     try:
         return int(cells[index])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path, PureWindowsPath
+from typing import TypeGuard
 
 import numpy as np
 
@@ -407,7 +408,8 @@ def match_group(symbols, group: str | None) -> list:
     symbols = list(symbols)
     if not group or not group.strip():
         return symbols
-    include, exclude = [], []
+    include: list[re.Pattern[str]] = []
+    exclude: list[re.Pattern[str]] = []
     for mask in (m.strip() for m in group.split(",")):
         if not mask:
             continue
@@ -468,7 +470,7 @@ def _tick_value(spec: SymbolSpec, bid: float) -> float:
     return round(value, 8)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 

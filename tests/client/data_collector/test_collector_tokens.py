@@ -48,17 +48,17 @@ class TokenServer(ServedApp):
         if basic != f"{CLIENT.client_id}:{CLIENT.client_secret}":
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         form = await request.form()
-        self.grants.append(form["grant_type"])
+        self.grants.append(str(form["grant_type"]))
         if form["grant_type"] == "refresh_token":
             if form.get("refresh_token") not in self.refresh_tokens:
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
-            self.refresh_tokens.discard(form["refresh_token"])  # rotation
+            self.refresh_tokens.discard(str(form["refresh_token"]))  # rotation
         token = secrets.token_hex(8)
         self.valid.add(token)
-        body = {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
+        body: dict[str, str | int] = {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
         if self.refresh:
-            body["refresh_token"] = secrets.token_hex(8)
-            self.refresh_tokens.add(body["refresh_token"])
+            refresh = body["refresh_token"] = secrets.token_hex(8)
+            self.refresh_tokens.add(refresh)
         return JSONResponse(body)
 
     async def _ingest(self, request: Request) -> JSONResponse:

@@ -18,8 +18,8 @@ SEED = 20240101
 NOW = datetime(2024, 3, 13, 15, 30, 12, tzinfo=UTC).timestamp()  # a Wednesday
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def model(symbol: str, seed: int = SEED) -> MarketModel:

@@ -21,8 +21,8 @@ MT5_TICKS = [
 ]  # fmt: skip
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def terminal() -> SimulatedTerminal:

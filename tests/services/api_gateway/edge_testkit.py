@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.telemetry import TelemetryConfig
 from joserfc.jwk import KeySet, OKPKey
 from pydantic import BaseModel
 
@@ -179,7 +180,7 @@ def gateway_app(
     limiter: SlidingWindowLimiter | None = None,
     settings: ProxySettings | None = None,
     cors_origins: Sequence[str] | None = None,
-    telemetry: dict | None = None,
+    telemetry: TelemetryConfig | None = None,
 ) -> tuple[FastAPI, GatewayProxy]:
     """A gateway-shaped FastAPI app: its own ``/oauth2`` stand-in route, ``/docs``, and the proxy."""
     proxy = GatewayProxy(routes, tokens.verifier, limiter, settings or ProxySettings())

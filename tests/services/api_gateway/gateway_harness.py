@@ -33,6 +33,7 @@ from shared import topics
 from shared.auth import InvalidToken, JwksKeySource, TokenVerifier
 from shared.auth.scopes import INTERNAL
 from shared.events import TokenRevoked
+from shared.kit.app import ServiceApp
 from shared.settings import PlatformSettings
 from tests.support import bound_socket, serve
 
@@ -129,7 +130,7 @@ class Gateway:
     """A running gateway, its stand-in user-service and its database."""
 
     url: str
-    app: FastAPI
+    app: ServiceApp
     users: UserServiceStandIn
     settings: PlatformSettings
     db_url: str
@@ -137,7 +138,9 @@ class Gateway:
 
     @property
     def server(self) -> AuthorizationServer:
-        return self.app.runtime.state
+        assert self.app.runtime is not None
+        state: AuthorizationServer = self.app.runtime.state
+        return state
 
 
 async def fresh_database(base_url: str) -> str:

@@ -232,6 +232,7 @@ def test_remembered_ids_stay_bounded() -> None:
     feed(b, shuffle_within(ticks, LATENESS, random.Random(2)))
     state = b._states["EURUSD"]
     wm = b.watermark("EURUSD")
+    assert wm is not None
     assert len(state.seen) == len(state.seen_fifo)
     assert len(state.seen) <= 1 + sum(t.ts_event >= wm - LATENESS for t in ticks)
 

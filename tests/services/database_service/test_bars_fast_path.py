@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -36,7 +37,7 @@ def _app() -> SimpleNamespace:
     cache.load(("EURUSD", Timeframe.M1), ROWS)
     cache.caught_up = True
     assert cache.get(("EURUSD", Timeframe.M1), start_ms=None, end_ms=None, limit=1) is not None
-    market = MarketData(DatabaseServiceSettings(max_bars_per_request=5000), repo=None, cache=cache)
+    market = MarketData(DatabaseServiceSettings(max_bars_per_request=5000), repo=cast(Any, None), cache=cache)
     return SimpleNamespace(runtime=SimpleNamespace(started=True, state=market), token_verifier=Verifier())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -61,7 +61,7 @@ async def fresh_database(server: str):
 
 
 @pytest.fixture(scope="module")
-async def user_db(infra_env) -> str:
+async def user_db(infra_env) -> AsyncIterator[str]:
     """URL of this module's own database on the session's PostgreSQL."""
     _, env, _ = infra_env
     async with fresh_database(env["DATABASE_URL"]) as url:
@@ -69,7 +69,7 @@ async def user_db(infra_env) -> str:
 
 
 @pytest.fixture(scope="module")
-async def store(user_db) -> Store:
+async def store(user_db) -> AsyncIterator[Store]:
     pool = await asyncpg.create_pool(user_db, min_size=1, max_size=8)
     yield Store(pool)
     await pool.close()
@@ -148,7 +148,7 @@ async def running_app(platform: PlatformSettings, signing_key: OKPKey, settings:
 
 
 @pytest.fixture(scope="module")
-async def user_app(test_platform, signing_key) -> RunningApp:
+async def user_app(test_platform, signing_key) -> AsyncIterator[RunningApp]:
     async with running_app(test_platform, signing_key) as running:
         yield running
 
@@ -191,7 +191,7 @@ class EventFeed:
 
 
 @pytest.fixture(scope="module")
-async def directory_events(infra_env) -> EventFeed:
+async def directory_events(infra_env) -> AsyncIterator[EventFeed]:
     _, _, session = infra_env
     feed = EventFeed(session.kafka_servers)
     await feed.start()

@@ -1,0 +1,151 @@
+"""Every use of a dependency's private or undocumented API, in one place.
+
+Each function here reaches into a library below its public surface because the public
+one cannot do what we measured we need. Each names the version it was written for
+(``WRITTEN_FOR``, the pins of pyproject.toml) and has a fast unit test in
+``tests/shared/test_compat.py`` that fails if an upgrade removes or changes what it
+relies on. Upgrading one of these packages: run that test first; if it fails, the
+docstring here says what the code needs and why, and which measurement to repeat.
+
+Nothing else in the project may touch a private attribute of a third-party object;
+``tests/shared/test_compat.py`` also scans the source tree for that.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast
+
+from starlette.middleware import Middleware
+
+#: The versions this module was written and tested against.
+WRITTEN_FOR = {
+    "aiokafka": "0.14.0",
+    "faststream": "0.7.8",
+    "starlette": "1.10.0",
+    "fastapi-offline": "1.7.7",
+}
+
+
+# -- aiokafka ----------------------------------------------------------------------------------
+
+
+def set_fetch_max_wait(consumer: Any, wait_ms: int) -> bool:
+    """Change a running ``AIOKafkaConsumer``'s ``fetch_max_wait_ms``; False if it has no fetcher yet.
+
+    aiokafka fixes it at construction, but its fetcher reads ``_fetch_max_wait_ms`` on every
+    fetch request it builds (``Fetcher._create_fetch_requests``). The poll pacer
+    (``shared.bus.pacing``) uses this to poll fast only while records flow: the embedded
+    broker holds every fetch for the full wait (see docs/architecture.md, "The embedded
+    broker polls"). Measure with ``tests/shared/test_poll_pacer.py`` and ``make bench``'s
+    idle figures after an upgrade.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None:
+        return False
+    fetcher._fetch_max_wait_ms = wait_ms
+    return True
+
+
+def murmur2(key: bytes) -> int:
+    """Kafka's murmur2 hash of a record key, as the Java client and aiokafka's default partitioner compute it.
+
+    ``aiokafka.partitioner.murmur2`` is importable but not documented. ``BulkPublisher`` groups
+    records by the partition Kafka's default partitioner would choose, so it must be the same hash.
+    """
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+    hashed: int = aiokafka_murmur2(key)
+    return hashed
+
+
+# -- FastStream --------------------------------------------------------------------------------
+
+
+def set_batch_timeout(subscriber: Any, timeout_ms: int) -> None:
+    """Change how long a FastStream batch subscriber waits for records per poll.
+
+    Set at construction (``batch_timeout_ms=``) and read from the subscriber's attribute on
+    every poll; the poll pacer changes it with the fetch wait.
+    """
+    subscriber.batch_timeout_ms = timeout_ms
+
+
+def running_consumer(subscriber: Any) -> Any:
+    """The ``AIOKafkaConsumer`` of a FastStream Kafka subscriber while it runs (else ``None``).
+
+    FastStream keeps it as ``subscriber.consumer``; the bar stage seeks and commits with it
+    (its checkpoints live in PostgreSQL, not in Kafka's group offsets).
+    """
+    return getattr(subscriber, "consumer", None)
+
+
+def batch_parser_parts(original_parser: Any) -> tuple[type[Any], Any, Any] | None:
+    """``(message class, topic pattern, consumer)`` of FastStream's Kafka batch parser, or ``None``.
+
+    ``shared.bus.consume`` builds FastStream's own batch message itself (decoding each
+    distinct header set once; a fifth of a consumer's CPU at tens of thousands of records
+    per second). For that it needs what ``AioKafkaBatchParser.parse_batch`` uses: the bound
+    method's parser, its ``msg_class``, ``regex`` and ``_consumer``.
+    """
+    from faststream.kafka.parser import AioKafkaBatchParser
+
+    parser = getattr(original_parser, "__self__", None)
+    if not isinstance(parser, AioKafkaBatchParser):
+        return None
+    return parser.msg_class, parser.regex, parser._consumer
+
+
+def topic_path(regex: Any, topic: str) -> Any:
+    """FastStream's path parameters of ``topic`` (what its batch parser stores as ``path``)."""
+    from faststream._internal.utils.path import match_path
+
+    return match_path(regex, topic)
+
+
+def admin_client(broker: Any) -> Any:
+    """The ``AIOKafkaAdminClient`` a started FastStream ``KafkaBroker`` holds (``broker.config.admin_client``).
+
+    ``BulkPublisher`` asks it once per topic for the partition count.
+    """
+    return broker.config.admin_client
+
+
+# -- Starlette / FastAPI -----------------------------------------------------------------------
+
+
+def add_innermost_middleware(app: Any, middleware: type[Any], **options: Any) -> None:
+    """Add ASGI middleware *inside* every other (``add_middleware`` adds it outside).
+
+    Starlette builds its stack from ``app.user_middleware`` (first = outermost) when the
+    app starts; appending puts the middleware next to the router, so the metrics, the
+    server span and the error handlers still wrap it. Used by the gateway's proxy and
+    database-service's bars fast path. Call before the app starts.
+    """
+    if app.middleware_stack is not None:
+        raise RuntimeError("middleware must be added before the app starts")
+    app.user_middleware.append(Middleware(cast(Any, middleware), **options))
+
+
+# -- fastapi-offline ---------------------------------------------------------------------------
+
+
+def swagger_ui_files() -> Path:
+    """The folder of Swagger UI's files (``swagger-ui-bundle.js``, ``swagger-ui.css``, ``favicon.png``)
+    inside the ``fastapi-offline`` wheel: its package data, not an API."""
+    return Path(str(resources.files("fastapi_offline") / "static"))
+
+
+__all__ = [
+    "WRITTEN_FOR",
+    "add_innermost_middleware",
+    "admin_client",
+    "batch_parser_parts",
+    "murmur2",
+    "running_consumer",
+    "set_batch_timeout",
+    "set_fetch_max_wait",
+    "swagger_ui_files",
+    "topic_path",
+]
