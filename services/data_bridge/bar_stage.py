@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -44,6 +45,13 @@ RETRY_PAUSE_S = 1.0
 #: were none: it adds to the tick -> bar latency while ticks flow, and to idle wake-ups after.
 ACTIVE_BATCH_TIMEOUT_MS = 5
 IDLE_BATCH_TIMEOUT_MS = 50
+
+
+class Checkpoints(Protocol):
+    """Where the bar stage keeps each partition's builder state with the offset it corresponds to."""
+
+    async def load(self, partition: int) -> tuple[int, BarBuilder] | None: ...
+    async def save(self, partition: int, next_offset: int, builder: BarBuilder) -> None: ...
 
 
 class CheckpointStore:
@@ -91,7 +99,7 @@ class BarStage(ConsumerRebalanceListener):
     def __init__(
         self,
         settings: DataBridgeSettings,
-        store: CheckpointStore,
+        store: Checkpoints,
         bar_publisher: BulkPublisher[MarketBar],
         dead_letters: DeadLetters,
         registry: CollectorRegistry,

@@ -1,0 +1,84 @@
+"""The bar stage's checkpoint store on the real PostgreSQL (no mesh): a partition's builder state and
+offset round-trip exactly, a save replaces the last one, and groups, topics and partitions stay apart."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from services.data_bridge.bar_stage import CheckpointStore
+from services.data_bridge.domain.bars import BarBuilder
+from services.data_bridge.service import SERVICE
+from shared.events import MarketTick, Timeframe, tick_event_id
+from shared.kit.migrations import migrate_postgres
+
+BASE_NS = 1_767_225_600_000_000_000
+
+
+@pytest.fixture(scope="module")
+async def pool(infra_env):
+    _, env, _ = infra_env
+    server = env["DATABASE_URL"]
+    name = "cp_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(server)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = urlunsplit(urlsplit(server)._replace(path="/" + name))
+    assert await migrate_postgres(url, SERVICE.name, SERVICE.migrations_dir("postgres")) == [
+        "data-bridge/001_bar_checkpoints"
+    ]
+    assert await migrate_postgres(url, SERVICE.name, SERVICE.migrations_dir("postgres")) == []  # once only
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def builder_with_open_bars() -> BarBuilder:
+    builder = BarBuilder((Timeframe.M1, Timeframe.M5), allowed_lateness_ns=2_000_000_000)
+    for i in range(10):
+        ts = BASE_NS + i * 7_000_000_000
+        bid = Decimal("1.1") + Decimal(i) / 10_000
+        builder.add(
+            MarketTick(
+                event_id=tick_event_id("EURUSD", ts // 1_000_000, bid, bid, None, Decimal(0), 0),
+                ts_event=ts,
+                ts_init=ts,
+                symbol="EURUSD",
+                bid=bid,
+                ask=bid,
+            ),
+            0,
+        )
+    return builder
+
+
+async def test_a_checkpoint_round_trips_the_builder_and_its_offset(pool):
+    store = CheckpointStore(pool, group="test.roundtrip")
+    assert await store.load(0) is None
+    builder = builder_with_open_bars()
+    await store.save(0, 42, builder)
+    offset, restored = await store.load(0)
+    assert offset == 42
+    assert restored.snapshot() == builder.snapshot()
+    assert restored.open_bars("EURUSD") == builder.open_bars("EURUSD")
+
+
+async def test_a_save_replaces_the_previous_one_and_keys_stay_apart(pool):
+    store = CheckpointStore(pool, group="test.replace")
+    await store.save(3, 10, BarBuilder())
+    await store.save(3, 11, builder_with_open_bars())
+    await store.save(4, 99, BarBuilder())
+    other_group = CheckpointStore(pool, group="test.other")
+    other_topic = CheckpointStore(pool, group="test.replace", topic="market.ticks.v2")
+    assert (await store.load(3))[0] == 11
+    assert (await store.load(4))[0] == 99
+    assert await other_group.load(3) is None and await other_topic.load(3) is None
+    assert (
+        await pool.fetchval("SELECT count(*) FROM data_bridge.bar_checkpoints WHERE consumer_group = 'test.replace'")
+        == 2
+    )
