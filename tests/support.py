@@ -7,9 +7,12 @@ import asyncio
 import contextlib
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import uvicorn
 
@@ -107,3 +110,33 @@ def mutations_of(canonical: dict, values: dict[str, Any], *, max_changes: int):
         return event
 
     return mutated()
+
+
+async def create_database(server: str, prefix: str = "t") -> str:
+    """A new, empty database on the PostgreSQL server of ``server`` (a URL); returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(server)._replace(path="/" + name))
+
+
+async def drop_database(server: str, url: str) -> None:
+    """Drop the database of ``url`` (made by ``create_database``), whoever is still connected."""
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def own_database(server: str, prefix: str = "t") -> AsyncIterator[str]:
+    """``async with own_database(server) as url``: a database of its own, dropped afterwards."""
+    url = await create_database(server, prefix)
+    try:
+        yield url
+    finally:
+        await drop_database(server, url)

@@ -143,22 +143,20 @@ class ServiceDefinition(Generic[S, T]):
         app = build_app(self.name, lifespan=runtime.lifespan, routers=self.routers, settings=platform, kit=runtime.kit)
         app.runtime = runtime
         runtime.app = app
-        app.add_api_route(
-            "/contract",
-            runtime.contract_report,
-            methods=["GET"],
-            tags=["ops"],
-            operation_id="contract",
-            summary="What this service produces, consumes and calls (declared, and held to while it runs)",
-        )
-        app.add_api_route(
-            "/asyncapi.json",
-            runtime.asyncapi,
-            methods=["GET"],
-            tags=["ops"],
-            operation_id="asyncapi",
-            summary="This service's events as an AsyncAPI 3.0 document (from its contract)",
-        )
+        for path, endpoint, summary in (
+            (
+                "/contract",
+                runtime.contract_report,
+                "What this service produces, consumes and calls",
+            ),
+            (
+                "/asyncapi.json",
+                runtime.asyncapi,
+                "Its contract as an AsyncAPI 3.0 document",
+            ),
+        ):
+            operation = path.strip("/").partition(".")[0]
+            app.add_api_route(path, endpoint, methods=["GET"], tags=["ops"], operation_id=operation, summary=summary)
         if self.configure is not None:
             self.configure(app, runtime)
         return app

@@ -4,26 +4,20 @@ refused; a store migrated before migrations moved into the services is adopted, 
 from __future__ import annotations
 
 import hashlib
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from shared.clickhouse import ChdbClickHouse
 from shared.kit.migrations import MigrationChanged, migrate_clickhouse, migrate_postgres
+from tests.support import own_database
 
 
 @pytest.fixture
 async def database(infra_env):
     _, env, _ = infra_env
-    server = env["DATABASE_URL"]
-    name = "mig_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(urlsplit(server)._replace(path="/" + name))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with own_database(env["DATABASE_URL"], "mig") as url:
+        yield url
 
 
 def write(folder, name: str, sql: str) -> None:

@@ -13,13 +13,11 @@ import base64
 import contextlib
 import logging
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote_plus, urlsplit, urlunsplit
+from urllib.parse import quote_plus
 
-import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -35,7 +33,7 @@ from shared.auth.scopes import INTERNAL
 from shared.events import TokenRevoked
 from shared.kit.app import ServiceApp
 from shared.settings import PlatformSettings
-from tests.support import bound_socket, serve
+from tests.support import bound_socket, create_database, drop_database, serve
 
 TOKEN_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -143,28 +141,6 @@ class Gateway:
         return state
 
 
-async def fresh_database(base_url: str) -> str:
-    """Create an empty database beside the session's one (the gateway migrates it); returns its URL."""
-    name = f"gw_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(base_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    parts = urlsplit(base_url)
-    url = urlunsplit(parts._replace(path=f"/{name}"))
-    return url
-
-
-async def drop_database(base_url: str, url: str) -> None:
-    name = urlsplit(url).path.lstrip("/")
-    conn = await asyncpg.connect(base_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @contextlib.asynccontextmanager
 async def running_gateway(
     infra_env,
@@ -178,7 +154,7 @@ async def running_gateway(
     _, env, infra = infra_env
     base_db = env["DATABASE_URL"]
     own_db = db_url is None
-    db_url = db_url or await fresh_database(base_db)
+    db_url = db_url or await create_database(base_db, "gw")  # the gateway migrates it
     var_dir = var_dir or Path(tempfile.mkdtemp(prefix="hats-gw-"))
     gw_sock, us_sock = bound_socket(), bound_socket()
     gw_url = f"http://127.0.0.1:{gw_sock.getsockname()[1]}"

@@ -17,8 +17,6 @@ from gateway_harness import (
     assert_error,
     basic,
     decode_segment,
-    drop_database,
-    fresh_database,
     running_gateway,
     token_for,
 )
@@ -26,6 +24,7 @@ from gateway_harness import (
 from services.api_gateway.keys import KeyRing
 from services.api_gateway.settings import GatewaySettings
 from shared.auth import InvalidToken, JwksKeySource, LocalKeySource, TokenVerifier, mint_access_token
+from tests.support import create_database, drop_database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -284,7 +283,7 @@ async def test_rotation_over_http_then_retirement(client, gateway):
 
 async def test_keys_and_tokens_survive_a_gateway_restart(infra_env, tmp_path):
     _, env, _ = infra_env
-    db_url = await fresh_database(env["DATABASE_URL"])
+    db_url = await create_database(env["DATABASE_URL"], "gw")
     var_dir = tmp_path / "var"
     settings = GatewaySettings(auth_failures_per_client=1000, auth_failures_per_ip=1000)
     try:

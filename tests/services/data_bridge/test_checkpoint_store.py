@@ -3,9 +3,7 @@ offset round-trip exactly, a save replaces the last one, and groups, topics and 
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -15,6 +13,7 @@ from services.data_bridge.domain.bars import BarBuilder
 from services.data_bridge.service import SERVICE
 from shared.events import MarketTick, Timeframe, tick_event_id
 from shared.kit.migrations import migrate_postgres
+from tests.support import own_database
 
 BASE_NS = 1_767_225_600_000_000_000
 
@@ -22,20 +21,13 @@ BASE_NS = 1_767_225_600_000_000_000
 @pytest.fixture(scope="module")
 async def pool(infra_env):
     _, env, _ = infra_env
-    server = env["DATABASE_URL"]
-    name = "cp_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(server)._replace(path="/" + name))
-    assert await migrate_postgres(url, SERVICE.name, SERVICE.migrations_dir("postgres")) == [
-        "data-bridge/001_bar_checkpoints"
-    ]
-    assert await migrate_postgres(url, SERVICE.name, SERVICE.migrations_dir("postgres")) == []  # once only
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-    yield pool
-    await pool.close()
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with own_database(env["DATABASE_URL"], "cp") as url:
+        migrations = SERVICE.migrations_dir("postgres")
+        assert await migrate_postgres(url, SERVICE.name, migrations) == ["data-bridge/001_bar_checkpoints"]
+        assert await migrate_postgres(url, SERVICE.name, migrations) == []  # once only
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        yield pool
+        await pool.close()
 
 
 def builder_with_open_bars() -> BarBuilder:

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -30,34 +29,17 @@ from shared.events import DirectoryChanged
 from shared.kit.migrations import migrate_postgres
 from shared.kit.service import Overrides
 from shared.settings import PlatformSettings
+from tests.support import own_database
 
 ADMIN_SCOPES = ("admin", "compliance", "market:read", "trade")
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
 @contextlib.asynccontextmanager
-async def fresh_database(server: str):
-    """A new, migrated database on the server of ``server`` (a URL); dropped on exit."""
-    name = "us_" + uuid.uuid4().hex[:16]
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = _with_database(server, name)
-    try:
+async def fresh_database(server: str) -> AsyncIterator[str]:
+    """A new database with user-service's schema on the server of ``server`` (a URL); dropped on exit."""
+    async with own_database(server, "us") as url:
         await migrate_postgres(url, SERVICE.name, SERVICE.migrations_dir("postgres"))
         yield url
-    finally:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 @pytest.fixture(scope="module")
