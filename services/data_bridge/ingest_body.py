@@ -17,9 +17,9 @@ from typing import Annotated, Any
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.codecs import derive, wire_struct
 from shared.events import Price, Quantity, Symbol
 from shared.kit.problems import Problem
-from shared.tick_decoder import NonNegative, PlainDecimal, SymbolText
 
 
 class IngestTick(BaseModel):
@@ -87,38 +87,15 @@ def decode_batch(body: bytes, max_ticks: int) -> tuple[str, list[IngestTick | Ma
     return batch.source, items
 
 
-class PlainTick(msgspec.Struct, frozen=True, gc=False):
-    """A tick read by the fast path: ``IngestTick``'s fields and values."""
+#: ``IngestTick``'s fast codec, derived from the model (``shared.codecs``).
+INGEST_TICK = derive(IngestTick, record_name="PlainTick", share=("ts_event",))
+#: A tick read by the fast path: ``IngestTick``'s fields and values (and its ``ts_event``).
+PlainTick = INGEST_TICK.record
 
-    symbol: str
-    time_msc: int
-    bid: Decimal
-    ask: Decimal
-    last: Decimal | None
-    volume: Decimal
-    flags: int
-
-    @property
-    def ts_event(self) -> int:
-        return self.time_msc * 1_000_000
-
-
-class _WireTick(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
-    symbol: SymbolText
-    time_msc: NonNegative
-    bid: PlainDecimal
-    ask: PlainDecimal
-    last: PlainDecimal | None = None
-    volume: PlainDecimal = "0"
-    flags: NonNegative = 0
-
-
-class _WireBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
-    ticks: list[_WireTick]
-    source: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "client"
-
-
-_decode_wire = msgspec.json.Decoder(_WireBatch).decode
+# The envelope's model takes each tick as a dict, so that the model judges each on its
+# own; its fast path reads every tick in IngestTick's canonical form.
+_decode_wire = msgspec.json.Decoder(wire_struct(IngestBatch, overrides={"ticks": list[INGEST_TICK.wire]})).decode
+_plain_ticks = INGEST_TICK.from_wires
 
 
 def decode_plain_batch(body: bytes, max_ticks: int) -> tuple[str, list[PlainTick]] | None:
@@ -128,14 +105,5 @@ def decode_plain_batch(body: bytes, max_ticks: int) -> tuple[str, list[PlainTick
     except msgspec.MsgspecError:
         return None
     _check_size(len(wire.ticks), max_ticks)
-    ticks = []
-    for w in wire.ticks:
-        bid, ask = Decimal(w.bid), Decimal(w.ask)
-        if not (bid and ask):  # a zero price is refused by the model, with its reason
-            return None
-        ticks.append(
-            PlainTick(
-                w.symbol, w.time_msc, bid, ask, None if w.last is None else Decimal(w.last), Decimal(w.volume), w.flags
-            )
-        )
-    return wire.source, ticks
+    ticks = _plain_ticks(wire.ticks)  # None if a tick fails a check the wire cannot express (a zero price)
+    return None if ticks is None else (wire.source, ticks)

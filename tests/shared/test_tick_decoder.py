@@ -15,20 +15,7 @@ from shared.events import EventDecodeError, MarketTick, encode_event, encode_tic
 from shared.tick_decoder import TickRecord, decode_tick
 from tests.support import mutations_of
 
-FIELDS = (
-    "event_id",
-    "ts_event",
-    "ts_init",
-    "event_type",
-    "schema_version",
-    "symbol",
-    "bid",
-    "ask",
-    "last",
-    "volume",
-    "flags",
-    "source",
-)
+FIELDS = tuple(MarketTick.model_fields)
 
 CANONICAL = {
     "event_id": "c8c56186-2cd1-5840-aed6-952691d62c60",

@@ -13,7 +13,7 @@ from shared.kit.problems import Problem
 from tests.support import mutations_of
 
 LIMIT = 50
-TICK_FIELDS = ("symbol", "time_msc", "bid", "ask", "last", "volume", "flags")
+TICK_FIELDS = tuple(IngestTick.model_fields)
 CANONICAL = {
     "symbol": "EURUSD",
     "time_msc": 1_767_225_600_138,
