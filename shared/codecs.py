@@ -41,10 +41,11 @@ from typing import Any, Literal
 import annotated_types
 import msgspec
 from pydantic import BaseModel, RootModel
-from pydantic._internal._fields import PydanticMetadata
 from pydantic.fields import FieldInfo
 from pydantic.types import AllowInfNan
 from pydantic_core import PydanticUndefined
+
+from shared import compat
 
 __all__ = ["Codec", "UnsupportedModel", "derive", "plain_decimal_pattern", "python_pattern", "wire_struct"]
 
@@ -68,7 +69,7 @@ def plain_decimal_pattern(*, signed: bool, max_digits: int | None, decimal_place
     """
     if max_digits is not None and decimal_places is None:
         raise UnsupportedModel("a Decimal with max_digits needs decimal_places too")
-    whole = None if max_digits is None else max_digits - decimal_places
+    whole = None if max_digits is None or decimal_places is None else max_digits - decimal_places
     if (whole is not None and whole < 0) or (decimal_places is not None and decimal_places < 0):
         raise UnsupportedModel(f"max_digits={max_digits}, decimal_places={decimal_places}")
     fraction = "[0-9]+" if decimal_places is None else f"[0-9]{{1,{decimal_places}}}"
@@ -158,7 +159,7 @@ def _constraints(where: str, metadata: list[Any]) -> dict[str, Any]:
             out["multiple_of"] = item.multiple_of
         elif isinstance(item, AllowInfNan):
             out["allow_inf_nan"] = item.allow_inf_nan
-        elif isinstance(item, PydanticMetadata) and type(item).__name__ == "_PydanticGeneralMetadata":
+        elif compat.is_pydantic_general_metadata(item):
             out.update(vars(item))
         else:
             raise UnsupportedModel(f"{where}: {item!r} is not a constraint the codec derivation knows")
@@ -265,6 +266,7 @@ def _field(model: type[BaseModel], name: str, info: FieldInfo, consts: _Constant
     else:
         leaf = _leaf(where, annotation, info.metadata, consts, engine)
     default = info.default
+    wire_default: Any
     if default is PydanticUndefined:
         wire_default = msgspec.NODEFAULT
     elif (default is None and optional) or type(default) in _PLAIN_DEFAULTS or isinstance(default, enum.Enum):
@@ -308,9 +310,11 @@ def _fields(model: type[BaseModel], consts: _Constants, skip: frozenset[str] = f
 
 
 def _wire(model: type[BaseModel], fields: list[_Field], extra: dict[str, Any], name: str) -> type[msgspec.Struct]:
-    spec = [(f.name, f.wire, f.wire_default) for f in fields]
-    spec += [(n, t, msgspec.NODEFAULT) for n, t in extra.items()]
-    spec = [(n, t) if d is msgspec.NODEFAULT else (n, t, d) for n, t, d in spec]
+    named = [(f.name, f.wire, f.wire_default) for f in fields]
+    named += [(n, t, msgspec.NODEFAULT) for n, t in extra.items()]
+    spec: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        (n, t) if d is msgspec.NODEFAULT else (n, t, d) for n, t, d in named
+    ]
     # kw_only: the model may have a field with a default before a required one; order
     # does not matter to decoding, and a wire value is never built by hand.
     return msgspec.defstruct(
@@ -357,11 +361,13 @@ class Codec:
     _namespace: dict[str, Any] = field(repr=False)
     _body: str = field(repr=False)
 
-    def decoder(self, fallback: Callable[[bytes], Any], name: str = "decode", doc: str | None = None):
+    def decoder(
+        self, fallback: Callable[[bytes], Any], name: str = "decode", doc: str | None = None
+    ) -> Callable[[bytes], Any]:
         """``decode``, but handing every payload the fast path refuses to ``fallback`` (the model)."""
         namespace = {**self._namespace, "_fallback": fallback}
         _run(_decode_source(name, self._body, "return _fallback(_payload)"), self.model, namespace)
-        function = namespace[name]
+        function: Callable[[bytes], Any] = namespace[name]
         function.__doc__ = doc
         return function
 

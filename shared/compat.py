@@ -23,6 +23,7 @@ from starlette.middleware import Middleware
 WRITTEN_FOR = {
     "aiokafka": "0.14.0",
     "faststream": "0.7.8",
+    "pydantic": "2.14.3",
     "starlette": "1.10.0",
     "fastapi-offline": "1.7.7",
 }
@@ -112,6 +113,21 @@ def admin_client(broker: Any) -> Any:
     return broker.config.admin_client
 
 
+# -- pydantic ----------------------------------------------------------------------------------
+
+
+def is_pydantic_general_metadata(item: object) -> bool:
+    """Whether ``item`` is pydantic's bundle of ``Field(...)`` constraints without an annotated-types
+    class of their own (``pattern``, ``max_digits``, ``decimal_places``, ...: read them with ``vars``).
+
+    ``shared.codecs`` reads a model's constraints to derive its wire form; pydantic keeps
+    these in a private class (``pydantic._internal._fields._PydanticGeneralMetadata``).
+    """
+    from pydantic._internal._fields import PydanticMetadata
+
+    return isinstance(item, PydanticMetadata) and type(item).__name__ == "_PydanticGeneralMetadata"
+
+
 # -- Starlette / FastAPI -----------------------------------------------------------------------
 
 
@@ -142,6 +158,7 @@ __all__ = [
     "add_innermost_middleware",
     "admin_client",
     "batch_parser_parts",
+    "is_pydantic_general_metadata",
     "murmur2",
     "running_consumer",
     "set_batch_timeout",

@@ -19,7 +19,7 @@ import time
 import uuid
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -137,7 +137,12 @@ MARKET_TICK = derive(MarketTick, record_name="TickRecord")
 #: A decoded tick (``shared.tick_decoder.decode_tick``): ``MarketTick``'s fields and values,
 #: read-only like the model, without a pydantic model per tick. Not tracked by the garbage
 #: collector (``gc=False``): a consumer holds thousands at a time.
-TickRecord = MARKET_TICK.record
+if TYPE_CHECKING:
+    # Generated at import, so invisible to a type checker: it has exactly the model's fields
+    # and value types, which is what it is checked as.
+    TickRecord = MarketTick
+else:
+    TickRecord = MARKET_TICK.record
 
 
 class MarketBar(Event):

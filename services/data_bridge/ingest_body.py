@@ -11,8 +11,9 @@ either way (``tests/services/data_bridge/test_ingest_body.py``, with hypothesis)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -90,11 +91,15 @@ def decode_batch(body: bytes, max_ticks: int) -> tuple[str, list[IngestTick | Ma
 #: ``IngestTick``'s fast codec, derived from the model (``shared.codecs``).
 INGEST_TICK = derive(IngestTick, record_name="PlainTick", share=("ts_event",))
 #: A tick read by the fast path: ``IngestTick``'s fields and values (and its ``ts_event``).
-PlainTick = INGEST_TICK.record
+if TYPE_CHECKING:
+    PlainTick = IngestTick  # generated, with the model's fields and values (and its ts_event)
+else:
+    PlainTick = INGEST_TICK.record
 
 # The envelope's model takes each tick as a dict, so that the model judges each on its
 # own; its fast path reads every tick in IngestTick's canonical form.
-_decode_wire = msgspec.json.Decoder(wire_struct(IngestBatch, overrides={"ticks": list[INGEST_TICK.wire]})).decode
+_wire_batch = wire_struct(IngestBatch, overrides={"ticks": list[INGEST_TICK.wire]})  # type: ignore[name-defined]
+_decode_wire: Callable[[bytes], Any] = msgspec.json.Decoder(_wire_batch).decode
 _plain_ticks = INGEST_TICK.from_wires
 
 

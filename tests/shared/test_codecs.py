@@ -237,7 +237,8 @@ def test_a_field_added_to_the_model_is_in_the_wire_the_record_and_the_encoder():
 
 
 def _model(annotation: Any, default: Any = ..., **config: Any) -> type[BaseModel]:
-    return create_model("Odd", __config__=ConfigDict(**config) if config else None, odd=(annotation, default))
+    config_dict = ConfigDict(**config) if config else None  # type: ignore[typeddict-item]
+    return create_model("Odd", __config__=config_dict, odd=(annotation, default))
 
 
 class WithValidator(BaseModel):
@@ -260,7 +261,7 @@ class WithSerializer(BaseModel):
 class WithComputed(BaseModel):
     price: Decimal
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def double(self) -> Decimal:
         return self.price * 2
@@ -282,7 +283,7 @@ UNSUPPORTED = {
     "excluded": create_model("Odd", odd=(int, Field(0, exclude=True))),
     "default factory": create_model("Odd", odd=(int, Field(default_factory=int))),
     "mutable default": _model(str | None, ["x"]),
-    "multiple_of decimal": _model(Annotated[Decimal, Field(multiple_of=Decimal("0.5"))]),
+    "multiple_of decimal": _model(Annotated[Decimal, Field(multiple_of=Decimal("0.5"))]),  # type: ignore[call-overload]
     "float bound": _model(Annotated[Decimal, Field(gt=0.5)]),
     "max_digits alone": _model(Annotated[Decimal, Field(max_digits=5)]),
     "strict": _model(Annotated[int, Strict()]),
@@ -296,7 +297,7 @@ UNSUPPORTED = {
     "strip whitespace": _model(str, str_strip_whitespace=True),
     "enum values": _model(Timeframe, use_enum_values=True),
     "bool literal": _model(Literal[True]),
-    "keyword name": create_model("Odd", **{"from": (int, ...)}),
+    "keyword name": create_model("Odd", **{"from": (int, ...)}),  # type: ignore[call-overload]
     "field validator": WithValidator,
     "field serializer": WithSerializer,
     "computed field": WithComputed,

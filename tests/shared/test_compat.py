@@ -153,3 +153,18 @@ def test_no_other_module_reaches_into_a_dependencys_private_api():
                 continue
             offenders.append(f"{relative}: {match.group(0)}")
     assert not offenders, "use shared/compat.py for: " + "; ".join(offenders)
+
+
+def test_pydantic_keeps_field_constraints_it_has_no_class_for_in_its_general_metadata():
+    from decimal import Decimal
+    from typing import Annotated
+
+    from pydantic import BaseModel, Field
+
+    class Model(BaseModel):
+        price: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10)]
+        symbol: Annotated[str, Field(pattern="^[A-Z]+$")]
+
+    general = [m for f in Model.model_fields.values() for m in f.metadata if compat.is_pydantic_general_metadata(m)]
+    assert [vars(m) for m in general] == [{"max_digits": 28, "decimal_places": 10}, {"pattern": "^[A-Z]+$"}]
+    assert not any(compat.is_pydantic_general_metadata(m) for m in Model.model_fields["price"].metadata[:1])
