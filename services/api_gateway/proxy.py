@@ -3,8 +3,8 @@
 A pure ASGI app, no framework in between: per request it picks the upstream by
 area (``shared.ports.ROUTES``), verifies the bearer token, refuses ``internal``
 tokens, applies the per-client rate limit, reads the (bounded) body and forwards
-the request over a pooled keep-alive ``aiohttp`` client, then streams the answer
-back. Hop-by-hop headers are dropped both ways; the ``Authorization`` header is
+the request over pooled keep-alive connections (``services.api_gateway.upstream``),
+then streams the answer back. Hop-by-hop headers are dropped both ways; the ``Authorization`` header is
 kept, because every service verifies the JWT itself (that is how identity travels).
 
 Wiring in the gateway app (innermost, so metrics, CORS and security headers wrap it)::
@@ -14,9 +14,11 @@ Wiring in the gateway app (innermost, so metrics, CORS and security headers wrap
     ...                                       # and in the lifespan:
     async with proxy: yield
 
-aiohttp, not httpx: on this workload (12 KB JSON, 64 connections, 2 cores shared with
-the upstream and the load generator) httpx 0.28 topped out near 500 requests/s with
-p50 ~90 ms (its connection pool degrades with concurrency), aiohttp reached ~7,500.
+The upstream client: httpx 0.28 topped out near 500 requests/s on this workload (12 KB
+JSON, 64 connections, 2 cores shared with the upstream and the load generator; its
+pool degrades with concurrency); aiohttp reached ~7,500 but cost ~90 µs of CPU per
+request more than ``UpstreamPool`` (its module says how that was measured). aiohttp
+stays for the gateway's other calls to the services (``session``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ import aiohttp
 from opentelemetry import propagate
 from yarl import URL
 
+from services.api_gateway.upstream import (
+    Origin,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from shared import ports
 from shared.auth.bearer import CHALLENGE, MISSING_TOKEN, bearer_token, refusal
 from shared.auth.principal import InvalidToken, Principal
@@ -150,10 +160,16 @@ class GatewayProxy:
         self.settings = settings or ProxySettings()
         self.verifier = verifier
         self.limiter = limiter
-        self._upstreams = {area: base.rstrip("/") for area, base in routes.items()}
+        self._upstreams = {area: _upstream_of(base) for area, base in routes.items()}
         self._area_routes = {area: RouteLabel(f"{PREFIX}{area}") for area in self._upstreams}
         self._session: aiohttp.ClientSession | None = None
         s = self.settings
+        self._pool = UpstreamPool(
+            connect_timeout_s=s.connect_timeout_s,
+            read_timeout_s=s.read_timeout_s,
+            keepalive_s=s.keepalive_s,
+            max_connections=s.max_connections,
+        )
         # `connect` bounds waiting for a pooled connection plus connecting; `sock_connect` the
         # TCP connect alone; `sock_read` each wait for upstream bytes. No `total`: a large
         # streamed answer may legitimately take longer than any single timeout.
@@ -165,7 +181,8 @@ class GatewayProxy:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The pooled upstream client (opened on first use)."""
+        """A pooled aiohttp client to the same upstreams, for the gateway's other calls to them
+        (the merged OpenAPI document); opened on first use. Proxied requests use ``UpstreamPool``."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
@@ -181,11 +198,12 @@ class GatewayProxy:
         return self._session
 
     async def start(self) -> None:
-        """Open the pooled client (idempotent)."""
-        _ = self.session
+        """Accept requests (idempotent); connections open as requests need them."""
+        self._pool.reopen()
 
     async def aclose(self) -> None:
-        """Close the pooled client and its connections."""
+        """Close the pooled connections (and the aiohttp client, if it was opened)."""
+        await self._pool.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -239,11 +257,12 @@ class GatewayProxy:
         # FastAPI's router never sees this request: label its metrics and span by area.
         claim_route(scope, self._area_routes[area])
 
-        # One pass over the headers: what to forward, and what we need to know.
-        forward: list[tuple[str, str]] = []
+        # One pass over the headers: what to forward (raw, as uvicorn parsed them: lower-case
+        # names, values llhttp accepted), and what we need to know.
+        forward: list[tuple[bytes, bytes]] = []
         authorization = request_id = content_length = host = None
         named: list[bytes] = []  # fields listed in Connection are hop-by-hop too
-        trace_fields: list[tuple[str, str]] = []
+        trace_fields: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
             if name in _REQUEST_DROP:
                 if name == b"content-length":
@@ -259,12 +278,11 @@ class GatewayProxy:
                 authorization = value
             elif name in _TRACE_FIELDS:
                 # Replaced by the context of our server span (below), which continues this one.
-                trace_fields.append((name.decode("latin-1"), value.decode("latin-1")))
+                trace_fields.append((name, value))
                 continue
-            forward.append((name.decode("latin-1"), value.decode("latin-1")))
+            forward.append((name, value))
         if named:
-            drop = {n.decode("latin-1") for n in named}
-            forward = [(k, v) for k, v in forward if k not in drop]
+            forward = [(k, v) for k, v in forward if k not in named]
 
         principal = await self._authenticate(scope, send, authorization)
         if principal is None:
@@ -306,19 +324,37 @@ class GatewayProxy:
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = os.urandom(16).hex().encode()
         client = scope.get("client")
-        forward.append(("X-Request-ID", request_id.decode("ascii")))
-        forward.append(("X-Forwarded-For", client[0] if client else "unknown"))
-        forward.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
+        forward.append((b"x-request-id", request_id))
+        forward.append((b"x-forwarded-for", client[0].encode("latin-1") if client else b"unknown"))
+        forward.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
         if host is not None:
-            forward.append(("X-Forwarded-Host", host.decode("latin-1")))
+            forward.append((b"x-forwarded-host", host))
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        # No current span (tracing off): pass the caller's context on rather than break the trace.
-        forward.extend(carrier.items() if "traceparent" in carrier else trace_fields)
+        if "traceparent" in carrier:
+            for name, value in carrier.items():
+                field = (name.lower().encode("latin-1"), value.encode("latin-1"))
+                if b"\r" in field[1] or b"\n" in field[1]:
+                    continue  # never let a header value end the head early
+                forward.append(field)
+        else:
+            # No current span (tracing off): pass the caller's context on rather than break the trace.
+            forward.extend(trace_fields)
 
+        origin, base_path = self._upstreams[area]
+        method: str = scope["method"]
         query: bytes = scope.get("query_string", b"")
-        target = upstream + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        await self._forward(scope, send, URL(target, encoded=True), forward, body, request_id)
+        parts = [method.encode("ascii"), b" ", base_path, raw_path]
+        if query:
+            parts += (b"?", query)
+        parts += (b" HTTP/1.1\r\nhost: ", origin.authority, b"\r\n")
+        for name, value in forward:
+            parts += (name, b": ", value, b"\r\n")
+        if body is not None:
+            parts += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n")
+        parts.append(b"\r\n")
+        request = [b"".join(parts), body] if body else [b"".join(parts)]
+        await self._forward(scope, send, origin, request, request_id)
 
     async def _authenticate(
         self, scope: dict, send: Callable[[dict], Awaitable[None]], authorization: bytes | None
@@ -354,31 +390,26 @@ class GatewayProxy:
         self,
         scope: dict,
         send: Callable[[dict], Awaitable[None]],
-        url: URL,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
+        origin: Origin,
+        request: list[bytes],
         request_id: bytes,
     ) -> None:
         method: str = scope["method"]
-        session = self.session
-        attempts = 2 if method in _RETRYABLE else 1
-        for attempt in range(attempts):
-            try:
-                response = await session.request(method, url, headers=headers, data=body, allow_redirects=False)
-                break
-            except aiohttp.ServerDisconnectedError:
-                # A pooled keep-alive connection the upstream closed just now: one retry on a
-                # fresh connection is safe for a safe method, and hides the race from callers.
-                if attempt + 1 < attempts:
-                    continue
-                await _problem(scope, send, 502, f"upstream {url.host}:{url.port} closed the connection")
-                return
-            except (TimeoutError, aiohttp.ServerTimeoutError):
-                await _problem(scope, send, 504, f"upstream {url.host}:{url.port} did not answer in time")
-                return
-            except aiohttp.ClientError as exc:
-                await _problem(scope, send, 502, f"upstream {url.host}:{url.port} unreachable: {type(exc).__name__}")
-                return
+        where = f"upstream {origin.host}:{origin.port}"
+        try:
+            response = await self._pool.request(origin, request, head_only=method == "HEAD", retry=method in _RETRYABLE)
+        except UpstreamTimeout:
+            await _problem(scope, send, 504, f"{where} did not answer in time")
+            return
+        except UpstreamClosed:
+            await _problem(scope, send, 502, f"{where} closed the connection")
+            return
+        except UpstreamUnreachable as exc:
+            await _problem(scope, send, 502, f"{where} unreachable: {exc}")
+            return
+        except UpstreamError:
+            await _problem(scope, send, 502, f"{where} sent an answer that is not valid HTTP/1.1")
+            return
         try:
             out: list[tuple[bytes, bytes]] = []
             named: set[bytes] = set()
@@ -400,20 +431,19 @@ class GatewayProxy:
             if length is not None and length <= _SMALL_BODY:
                 try:
                     payload = await response.read()
-                except (TimeoutError, aiohttp.ClientError) as exc:
+                except UpstreamError as exc:
                     # Nothing sent yet: the caller can still get a proper answer.
-                    status = 504 if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError) else 502
-                    await _problem(scope, send, status, f"upstream {url.host}:{url.port} broke off its response")
+                    status = 504 if isinstance(exc, UpstreamTimeout) else 502
+                    await _problem(scope, send, status, f"{where} broke off its response")
                     return
                 await send({"type": "http.response.start", "status": response.status, "headers": out})
                 await send({"type": "http.response.body", "body": payload})
                 return
             await send({"type": "http.response.start", "status": response.status, "headers": out})
-            content = response.content
             while True:
                 # A failure from here on cannot become a problem document: the error propagates
                 # and the server drops the connection, so the caller sees a truncated response.
-                chunk = await content.read(_STREAM_CHUNK)
+                chunk = await response.read_chunk()
                 if not chunk:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -454,6 +484,16 @@ class ProxyMiddleware:
             await self.proxy.handle(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def _upstream_of(base: str) -> tuple[Origin, bytes]:
+    """A service's base URL as the pool's origin and the path prefix of its requests."""
+    url = URL(base.rstrip("/"))
+    if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
+        raise ValueError(f"an upstream is an http(s) URL without query or fragment, not {base!r}")
+    return Origin(url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)), url.raw_path.rstrip(
+        "/"
+    ).encode("ascii")
 
 
 def _area_of(path: str) -> str | None:
