@@ -96,6 +96,9 @@ class RequestMetricsMiddleware:
     def __init__(self, app: Any, *, kit: Kit) -> None:
         self.app = app
         self.latency, self.requests = kit.http_metrics
+        #: The labelled children per (method, route, status): ``labels()`` takes a lock and
+        #: builds its key on every call; the label sets are few (route templates, statuses).
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in _UNTRACED_PATHS:
@@ -112,10 +115,14 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - started
             route = scope.get("route")
             labels = (scope["method"], getattr(route, "path", None) or "unmatched", str(status_holder[0]))
-            self.latency.labels(*labels).observe(time.perf_counter() - started)
-            self.requests.labels(*labels).inc()
+            children = self._children.get(labels)
+            if children is None:
+                children = self._children[labels] = (self.latency.labels(*labels), self.requests.labels(*labels))
+            children[0].observe(elapsed)
+            children[1].inc()
 
 
 @dataclass(frozen=True, slots=True)
