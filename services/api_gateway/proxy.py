@@ -261,6 +261,7 @@ class GatewayProxy:
         # names, values llhttp accepted), and what we need to know.
         forward: list[tuple[bytes, bytes]] = []
         authorization = request_id = content_length = host = None
+        chunked = False
         named: list[bytes] = []  # fields listed in Connection are hop-by-hop too
         trace_fields: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
@@ -273,6 +274,8 @@ class GatewayProxy:
                     host = value
                 elif name == b"connection":
                     named.extend(t.strip().lower() for t in value.split(b","))
+                elif name == b"transfer-encoding":
+                    chunked = True
                 continue
             if name == b"authorization":
                 authorization = value
@@ -301,7 +304,8 @@ class GatewayProxy:
 
         limit = self.settings.max_body_bytes
         try:
-            body = await _read_body(receive, content_length, limit)
+            # Neither Content-Length nor Transfer-Encoding: the request has no body (RFC 9112 §6.3).
+            body = await _read_body(receive, content_length, limit) if content_length or chunked else None
         except _BodyTooLarge as exc:
             # A declared size is refused unread; a streamed one is drained a little (lingering
             # close): closing on unread data makes the kernel send RST, which can destroy our
@@ -469,7 +473,7 @@ def install_proxy(app: Any, proxy: GatewayProxy) -> None:
     if app.middleware_stack is not None:
         raise RuntimeError("install_proxy must be called before the app starts")
     app.user_middleware.append(Middleware(ProxyMiddleware, proxy=proxy))
-    install_front_door(app, PREFIX, proxy.handle)
+    install_front_door(app, PREFIX, proxy.handle, skip=(ProxyMiddleware,))
 
 
 class ProxyMiddleware:

@@ -65,13 +65,14 @@ _DEFERRED_PROVIDERS = frozenset(
 _NO_OP_PROVIDERS = (trace.NoOpTracerProvider, metrics.NoOpMeterProvider, _logs.NoOpLoggerProvider)
 
 
-def install_front_door(app: Any, prefix: str, handler: ASGIApp) -> None:
+def install_front_door(app: Any, prefix: str, handler: ASGIApp, *, skip: tuple[type, ...] = ()) -> None:
     """Serve HTTP requests whose path starts with ``prefix`` by ``handler`` inside the app's
     user middleware, with a server span, past FastAPI's routing and exception layers.
 
     ``handler`` must answer every request it gets (an ASGI app). ``app`` is a FastAPI app
     that has not started; its user middleware may still be added after this call (the
-    door builds its chain on the first request).
+    door builds its chain on the first request). ``skip``: user middleware classes the
+    door leaves out, ones that would only pass these requests on to ``handler``.
     """
     if getattr(app, "middleware_stack", None) is not None:
         raise RuntimeError("install_front_door must be called before the app starts")
@@ -80,7 +81,7 @@ def install_front_door(app: Any, prefix: str, handler: ASGIApp) -> None:
     base = type(app)
     if not isinstance(app, _FrontDoorMixin):
         app.__class__ = _door_class(base)
-    app._front_door = FrontDoor(app, prefix, handler)
+    app._front_door = FrontDoor(app, prefix, handler, skip)
 
 
 class _FrontDoorMixin:
@@ -130,10 +131,11 @@ _GETTER = _RawHeaders()
 class FrontDoor:
     """The ASGI app behind the door: server span -> 500 guard -> the app's user middleware -> handler."""
 
-    def __init__(self, app: Any, prefix: str, handler: ASGIApp) -> None:
+    def __init__(self, app: Any, prefix: str, handler: ASGIApp, skip: tuple[type, ...] = ()) -> None:
         self.app = app
         self.prefix = prefix
         self.handler = handler
+        self.skip = skip
         self._chain: ASGIApp | None = None
         self._open: bool | None = None
         config = getattr(app, "_telemetry", None) or {}
@@ -169,7 +171,8 @@ class FrontDoor:
         app = self.app
         inner: ASGIApp = self.handler
         for cls, args, kwargs in reversed(app.user_middleware):
-            inner = cls(inner, *args, **kwargs)
+            if cls not in self.skip:
+                inner = cls(inner, *args, **kwargs)
         # Outermost, as in Starlette's stack: the app's handler answers an unexpected error
         # with a 500 (install_security gives that response its headers).
         error_handler = None
