@@ -19,7 +19,7 @@ chunked or until close), stream large bodies with back-pressure, reuse connectio
   for the response's head and for each next piece of its body.
 * **Retry:** a safe method (GET, HEAD, OPTIONS) whose *reused* connection closes before any
   byte of an answer is sent once more on a new connection (the service closed an idle
-  connection just as we picked it).
+  connection just as we picked it); any method is, if it was not written at all.
 * **Back-pressure:** a streamed body pauses reading from the service past ``HIGH_WATER``
   buffered bytes, and resumes below half of it.
 
@@ -58,10 +58,12 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamClosed(UpstreamError):
     """The service closed the connection before its answer was complete."""
 
-    def __init__(self, message: str, *, answered: bool) -> None:
+    def __init__(self, message: str, *, answered: bool, sent: bool = True) -> None:
         super().__init__(message)
         #: Whether any byte of an answer had arrived (then a retry could repeat the request's effect).
         self.answered = answered
+        #: Whether the request was written at all (if not, sending it elsewhere is always safe).
+        self.sent = sent
 
 
 class UpstreamProtocolError(UpstreamError):
@@ -315,6 +317,9 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(self, request: Iterable[bytes], head_only: bool) -> UpstreamResponse:
         """Send one framed request; the response once its head has arrived."""
+        if self.closed or self.transport.is_closing():
+            # Closed by the service while it sat in the pool, before connection_lost reached us.
+            raise UpstreamClosed("the service closed the connection", answered=False, sent=False)
         self._head = head = self.loop.create_future()
         self._head_only = head_only
         self._response = None
@@ -374,7 +379,7 @@ class UpstreamPool:
             return await conn.exchange(request, head_only)
         except UpstreamClosed as exc:
             conn.close()
-            if not (retry and conn.reused and not exc.answered):
+            if exc.sent and not (retry and conn.reused and not exc.answered):
                 raise
         except BaseException:
             conn.close()
@@ -391,7 +396,7 @@ class UpstreamPool:
         if not idle:
             return None
         conn = idle.pop()
-        if time.monotonic() - conn.idle_since <= self.keepalive_s and not conn.closed:
+        if time.monotonic() - conn.idle_since <= self.keepalive_s and not conn.transport.is_closing():
             return conn
         # Newest first: everything below it has been idle longer still.
         stale = [conn, *idle]
