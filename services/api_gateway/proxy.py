@@ -4,8 +4,9 @@ A pure ASGI app, no framework in between: per request it picks the upstream by
 area (``shared.ports.ROUTES``), verifies the bearer token, refuses ``internal``
 tokens, applies the per-client rate limit, reads the (bounded) body and forwards
 the request over pooled keep-alive connections (``services.api_gateway.upstream``),
-then streams the answer back. Hop-by-hop headers are dropped both ways; the ``Authorization`` header is
-kept, because every service verifies the JWT itself (that is how identity travels).
+then streams the answer back. Hop-by-hop headers are dropped both ways; the
+``Authorization`` header is kept, because every service verifies the JWT itself (that
+is how identity travels).
 
 Wiring in the gateway app (innermost, so metrics, CORS and security headers wrap it)::
 
