@@ -11,7 +11,9 @@ directory on offset ports, then measures:
 3. authenticated ``GET /api/v1/market/bars`` (limit 100) at 64 connections, direct
    and through the gateway: latency at a fixed 1,500 requests/s (open loop,
    coordinated-omission corrected) in alternating rounds, pooled per path, and the
-   closed-loop maximum, from a separate load-generator process; the gateway's overhead;
+   closed-loop maximum in alternating rounds too, from a separate load-generator process;
+   the gateway's latency overhead, its closed-loop throughput as a share of direct, and
+   its CPU per proxied request (from /proc);
 4. token issuance (client_credentials) per second.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +35,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from aiokafka import AIOKafkaConsumer
 
 from bench.loadgen import LoadResult, run_in_subprocess
@@ -67,6 +71,22 @@ def start_mesh(var: Path) -> subprocess.Popen:
             raise SystemExit("mesh did not start: " + (var / "supervisor.out").read_text()[-2000:])
         time.sleep(0.2)
     return proc
+
+
+def service_pid(mesh_pid: int, name: str) -> int:
+    """The process serving ``name`` in the mesh started by ``start_mesh`` (``infra.cli serve <name>``)."""
+    for child in psutil.Process(mesh_pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.cmdline()[-2:] == ["serve", name]:
+                return child.pid
+    raise SystemExit(f"no {name} process under the mesh supervisor {mesh_pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -151,7 +171,7 @@ async def bar_latency(http: httpx.AsyncClient, bridge: str, servers: str, sample
     return latencies
 
 
-async def measure(args: argparse.Namespace, var: Path) -> None:
+async def measure(args: argparse.Namespace, var: Path, mesh_pid: int) -> None:
     settings = PlatformSettings(hats_port_offset=OFFSET)
     bridge, db = settings.url_of("data-bridge"), settings.url_of("database-service")
     gateway = settings.url_of("api-gateway")
@@ -213,23 +233,65 @@ async def measure(args: argparse.Namespace, var: Path) -> None:
             f"through the gateway {fixed['through the gateway'][-1].p99_ms:.2f} ms"
         )
     pooled = {where: LoadResult.pooled(runs) for where, runs in fixed.items()}
-    for where, base in bases.items():
-        closed = await asyncio.to_thread(
-            run_in_subprocess,
-            "closed_loop",
-            url=base + path,
-            connections=64,
-            duration_s=args.duration,
-            warmup_s=1.0,
-            headers=headers,
+    # Closed loop, also in alternating rounds: throughput through the gateway as a share of
+    # direct, and what each request costs the gateway's and database-service's processes
+    # (user + system CPU from /proc, divided by the requests they served, warm-up included).
+    procs = {
+        "api-gateway": service_pid(mesh_pid, "api-gateway"),
+        "database-service": service_pid(mesh_pid, "database-service"),
+    }
+    closed: dict[str, list] = {where: [] for where in bases}
+    cpu_us: dict[str, dict[str, list[float]]] = {where: {name: [] for name in procs} for where in bases}
+    for round_no in range(1, args.rounds + 1):
+        for where, base in bases.items():
+            before = {name: cpu_seconds(pid) for name, pid in procs.items()}
+            run = await asyncio.to_thread(
+                run_in_subprocess,
+                "closed_loop",
+                url=base + path,
+                connections=64,
+                duration_s=args.duration,
+                warmup_s=1.0,
+                headers=headers,
+            )
+            served = max(1.0, run.requests + 1.0 * run.achieved_rps)
+            for name, pid in procs.items():
+                cpu_us[where][name].append((cpu_seconds(pid) - before[name]) / served * 1e6)
+            closed[where].append(run)
+        d, g = closed["direct to database-service"][-1], closed["through the gateway"][-1]
+        print(
+            f"   closed-loop round {round_no}: direct {d.achieved_rps:,.0f}/s, through the gateway "
+            f"{g.achieved_rps:,.0f}/s (ratio {g.achieved_rps / d.achieved_rps:.2f}), gateway CPU "
+            f"{cpu_us['through the gateway']['api-gateway'][-1]:.0f} us per proxied request"
         )
+    closed_pooled = {where: LoadResult.pooled(runs) for where, runs in closed.items()}
+    for where in bases:
         print(f"   {where}, fixed rate {args.rate:,.0f}/s: {pooled[where].summary()}")
-        print(f"   {where}, closed loop (max): {closed.summary()}")
+        print(f"   {where}, closed loop (max, {args.rounds} rounds): {closed_pooled[where].summary()}")
     print("   targets: direct p99 < 20 ms at >= 1,500/s; through the gateway p99 < 25 ms at >= 1,500/s")
     direct, proxied = pooled["direct to database-service"], pooled["through the gateway"]
     print(
         f"   gateway overhead at {args.rate:,.0f}/s: p50 {proxied.p50_ms - direct.p50_ms:+.2f} ms, "
         f"p99 {proxied.p99_ms - direct.p99_ms:+.2f} ms  (target p99 < 5 ms)"
+    )
+    ratio = closed_pooled["through the gateway"].achieved_rps / closed_pooled["direct to database-service"].achieved_rps
+    gateway_cpu = cpu_us["through the gateway"]["api-gateway"]
+    db_direct, db_proxied = (
+        cpu_us["direct to database-service"]["database-service"],
+        cpu_us["through the gateway"]["database-service"],
+    )
+    print(
+        f"   closed-loop throughput through the gateway / direct: {ratio:.2f}  (target >= 0.70; "
+        f"{args.rounds} alternating rounds of {args.duration:.0f} s, 64 connections each)"
+    )
+    print(
+        f"   gateway CPU per proxied request: {statistics.mean(gateway_cpu):.0f} us  (target <= 200; rounds "
+        f"{', '.join(f'{x:.0f}' for x in gateway_cpu)}; user+system from /proc over the closed-loop runs, "
+        "background work included)"
+    )
+    print(
+        f"   database-service CPU per request: direct {statistics.mean(db_direct):.0f} us, behind the gateway "
+        f"{statistics.mean(db_proxied):.0f} us"
     )
 
     print(
@@ -307,7 +369,7 @@ def main() -> int:
     var.chmod(0o755)
     mesh = start_mesh(var)
     try:
-        asyncio.run(measure(args, var))
+        asyncio.run(measure(args, var, mesh.pid))
     finally:
         mesh.send_signal(signal.SIGTERM)
         mesh.wait(60)

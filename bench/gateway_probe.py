@@ -132,6 +132,8 @@ def gateway_app(key_file: Path, var: Path, upstream: str, bare: bool):
 def serve(role: str, port: int, key_file: Path, var: Path, upstream: str | None, bare: bool) -> None:
     import uvicorn
 
+    from shared.kit.http_protocol import CoalescingHttpToolsProtocol
+
     app = upstream_app(key_file, var) if role == "upstream" else gateway_app(key_file, var, upstream or "", bare)
     uvicorn.run(
         app,
@@ -139,7 +141,7 @@ def serve(role: str, port: int, key_file: Path, var: Path, upstream: str | None,
         port=port,
         lifespan="on",
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # as shared.kit.runner serves every service
         log_config=None,
         log_level="warning",
         access_log=False,

@@ -284,6 +284,7 @@ class _Conn(asyncio.Protocol):
 
 class _FixedConn(_Conn):
     __slots__ = ()
+    run: _FixedRun
 
     def on_message_complete(self) -> None:
         now = _now()
@@ -302,7 +303,7 @@ class _FixedConn(_Conn):
             if run.resolved >= run.n_meas:
                 run.finish()
         if not parser.should_keep_alive():
-            self.transport.close()  # reconnects from connection_lost()
+            self.transport.close()  # type: ignore[union-attr]  # a response came: connected; reconnects from connection_lost()
             return
         # dispatch the next due request on this connection, or go idle
         j = run.next_idx
@@ -310,7 +311,7 @@ class _FixedConn(_Conn):
             run.next_idx = j + 1
             self.idx = j
             self.sent = now
-            self.transport.write(run.req)
+            self.transport.write(run.req)  # type: ignore[union-attr]  # a response came: connected
         else:
             run.go_idle(self, now)
 
@@ -329,11 +330,11 @@ class _ClosedConn(_Conn):
             sc[code] = sc.get(code, 0) + 1
         if not parser.should_keep_alive():
             self.idx = -1
-            self.transport.close()
+            self.transport.close()  # type: ignore[union-attr]  # a response came: connected
             return
         if run.running:
             self.sent = now
-            self.transport.write(run.req)
+            self.transport.write(run.req)  # type: ignore[union-attr]  # a response came: connected
         else:
             self.idx = -1
 
@@ -371,6 +372,9 @@ class _HeadParser:
 
 
 class _HeadMixin:
+    run: Any
+    parser: Any
+
     def new_parser(self) -> None:
         self.parser = _HeadParser(self)  # type: ignore[arg-type]
 
@@ -438,7 +442,7 @@ class _Run:
         if not infos:
             raise ConnectionError(f"cannot resolve {self.target.host!r}")
         self.family, _, _, _, sockaddr = infos[0]
-        self.addr = (sockaddr[0], sockaddr[1])
+        self.addr = (str(sockaddr[0]), int(sockaddr[1]))
         results = await asyncio.gather(*(self._connect(c) for c in self.conns), return_exceptions=True)
         failed = [c for c, r in zip(self.conns, results, strict=False) if isinstance(r, BaseException)]
         if len(failed) == len(self.conns):

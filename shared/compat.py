@@ -13,6 +13,7 @@ Nothing else in the project may touch a private attribute of a third-party objec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +27,8 @@ WRITTEN_FOR = {
     "pydantic": "2.14.3",
     "starlette": "1.10.0",
     "fastapi-offline": "1.7.7",
+    "opentelemetry-api": "1.45.2",
+    "uvicorn": "0.54.0",
 }
 
 
@@ -128,6 +131,61 @@ def is_pydantic_general_metadata(item: object) -> bool:
     return isinstance(item, PydanticMetadata) and type(item).__name__ == "_PydanticGeneralMetadata"
 
 
+# -- OpenTelemetry -----------------------------------------------------------------------------
+
+#: OpenTelemetry's stand-ins for "no provider configured yet" (module, class): private classes.
+_DEFERRED_OTEL_PROVIDERS = frozenset(
+    {
+        ("opentelemetry.trace", "ProxyTracerProvider"),
+        ("opentelemetry.metrics._internal", "_ProxyMeterProvider"),
+        ("opentelemetry._logs._internal", "ProxyLoggerProvider"),
+    }
+)
+
+
+def otel_provider_configured(provider: Any) -> bool:
+    """Whether an OpenTelemetry tracer, meter or logger provider does anything: neither the
+    placeholder the API returns before one is set, nor a no-op one.
+
+    The front door (``shared.kit.frontdoor``) makes a server span only when FastAPI would, and
+    stands aside if FastAPI's OpenTelemetry metrics or logs are live.
+    """
+    from opentelemetry import _logs, metrics, trace
+
+    cls = type(provider)
+    if (cls.__module__, cls.__name__) in _DEFERRED_OTEL_PROVIDERS:
+        return False
+    return not isinstance(provider, trace.NoOpTracerProvider | metrics.NoOpMeterProvider | _logs.NoOpLoggerProvider)
+
+
+def otel_logger_provider() -> Any:
+    """The global OpenTelemetry logger provider (its logs API is still ``opentelemetry._logs``)."""
+    from opentelemetry import _logs
+
+    return _logs.get_logger_provider()
+
+
+# -- uvicorn -----------------------------------------------------------------------------------
+
+
+def httptools_protocol_with_transport(wrap: Callable[[Any, Any], Any]) -> type[Any]:
+    """uvicorn's httptools HTTP protocol, writing through ``wrap(transport, loop)`` instead of the
+    socket's transport (``uvicorn.Config(http=<this class>)``).
+
+    uvicorn writes a response's head and body with separate ``transport.write`` calls; the
+    kit coalesces what one event-loop turn writes into one syscall (``shared.kit.http_protocol``).
+    Relies on ``HttpToolsProtocol.connection_made`` keeping the transport it is given and
+    writing only through it, and on ``self.loop``.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class WrappedTransportProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(wrap(transport, self.loop))
+
+    return WrappedTransportProtocol
+
+
 # -- Starlette / FastAPI -----------------------------------------------------------------------
 
 
@@ -158,8 +216,11 @@ __all__ = [
     "add_innermost_middleware",
     "admin_client",
     "batch_parser_parts",
+    "httptools_protocol_with_transport",
     "is_pydantic_general_metadata",
     "murmur2",
+    "otel_logger_provider",
+    "otel_provider_configured",
     "running_consumer",
     "set_batch_timeout",
     "set_fetch_max_wait",

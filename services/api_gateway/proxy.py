@@ -3,9 +3,10 @@
 A pure ASGI app, no framework in between: per request it picks the upstream by
 area (``shared.ports.ROUTES``), verifies the bearer token, refuses ``internal``
 tokens, applies the per-client rate limit, reads the (bounded) body and forwards
-the request over a pooled keep-alive ``aiohttp`` client, then streams the answer
-back. Hop-by-hop headers are dropped both ways; the ``Authorization`` header is
-kept, because every service verifies the JWT itself (that is how identity travels).
+the request over pooled keep-alive connections (``services.api_gateway.upstream``),
+then streams the answer back. Hop-by-hop headers are dropped both ways; the
+``Authorization`` header is kept, because every service verifies the JWT itself (that
+is how identity travels).
 
 Wiring in the gateway app (innermost, so metrics, CORS and security headers wrap it)::
 
@@ -14,9 +15,11 @@ Wiring in the gateway app (innermost, so metrics, CORS and security headers wrap
     ...                                       # and in the lifespan:
     async with proxy: yield
 
-aiohttp, not httpx: on this workload (12 KB JSON, 64 connections, 2 cores shared with
-the upstream and the load generator) httpx 0.28 topped out near 500 requests/s with
-p50 ~90 ms (its connection pool degrades with concurrency), aiohttp reached ~7,500.
+The upstream client: httpx 0.28 topped out near 500 requests/s on this workload (12 KB
+JSON, 64 connections, 2 cores shared with the upstream and the load generator; its
+pool degrades with concurrency); aiohttp reached ~7,500 but cost ~90 µs of CPU per
+request more than ``UpstreamPool`` (its module says how that was measured). aiohttp
+stays for the gateway's other calls to the services (``session``).
 """
 
 from __future__ import annotations
@@ -26,14 +29,23 @@ import logging
 import math
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 from opentelemetry import propagate
+from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from services.api_gateway.upstream import (
+    Origin,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from shared import compat, ports
 from shared.auth.bearer import CHALLENGE, MISSING_TOKEN, bearer_token, refusal
 from shared.auth.principal import InvalidToken, Principal
@@ -146,10 +158,16 @@ class GatewayProxy:
         self.settings = settings or ProxySettings()
         self.verifier = verifier
         self.limiter = limiter
-        self._upstreams = {area: base.rstrip("/") for area, base in routes.items()}
+        self._upstreams = {area: _upstream_of(base) for area, base in routes.items()}
         self._area_routes = {area: RouteLabel(f"{PREFIX}{area}") for area in self._upstreams}
         self._session: aiohttp.ClientSession | None = None
         s = self.settings
+        self._pool = UpstreamPool(
+            connect_timeout_s=s.connect_timeout_s,
+            read_timeout_s=s.read_timeout_s,
+            keepalive_s=s.keepalive_s,
+            max_connections=s.max_connections,
+        )
         # `connect` bounds waiting for a pooled connection plus connecting; `sock_connect` the
         # TCP connect alone; `sock_read` each wait for upstream bytes. No `total`: a large
         # streamed answer may legitimately take longer than any single timeout.
@@ -161,7 +179,8 @@ class GatewayProxy:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The pooled upstream client (opened on first use)."""
+        """A pooled aiohttp client to the same upstreams, for the gateway's other calls to them
+        (the merged OpenAPI document); opened on first use. Proxied requests use ``UpstreamPool``."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
@@ -177,11 +196,12 @@ class GatewayProxy:
         return self._session
 
     async def start(self) -> None:
-        """Open the pooled client (idempotent)."""
-        _ = self.session
+        """Accept requests (idempotent); connections open as requests need them."""
+        self._pool.reopen()
 
     async def aclose(self) -> None:
-        """Close the pooled client and its connections."""
+        """Close the pooled connections (and the aiohttp client, if it was opened)."""
+        await self._pool.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -195,9 +215,7 @@ class GatewayProxy:
 
     # ------------------------------------------------------------------ ASGI
 
-    async def __call__(
-        self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self.handle(scope, receive, send)
@@ -206,7 +224,7 @@ class GatewayProxy:
         else:  # websockets are not part of the public API
             await send({"type": "websocket.close", "code": 1008})
 
-    async def _lifespan(self, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -217,15 +235,13 @@ class GatewayProxy:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def handle(
-        self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
-    ) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request whose path is (or should be) under ``/api/v1/``."""
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         path: str = scope["path"]
         area = _area_of(path)
         upstream = self._upstreams.get(area) if area else None
-        if upstream is None:
+        if area is None or upstream is None:
             await _problem(scope, send, 404, f"no API area {area!r}" if area else "not found")
             return
         if "/./" in path or "/../" in path or path.endswith(("/.", "/..")):
@@ -235,11 +251,13 @@ class GatewayProxy:
         # FastAPI's router never sees this request: label its metrics and span by area.
         claim_route(scope, self._area_routes[area])
 
-        # One pass over the headers: what to forward, and what we need to know.
-        forward: list[tuple[str, str]] = []
+        # One pass over the headers: what to forward (raw, as uvicorn parsed them: lower-case
+        # names, values llhttp accepted), and what we need to know.
+        forward: list[tuple[bytes, bytes]] = []
         authorization = request_id = content_length = host = None
+        chunked = False
         named: list[bytes] = []  # fields listed in Connection are hop-by-hop too
-        trace_fields: list[tuple[str, str]] = []
+        trace_fields: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
             if name in _REQUEST_DROP:
                 if name == b"content-length":
@@ -250,17 +268,18 @@ class GatewayProxy:
                     host = value
                 elif name == b"connection":
                     named.extend(t.strip().lower() for t in value.split(b","))
+                elif name == b"transfer-encoding":
+                    chunked = True
                 continue
             if name == b"authorization":
                 authorization = value
             elif name in _TRACE_FIELDS:
                 # Replaced by the context of our server span (below), which continues this one.
-                trace_fields.append((name.decode("latin-1"), value.decode("latin-1")))
+                trace_fields.append((name, value))
                 continue
-            forward.append((name.decode("latin-1"), value.decode("latin-1")))
+            forward.append((name, value))
         if named:
-            drop = {n.decode("latin-1") for n in named}
-            forward = [(k, v) for k, v in forward if k not in drop]
+            forward = [(k, v) for k, v in forward if k not in named]
 
         principal = await self._authenticate(scope, send, authorization)
         if principal is None:
@@ -279,7 +298,8 @@ class GatewayProxy:
 
         limit = self.settings.max_body_bytes
         try:
-            body = await _read_body(receive, content_length, limit)
+            # Neither Content-Length nor Transfer-Encoding: the request has no body (RFC 9112 §6.3).
+            body = await _read_body(receive, content_length, limit) if content_length or chunked else None
         except _BodyTooLarge as exc:
             # A declared size is refused unread; a streamed one is drained a little (lingering
             # close): closing on unread data makes the kernel send RST, which can destroy our
@@ -302,23 +322,39 @@ class GatewayProxy:
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = os.urandom(16).hex().encode()
         client = scope.get("client")
-        forward.append(("X-Request-ID", request_id.decode("ascii")))
-        forward.append(("X-Forwarded-For", client[0] if client else "unknown"))
-        forward.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
+        forward.append((b"x-request-id", request_id))
+        forward.append((b"x-forwarded-for", client[0].encode("latin-1") if client else b"unknown"))
+        forward.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
         if host is not None:
-            forward.append(("X-Forwarded-Host", host.decode("latin-1")))
+            forward.append((b"x-forwarded-host", host))
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        # No current span (tracing off): pass the caller's context on rather than break the trace.
-        forward.extend(carrier.items() if "traceparent" in carrier else trace_fields)
+        if "traceparent" in carrier:
+            for name, value in carrier.items():
+                field = (name.lower().encode("latin-1"), value.encode("latin-1"))
+                if b"\r" in field[1] or b"\n" in field[1]:
+                    continue  # never let a header value end the head early
+                forward.append(field)
+        else:
+            # No current span (tracing off): pass the caller's context on rather than break the trace.
+            forward.extend(trace_fields)
 
+        origin, base_path = self._upstreams[area]
+        method: str = scope["method"]
         query: bytes = scope.get("query_string", b"")
-        target = upstream + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        await self._forward(scope, send, URL(target, encoded=True), forward, body, request_id)
+        parts = [method.encode("ascii"), b" ", base_path, raw_path]
+        if query:
+            parts += (b"?", query)
+        parts += (b" HTTP/1.1\r\nhost: ", origin.authority, b"\r\n")
+        for name, value in forward:
+            parts += (name, b": ", value, b"\r\n")
+        if body is not None:
+            parts += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n")
+        parts.append(b"\r\n")
+        request = [b"".join(parts), body] if body else [b"".join(parts)]
+        await self._forward(scope, send, origin, request, request_id)
 
-    async def _authenticate(
-        self, scope: dict, send: Callable[[dict], Awaitable[None]], authorization: bytes | None
-    ) -> Principal | None:
+    async def _authenticate(self, scope: Scope, send: Send, authorization: bytes | None) -> Principal | None:
         """The caller's principal, or ``None`` after answering 401/403 (RFC 6750 §3)."""
         token = bearer_token(authorization)
         if token is None:
@@ -348,33 +384,28 @@ class GatewayProxy:
 
     async def _forward(
         self,
-        scope: dict,
-        send: Callable[[dict], Awaitable[None]],
-        url: URL,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
+        scope: Scope,
+        send: Send,
+        origin: Origin,
+        request: list[bytes],
         request_id: bytes,
     ) -> None:
         method: str = scope["method"]
-        session = self.session
-        attempts = 2 if method in _RETRYABLE else 1
-        for attempt in range(attempts):
-            try:
-                response = await session.request(method, url, headers=headers, data=body, allow_redirects=False)
-                break
-            except aiohttp.ServerDisconnectedError:
-                # A pooled keep-alive connection the upstream closed just now: one retry on a
-                # fresh connection is safe for a safe method, and hides the race from callers.
-                if attempt + 1 < attempts:
-                    continue
-                await _problem(scope, send, 502, f"upstream {url.host}:{url.port} closed the connection")
-                return
-            except (TimeoutError, aiohttp.ServerTimeoutError):
-                await _problem(scope, send, 504, f"upstream {url.host}:{url.port} did not answer in time")
-                return
-            except aiohttp.ClientError as exc:
-                await _problem(scope, send, 502, f"upstream {url.host}:{url.port} unreachable: {type(exc).__name__}")
-                return
+        where = f"upstream {origin.host}:{origin.port}"
+        try:
+            response = await self._pool.request(origin, request, head_only=method == "HEAD", retry=method in _RETRYABLE)
+        except UpstreamTimeout:
+            await _problem(scope, send, 504, f"{where} did not answer in time")
+            return
+        except UpstreamClosed:
+            await _problem(scope, send, 502, f"{where} closed the connection")
+            return
+        except UpstreamUnreachable as exc:
+            await _problem(scope, send, 502, f"{where} unreachable: {exc}")
+            return
+        except UpstreamError:
+            await _problem(scope, send, 502, f"{where} sent an answer that is not valid HTTP/1.1")
+            return
         try:
             out: list[tuple[bytes, bytes]] = []
             named: set[bytes] = set()
@@ -396,20 +427,19 @@ class GatewayProxy:
             if length is not None and length <= _SMALL_BODY:
                 try:
                     payload = await response.read()
-                except (TimeoutError, aiohttp.ClientError) as exc:
+                except UpstreamError as exc:
                     # Nothing sent yet: the caller can still get a proper answer.
-                    status = 504 if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError) else 502
-                    await _problem(scope, send, status, f"upstream {url.host}:{url.port} broke off its response")
+                    status = 504 if isinstance(exc, UpstreamTimeout) else 502
+                    await _problem(scope, send, status, f"{where} broke off its response")
                     return
                 await send({"type": "http.response.start", "status": response.status, "headers": out})
                 await send({"type": "http.response.body", "body": payload})
                 return
             await send({"type": "http.response.start", "status": response.status, "headers": out})
-            content = response.content
             while True:
                 # A failure from here on cannot become a problem document: the error propagates
                 # and the server drops the connection, so the caller sees a truncated response.
-                chunk = await content.read(_STREAM_CHUNK)
+                chunk = await response.read_chunk()
                 if not chunk:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -422,10 +452,16 @@ def install_proxy(app: Any, proxy: GatewayProxy) -> None:
     """Put ``proxy`` in front of ``app``'s routes for ``/api/v1/...`` (call before the app starts).
 
     It becomes the innermost middleware, so the metrics, CORS and security-header
-    middlewares and FastAPI's server span all wrap proxied requests too. The app's
-    lifespan must open and close it (``async with proxy``); otherwise it opens lazily.
+    middlewares and a server span all wrap proxied requests too. Those requests come in
+    by the app's front door (``shared.kit.frontdoor``): the same user middleware and span,
+    without FastAPI's telemetry wrapper and its routing and exception layers (~50 µs of
+    CPU per proxied request). The app's lifespan must open and close the proxy
+    (``async with proxy``); otherwise it opens lazily.
     """
+    from shared.kit.frontdoor import install_front_door
+
     compat.add_innermost_middleware(app, ProxyMiddleware, proxy=proxy)
+    install_front_door(app, PREFIX, proxy.handle, skip=(ProxyMiddleware,))
 
 
 class ProxyMiddleware:
@@ -435,11 +471,21 @@ class ProxyMiddleware:
         self.app = app
         self.proxy = proxy
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
             await self.proxy.handle(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def _upstream_of(base: str) -> tuple[Origin, bytes]:
+    """A service's base URL as the pool's origin and the path prefix of its requests."""
+    url = URL(base.rstrip("/"))
+    if url.scheme not in ("http", "https") or not url.host or url.query_string or url.fragment:
+        raise ValueError(f"an upstream is an http(s) URL without query or fragment, not {base!r}")
+    return Origin(url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)), url.raw_path.rstrip(
+        "/"
+    ).encode("ascii")
 
 
 def _area_of(path: str) -> str | None:
@@ -449,7 +495,7 @@ def _area_of(path: str) -> str | None:
     return area or None
 
 
-async def _read_body(receive: Callable[[], Awaitable[dict]], content_length: bytes | None, limit: int) -> bytes | None:
+async def _read_body(receive: Receive, content_length: bytes | None, limit: int) -> bytes | None:
     """The whole request body (``None`` if there is none), refusing more than ``limit`` bytes.
 
     A declared Content-Length over the limit is refused before reading anything; a
@@ -483,7 +529,7 @@ async def _read_body(receive: Callable[[], Awaitable[dict]], content_length: byt
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _drain(receive: Callable[[], Awaitable[dict]], budget: int, within_s: float) -> bool:
+async def _drain(receive: Receive, budget: int, within_s: float) -> bool:
     """Read and discard up to ``budget`` more body bytes for at most ``within_s``; whether the body ended."""
     try:
         async with asyncio.timeout(within_s):
@@ -500,8 +546,8 @@ async def _drain(receive: Callable[[], Awaitable[dict]], budget: int, within_s: 
 
 
 async def _problem(
-    scope: dict,
-    send: Callable[[dict], Awaitable[None]],
+    scope: Scope,
+    send: Send,
     status: int,
     detail: str,
     headers: dict[str, str] | None = None,

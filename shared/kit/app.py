@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import Message, Receive, Scope, Send
 
 from shared import ports
 from shared.kit.docs import install_docs
@@ -33,6 +36,7 @@ from shared.settings import PlatformSettings
 
 if TYPE_CHECKING:
     from shared.auth.tokens import TokenVerifier
+    from shared.kit.frontdoor import FrontDoor
     from shared.kit.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -101,15 +105,18 @@ class RequestMetricsMiddleware:
     def __init__(self, app: Any, *, kit: Kit) -> None:
         self.app = app
         self.latency, self.requests = kit.http_metrics
+        #: The labelled children per (method, route, status): ``labels()`` takes a lock and
+        #: builds its key on every call; the label sets are few (route templates, statuses).
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status_holder = [500]
 
-        async def send_wrapper(message: dict) -> None:
+        async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
             await send(message)
@@ -117,10 +124,14 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - started
             route = scope.get("route")
             labels = (scope["method"], getattr(route, "path", None) or "unmatched", str(status_holder[0]))
-            self.latency.labels(*labels).observe(time.perf_counter() - started)
-            self.requests.labels(*labels).inc()
+            children = self._children.get(labels)
+            if children is None:
+                children = self._children[labels] = (self.latency.labels(*labels), self.requests.labels(*labels))
+            children[0].observe(elapsed)
+            children[1].inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +141,7 @@ class RouteLabel:
     path: str
 
 
-def claim_route(scope: dict, route: RouteLabel) -> None:
+def claim_route(scope: Scope, route: RouteLabel) -> None:
     """For ASGI code that answers before FastAPI's router (the gateway's proxy, fast paths):
     label the request's metrics and name its server span as the router would have."""
     scope["route"] = route
@@ -144,7 +155,7 @@ def claim_route(scope: dict, route: RouteLabel) -> None:
 #: headers, route template as name). Its per-operation spans (dependencies, endpoint,
 #: serialisation) would triple the spans of every request on the latency-critical
 #: paths, and its OTel metrics/logs duplicate /metrics and our JSON logs.
-_TELEMETRY = {
+_TELEMETRY: TelemetryConfig = {
     "tracing": True,
     "operation_spans": False,
     "metrics": False,
@@ -162,6 +173,20 @@ class ServiceApp(FastAPI):
     token_verifier: TokenVerifier | None = None
     #: The running service (``shared.kit.service.Runtime``) for apps built from a declaration.
     runtime: Runtime[Any, Any] | None = None
+    #: Serves a path prefix past FastAPI's routing (``shared.kit.frontdoor``: the gateway's ``/api/v1``).
+    front_door: FrontDoor | None = None
+
+    def __init__(self, *args: Any, telemetry: TelemetryConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, telemetry=telemetry, **kwargs)
+        #: FastAPI's native telemetry settings, as given (the front door makes the same span).
+        self.telemetry_config: TelemetryConfig = telemetry or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        door = self.front_door
+        if door is not None and scope["type"] == "http" and scope["path"].startswith(door.prefix) and door.open:
+            await door(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def build_app(
@@ -244,7 +269,7 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def _install_tracing(service: str, settings: PlatformSettings):
+def _install_tracing(service: str, settings: PlatformSettings) -> TracerProvider | None:
     # The global provider can be set once per process; in-process test apps share the first one.
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return None

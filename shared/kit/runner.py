@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from shared import ports
+from shared.kit.http_protocol import CoalescingHttpToolsProtocol
 from shared.kit.portguard import PortTaken, bind_or_explain
 from shared.kit.service import load_definition
 from shared.settings import PlatformSettings
@@ -39,7 +40,8 @@ def serve(name: str) -> int:
         app,
         lifespan="on",
         loop="uvloop",
-        http="httptools",
+        # httptools, with a response's head and body sent in one write (shared/kit/http_protocol.py)
+        http=CoalescingHttpToolsProtocol,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_HTTP_S,

@@ -129,12 +129,16 @@ def test_fastapi_offline_ships_swagger_ui():
 
 
 #: Private attributes of other people's objects are only reached in shared/compat.py. The
-#: namedtuple API (``_asdict``...) is public despite its underscore; a class may reach its
-#: own instances' fields (``builder._states`` in its own classmethod).
+#: namedtuple API (``_asdict``...) is public despite its underscore; a module may reach the
+#: private fields of its own classes (those it defines: ``self._x = ...``, ``def _x``, ``"_x"``).
 _PRIVATE = re.compile(r"\b(?!self\b|cls\b)([A-Za-z_][A-Za-z0-9_]*)\._(?!_)([a-z][A-Za-z0-9_]*)")
 _ALLOWED = {"asdict", "replace", "fields", "make"}
-_OWN_CLASS_ACCESS = {("services/data_bridge/domain/bars.py", "builder")}
 _PRIVATE_IMPORTS = re.compile(r"^\s*(?:from|import)\s+\w+\._internal", re.M)
+
+
+def _defines(text: str, name: str) -> bool:
+    """Whether the module itself defines ``name`` (an attribute it sets, a method, a slot)."""
+    return bool(re.search(rf"self\.{name}\s*(:[^=]*)?=|def {name}\(|[\"']{name}[\"']|^\s+{name}\s*:", text, re.M))
 
 
 def test_no_other_module_reaches_into_a_dependencys_private_api():
@@ -148,8 +152,8 @@ def test_no_other_module_reaches_into_a_dependencys_private_api():
         text = path.read_text()
         offenders += [f"{relative}: {m.group(0)}" for m in _PRIVATE_IMPORTS.finditer(text)]
         for match in _PRIVATE.finditer(text):
-            owner, attribute = match.groups()
-            if attribute in _ALLOWED or (relative, owner) in _OWN_CLASS_ACCESS:
+            attribute = match.group(2)
+            if attribute in _ALLOWED or _defines(text, "_" + attribute):
                 continue
             offenders.append(f"{relative}: {match.group(0)}")
     assert not offenders, "use shared/compat.py for: " + "; ".join(offenders)
@@ -168,3 +172,43 @@ def test_pydantic_keeps_field_constraints_it_has_no_class_for_in_its_general_met
     general = [m for f in Model.model_fields.values() for m in f.metadata if compat.is_pydantic_general_metadata(m)]
     assert [vars(m) for m in general] == [{"max_digits": 28, "decimal_places": 10}, {"pattern": "^[A-Z]+$"}]
     assert not any(compat.is_pydantic_general_metadata(m) for m in Model.model_fields["price"].metadata[:1])
+
+
+def test_opentelemetry_placeholders_and_no_op_providers_are_told_from_real_ones():
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    assert not compat.otel_provider_configured(trace.ProxyTracerProvider())
+    assert not compat.otel_provider_configured(trace.NoOpTracerProvider())
+    assert not compat.otel_provider_configured(metrics.NoOpMeterProvider())
+    placeholder = type(metrics.get_meter_provider())  # nothing sets a global meter provider here
+    assert (placeholder.__module__, placeholder.__name__) in compat._DEFERRED_OTEL_PROVIDERS
+    assert not compat.otel_provider_configured(compat.otel_logger_provider())
+    assert compat.otel_provider_configured(TracerProvider()) and compat.otel_provider_configured(MeterProvider())
+
+
+async def test_uvicorns_httptools_protocol_writes_only_through_the_transport_it_was_given():
+    import asyncio
+
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    wrapped: list = []
+
+    def wrap(transport, loop):
+        wrapped.append((transport, loop))
+        return transport
+
+    cls = compat.httptools_protocol_with_transport(wrap)
+    assert issubclass(cls, HttpToolsProtocol)
+    source = inspect.getsource(HttpToolsProtocol)
+    assert "self.transport = transport" in source and "self.transport.write(" in source
+    loop = asyncio.get_running_loop()
+    config = Config(app=lambda *_: None, http="httptools")
+    config.load()
+    protocol = cls(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = SimpleNamespace(get_extra_info=lambda *_: None, is_closing=lambda: False, set_protocol=lambda _: None)
+    protocol.connection_made(transport)
+    assert wrapped == [(transport, loop)] and protocol.transport is transport

@@ -26,6 +26,7 @@ from services.api_gateway.security import install_security
 from shared.auth import LocalKeySource, TokenVerifier, mint_access_token
 from shared.auth.fastapi import install_auth, require
 from shared.auth.scopes import MARKET_READ
+from shared.kit.app import ServiceApp
 from shared.kit.docs import install_docs
 from shared.kit.problems import install_problem_handlers
 from shared.ratelimit import SlidingWindowLimiter
@@ -190,7 +191,7 @@ def gateway_app(
         async with proxy:
             yield
 
-    app = FastAPI(
+    app = ServiceApp(
         title="api-gateway",
         lifespan=lifespan,
         docs_url=None,
