@@ -17,6 +17,9 @@ from shared import ports
 from shared.kit.portguard import is_listening, port_holder
 from shared.settings import PlatformSettings
 
+#: The checkout this command runs from (where docs and new services are written).
+REPOSITORY = Path(__file__).resolve().parents[1]
+
 
 def cmd_up(args: argparse.Namespace) -> int:
     from infra.supervisor import AlreadyRunning, Supervisor
@@ -128,7 +131,7 @@ def cmd_contract(args: argparse.Namespace) -> int:
 
         print(json.dumps(asyncapi_document(load_definition(ports.service(args.service))), indent=2))
         return 0
-    root = Path(__file__).resolve().parents[1]
+    root = REPOSITORY
     if args.action == "docs":
         changed = meshdoc.write(root, definitions)
         print(f"[hats] {'rewrote ' + ', '.join(map(str, changed)) if changed else 'docs are current'}")
@@ -145,7 +148,7 @@ def cmd_new_service(args: argparse.Namespace) -> int:
     from infra.scaffold import ScaffoldError, new_service
 
     try:
-        written = new_service(args.name, Path(__file__).resolve().parents[1])
+        written = new_service(args.name, REPOSITORY)
     except ScaffoldError as exc:
         print(f"[hats] {exc}", file=sys.stderr)
         return 2

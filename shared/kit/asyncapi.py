@@ -49,7 +49,7 @@ def asyncapi_document(definition: ServiceDefinition[Any, Any], servers: str = "k
         subscriber = broker.subscriber(
             consumes.topic,
             group_id=consumes.group,
-            title=f"{definition.name}:{consumes.topic}:{consumes.group or 'every-instance'}",
+            title=consumes.title(definition.name),
             description=consumes.purpose or None,
         )
         subscriber(_typed_handler(consumes.event))

@@ -61,7 +61,7 @@ class ServiceBus:
         instance reads everything); ``options`` go to ``KafkaBroker.subscriber``. Decorate the
         handler with it as usual. The contract must declare ``Consumes(event, group)``."""
         declared = self._use.subscribe(event, group)
-        options.setdefault("title", f"{self._use.service}:{event.TOPIC}:{group or 'every-instance'}")
+        options.setdefault("title", declared.title(self._use.service))
         options.setdefault("description", declared.purpose or None)
         subscriber: Subscriber = self.broker.subscriber(event.TOPIC, group_id=group, **options)
         return subscriber

@@ -43,6 +43,10 @@ class Consumes:
     def key(self) -> tuple[type[Event], str | None]:
         return self.event, self.group
 
+    def title(self, service: str) -> str:
+        """The subscription's name in FastStream and AsyncAPI: ``service:topic:group``."""
+        return f"{service}:{self.topic}:{self.group or 'every-instance'}"
+
 
 @dataclass(frozen=True, slots=True)
 class Contract:

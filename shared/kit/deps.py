@@ -202,6 +202,7 @@ class TokenAuth(Dependency):
     requires = (Bus,)
 
     async def open(self, rt: Runtime[Any, Any]) -> Resource:
+        from shared.auth.fastapi import install_auth
         from shared.auth.feed import register_revocation_feed
         from shared.auth.service import platform_verifier
 
@@ -214,7 +215,7 @@ class TokenAuth(Dependency):
         if verifier.revoked is None:
             raise ValueError("a service's token verifier must honour revocations (give it a RevokedTokens)")
         register_revocation_feed(rt.bus, verifier.revoked)
-        rt.app.token_verifier = verifier
+        install_auth(rt.app, verifier)
         return TokenVerification(verifier, http)
 
 

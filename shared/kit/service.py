@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from fastapi import APIRouter, Depends, Request
 from pydantic_settings import BaseSettings
+from starlette.types import Scope
 
 from shared import ports
 from shared.kit.app import Kit, ServiceApp, build_app
@@ -359,16 +360,15 @@ def state_of(kind: type[T]) -> Any:
     """
 
     def current_state(request: Request) -> T:
-        runtime = getattr(request.app, "runtime", None)
-        state = runtime.state if runtime is not None else None
-        if not isinstance(state, kind):
-            raise RuntimeError(f"this app's state is not a {kind.__name__}")
+        state = state_in(request.scope, kind)
+        if state is None:  # a wiring bug, not the caller's: a 500 and the log
+            raise RuntimeError(f"this app has no running {kind.__name__} (not started, or another service's state)")
         return state
 
     return Depends(current_state)
 
 
-def state_in(scope: dict[str, Any], kind: type[T]) -> T | None:
+def state_in(scope: Scope, kind: type[T]) -> T | None:
     """The running service's state from an ASGI scope (for ASGI code before FastAPI's routing), if a ``kind``."""
     runtime = getattr(scope.get("app"), "runtime", None)
     state = runtime.state if runtime is not None and runtime.started else None
