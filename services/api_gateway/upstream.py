@@ -35,7 +35,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httptools
 
@@ -77,12 +77,13 @@ class Origin:
     scheme: str
     host: str
     port: int
+    #: ``Host`` of a request to it, derived once (every proxied request writes it).
+    authority: bytes = field(init=False, compare=False)
 
-    @property
-    def authority(self) -> bytes:
+    def __post_init__(self) -> None:
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return (host if self.port == default else f"{host}:{self.port}").encode("ascii")
+        object.__setattr__(self, "authority", (host if self.port == default else f"{host}:{self.port}").encode("ascii"))
 
 
 class UpstreamResponse:
