@@ -49,6 +49,13 @@ class PlatformSettings(BaseSettings):
     hats_var_dir: Path = Path("var")
     #: Interface the services bind to. Loopback by default: 8001-8019 are internal.
     hats_bind_host: str = "127.0.0.1"
+    #: Addresses (or networks) of the reverse proxies whose ``X-Forwarded-For``/``-Proto`` a
+    #: service believes. Empty (the default) = none: the peer's address is the caller's, whatever
+    #: a request claims (per-address limits, logs). Set it to the load balancer in front of the gateway.
+    hats_trusted_proxies: tuple[str, ...] = ()
+    #: The client tier's API key (``X-API-Key``): required on every request but ``/healthz`` when
+    #: set, and required to bind the client tier off loopback (``shared.kit.client_key``).
+    hats_client_api_key: SecretStr | None = None
     #: Host name of a service as the others reach it; ``{name}`` is the service's name. Unset =
     #: 127.0.0.1 (one host). ``{name}`` in docker compose, where each service is its own host.
     hats_service_host: str | None = None

@@ -16,6 +16,7 @@ from client.data_collector.server import ClientCredentials, ServerClient
 from client.data_collector.settings import CollectorSettings
 from client.data_collector.sources import ConnectorSource, InboxSource
 from client.data_collector.state import Collector
+from shared.kit.client_key import client_key_headers
 from shared.kit.contract import Contract
 from shared.kit.deps import HttpClient
 from shared.kit.service import Runtime, ServiceDefinition
@@ -57,6 +58,7 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
         settings.symbols,
         buffer,
         backfill_s=settings.backfill_s,
+        headers=client_key_headers(rt.platform),
     )
     inbox = InboxSource(settings.inbox_dir or var / "inbox", buffer)
     server_url = rt.url_of("api-gateway", override=settings.server_url)

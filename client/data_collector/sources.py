@@ -23,9 +23,18 @@ class ConnectorSource:
     """Polls metatrader-connector for each symbol's ticks since its cursor (kept in the buffer)."""
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, symbols: tuple[str, ...], buffer: TickBuffer, *, backfill_s: int
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        symbols: tuple[str, ...],
+        buffer: TickBuffer,
+        *,
+        backfill_s: int,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self._http, self._url, self._symbols, self._buffer = http, base_url.rstrip("/"), symbols, buffer
+        #: The client tier's API key, when it has one (``shared.kit.client_key``).
+        self._headers = headers or {}
         self._backfill_ms = backfill_s * 1000
         self.reachable = False
 
@@ -38,7 +47,9 @@ class ConnectorSource:
                 cursor = int(time.time() * 1000) - self._backfill_ms
             try:
                 response = await self._http.get(
-                    f"{self._url}/api/v1/mt5/ticks", params={"symbol": symbol, "from_msc": cursor, "limit": 10_000}
+                    f"{self._url}/api/v1/mt5/ticks",
+                    params={"symbol": symbol, "from_msc": cursor, "limit": 10_000},
+                    headers=self._headers,
                 )
                 response.raise_for_status()
             except httpx.HTTPError as exc:

@@ -47,7 +47,7 @@ from services.api_gateway.upstream import (
     UpstreamUnreachable,
 )
 from shared import compat, ports
-from shared.auth.bearer import CHALLENGE, MISSING_TOKEN, bearer_token, refusal
+from shared.auth.bearer import AMBIGUOUS_AUTHORIZATION, CHALLENGE, MISSING_TOKEN, bearer_token, refusal
 from shared.auth.principal import InvalidToken, Principal
 from shared.auth.scopes import INTERNAL
 from shared.kit.app import RouteLabel, claim_route
@@ -272,6 +272,11 @@ class GatewayProxy:
                     chunked = True
                 continue
             if name == b"authorization":
+                if authorization is not None:
+                    # The kit's RequestGuard refuses this in the gateway app; the proxy is an
+                    # ASGI app of its own too, and must never forward two (services read the first).
+                    await _problem(scope, send, 400, AMBIGUOUS_AUTHORIZATION)
+                    return
                 authorization = value
             elif name in _TRACE_FIELDS:
                 # Replaced by the context of our server span (below), which continues this one.

@@ -8,12 +8,39 @@ Both read ``Authorization: Bearer <token>`` and refuse with the same challenges:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from shared.auth.principal import InvalidToken
 
 REALM = "hats"
 #: ``WWW-Authenticate`` of a request without a bearer token (RFC 6750 §3).
 CHALLENGE = f'Bearer realm="{REALM}"'
 MISSING_TOKEN = "a bearer access token is required"
+#: The 400 detail of a request with more than one ``Authorization`` header.
+AMBIGUOUS_AUTHORIZATION = "more than one Authorization header"
+
+
+class AmbiguousAuthorization(ValueError):
+    """A request carries more than one ``Authorization`` header.
+
+    Which one counts is not defined (RFC 9110 §5.3: it is not a list field), and two readers
+    that pick differently (a proxy checks the last, a service uses the first) let a caller
+    pass one token's check with another token. Such a request is refused (400), never read.
+    """
+
+
+def authorization_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The one ``Authorization`` value of ASGI raw headers (``None`` if absent).
+
+    Raises :class:`AmbiguousAuthorization` if there is more than one.
+    """
+    found = None
+    for name, value in headers:
+        if name == b"authorization":
+            if found is not None:
+                raise AmbiguousAuthorization(AMBIGUOUS_AUTHORIZATION)
+            found = value
+    return found
 
 
 def bearer_token(authorization: bytes | None) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.auth.bearer import CHALLENGE, MISSING_TOKEN, refusal
+from shared.auth.bearer import AMBIGUOUS_AUTHORIZATION, CHALLENGE, MISSING_TOKEN, refusal
 from shared.auth.principal import InvalidToken, Principal
 from shared.auth.tokens import TokenVerifier
 from shared.kit.problems import Problem
@@ -59,6 +59,9 @@ def _dependency(
     async def authorised(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
     ) -> Principal:
+        if len(request.headers.getlist("authorization")) > 1:
+            # HTTPBearer reads the first; another reader may have checked another one.
+            raise Problem(400, AMBIGUOUS_AUTHORIZATION)
         if credentials is None:
             raise Problem(401, MISSING_TOKEN, headers={"WWW-Authenticate": CHALLENGE})
         try:

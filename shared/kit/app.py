@@ -27,9 +27,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.types import Message, Receive, Scope, Send
 
 from shared import ports
+from shared.kit.client_key import ClientKeyMiddleware, required_key
 from shared.kit.docs import install_docs
 from shared.kit.logs import configure_logging
 from shared.kit.problems import install_problem_handlers
+from shared.kit.request_guard import RequestGuard
 from shared.kit.sampling import read_budget_sampler
 from shared.kit.telemetry import configure_tracing
 from shared.settings import PlatformSettings
@@ -83,15 +85,20 @@ class Kit:
         self.checks[name] = check
 
     async def readiness(self, timeout_s: float = 2.0) -> dict[str, dict[str, Any]]:
-        async def one(check: ReadinessCheck) -> dict[str, Any]:
+        async def one(name: str, check: ReadinessCheck) -> dict[str, Any]:
             try:
                 problem = await asyncio.wait_for(check(), timeout_s)
-            except Exception as exc:  # a failing check is a report, not a crash
-                problem = f"{type(exc).__name__}: {exc}"
+            except TimeoutError:
+                problem = f"no answer within {timeout_s:g} s"
+            except Exception:  # a failing check is a report, not a crash
+                # /readyz is unauthenticated: the exception's text (hosts, users, paths, SQL)
+                # goes to the log, the answer only says that the check failed.
+                log.exception("readiness check %s failed", name)
+                problem = "check failed; see the service log"
             return {"ok": problem is None, **({"detail": problem} if problem else {})}
 
         names = list(self.checks)
-        results = await asyncio.gather(*(one(self.checks[n]) for n in names))
+        results = await asyncio.gather(*(one(n, self.checks[n]) for n in names))
         return dict(zip(names, results, strict=True))
 
 
@@ -202,6 +209,7 @@ def build_app(
     service = ports.service(service_name)
     settings = settings or PlatformSettings()
     settings.require_external_in_production()
+    required_key(service, settings)  # fails fast: the client tier off loopback needs its key
     kit = kit or Kit(service=service, settings=settings)
 
     @contextlib.asynccontextmanager
@@ -232,6 +240,12 @@ def build_app(
     install_docs(app)
     install_problem_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, kit=kit)
+    # Outside the metrics (a refusal is counted) and inside whatever a service adds (the
+    # gateway's security headers wrap it); a fast path added later falls through to it.
+    app.add_middleware(RequestGuard, service_app=app)
+    client_key = required_key(service, settings)
+    if client_key is not None:
+        app.add_middleware(ClientKeyMiddleware, key=client_key)
 
     @app.get("/healthz", tags=["ops"], operation_id="healthz")
     async def healthz() -> Response:

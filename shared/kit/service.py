@@ -310,7 +310,8 @@ class Runtime(Generic[S, T]):
         for name, task in self._tasks.items():
             if task.done():
                 error = None if task.cancelled() else task.exception()
-                dead.append(f"{name}: {type(error).__name__}: {error}" if error else f"{name}: ended")
+                # The error itself was logged when the task died (``_supervised``); /readyz is public.
+                dead.append(f"{name}: failed" if error else f"{name}: ended")
         return "; ".join(dead) or None
 
     async def _cancel_tasks(self) -> None:

@@ -157,3 +157,12 @@ def test_the_bearer_scheme_is_in_the_openapi_document():
 def test_require_refuses_a_malformed_scope():
     with pytest.raises(ValueError):
         require("market:read trade")
+
+
+async def test_two_authorization_headers_are_refused_not_the_first_one_used(client):
+    # A plain FastAPI app (no kit around it): require() itself refuses, it does not pick one.
+    headers = httpx.Headers([("Authorization", f"Bearer {token(MARKET_READ)}"), ("Authorization", "Bearer forged")])
+    response = await client.get("/bars", headers=headers)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["detail"] == "more than one Authorization header"
