@@ -52,8 +52,9 @@ def test_compose_file_agrees_with_the_matrix():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     for name, spec in compose["services"].items():
         entry = ports.service(name)  # every compose service is in the matrix
-        published = {int(p.split(":")[0]) for p in spec.get("ports", [])}
-        assert published == set(ports.all_ports(entry)), name
+        # Most publish nothing (tests/test_compose.py says which may); what is published is the matrix's.
+        published = {int(p.split(":")[-1]) for p in spec.get("ports", [])}
+        assert published <= set(ports.all_ports(entry)), name
         if entry.group is not ports.Group.INFRA:
             assert entry.implemented, f"{name} is in compose but not built"
             assert spec["command"] == ["serve", name]
