@@ -55,9 +55,16 @@ def url_of(sock: socket.socket) -> str:
 @contextlib.asynccontextmanager
 async def serve(app: Any, sock: socket.socket | None = None, **config: Any) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn (lifespan on unless ``config`` says otherwise); yields its base URL."""
-    sock = sock or bound_socket()
     options = {"lifespan": "on", "log_level": "warning", "timeout_graceful_shutdown": 1, **config}
-    server = uvicorn.Server(uvicorn.Config(app, **options))
+    async with serve_config(uvicorn.Config(app, **options), sock) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serve_config(config: uvicorn.Config, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve with a uvicorn config as given (e.g. ``shared.kit.runner.server_config``'s); yields its base URL."""
+    sock = sock or bound_socket()
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

@@ -1,10 +1,12 @@
-"""What the gateway-edge tests share: real uvicorn servers, a real echo upstream, real tokens.
+"""What the gateway-edge tests share: the gateway's real app, real upstreams at the HTTP boundary, real tokens.
 
-The upstream is a small FastAPI app served by uvicorn on a free port; the gateway
-under test is a FastAPI app with the proxy, security headers and (optionally) CORS
-installed the way services/api_gateway/app.py installs them, also served by uvicorn.
-Tokens are real Ed25519 JWTs from ``shared.auth.mint_access_token``, verified by a
-real ``TokenVerifier`` over a ``LocalKeySource``.
+The gateway under test is ``services/api_gateway/service.py``'s ``SERVICE`` as the kit
+builds it (``gateway_harness.running_gateway``: PostgreSQL, Tansu, its own keyring, served
+as ``hats serve`` serves it), so its proxy, security headers, body limit and rate limit are
+the shipped ones, configured only through ``GatewaySettings``. The services behind it are
+small FastAPI apps served by uvicorn on the ports the gateway routes to (``shared.ports``
+plus an offset of their own); they verify the forwarded token as a service does. Tokens
+are signed by the gateway's own active key.
 """
 
 from __future__ import annotations
@@ -12,29 +14,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import random
+import socket
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.telemetry import TelemetryConfig
-from joserfc.jwk import KeySet, OKPKey
+from gateway_harness import Gateway, running_gateway
+from joserfc.jwk import OKPKey
 from pydantic import BaseModel
 
-from services.api_gateway.proxy import GatewayProxy, ProxySettings, install_proxy
-from services.api_gateway.security import install_security
+from services.api_gateway.settings import GatewaySettings
+from shared import ports
 from shared.auth import LocalKeySource, TokenVerifier, mint_access_token
 from shared.auth.fastapi import install_auth, require
 from shared.auth.scopes import MARKET_READ
-from shared.kit.app import ServiceApp
-from shared.kit.docs import install_docs
 from shared.kit.problems import install_problem_handlers
-from shared.ratelimit import SlidingWindowLimiter
 from tests.support import bound_socket, serve, url_of  # noqa: F401  (re-exported for the tests)
-
-ISSUER = "http://127.0.0.1:8000"
-AUDIENCE = "hats-api"
-
 
 # --- the upstream -------------------------------------------------------------------------
 
@@ -145,19 +144,19 @@ def pattern(size: int, offset: int = 0) -> bytes:
 # --- tokens -------------------------------------------------------------------------------
 
 
-class Tokens:
-    """A signing key, the verifier that trusts it, and a minting helper."""
+class GatewayTokens:
+    """Access tokens signed by the running gateway's active key, as its token endpoint signs them."""
 
-    def __init__(self) -> None:
-        self.key = OKPKey.generate_key("Ed25519", parameters={"kid": "edge-test"})
-        public = OKPKey.import_key(self.key.as_dict(private=False))
-        self.keyset = KeySet([public])
-        self.verifier = TokenVerifier(ISSUER, AUDIENCE, LocalKeySource(lambda: self.keyset))
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
 
-    def mint(self, client_id: str = "alpha", scopes: Sequence[str] = (MARKET_READ,), **overrides: Any) -> str:
+    def mint(self, client_id: str | None = None, scopes: Sequence[str] = (MARKET_READ,), **overrides: Any) -> str:
+        """A token of ``client_id`` (a new one per call by default: the rate limit is per client)."""
+        server = self.gateway.server
+        client_id = client_id or f"client-{uuid.uuid4().hex[:12]}"
         args = {
-            "issuer": ISSUER,
-            "audience": AUDIENCE,
+            "issuer": server.issuer,
+            "audience": server.audience,
             "subject": f"client:{client_id}",
             "client_id": client_id,
             "tenant": "acme",
@@ -165,48 +164,94 @@ class Tokens:
             "ttl_s": 900,
             **overrides,
         }
-        return mint_access_token(self.key, **args)[0]
+        return mint_access_token(server.keyring.active.key, **args)[0]
 
-    def bearer(self, client_id: str = "alpha", scopes: Sequence[str] = (MARKET_READ,), **overrides: Any) -> dict:
+    def bearer(self, client_id: str | None = None, scopes: Sequence[str] = (MARKET_READ,), **overrides: Any) -> dict:
         return {"Authorization": f"Bearer {self.mint(client_id, scopes, **overrides)}"}
+
+    def verifier(self) -> TokenVerifier:
+        """What a service behind the gateway verifies the forwarded tokens with (the gateway's keys)."""
+        server = self.gateway.server
+        return TokenVerifier(server.issuer, server.audience, LocalKeySource(server.keyring.keyset))
+
+
+def forged(token: str) -> str:
+    """``token`` with the signature of another key under the same header: a forgery."""
+    other = OKPKey.generate_key("Ed25519")
+    header, payload, _ = token.split(".")
+    signature = mint_access_token(
+        other, issuer="x", audience="x", subject="x", client_id="x", tenant="x", scopes=[], ttl_s=60
+    )[0].split(".")[2]
+    return f"{header}.{payload}.{signature}"
 
 
 # --- the gateway under test ---------------------------------------------------------------
 
 
-def gateway_app(
-    routes: Mapping[str, str],
-    tokens: Tokens,
+def matrix_ports(services: Sequence[str]) -> tuple[int, dict[str, socket.socket]]:
+    """A port offset whose ports of ``services`` (the matrix's + offset) are all free, and a
+    socket bound (not listening) to each: refused until ``serve`` takes it, so a service is
+    down until a test serves it. The offset is the gateway's own, not the session's, so a
+    mesh the session runs elsewhere never collides."""
+    for _ in range(50):
+        offset = random.randrange(30_000, 55_000)
+        bound: dict[str, socket.socket] = {}
+        try:
+            for name in services:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                bound[name] = sock
+                sock.bind(("127.0.0.1", ports.service(name).port + offset))
+        except OSError:
+            for sock in bound.values():
+                sock.close()
+            continue
+        return offset, bound
+    raise RuntimeError("no free set of ports for the upstreams")
+
+
+@dataclass
+class EdgeMesh:
+    """The gateway, the upstreams it routes to (by area) and tokens it accepts."""
+
+    gateway: Gateway
+    tokens: GatewayTokens
+    #: Area -> the upstream app serving it (``state.hits`` counts its requests); absent: down.
+    upstreams: dict[str, FastAPI]
+    #: Area -> the upstream's base URL, and its socket (a test may serve an area that is down).
+    routes: dict[str, str]
+    sockets: dict[str, socket.socket]
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+@contextlib.asynccontextmanager
+async def edge_mesh(
+    infra_env,
+    settings: GatewaySettings,
     *,
-    limiter: SlidingWindowLimiter | None = None,
-    settings: ProxySettings | None = None,
-    cors_origins: Sequence[str] | None = None,
-    telemetry: TelemetryConfig | None = None,
-) -> tuple[FastAPI, GatewayProxy]:
-    """A gateway-shaped FastAPI app: its own ``/oauth2`` stand-in route, ``/docs``, and the proxy."""
-    proxy = GatewayProxy(routes, tokens.verifier, limiter, settings or ProxySettings())
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async with proxy:
-            yield
-
-    app = ServiceApp(
-        title="api-gateway",
-        lifespan=lifespan,
-        docs_url=None,
-        telemetry=telemetry or {"tracing": False, "metrics": False, "logs": False},
-    )
-    install_docs(app)  # as build_app does: Swagger UI served by the gateway itself
-
-    @app.post("/oauth2/token", operation_id="token", tags=["oauth2"])
-    async def token() -> Response:
-        return JSONResponse({"access_token": "not-a-real-one", "token_type": "Bearer"})
-
-    @app.get("/healthz", operation_id="healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    install_proxy(app, proxy)
-    install_security(app, cors_origins=cors_origins)
-    return app, proxy
+    areas: Sequence[str] = ("market", "users"),
+    item_models: Mapping[str, type[BaseModel]] | None = None,
+) -> AsyncIterator[EdgeMesh]:
+    """The real gateway with ``areas`` served by echo upstreams (the other areas of
+    ``shared.ports.ROUTES`` are down: their ports refuse connections)."""
+    offset, sockets = matrix_ports(list(ports.ROUTES.values()))
+    by_area = {area: sockets[service] for area, service in ports.ROUTES.items()}
+    try:
+        async with running_gateway(infra_env, settings, port_offset=offset) as gateway:
+            tokens = GatewayTokens(gateway)
+            upstreams = {
+                area: echo_upstream(
+                    ports.ROUTES[area], area, tokens.verifier(), item_model=(item_models or {}).get(area, Item)
+                )
+                for area in areas
+            }
+            async with contextlib.AsyncExitStack() as stack:
+                for area, app in upstreams.items():
+                    await stack.enter_async_context(serve(app, by_area[area]))
+                routes = {area: url_of(sock) for area, sock in by_area.items()}
+                yield EdgeMesh(gateway, tokens, upstreams, routes, by_area)
+    finally:
+        for sock in sockets.values():
+            sock.close()

@@ -32,8 +32,9 @@ from shared.auth import InvalidToken, JwksKeySource, TokenVerifier
 from shared.auth.scopes import INTERNAL
 from shared.events import TokenRevoked
 from shared.kit.app import ServiceApp
+from shared.kit.runner import server_config
 from shared.settings import PlatformSettings
-from tests.support import bound_socket, create_database, drop_database, serve
+from tests.support import bound_socket, create_database, drop_database, serve, serve_config
 
 TOKEN_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -149,8 +150,13 @@ async def running_gateway(
     user_service_url: str | None = None,
     var_dir: Path | None = None,
     db_url: str | None = None,
+    port_offset: int | None = None,
 ) -> AsyncIterator[Gateway]:
-    """A gateway on a free port with a fresh database (unless given) and a user-service stand-in."""
+    """A gateway on a free port with a fresh database (unless given) and a user-service stand-in.
+
+    It is the real app (``SERVICE.create_app``) served as ``hats serve`` serves it
+    (``shared.kit.runner.server_config``). ``port_offset``: where it looks for the services it
+    proxies to (``matrix_ports`` reserves them); by default the session's."""
     _, env, infra = infra_env
     base_db = env["DATABASE_URL"]
     own_db = db_url is None
@@ -167,7 +173,7 @@ async def running_gateway(
     )
     settings = PlatformSettings(
         hats_var_dir=var_dir,
-        hats_port_offset=infra.hats_port_offset,
+        hats_port_offset=infra.hats_port_offset if port_offset is None else port_offset,
         kafka_bootstrap_servers=infra.kafka_servers,
         database_url=db_url,
         hats_token_issuer=gw_url,
@@ -181,7 +187,8 @@ async def running_gateway(
             overrides = {"user_service_url": user_service_url or us_url}
             gw_settings = gateway_settings.model_copy(update=overrides)
             app = SERVICE.create_app(platform=settings, settings=gw_settings)
-            async with serve(app, gw_sock, timeout_graceful_shutdown=2) as url:
+            shipped = server_config(app, settings, loop="none", timeout_graceful_shutdown=2, log_level="warning")
+            async with serve_config(shipped, gw_sock) as url:
                 yield Gateway(url=url, app=app, users=users, settings=settings, db_url=db_url, var_dir=var_dir)
     finally:
         root.handlers[:] = handlers

@@ -7,10 +7,11 @@ import asyncio
 
 import httpx
 import pytest
-from edge_testkit import Tokens, bound_socket, echo_upstream, gateway_app, serve, url_of
+from edge_testkit import echo_upstream, edge_mesh, serve
 from pydantic import BaseModel
 
-from services.api_gateway.openapi_merge import install_merged_openapi
+from services.api_gateway.openapi_merge import MergedOpenAPI
+from services.api_gateway.settings import GatewaySettings
 from shared.auth.scopes import CLIENT_SCOPES, INTERNAL
 from tests.docs_checks import assert_docs_work_offline
 
@@ -25,18 +26,15 @@ class Item(BaseModel):
 
 
 @pytest.fixture(scope="module")
-async def docs():
-    tokens = Tokens()
-    users_sock = bound_socket()  # user-service is down until a test starts it on this port
-    market = echo_upstream("database-service", "market", tokens.verifier)
-    ingest = echo_upstream("data-bridge", "ingest", tokens.verifier, item_model=Item)
-    async with serve(market) as market_url, serve(ingest) as ingest_url:
-        routes = {"market": market_url, "ingest": ingest_url, "users": url_of(users_sock)}
-        app, proxy = gateway_app(routes, tokens)
-        upstreams = {"database-service": market_url, "data-bridge": ingest_url, "user-service": url_of(users_sock)}
-        merged = install_merged_openapi(app, upstreams, lambda: proxy.session, retry_after_s=RETRY_S)
-        async with serve(app) as url:
-            yield url, merged, users_sock, tokens
+async def docs(infra_env):
+    """The real gateway; database-service and data-bridge up, user-service down until a test serves it."""
+    async with edge_mesh(
+        infra_env, GatewaySettings(), areas=("market", "ingest"), item_models={"ingest": Item}
+    ) as mesh:
+        merged = mesh.gateway.app.openapi.__self__  # the document install_merged_openapi gave the app
+        assert isinstance(merged, MergedOpenAPI)
+        merged.retry_after_s = RETRY_S  # shipped: 30 s
+        yield mesh.url, merged, mesh
 
 
 @pytest.fixture
@@ -115,11 +113,11 @@ async def test_swagger_ui_is_set_up_for_client_credentials(http):
 
 
 async def test_a_service_that_was_down_appears_after_the_retry_delay(docs, http):
-    _, merged, users_sock, tokens = docs
+    _, merged, mesh = docs
     first = (await http.get("/openapi.json")).json()
     assert "user-service" in first["info"].get("description", "")
     assert merged.missing == ["user-service"]
-    async with serve(echo_upstream("user-service", "users", tokens.verifier), users_sock):
+    async with serve(echo_upstream("user-service", "users", mesh.tokens.verifier()), mesh.sockets["users"]):
         await asyncio.sleep(RETRY_S + 0.1)
         schema = (await http.get("/openapi.json")).json()
         assert "/api/v1/users/items" in schema["paths"]

@@ -1,67 +1,57 @@
-"""The /api/v1 reverse proxy, end to end: real uvicorn servers on both sides, real tokens."""
+"""The /api/v1 reverse proxy, end to end: the gateway's real app served for real, real upstreams, real tokens."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
+import inspect
+import math
 import time
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
 import pytest
-from edge_testkit import Tokens, bound_socket, echo_upstream, gateway_app, pattern, serve, url_of
+from edge_testkit import edge_mesh, forged, pattern, serve
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.api_gateway.proxy import GatewayProxy, ProxySettings
+from services.api_gateway.proxy import GatewayProxy
+from services.api_gateway.settings import GatewaySettings
 from shared.auth.scopes import INTERNAL, MARKET_READ
-from shared.ratelimit import Limit, SlidingWindowLimiter
+from shared.ratelimit import SlidingWindowLimiter
 
 CHALLENGE = 'Bearer realm="hats"'
-READ_TIMEOUT_S = 0.5
-MAX_BODY = 32 * 1024
-
-
-class Mesh:
-    def __init__(
-        self, gateway: str, upstreams: dict, routes: dict, spans: InMemorySpanExporter, tokens: Tokens
-    ) -> None:
-        self.url, self.upstreams, self.routes, self.spans, self.tokens = gateway, upstreams, routes, spans, tokens
+#: The margin the gateway's limiter keeps (it does not set its own).
+SAFETY_MARGIN = inspect.signature(SlidingWindowLimiter).parameters["safety_margin"].default
+#: The module's gateway: the shipped settings but for a short upstream timeout and a rate limit
+#: a test can reach (both only through GatewaySettings, as a deployment sets them).
+SETTINGS = GatewaySettings(
+    auth_failures_per_client=1000,
+    auth_failures_per_ip=1000,
+    upstream_timeout_s=0.5,
+    rate_limit_requests=10,
+    rate_limit_window_s=60.0,
+)
+READ_TIMEOUT_S = SETTINGS.upstream_timeout_s
+MAX_BODY = GatewaySettings().max_body_bytes  # as shipped: 4 MiB
 
 
 @pytest.fixture(scope="module")
-async def mesh():
-    tokens = Tokens()
-    market = echo_upstream("database-service", "market", tokens.verifier)
-    users = echo_upstream("user-service", "users", tokens.verifier)
-    down = bound_socket()  # reserved port, nobody listening: connections are refused
-    spans = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    limiter = SlidingWindowLimiter({"default": Limit(10_000, 60.0), "users": Limit(5, 60.0)}, safety_margin=1.0)
-    async with serve(market) as market_url, serve(users) as users_url:
-        routes = {"market": market_url, "users": users_url, "down": url_of(down)}
-        app, _ = gateway_app(
-            routes,
-            tokens,
-            limiter=limiter,
-            settings=ProxySettings(read_timeout_s=READ_TIMEOUT_S, max_body_bytes=MAX_BODY),
-            telemetry={
-                "tracing": True,
-                "tracer_provider": provider,
-                "metrics": False,
-                "logs": False,
-                "operation_spans": False,
-            },
-        )
-        # proxy_headers off: the gateway is the first hop here, so X-Forwarded-* from the caller are spoofs.
-        async with serve(app, proxy_headers=False) as url:
-            yield Mesh(url, {"market": market, "users": users}, routes, spans, tokens)
-    down.close()
-    provider.shutdown()
+async def mesh(infra_env):
+    # The gateway's server span goes to the process's tracer provider (the kit installs it once
+    # per process); the test reads it from there.
+    async with edge_mesh(infra_env, SETTINGS, areas=("market", "users")) as mesh:
+        provider = trace.get_tracer_provider()
+        assert isinstance(provider, TracerProvider)
+        spans = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        mesh.spans = spans  # type: ignore[attr-defined]
+        yield mesh
+        spans.shutdown()  # records nothing more for the modules after this one
 
 
 @pytest.fixture
@@ -237,8 +227,9 @@ async def test_traceparent_of_the_gateway_span_is_forwarded(mesh, http):
     _version, forwarded_trace, parent_span, _flags = traceparent.split("-")
     assert forwarded_trace == trace_id  # same trace as the caller's...
     assert parent_span != "00f067aa0ba902b7"  # ...continued by the gateway's server span
-    (span,) = [s for s in mesh.spans.get_finished_spans() if s.kind.name == "SERVER"]
-    assert format(span.context.span_id, "016x") == parent_span
+    # The upstream's own server span shares the process's provider: pick the gateway's by its id.
+    (span,) = [s for s in mesh.spans.get_finished_spans() if format(s.context.span_id, "016x") == parent_span]
+    assert span.kind.name == "SERVER"
     assert span.name == "GET /api/v1/market"
     assert span.attributes["http.route"] == "/api/v1/market"
 
@@ -268,15 +259,27 @@ async def test_401_with_an_invalid_token(mesh, http, token, description):
     if token == "expired":
         token = mesh.tokens.mint(now=int(time.time()) - 3600)
     elif token == "foreign":  # same kid, another key: a forgery
-        good = mesh.tokens.mint()
-        other = Tokens().mint()
-        token = ".".join(good.split(".")[:2] + other.split(".")[2:])
+        token = forged(mesh.tokens.mint())
     hits = mesh.upstreams["market"].state.hits
     response = await http.get("/api/v1/market/echo", headers={"Authorization": f"Bearer {token}"})
     assert_problem(response, 401)
     assert response.headers["www-authenticate"] == (
         f'{CHALLENGE}, error="invalid_token", error_description="{description}"'
     )
+    assert mesh.upstreams["market"].state.hits == hits
+
+
+@pytest.mark.parametrize("second", ["valid", "forged", "basic"])
+async def test_two_authorization_headers_are_refused_not_forwarded(mesh, http, second):
+    # The gateway checked the last and forwarded both, services used the first: now neither happens.
+    good = mesh.tokens.mint()
+    other = {"valid": mesh.tokens.mint(scopes=["market:write"]), "forged": forged(good), "basic": None}[second]
+    values = [f"Bearer {good}", f"Bearer {other}" if other else "Basic YWxwaGE6c2VjcmV0"]
+    hits = mesh.upstreams["market"].state.hits
+    for pair in (values, values[::-1]):
+        response = await http.get("/api/v1/market/echo", headers=httpx.Headers([("Authorization", v) for v in pair]))
+        assert assert_problem(response, 400)["detail"] == "more than one Authorization header"
+        assert response.headers["x-content-type-options"] == "nosniff"  # inside the security headers
     assert mesh.upstreams["market"].state.hits == hits
 
 
@@ -307,14 +310,24 @@ async def test_gateway_does_not_check_scopes_services_do(mesh, http):
 
 
 async def test_rate_limit_per_client(mesh, http):
+    # The shipped limiter: one window per client across every area, with the seeds' safety margin.
+    allowed = math.floor(SETTINGS.rate_limit_requests * SAFETY_MARGIN)
     greedy, modest = mesh.tokens.bearer("greedy"), mesh.tokens.bearer("modest")
-    for _ in range(5):
-        assert (await http.get("/api/v1/users/echo", headers=greedy)).status_code == 200
+    for i in range(allowed):
+        area = ("users", "market")[i % 2]
+        assert (await http.get(f"/api/v1/{area}/echo", headers=greedy)).status_code == 200, i
     refused = await http.get("/api/v1/users/echo", headers=greedy)
     assert_problem(refused, 429)
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert 1 <= int(refused.headers["retry-after"]) <= SETTINGS.rate_limit_window_s
+    assert refused.headers["x-content-type-options"] == "nosniff"  # the security headers wrap it
+    assert_problem(await http.get("/api/v1/market/echo", headers=greedy), 429)  # not per area
     assert (await http.get("/api/v1/users/echo", headers=modest)).status_code == 200
-    assert (await http.get("/api/v1/market/echo", headers=greedy)).status_code == 200  # other area: own limit
+
+
+def test_the_shipped_limits():
+    shipped = GatewaySettings()
+    assert shipped.max_body_bytes == 4 * 1024 * 1024
+    assert (shipped.rate_limit_requests, shipped.rate_limit_window_s) == (2_000, 1.0)
 
 
 # --- body size ----------------------------------------------------------------------------
@@ -323,7 +336,7 @@ async def test_rate_limit_per_client(mesh, http):
 async def test_413_on_declared_content_length_without_reading_the_body(mesh):
     token = mesh.tokens.mint()
     started = time.monotonic()
-    # Declares 10 MB and sends none of it: only an answer that does not wait for the body returns.
+    # Declares 10 MB (> the shipped 4 MiB) and sends none of it: only an answer that does not wait returns.
     status, headers, body = await raw_exchange(
         mesh.url,
         (
@@ -341,8 +354,8 @@ async def test_413_on_an_oversize_chunked_body(mesh, http):
     hits = mesh.upstreams["market"].state.hits
 
     async def chunks():
-        for _ in range(12):
-            yield b"x" * 4096  # 48 KB > 32 KB, no Content-Length: counted as it streams
+        for _ in range(MAX_BODY // 65536 + 1):
+            yield b"x" * 65536  # 4 MiB + 64 KiB, no Content-Length: counted as it streams
 
     response = await http.post("/api/v1/market/echo", content=chunks(), headers=mesh.tokens.bearer())
     assert_problem(response, 413)
@@ -358,12 +371,21 @@ async def test_chunked_body_within_the_limit_is_forwarded(mesh, http):
     assert base64.b64decode(response.json()["body"]) == b"".join(bytes([i]) * 4096 for i in range(4))
 
 
+async def test_a_body_of_exactly_the_shipped_limit_is_forwarded(mesh, http):
+    body = pattern(MAX_BODY)
+    response = await http.post("/api/v1/market/echo", content=body, headers=mesh.tokens.bearer())
+    assert response.status_code == 200
+    assert base64.b64decode(response.json()["body"]) == body
+    too_big = await http.post("/api/v1/market/echo", content=body + b"x", headers=mesh.tokens.bearer())
+    assert_problem(too_big, 413)
+
+
 # --- upstream failures --------------------------------------------------------------------
 
 
 async def test_upstream_down_is_502_fast(mesh, http):
     started = time.monotonic()
-    response = await http.get("/api/v1/down/anything", headers=mesh.tokens.bearer())
+    response = await http.get("/api/v1/ingest/anything", headers=mesh.tokens.bearer())  # data-bridge is down
     assert_problem(response, 502)
     assert time.monotonic() - started < 1.5
 
@@ -402,7 +424,7 @@ async def test_large_response_streams_back_intact(mesh, http, chunked):
 
 async def test_bare_proxy_app_passes_the_callers_trace_context_on(mesh):
     # Served alone (its own ASGI lifespan opens the pool), with no server span to continue from.
-    proxy = GatewayProxy({"market": mesh.routes["market"]}, mesh.tokens.verifier)
+    proxy = GatewayProxy({"market": mesh.routes["market"]}, mesh.gateway.server.verifier)
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     async with serve(proxy) as url, httpx.AsyncClient(base_url=url, timeout=10.0) as http:
         response = await http.get("/api/v1/market/echo", headers={**mesh.tokens.bearer(), "traceparent": traceparent})

@@ -3,40 +3,43 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 
 import httpx
 import pytest
-from edge_testkit import Tokens, echo_upstream, gateway_app, serve
+from edge_testkit import edge_mesh
 
 from services.api_gateway.security import API_CSP, docs_csp, install_security
+from services.api_gateway.settings import GatewaySettings
 from shared.kit.app import build_app
 from tests.docs_checks import assert_docs_work_offline
 
 ALLOWED_ORIGIN = "https://app.example.com"
+#: As shipped (CORS off), but for brute-force limits the tests' deliberate failures never reach.
+SHIPPED = GatewaySettings(auth_failures_per_client=1000, auth_failures_per_ip=1000)
 
 
 @pytest.fixture(scope="module")
-async def stack():
-    """One upstream; a gateway without CORS and one with CORS for ALLOWED_ORIGIN."""
-    tokens = Tokens()
-    async with serve(echo_upstream("database-service", "market")) as upstream:
-        plain, _ = gateway_app({"market": upstream}, tokens)
-        cors, _ = gateway_app({"market": upstream}, tokens, cors_origins=[ALLOWED_ORIGIN])
-        async with serve(plain) as plain_url, serve(cors) as cors_url:
-            yield tokens, plain_url, cors_url
+async def stack(infra_env):
+    """The real gateway twice: as shipped (no CORS), and with CORS for ALLOWED_ORIGIN."""
+    with_cors = SHIPPED.model_copy(update={"cors_origins": (ALLOWED_ORIGIN,)})
+    async with contextlib.AsyncExitStack() as running:
+        plain = await running.enter_async_context(edge_mesh(infra_env, SHIPPED, areas=("market",)))
+        cors = await running.enter_async_context(edge_mesh(infra_env, with_cors, areas=("market",)))
+        yield plain, cors
 
 
 @pytest.fixture
 async def plain(stack):
-    async with httpx.AsyncClient(base_url=stack[1], timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=stack[0].url, timeout=10.0) as client:
         yield client
 
 
 @pytest.fixture
 async def with_cors(stack):
-    async with httpx.AsyncClient(base_url=stack[2], timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=stack[1].url, timeout=10.0) as client:
         yield client
 
 
@@ -48,7 +51,7 @@ def assert_common(response: httpx.Response) -> None:
 
 
 async def test_proxied_api_responses_carry_the_api_policy(stack, plain):
-    response = await plain.get("/api/v1/market/echo", headers=stack[0].bearer())
+    response = await plain.get("/api/v1/market/echo", headers=stack[0].tokens.bearer())
     assert response.status_code == 200
     assert_common(response)
     assert response.headers["content-security-policy"] == API_CSP
@@ -82,7 +85,7 @@ async def test_an_unhandled_exception_still_gets_the_headers():
 
 
 async def test_upstream_cache_control_is_kept(stack, plain):
-    response = await plain.get("/api/v1/market/cached", headers=stack[0].bearer())
+    response = await plain.get("/api/v1/market/cached", headers=stack[0].tokens.bearer())
     assert response.headers.get_list("cache-control") == ["public, max-age=60"]
 
 
@@ -157,7 +160,7 @@ async def test_cors_preflight_for_a_configured_origin(stack, with_cors):
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert_common(preflight)
-    actual = await with_cors.get("/api/v1/market/echo", headers={"Origin": ALLOWED_ORIGIN, **stack[0].bearer()})
+    actual = await with_cors.get("/api/v1/market/echo", headers={"Origin": ALLOWED_ORIGIN, **stack[1].tokens.bearer()})
     assert actual.status_code == 200
     assert actual.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
     assert "x-request-id" in actual.headers["access-control-expose-headers"].lower()
@@ -169,3 +172,17 @@ async def test_cors_refuses_other_origins(with_cors):
     )
     assert preflight.status_code == 400
     assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_the_shipped_body_limit_answers_with_the_headers(stack, plain):
+    async def over_the_limit():  # streamed (no Content-Length): counted as it arrives
+        for _ in range(SHIPPED.max_body_bytes // 65536):
+            yield b"x" * 65536
+        yield b"x"
+
+    # One byte over the shipped 4 MiB: a problem with the security headers.
+    response = await plain.post("/api/v1/market/echo", content=over_the_limit(), headers=stack[0].tokens.bearer())
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert_common(response)
+    assert response.headers["cache-control"] == "no-store"
