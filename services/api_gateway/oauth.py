@@ -41,7 +41,12 @@ def _form_body(*fields: tuple[str, str]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {FORM_MEDIA_TYPE: {"schema": {"type": "object", "properties": properties}}},
+            # Every parameter, named or not, is one string: read_form refuses a repeated one (RFC 6749 §3.2).
+            "content": {
+                FORM_MEDIA_TYPE: {
+                    "schema": {"type": "object", "properties": properties, "additionalProperties": {"type": "string"}}
+                }
+            },
         }
     }
 

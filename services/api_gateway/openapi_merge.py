@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from shared import ports
 from shared.auth import scopes as scope_names
+from shared.kit.problems import PROBLEM_JSON, PROBLEM_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,18 @@ _COMPONENT_KINDS = (
     "pathItems",
 )
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+#: What the gateway itself may answer on every proxied operation, before or instead of the
+#: service (all problem+json); a service's own answer of the same status keeps its description.
 _GATEWAY_RESPONSES = {
+    "400": "Malformed request: two Authorization headers, dot segments, an invalid Content-Length",
     "401": "No, invalid or expired access token (RFC 6750 challenge in WWW-Authenticate)",
+    "413": "Request body larger than the gateway's limit",
     "429": "Rate limit of the client exceeded (see Retry-After)",
+    "502": "The service is unreachable or broke off its answer",
+    "504": "The service did not answer in time",
 }
+
+_PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
 
 Http = aiohttp.ClientSession | Callable[[], aiohttp.ClientSession]
 
@@ -224,7 +233,7 @@ def merge_service(merged: dict[str, Any], service: str, doc: dict[str, Any], are
             operation["security"] = [{SCHEME: _required_scopes(operation, components)}]
             responses = operation.setdefault("responses", {})
             for status, description in _GATEWAY_RESPONSES.items():
-                responses.setdefault(status, {"description": description})
+                responses.setdefault(status, {"description": description, "content": _PROBLEM_CONTENT})
             op_id = operation.get("operationId")
             if op_id in taken_ids:
                 operation["operationId"] = f"{prefix}{op_id}"

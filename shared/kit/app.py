@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -252,7 +252,12 @@ def build_app(
         """Liveness: the process is up and its event loop answers."""
         return _json({"status": "ok", "service": service.name})
 
-    @app.get("/readyz", tags=["ops"], operation_id="readyz")
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        operation_id="readyz",
+        responses={503: {"description": "A dependency is not usable: the same document, `status: not_ready`"}},
+    )
     async def readyz() -> Response:
         """Readiness: every dependency this service needs, each with its own verdict."""
         checks = await kit.readiness()
@@ -262,7 +267,8 @@ def build_app(
             status=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["ops"], operation_id="metrics")
+    # Documented as what it is (Prometheus' text format), not FastAPI's default JSON.
+    @app.get("/metrics", tags=["ops"], operation_id="metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(generate_latest(kit.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -61,6 +61,54 @@ def problem_response(
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: The OpenAPI schema of a problem document (RFC 9457 §3.1; members a response adds are allowed).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document describe its 422 answers as they are sent: problem+json.
+
+    FastAPI documents every validation error as ``application/json`` with its own
+    ``HTTPValidationError`` body, and not at all the 400 of a body it cannot parse; the
+    handlers below answer both as ``application/problem+json`` (found by fuzzing the
+    gateway's merged document with schemathesis).
+    """
+    generate = app.openapi
+    problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # FastAPI's, cached after the first call: the rewrite is idempotent
+        documented = False
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if not isinstance(operation, dict):
+                    continue
+                responses = operation.get("responses", {})
+                invalid = responses.get("422")
+                if invalid is not None and PROBLEM_JSON not in invalid.get("content", {}):
+                    invalid["content"] = problem
+                    documented = True
+                if "requestBody" in operation and "400" not in responses:
+                    responses["400"] = {"description": "The body could not be parsed", "content": problem}
+                    documented = True
+        if documented:
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Problem) -> Response:
         return problem_response(
@@ -98,3 +146,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, cast(ExceptionHandler, on_http))
     app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, on_validation))
     app.add_exception_handler(Exception, on_unexpected)
+    document_problems(app)
