@@ -67,12 +67,13 @@ class ProcessRecord:
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     def preexec() -> None:
+        # An exception here fails the exec, and Popen raises SubprocessError in the parent.
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            os._exit(121)
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         # The parent may have died between fork and prctl: then no signal will ever come.
         if os.getppid() != parent_pid:
-            os._exit(122)
+            raise ChildProcessError("the supervisor died while starting this child")
 
     return preexec
 
