@@ -69,6 +69,9 @@ def cmd_status(_: argparse.Namespace) -> int:
     state = json.loads(state_path.read_text()) if pid and state_path.exists() else {"services": {}}
     if pid:
         print(f"kafka: {state.get('kafka')}   postgres: {state.get('database')}")
+        broker = state.get("broker")
+        if broker:
+            print(f"embedded broker: pid {broker.get('pid') or '-'}, restarts {broker['restarts']}, {broker['status']}")
     print(f"{'service':<22}{'port':>6}  {'pid':>7}  {'restarts':>8}  readiness")
     with httpx.Client(timeout=2.0) as http:
         for service in ports.implemented_services():

@@ -71,6 +71,12 @@ class PlatformSettings(BaseSettings):
     #: answers no earlier than this, so it bounds each hop's latency. Storage consumers
     #: batch and keep the client default (500 ms).
     kafka_fetch_max_wait_ms: int = 10
+    #: Longest a bulk publish may take, waiting for its turn per partition and for the broker's
+    #: acks included; then it fails (an ingest request answers 503) and sends nothing more. It
+    #: must stay below the gateway's ``API_GATEWAY_UPSTREAM_TIMEOUT_S`` (the gateway refuses to
+    #: start otherwise), so a request the gateway gave up on stops publishing before the
+    #: client's retry of it arrives (``check_publish_within``).
+    kafka_publish_timeout_s: float = Field(5.0, gt=0)
     #: External PostgreSQL (``postgresql://...``); unset = embedded pgserver under var/postgres.
     database_url: SecretStr | None = None
     #: External ClickHouse (``clickhouse://user:pass@host:9000/db``); unset = chdb under var/clickhouse.
@@ -109,6 +115,14 @@ class PlatformSettings(BaseSettings):
         """Base URL of a service as the other services reach it (see ``hats_service_host``)."""
         host = self.hats_service_host.format(name=name) if self.hats_service_host else "127.0.0.1"
         return f"http://{host}:{self.port_of(name)}"
+
+    def check_publish_within(self, upstream_timeout_s: float) -> None:
+        """Raise ``ValueError`` unless a publish gives up before a proxy waiting ``upstream_timeout_s`` does."""
+        if self.kafka_publish_timeout_s >= upstream_timeout_s:
+            raise ValueError(
+                f"KAFKA_PUBLISH_TIMEOUT_S ({self.kafka_publish_timeout_s:g}) must be below the gateway's upstream "
+                f"timeout ({upstream_timeout_s:g} s): a request the gateway gave up on would keep publishing"
+            )
 
     @property
     def embedded_kafka(self) -> bool:

@@ -20,3 +20,25 @@ PARTITIONS: dict[str, int] = {
     DIRECTORY_CHANGES: 3,
     DEAD_LETTERS: 1,
 }
+
+_HOUR_MS = 3_600_000
+#: How long a broker keeps each topic's messages (``retention.ms``, deletion by time), set
+#: when the project creates the topic. The bus is a conveyor, not the store: ticks and bars
+#: are kept in ClickHouse, so a day covers any consumer outage worth waiting for; a
+#: revocation must outlive every token it revokes (access tokens live 15 min by default);
+#: dead letters wait for a human. The embedded Tansu (memory storage) records these but does
+#: not enforce them (docs/architecture.md, "Growth and backpressure"); a real Kafka does.
+RETENTION_MS: dict[str, int] = {
+    MARKET_TICKS: 24 * _HOUR_MS,
+    MARKET_BARS: 24 * _HOUR_MS,
+    AUTH_REVOCATIONS: 7 * 24 * _HOUR_MS,
+    DIRECTORY_CHANGES: 30 * 24 * _HOUR_MS,
+    DEAD_LETTERS: 14 * 24 * _HOUR_MS,
+}
+#: Kafka's own default, for a topic not listed above.
+DEFAULT_RETENTION_MS = 7 * 24 * _HOUR_MS
+
+
+def configs_of(topic: str) -> dict[str, str]:
+    """The topic-level configs the project creates ``topic`` with."""
+    return {"cleanup.policy": "delete", "retention.ms": str(RETENTION_MS.get(topic, DEFAULT_RETENTION_MS))}

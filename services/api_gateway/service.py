@@ -102,6 +102,7 @@ def configure(app: ServiceApp, rt: GatewayRuntime) -> None:
     """The proxy, the security headers and the merged /docs are middleware and routes: they exist
     before the app starts (the proxy's verifier, the keyring's, is looked up per request)."""
     gateway = rt.settings
+    rt.platform.check_publish_within(gateway.upstream_timeout_s)
     proxy = GatewayProxy(
         upstream_routes(rt.url_of),
         _StartedVerifier(rt),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.data_bridge import bar_stage
+from services.data_bridge.admission import install_inflight_limit
 from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.ingest import router
 from services.data_bridge.settings import DataBridgeSettings
@@ -47,4 +48,5 @@ SERVICE = ServiceDefinition(
     uses=(Postgres(), Bus(), TokenAuth()),
     routers=(router,),
     start=start,
+    configure=install_inflight_limit,
 )

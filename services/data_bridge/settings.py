@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from pydantic import Field
+
 from shared.settings import ServiceSettings
 
 
 class DataBridgeSettings(ServiceSettings):
     #: Largest tick batch one ingest request may carry (bigger ones get 413).
     max_ticks_per_request: int = 10_000
+    #: Ingest requests handled at once; beyond it a request gets 503 with ``Retry-After`` at
+    #: once, its body unread and nothing published (``services/data_bridge/admission.py``).
+    max_inflight_requests: int = Field(default=16, ge=1)
+    #: The ``Retry-After`` of that 503, seconds.
+    inflight_retry_after_s: int = Field(default=1, ge=1)
     #: Symbols accepted; empty = any well-formed symbol.
     symbols: frozenset[str] = frozenset()
     #: How far a tick may lie in the future (clock skew allowance), seconds.

@@ -154,11 +154,19 @@ class MarketRepository:
         return rows if order == "ASC" else rows[::-1]
 
     async def symbols(self) -> list[dict]:
+        """Every symbol with ticks: how many, first and last tick time, and its bar timeframes.
+
+        Read from the summaries that materialized views keep on insert (migration 002): a
+        few rows per symbol, however long the history. ``ticks`` counts stored rows (see
+        the migration for the one case that counts a tick twice).
+        """
         rows = await self.ch.rows(
-            "SELECT symbol, count(), toUnixTimestamp64Milli(min(ts)), toUnixTimestamp64Milli(max(ts)) "
-            "FROM market.ticks FINAL GROUP BY symbol ORDER BY symbol"
+            "SELECT symbol, sum(ticks), toUnixTimestamp64Milli(min(first_ts)), toUnixTimestamp64Milli(max(last_ts)) "
+            "FROM market.tick_summary GROUP BY symbol ORDER BY symbol"
         )
-        timeframes = await self.ch.rows("SELECT symbol, groupUniqArray(timeframe) FROM market.bars GROUP BY symbol")
+        timeframes = await self.ch.rows(
+            "SELECT symbol, groupUniqArray(timeframe) FROM market.bar_series GROUP BY symbol"
+        )
         by_symbol = {s: sorted(tfs, key=lambda t: Timeframe(t).seconds) for s, tfs in timeframes}
         return [
             {

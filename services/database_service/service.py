@@ -26,6 +26,10 @@ CONTRACT = Contract(
 async def start(rt: Runtime[DatabaseServiceSettings, MarketData]) -> MarketData:
     settings = rt.settings
     repo = MarketRepository(rt.clickhouse)
+    # Before readiness: chdb loads a table's parts and marks on its first read (a fresh
+    # process answered the first symbols read in ~15-60 ms, the next in ~4-8 ms), and the
+    # first request after `hats up` should not be the one that pays it.
+    await repo.symbols()
     cache = BarCache(settings.cache_bars_per_series)
     feed = consumers.subscribe(rt.bus, rt.registry, repo, cache, settings)
     await feed.capture(rt.platform.kafka_servers, MarketBar.TOPIC)

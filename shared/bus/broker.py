@@ -43,14 +43,19 @@ def create_broker(name: str, bootstrap_servers: str, registry: CollectorRegistry
 
 
 async def ensure_topics(bootstrap_servers: str, wanted: dict[str, int] | None = None) -> list[str]:
-    """Create the project's topics if missing (idempotent); returns the names it created."""
+    """Create the project's topics if missing (idempotent), with their retention (``topics.configs_of``).
+
+    Returns the names it created. A topic that exists keeps the configs it has.
+    """
     wanted = wanted or topics.PARTITIONS
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="hats-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=1) for name, n in wanted.items() if name not in existing
+            NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=topics.configs_of(name))
+            for name, n in wanted.items()
+            if name not in existing
         ]
         if missing:
             # Another process may win the race; the topic is there, which is all we need.

@@ -36,9 +36,11 @@ class BulkPublisher(Generic[E]):
     Services get theirs from ``ServiceBus.publisher(EventClass)``, which holds it to their contract.
     """
 
-    def __init__(self, broker: KafkaBroker, event: type[E]) -> None:
+    def __init__(self, broker: KafkaBroker, event: type[E], *, timeout_s: float | None = None) -> None:
         self._broker = broker
         self.event = event
+        #: A whole ``publish_encoded`` call, queueing per partition included; ``None``: no bound.
+        self.timeout_s = timeout_s
         self._topic = event.TOPIC
         self._partitions: int | None = None
         #: One of our batches per partition in the producer at a time. aiokafka queues further
@@ -64,14 +66,19 @@ class BulkPublisher(Generic[E]):
         await self.publish_encoded([(event.partition_key(), encode_event(event)) for event in events])
 
     async def publish_encoded(self, records: Sequence[tuple[bytes, bytes]]) -> None:
-        """Publish already encoded events of this publisher's class, given as ``(key, value)`` pairs."""
+        """Publish already encoded events of this publisher's class, given as ``(key, value)`` pairs.
+
+        Raises ``TimeoutError`` after ``timeout_s``: the batches not yet handed to the producer are
+        never sent (one already sent may still be stored: ids are deterministic, so a retry is harmless).
+        """
         if not records:
             return
-        count = await self._partition_count()
-        groups: dict[int, list[KafkaResponse]] = defaultdict(list)
-        for key, value in records:
-            groups[partition_for(key, count)].append(KafkaResponse(value, key=key))
-        await asyncio.gather(*(self._send_in_order(partition, batch) for partition, batch in groups.items()))
+        async with asyncio.timeout(self.timeout_s):
+            count = await self._partition_count()
+            groups: dict[int, list[KafkaResponse]] = defaultdict(list)
+            for key, value in records:
+                groups[partition_for(key, count)].append(KafkaResponse(value, key=key))
+            await asyncio.gather(*(self._send_in_order(partition, batch) for partition, batch in groups.items()))
 
     async def _send_in_order(self, partition: int, records: list[KafkaResponse]) -> None:
         async with self._partition_locks[partition]:

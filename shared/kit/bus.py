@@ -41,20 +41,37 @@ class Subscriber(Protocol):
 class ServiceBus:
     """The service's FastStream Kafka broker, wrapped so that topics come from event classes."""
 
-    def __init__(self, broker: KafkaBroker, use: ContractUse, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        use: ContractUse,
+        registry: CollectorRegistry,
+        *,
+        publish_timeout_s: float | None = None,
+    ) -> None:
         self.broker = broker
         self._use = use
         self._dead_letters = dead_letters_counter(registry)
+        self._publish_timeout_s = publish_timeout_s
 
     @classmethod
-    def connect(cls, use: ContractUse, bootstrap_servers: str, registry: CollectorRegistry) -> ServiceBus:
-        """A bus for the service of ``use`` (not started: subscribers are added first)."""
-        return cls(create_broker(use.service, bootstrap_servers, registry), use, registry)
+    def connect(
+        cls,
+        use: ContractUse,
+        bootstrap_servers: str,
+        registry: CollectorRegistry,
+        *,
+        publish_timeout_s: float | None = None,
+    ) -> ServiceBus:
+        """A bus for the service of ``use`` (not started: subscribers are added first); its publishers
+        give up after ``publish_timeout_s`` (``KAFKA_PUBLISH_TIMEOUT_S`` under the kit)."""
+        broker = create_broker(use.service, bootstrap_servers, registry)
+        return cls(broker, use, registry, publish_timeout_s=publish_timeout_s)
 
     def publisher(self, event: type[E]) -> BulkPublisher[E]:
         """A publisher of ``event`` to its topic; the contract must declare that the service produces it."""
         self._use.publish(event)
-        return BulkPublisher(self.broker, event)
+        return BulkPublisher(self.broker, event, timeout_s=self._publish_timeout_s)
 
     def subscriber(self, event: type[Event], *, group: str | None, **options: Any) -> Subscriber:
         """A FastStream subscriber of ``event``'s topic as consumer group ``group`` (``None``: every

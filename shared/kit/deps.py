@@ -174,7 +174,11 @@ class Bus(Dependency):
     async def open(self, rt: Runtime[Any, Any]) -> Resource:
         from shared.kit.bus import ServiceBus
 
-        return BusConnection(ServiceBus.connect(rt.use, rt.platform.kafka_servers, rt.registry))
+        platform = rt.platform
+        bus = ServiceBus.connect(
+            rt.use, platform.kafka_servers, rt.registry, publish_timeout_s=platform.kafka_publish_timeout_s
+        )
+        return BusConnection(bus)
 
 
 # --- token verification ---------------------------------------------------------------------
