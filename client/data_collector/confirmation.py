@@ -61,13 +61,13 @@ class Confirmer:
 
     async def run(self) -> None:
         while True:
+            self._forwarder.sent.clear()  # before reading: a receipt recorded after the read sets it again
             receipts = await self._buffer.call(TickStore.receipts)
             if receipts:
                 await self.confirm(receipts)
                 await asyncio.sleep(self._interval_s)
             else:
                 # Nothing to confirm: no request to the server until the forwarder sends something.
-                self._forwarder.sent.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._forwarder.sent.wait(), 5.0)
 

@@ -69,9 +69,9 @@ class Forwarder:
     async def run(self) -> None:
         backoff = FIRST_BACKOFF_S
         while True:
+            self.wake.clear()  # before reading: ticks buffered after the read set it again
             batch = await self._buffer.call(TickStore.pending, self._batch)
             if not batch.seqs:
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 0.5)
                 continue

@@ -19,6 +19,7 @@ from client.data_collector.server import ClientCredentials, ServerClient
 from client.data_collector.settings import CollectorSettings
 from client.data_collector.sources import ConnectorSource, InboxSource
 from client.data_collector.state import Collector
+from shared.kit.app import Notice
 from shared.kit.contract import Contract
 from shared.kit.deps import HttpClient
 from shared.kit.service import Runtime, ServiceDefinition
@@ -102,10 +103,13 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
         for state, n in asdict(await buffer.call(TickStore.counts)).items():
             held.labels(state).set(n)
 
+    # A full buffer, a quarantine or a skewed clock are Notices, not failures: the collector still
+    # does all it can, and a red /readyz would keep `hats up` (which waits for ready) from starting.
+
     async def buffer_ready() -> str | None:
         counts = await buffer.call(TickStore.counts)  # the SQLite file opens and answers
         if counts.unconfirmed >= settings.max_buffered_ticks:
-            return (
+            return Notice(
                 f"buffer full ({counts.unconfirmed} unconfirmed ticks, cap {settings.max_buffered_ticks}): "
                 "the sources are paused until the server confirms deliveries"
             )
@@ -116,7 +120,9 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
         if not reasons:
             return None
         listed = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items()))
-        return f"{sum(reasons.values())} ticks refused by the server are quarantined ({listed}); see {QUARANTINE_PATH}"
+        return Notice(
+            f"{sum(reasons.values())} ticks refused by the server are quarantined ({listed}); see {QUARANTINE_PATH}"
+        )
 
     async def server_ready() -> str | None:
         if server.auth_problem:
@@ -125,7 +131,7 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
             return f"server unreachable ({forwarder.last_error}); buffering"
         skew = server.clock_skew_s
         if skew is not None and -skew > SERVER_MAX_FUTURE_S:
-            return (
+            return Notice(
                 f"this host's clock is {-skew:.0f}s ahead of the server's: ticks are held and sent again until "
                 "the server's clock reaches them; synchronise the clocks"
             )

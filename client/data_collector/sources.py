@@ -33,6 +33,8 @@ class ConnectorSource:
     async def poll(self) -> int:
         """Fetch and buffer each symbol's new ticks; stops (cursors unmoved) when the buffer is full."""
         added = 0
+        if await self._buffer.call(TickStore.full):
+            return added  # nothing fetched that could not be kept
         for symbol in self._symbols:
             name = f"mt5:{symbol}"
             cursor = await self._buffer.call(TickStore.cursor, name)
@@ -81,6 +83,8 @@ class InboxSource:
         for path in await asyncio.to_thread(lambda: sorted(self._inbox.iterdir())):
             if not path.is_file() or path.suffix.lower() not in (".csv", ".parquet"):
                 continue
+            if await self._buffer.call(TickStore.full):
+                return added  # not even read: a large file is not parsed again at every scan while full
             try:
                 ticks = await asyncio.to_thread(self._read, path)
                 added += await self._buffer.call(TickStore.add, ticks)

@@ -251,7 +251,10 @@ class Runtime(Generic[S, T]):
     # -- what the service registers during ``start`` ----------------------------------------
 
     def add_check(self, name: str, check: Callable[[], Awaitable[str | None]]) -> None:
-        """Another ``/readyz`` entry (a dependency the kit does not open, e.g. the MT5 terminal)."""
+        """Another ``/readyz`` entry (a dependency the kit does not open, e.g. the MT5 terminal).
+
+        ``check`` returns None (ready), a problem (not ready) or a ``Notice`` (ready, with a remark).
+        """
         self.kit.add_check(name, check)
 
     def background(self, name: str, run: Hook, *, restart_after_s: float | None = None) -> None:
