@@ -24,13 +24,15 @@ from typing import Any
 import httpx
 
 from client.data_collector.buffer import Batch, Receipt, Refusal, TickBuffer, TickStore
-from client.data_collector.server import NoCredentials, ServerClient, TokenRequestFailed
+from client.data_collector.server import NoCredentials, ServerClient, TokenRequestFailed, retry_after_s
 
 log = logging.getLogger(__name__)
 
 INGEST_PATH = "/api/v1/ingest/ticks"
 #: Pause between attempts while the server cannot take anything: doubles from the first to the last.
 FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.25, 5.0
+#: A server's ``Retry-After`` (429, 503) is honoured up to this.
+MAX_RETRY_AFTER_S = 60.0
 #: Reasons the server refuses a tick today but may take it later (services/data_bridge/domain/validation.py).
 #: ``timestamp_in_future``: the tick is more than 60 s ahead of the server's clock, so the clocks differ.
 TRANSIENT_REASONS = frozenset({"timestamp_in_future"})
@@ -61,6 +63,7 @@ class Forwarder:
         self.reachable = True
         self.unreachable_since: float | None = None
         self.last_error: str | None = None
+        self._retry_after_s = 0.0
         #: Set when ticks were buffered (sources) or put back to pending (confirmation).
         self.wake = asyncio.Event()
         #: Set when ticks were sent: the confirmation loop has something to confirm.
@@ -78,8 +81,8 @@ class Forwarder:
             if await self._deliver(batch):
                 backoff = FIRST_BACKOFF_S
             else:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await asyncio.sleep(max(backoff, self._retry_after_s))
+                backoff, self._retry_after_s = min(backoff * 2, MAX_BACKOFF_S), 0.0
 
     async def _deliver(self, batch: Batch) -> bool:
         """Send ``batch`` and record the outcome; False if the server could not take it now (nothing changed)."""
@@ -91,6 +94,7 @@ class Forwarder:
             return True
         if response.status_code in SPLIT_STATUSES:
             return await self._isolate(batch, response)
+        self._retry_after_s = min(retry_after_s(response) or 0.0, MAX_RETRY_AFTER_S)
         return self._failed(f"HTTP {response.status_code}: {response.text[:300]}")
 
     async def _isolate(self, batch: Batch, response: httpx.Response) -> bool:

@@ -113,7 +113,7 @@ class ClientCredentialsAuth(httpx.Auth):
             self._token_url, data=form, auth=(self._credentials.client_id, self._credentials.client_secret)
         )
         if response.status_code == 429:
-            retry_after = _retry_after_s(response) or LOCKED_PAUSE_S
+            retry_after = retry_after_s(response) or LOCKED_PAUSE_S
             raise TokenEndpointLocked(f"the token endpoint locked us out for {retry_after:.0f}s", retry_after)
         if response.status_code in (400, 401) and _oauth_error(response) == "invalid_client":
             raise CredentialsRefused(f"the token endpoint refused the client credentials: {response.text[:200]}")
@@ -148,7 +148,8 @@ def _oauth_error(response: httpx.Response) -> str | None:
     return body.get("error") if isinstance(body, dict) else None
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The seconds of a ``Retry-After`` header, if it has one in that form."""
     try:
         return float(response.headers["retry-after"])
     except (KeyError, ValueError):

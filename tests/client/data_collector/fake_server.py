@@ -52,9 +52,11 @@ class FakeServer:
         self.accepted: list[dict[str, Any]] = []
         self.token_attempts: list[bool] = []  # one per request to the token endpoint: accepted?
         self.ingest_statuses: list[int] = []
+        self.ingest_times: list[float] = []  # monotonic time of each answered ingest request
         self.progress_requests = 0
         #: Answer the next ingest requests with these statuses instead of handling them.
         self.fail_next: list[int] = []
+        self.fail_retry_after = "0"
         #: A whole request with a tick this returns True for is refused with 422.
         self.refuse_request_with: Callable[[dict[str, Any]], bool] = lambda tick: False
         self._tokens: set[str] = set()
@@ -112,7 +114,8 @@ class FakeServer:
         if self.fail_next:
             status = self.fail_next.pop(0)
             self.ingest_statuses.append(status)
-            return self._json({"detail": "unavailable"}, status, {"retry-after": "0"})
+            self.ingest_times.append(time.monotonic())
+            return self._json({"detail": "unavailable"}, status, {"retry-after": self.fail_retry_after})
         body = await request.body()
         try:
             if any(self.refuse_request_with(t) for t in orjson.loads(body)["ticks"]):
@@ -138,6 +141,7 @@ class FakeServer:
             self.accepted.append(record)
             offsets[str(partition)] = len(self.log[partition]) - 1
         self.ingest_statuses.append(202)
+        self.ingest_times.append(time.monotonic())
         accepted = len(items) - len(rejected)
         receipt = {"epoch": self.epoch, "offsets": offsets}
         return self._json({"accepted": accepted, "rejected": rejected, "receipt": receipt}, 202)

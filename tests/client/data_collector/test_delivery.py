@@ -158,6 +158,15 @@ async def test_refusals_that_are_not_the_ticks_fault_are_retried_and_quarantine_
     assert fake.ingest_statuses[:3] == [status] * 3
 
 
+async def test_a_retry_after_from_the_server_is_honoured(tmp_path):
+    async with FakeServer(clock=server_at_tick_time) as fake, running_collector(fake, tmp_path) as collector:
+        fake.fail_next, fake.fail_retry_after = [503], "1"
+        await collector.add(ticks("EURUSD", 10))
+        await eventually(lambda: _counts_are(collector, confirmed=10))
+    assert fake.ingest_statuses[:2] == [503, 202]
+    assert fake.ingest_times[1] - fake.ingest_times[0] >= 0.95  # not the forwarder's own 0.25 s
+
+
 async def _counts_are(collector: Collector, **expected: int) -> bool:
     counts = await collector.counts()
     return all(getattr(counts, state) == n for state, n in expected.items())
