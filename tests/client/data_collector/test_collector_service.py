@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from client.data_collector.buffer import TickStore
 from client.data_collector.service import SERVICE
@@ -119,19 +120,20 @@ async def test_clocks_70s_apart_delay_ticks_but_drop_or_quarantine_none(tmp_path
     assert sorted(t["time_msc"] for t in fake.accepted) == [t["time_msc"] for t in batch]
 
 
-async def test_a_failing_forwarder_turns_readiness_red_is_restarted_and_delivers(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("task", "method"), [("forwarder", "pending"), ("confirmation", "receipts")])
+async def test_a_failing_loop_turns_readiness_red_is_restarted_and_delivers(tmp_path, monkeypatch, task, method):
     write_credentials(tmp_path, SECRET)
-    original = TickStore.pending
+    original = getattr(TickStore, method)
     failures: list[str] = []
 
-    def pending_failing_once(self: TickStore, limit: int) -> Any:
-        batch = original(self, limit)
-        if batch.seqs and not failures:
+    def failing_once(self: TickStore, *args: Any) -> Any:
+        result = original(self, *args)
+        if result and getattr(result, "seqs", True) and not failures:  # once there is work to do
             failures.append("disk I/O error")
             raise sqlite3.OperationalError("disk I/O error")
-        return batch
+        return result
 
-    monkeypatch.setattr(TickStore, "pending", pending_failing_once)
+    monkeypatch.setattr(TickStore, method, failing_once)
     async with FakeServer() as fake, collector(fake.url, tmp_path) as running:
         drop(running.inbox, "EURUSD_export.parquet", ticks("EURUSD", 25, start_ms=int(time.time() * 1000) - 5000))
 
@@ -140,7 +142,7 @@ async def test_a_failing_forwarder_turns_readiness_red_is_restarted_and_delivers
             return check if not check["ok"] else None
 
         red = await eventually(tasks_red, timeout_s=10, interval_s=0.02)
-        assert "forwarder" in red["detail"] and "disk I/O error" in red["detail"]
+        assert red["detail"] == f"{task}: OperationalError: disk I/O error (restarting)"
 
         async def delivered() -> bool:
             return (await running.status())["ticks"]["confirmed"] == 25 and (await running.check("tasks"))["ok"]
