@@ -1,4 +1,16 @@
-"""Delivers buffered ticks to the server in order; waits out outages without losing anything."""
+"""Sends buffered ticks to the server in order; waits out outages, and never lets one bad tick block the rest.
+
+What the server answers decides each tick's state in the buffer (``buffer.py``):
+
+* 202: the accepted ticks are SENT under the answer's receipt (confirmed later from
+  ``/progress``, see ``confirmation.py``); a tick refused for a transient reason (its
+  timestamp is ahead of the server's clock: the clocks differ) is sent again later with
+  a growing pause; one refused for good (unknown symbol, crossed quote...) is quarantined.
+* 400/413/422 for the whole request: the server's contract refuses something in it. The
+  batch is split in halves until the refused ticks are isolated and quarantined; the
+  rest is delivered. (413 also lowers the batch size for the next requests.)
+* anything else (401/403/429/5xx, no answer): nothing changes; tried again after a pause.
+"""
 
 from __future__ import annotations
 
@@ -6,71 +18,159 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
-from client.data_collector.buffer import TickBuffer
-from client.data_collector.server import NoCredentials, ServerClient, TokenRequestFailed
+from client.data_collector.buffer import Batch, Receipt, Refusal, TickBuffer, TickStore
+from client.data_collector.server import NoCredentials, ServerClient, TokenRequestFailed, retry_after_s
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 5.0
+INGEST_PATH = "/api/v1/ingest/ticks"
+#: Pause between attempts while the server cannot take anything: doubles from the first to the last.
+FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.25, 5.0
+#: A server's ``Retry-After`` (429, 503) is honoured up to this.
+MAX_RETRY_AFTER_S = 60.0
+#: Reasons the server refuses a tick today but may take it later (services/data_bridge/domain/validation.py).
+#: ``timestamp_in_future``: the tick is more than 60 s ahead of the server's clock, so the clocks differ.
+TRANSIENT_REASONS = frozenset({"timestamp_in_future"})
+#: Whole-request refusals that mean "something in this batch breaks the contract": split to find it.
+SPLIT_STATUSES = frozenset({400, 413, 422})
 
 
 class Forwarder:
+    """The delivery loop (``run``) and what it knows about the server, for status and readiness."""
+
     def __init__(
-        self, server: ServerClient, buffer: TickBuffer, *, batch_size: int, source: str = "data-collector"
+        self,
+        server: ServerClient,
+        buffer: TickBuffer,
+        *,
+        batch_size: int,
+        source: str = "data-collector",
+        clock: Callable[[], float] = time.time,
+        retry_first_s: float = 5.0,
+        retry_max_s: float = 60.0,
     ) -> None:
         self._server, self._buffer = server, buffer
-        self._batch, self._source = batch_size, source
-        self.delivered = 0
-        self.rejected = 0
+        self._batch, self._source, self._clock = batch_size, source, clock
+        self._retry_first_s, self._retry_max_s = retry_first_s, retry_max_s
+        self.accepted = 0
+        self.refused_transient = 0
+        self.quarantined = 0
         self.reachable = True
         self.unreachable_since: float | None = None
         self.last_error: str | None = None
+        self._retry_after_s = 0.0
+        #: Set when ticks were buffered (sources) or put back to pending (confirmation).
         self.wake = asyncio.Event()
+        #: Set when ticks were sent: the confirmation loop has something to confirm.
+        self.sent = asyncio.Event()
 
     async def run(self) -> None:
-        backoff = 0.25
+        backoff = FIRST_BACKOFF_S
         while True:
-            pending = self._buffer.pending(self._batch)
-            if not pending.seqs:
-                self.wake.clear()
+            self.wake.clear()  # before reading: ticks buffered after the read set it again
+            batch = await self._buffer.call(TickStore.pending, self._batch)
+            if not batch.seqs:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 0.5)
                 continue
-            if await self._send(pending.ticks):
-                self._buffer.mark_delivered(pending.seqs)
-                self.delivered += len(pending.seqs)
-                backoff = 0.25
+            if await self._deliver(batch):
+                backoff = FIRST_BACKOFF_S
             else:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await asyncio.sleep(max(backoff, self._retry_after_s))
+                backoff, self._retry_after_s = min(backoff * 2, MAX_BACKOFF_S), 0.0
 
-    async def _send(self, ticks: list[dict]) -> bool:
-        try:
-            response = await self._server.post("/api/v1/ingest/ticks", {"source": self._source, "ticks": ticks})
-        except (httpx.HTTPError, TokenRequestFailed, NoCredentials) as exc:
-            # Unreachable, or the token endpoint refused us: keep everything buffered and retry.
-            return self._failed(f"{type(exc).__name__}: {exc}")
+    async def _deliver(self, batch: Batch) -> bool:
+        """Send ``batch`` and record the outcome; False if the server could not take it now (nothing changed)."""
+        response = await self._post(batch.ticks)
+        if response is None:
+            return False
         if response.status_code == 202:
-            body = response.json()
-            if body["rejected"]:
-                self.rejected += len(body["rejected"])
-                log.warning(
-                    "server rejected %d of %d ticks, first: %s", len(body["rejected"]), len(ticks), body["rejected"][0]
-                )
-            if not self.reachable:
-                log.info("server reachable again after %.1fs", time.time() - (self.unreachable_since or 0))
-            self.reachable, self.unreachable_since, self.last_error = True, None, None
+            await self._record(batch, response.json())
             return True
-        # 5xx/429: the server is there but cannot take them now. 4xx on a whole batch means
-        # we sent something the server's contract refuses: keep it (never drop data) and say so.
+        if response.status_code in SPLIT_STATUSES:
+            return await self._isolate(batch, response)
+        self._retry_after_s = min(retry_after_s(response) or 0.0, MAX_RETRY_AFTER_S)
         return self._failed(f"HTTP {response.status_code}: {response.text[:300]}")
+
+    async def _isolate(self, batch: Batch, response: httpx.Response) -> bool:
+        if len(batch.seqs) == 1:
+            refusal = Refusal(batch.seqs[0], f"http_{response.status_code}", response.text[:500])
+            log.error("the server refuses tick %s as a whole request; quarantined: %s", batch.ticks[0], refusal.detail)
+            await self._buffer.call(TickStore.record_outcome, [], None, [], {}, [refusal])
+            self.quarantined += 1
+            return True
+        if response.status_code == 413 and len(batch.seqs) // 2 < self._batch:
+            self._batch = max(1, len(batch.seqs) // 2)
+            log.warning("the server takes fewer ticks per request; batches of %d from now on", self._batch)
+        half = len(batch.seqs) // 2
+        first, second = Batch(batch.seqs[:half], batch.ticks[:half]), Batch(batch.seqs[half:], batch.ticks[half:])
+        return await self._deliver(first) and await self._deliver(second)
+
+    async def _post(self, ticks: list[dict[str, Any]]) -> httpx.Response | None:
+        try:
+            response = await self._server.post(INGEST_PATH, {"source": self._source, "ticks": ticks})
+        except (httpx.HTTPError, TokenRequestFailed, NoCredentials) as exc:
+            # Unreachable, or no token to be had: keep everything buffered and retry.
+            self._failed(f"{type(exc).__name__}: {exc}")
+            return None
+        if response.status_code == 202 or response.status_code in SPLIT_STATUSES:
+            if not self.reachable:
+                log.info("server reachable again after %.1fs", self._clock() - (self.unreachable_since or 0))
+            self.reachable, self.unreachable_since, self.last_error = True, None, None
+        return response
+
+    async def _record(self, batch: Batch, body: dict[str, Any]) -> None:
+        refused = {int(r["index"]): r for r in body.get("rejected", [])}
+        accepted = [seq for index, seq in enumerate(batch.seqs) if index not in refused]
+        retry: list[Refusal] = []
+        quarantine: list[Refusal] = []
+        for index, item in refused.items():
+            refusal = Refusal(batch.seqs[index], str(item["reason"]), str(item.get("detail", "")))
+            (retry if refusal.reason in TRANSIENT_REASONS else quarantine).append(refusal)
+        retry_at: dict[int, float] = {}
+        if retry:
+            attempts = await self._buffer.call(TickStore.attempts, [r.seq for r in retry])
+            now = self._clock()
+            retry_at = {
+                r.seq: now + min(self._retry_first_s * 2 ** attempts.get(r.seq, 0), self._retry_max_s) for r in retry
+            }
+            log.info(
+                "the server refused %d ticks for now (%s: %s); sent again later",
+                len(retry),
+                retry[0].reason,
+                retry[0].detail,
+            )
+        if quarantine:
+            log.error(
+                "the server refused %d ticks for good; quarantined (first: %s: %s)",
+                len(quarantine),
+                quarantine[0].reason,
+                quarantine[0].detail,
+            )
+        await self._buffer.call(
+            TickStore.record_outcome, accepted, _receipt(body.get("receipt")), retry, retry_at, quarantine
+        )
+        self.accepted += len(accepted)
+        self.refused_transient += len(retry)
+        self.quarantined += len(quarantine)
+        if accepted:
+            self.sent.set()
 
     def _failed(self, error: str) -> bool:
         if self.reachable:
             log.warning("cannot deliver to the server (%s); buffering on disk", error)
-            self.unreachable_since = time.time()
+            self.unreachable_since = self._clock()
         self.reachable, self.last_error = False, error
         return False
+
+
+def _receipt(body: Any) -> Receipt | None:
+    """The receipt of a 202, or None from a server that does not give one (it confirms nothing more)."""
+    if not isinstance(body, dict):
+        return None
+    return Receipt(str(body["epoch"]), {int(p): int(o) for p, o in body.get("offsets", {}).items()})

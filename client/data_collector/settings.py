@@ -33,8 +33,17 @@ class CollectorSettings(ServiceSettings):
     inbox_dir: Path | None = None
     #: A silence longer than this between two ticks of a symbol is recorded as a gap.
     gap_threshold_s: int = 120
-    #: Delivered ticks are remembered this long to drop duplicates from overlapping sources.
+    #: Confirmed ticks are remembered this long to drop duplicates from overlapping sources.
     dedupe_window_s: int = 3600
+    #: At most this many unconfirmed ticks on disk; when full, the sources stop taking ticks (the
+    #: terminal and the inbox keep them) until deliveries are confirmed. ~200 bytes per tick.
+    max_buffered_ticks: int = 5_000_000
+    #: How often the server is asked how far it handled sent ticks, while some are unconfirmed.
+    confirm_interval_s: float = 1.0
+    #: First pause before a tick the server refused for now (its clock is behind ours) is sent
+    #: again; doubles up to ``retry_max_s``.
+    retry_first_s: float = 5.0
+    retry_max_s: float = 60.0
 
     @field_validator("symbols", mode="before")
     @classmethod

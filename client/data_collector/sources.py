@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -11,7 +12,7 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 
-from client.data_collector.buffer import TickBuffer
+from client.data_collector.buffer import BufferFull, TickBuffer, TickStore
 from client.metatrader_connector.terminal.csv_source import load_ticks_csv
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,13 @@ class ConnectorSource:
         self.reachable = False
 
     async def poll(self) -> int:
+        """Fetch and buffer each symbol's new ticks; stops (cursors unmoved) when the buffer is full."""
         added = 0
+        if await self._buffer.call(TickStore.full):
+            return added  # nothing fetched that could not be kept
         for symbol in self._symbols:
             name = f"mt5:{symbol}"
-            cursor = self._buffer.cursor(name)
+            cursor = await self._buffer.call(TickStore.cursor, name)
             if cursor is None:
                 cursor = int(time.time() * 1000) - self._backfill_ms
             try:
@@ -62,7 +66,13 @@ class ConnectorSource:
             if ticks:
                 # The cursor is inclusive: ticks sharing the last millisecond come again next
                 # time and are dropped as duplicates, so none in that millisecond is missed.
-                added += self._buffer.add_with_cursor(ticks, name, max(t["time_msc"] for t in ticks))
+                try:
+                    added += await self._buffer.call(
+                        TickStore.add_with_cursor, ticks, name, max(t["time_msc"] for t in ticks)
+                    )
+                except BufferFull:
+                    # The cursor stays: the terminal keeps these ticks, fetched again once there is room.
+                    return added
         return added
 
 
@@ -78,21 +88,29 @@ class InboxSource:
         for sub in ("done", "failed"):
             (inbox / sub).mkdir(parents=True, exist_ok=True)
 
-    def scan(self) -> int:
+    async def scan(self) -> int:
+        """Buffer each inbox file, then move it to ``done/``; stops (files left in place) when the buffer is full."""
         added = 0
-        for path in sorted(self._inbox.iterdir()):
+        for path in await asyncio.to_thread(lambda: sorted(self._inbox.iterdir())):
             if not path.is_file() or path.suffix.lower() not in (".csv", ".parquet"):
                 continue
+            if await self._buffer.call(TickStore.full):
+                return added  # not even read: a large file is not parsed again at every scan while full
             try:
-                ticks = self._read(path)
-                added += self._buffer.add(ticks)
-                shutil.move(path, self._inbox / "done" / path.name)
+                ticks = await asyncio.to_thread(self._read, path)
+                added += await self._buffer.call(TickStore.add, ticks)
+                await asyncio.to_thread(shutil.move, path, self._inbox / "done" / path.name)
                 log.info("ingested %d ticks from %s", len(ticks), path.name)
+            except BufferFull:
+                return added  # the file stays in the inbox and is read again once there is room
             except (ValueError, KeyError, OSError) as exc:
                 log.error("cannot ingest %s: %s", path.name, exc)
-                shutil.move(path, self._inbox / "failed" / path.name)
-                (self._inbox / "failed" / f"{path.name}.error").write_text(f"{exc}\n")
+                await asyncio.to_thread(self._set_aside, path, exc)
         return added
+
+    def _set_aside(self, path: Path, error: Exception) -> None:
+        shutil.move(path, self._inbox / "failed" / path.name)
+        (self._inbox / "failed" / f"{path.name}.error").write_text(f"{error}\n")
 
     @staticmethod
     def _read(path: Path) -> list[dict]:

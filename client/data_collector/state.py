@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from client.data_collector.buffer import TickBuffer
+from client.data_collector.confirmation import Confirmer
 from client.data_collector.forwarder import Forwarder
+from client.data_collector.server import ServerClient
 from client.data_collector.sources import ConnectorSource
 from shared.kit.service import state_of
 
@@ -15,6 +17,8 @@ from shared.kit.service import state_of
 class Collector:
     buffer: TickBuffer
     forwarder: Forwarder
+    confirmer: Confirmer
+    server: ServerClient
     connector: ConnectorSource
 
 

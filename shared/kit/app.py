@@ -43,12 +43,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: A readiness check returns ``None`` when the dependency is usable, else what is wrong.
+#: A readiness check returns ``None`` when the dependency is usable, else what is wrong
+#: (or a ``Notice``: usable, with a remark).
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 Lifespan = Callable[["Kit"], contextlib.AbstractAsyncContextManager[None]]
 
 _UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Notice(str):
+    """What a readiness check returns to say something without making the service unready.
+
+    ``/readyz`` shows it as ``{"ok": true, "detail": ...}`` (e.g. data set aside for an
+    operator: worth seeing, no reason for a supervisor to hold back the mesh).
+    """
 
 
 @dataclass
@@ -95,7 +104,7 @@ class Kit:
                 # goes to the log, the answer only says that the check failed.
                 log.exception("readiness check %s failed", name)
                 problem = "check failed; see the service log"
-            return {"ok": problem is None, **({"detail": problem} if problem else {})}
+            return {"ok": problem is None or isinstance(problem, Notice), **({"detail": problem} if problem else {})}
 
         names = list(self.checks)
         results = await asyncio.gather(*(one(n, self.checks[n]) for n in names))
@@ -305,4 +314,4 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-__all__ = ["Kit", "ReadinessCheck", "ServiceApp", "build_app"]
+__all__ = ["Kit", "Notice", "ReadinessCheck", "ServiceApp", "build_app"]

@@ -187,8 +187,10 @@ class Runtime(Generic[S, T]):
         self._state: T | None = None
         self._after_start: list[Hook] = []
         self._on_stop: list[Hook] = []
-        self._background: list[tuple[str, Hook]] = []
+        self._background: list[tuple[str, Hook, float | None]] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: Restartable background tasks that failed and wait to run again: name -> what failed.
+        self._restarting: dict[str, str] = {}
         self._asyncapi: dict[str, Any] | None = None
 
     # -- what the service is -----------------------------------------------------------------
@@ -249,17 +251,22 @@ class Runtime(Generic[S, T]):
     # -- what the service registers during ``start`` ----------------------------------------
 
     def add_check(self, name: str, check: Callable[[], Awaitable[str | None]]) -> None:
-        """Another ``/readyz`` entry (a dependency the kit does not open, e.g. the MT5 terminal)."""
+        """Another ``/readyz`` entry (a dependency the kit does not open, e.g. the MT5 terminal).
+
+        ``check`` returns None (ready), a problem (not ready) or a ``Notice`` (ready, with a remark).
+        """
         self.kit.add_check(name, check)
 
-    def background(self, name: str, run: Hook) -> None:
+    def background(self, name: str, run: Hook, *, restart_after_s: float | None = None) -> None:
         """Run ``run()`` while the service serves (started after the bus, cancelled first at stop).
 
-        If it ends or fails, ``/readyz`` says so under ``tasks`` and the error is logged.
+        If it ends or fails, ``/readyz`` says so under ``tasks`` and the error is logged. With
+        ``restart_after_s``, a failed (or ended) ``run`` is started again after that pause;
+        ``/readyz`` is red from the failure until it runs again.
         """
-        if any(n == name for n, _ in self._background):
+        if any(n == name for n, _, _ in self._background):
             raise ValueError(f"background task {name!r} is already registered")
-        self._background.append((name, run))
+        self._background.append((name, run, restart_after_s))
 
     def after_start(self, hook: Hook) -> None:
         """Await ``hook()`` once everything has started (e.g. publish what start-up recorded)."""
@@ -291,22 +298,34 @@ class Runtime(Generic[S, T]):
             if self._background:
                 kit.add_check("tasks", self._tasks_ready)
                 stack.push_async_callback(self._cancel_tasks)
-                for name, run in self._background:
-                    self._tasks[name] = asyncio.create_task(self._supervised(name, run), name=name)
+                for name, run, restart_after_s in self._background:
+                    supervised = self._supervised(name, run, restart_after_s)
+                    self._tasks[name] = asyncio.create_task(supervised, name=name)
             yield
 
-    async def _supervised(self, name: str, run: Hook) -> None:
-        try:
-            await run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.log.exception("background task %s failed; it is not running any more", name)
-            raise
-        self.log.error("background task %s returned; it is not running any more", name)
+    async def _supervised(self, name: str, run: Hook, restart_after_s: float | None) -> None:
+        while True:
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if restart_after_s is None:
+                    self.log.exception("background task %s failed; it is not running any more", name)
+                    raise
+                self.log.exception("background task %s failed; restarting it in %.1fs", name, restart_after_s)
+                self._restarting[name] = f"{type(exc).__name__}: {exc}"
+            else:
+                if restart_after_s is None:
+                    self.log.error("background task %s returned; it is not running any more", name)
+                    return
+                self.log.error("background task %s returned; restarting it in %.1fs", name, restart_after_s)
+                self._restarting[name] = "ended"
+            await asyncio.sleep(restart_after_s)
+            del self._restarting[name]
 
     async def _tasks_ready(self) -> str | None:
-        dead = []
+        dead = [f"{name}: {error} (restarting)" for name, error in self._restarting.items()]
         for name, task in self._tasks.items():
             if task.done():
                 error = None if task.cancelled() else task.exception()

@@ -1,4 +1,9 @@
-"""The collector buffers on disk while the server is unreachable, then delivers everything, in order."""
+"""The collector buffers on disk while the server is unreachable, then delivers everything, in order.
+
+"Delivered" is "confirmed": the server said (``/api/v1/ingest/progress``) that every tick
+was stored and is in a durable bar checkpoint, or, from a server without the delivery
+protocol, answered 202. Nothing may be quarantined or held back on the way.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 
-COLLECTOR_OFFSET = 21000  # its own port, beside the mesh's collector
-PROXY_PORT = 29555
+#: Its own ports, beside the mesh's collector: the session's offset plus this (the offsets of
+#: parallel test sessions are multiples of 1000).
+EXTRA_OFFSET = 500
 TICKS = 3000
 
 
@@ -53,18 +59,20 @@ async def tcp_proxy(listen_port: int, target_port: int):
 
 
 async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, market_token, tmp_path):
+    collector_offset = mesh.settings.hats_port_offset + EXTRA_OFFSET
+    proxy_port = 9555 + collector_offset
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     # The client tier's own client (market:write only), as the first `hats up` created it.
     collector_client = json.loads((mesh.var / "credentials.json").read_text())["data-collector"]
     env = {
         **mesh.env,
-        "HATS_PORT_OFFSET": str(COLLECTOR_OFFSET),
+        "HATS_PORT_OFFSET": str(collector_offset),
         "HATS_VAR_DIR": str(tmp_path),
         "DATA_COLLECTOR_CLIENT_ID": collector_client["client_id"],
         "DATA_COLLECTOR_CLIENT_SECRET": collector_client["client_secret"],
         # The whole network path to the server, token endpoint included, goes through the proxy.
-        "DATA_COLLECTOR_SERVER_URL": f"http://127.0.0.1:{PROXY_PORT}",  # nothing listens there yet
+        "DATA_COLLECTOR_SERVER_URL": f"http://127.0.0.1:{proxy_port}",  # nothing listens there yet
         "DATA_COLLECTOR_CONNECTOR_URL": "http://127.0.0.1:9",  # no terminal: the file source only
         "DATA_COLLECTOR_INBOX_DIR": str(inbox),
         "DATA_COLLECTOR_BATCH_SIZE": "700",
@@ -73,7 +81,7 @@ async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, marke
     collector = subprocess.Popen(  # noqa: ASYNC220 - started once; the test then waits on HTTP
         [sys.executable, "-m", "infra.cli", "serve", "data-collector"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    status_url = f"http://127.0.0.1:{9002 + COLLECTOR_OFFSET}/api/v1/collector/status"
+    status_url = f"http://127.0.0.1:{9002 + collector_offset}/api/v1/collector/status"
     try:
         async with httpx.AsyncClient(timeout=5, headers={"Authorization": f"Bearer {market_token}"}) as http:
 
@@ -94,13 +102,14 @@ async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, marke
             await eventually(buffered_while_down, timeout_s=30)
 
             # The server comes back: everything is delivered, nothing twice.
-            async with tcp_proxy(PROXY_PORT, mesh.settings.port_of("api-gateway")):
+            async with tcp_proxy(proxy_port, mesh.settings.port_of("api-gateway")):
 
                 async def drained():
                     s = await status()
                     return s if s and s["buffered"] == 0 and s["delivered"] == TICKS else None
 
-                await eventually(drained, timeout_s=60)
+                drained_status = await eventually(drained, timeout_s=60)
+                assert drained_status["quarantined"] == 0 and drained_status["refused_for_now"] == 0
 
             async def stored():
                 symbols = (await http.get(mesh.url("database-service") + "/api/v1/market/symbols")).json()

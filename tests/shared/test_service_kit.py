@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from pydantic import SecretStr
 
 from shared.events import MarketBar, MarketTick
+from shared.kit.app import Notice
 from shared.kit.contract import Consumes, Contract, ContractError, ContractUse
 from shared.kit.deps import Dependency, Resource
 from shared.kit.service import Runtime, ServiceDefinition, state_of
@@ -165,6 +166,47 @@ async def test_a_dead_background_task_turns_readiness_red(tmp_path):
     assert ready["status"] == "not_ready"
     # The error is in the log (it died there); /readyz is unauthenticated and only says which task.
     assert ready["checks"]["tasks"] == {"ok": False, "detail": "crashes: failed"}
+
+
+async def test_a_restartable_background_task_is_red_while_down_and_runs_again(tmp_path):
+    runs: list[int] = []
+    running_again = asyncio.Event()
+
+    async def start(rt: Runtime[Settings, State]) -> State:
+        async def fails_once() -> None:
+            runs.append(len(runs))
+            if len(runs) == 1:
+                raise ValueError("boom")
+            running_again.set()
+            await asyncio.Event().wait()
+
+        rt.background("worker", fails_once, restart_after_s=0.3)
+        return State(rt.settings)
+
+    app = definition([], start=start).create_app(platform=PlatformSettings(hats_var_dir=tmp_path))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            await asyncio.sleep(0.05)
+            down = (await client.get("/readyz")).json()["checks"]["tasks"]
+            await asyncio.wait_for(running_again.wait(), 5)
+            up = (await client.get("/readyz")).json()["checks"]["tasks"]
+    assert down == {"ok": False, "detail": "worker: ValueError: boom (restarting)"}
+    assert up == {"ok": True} and runs == [0, 1]
+
+
+async def test_a_notice_is_shown_without_making_the_service_unready(tmp_path):
+    async def start(rt: Runtime[Settings, State]) -> State:
+        async def remark() -> str | None:
+            return Notice("3 records set aside for an operator")
+
+        rt.add_check("aside", remark)
+        return State(rt.settings)
+
+    app = definition([], start=start).create_app(platform=PlatformSettings(hats_var_dir=tmp_path))
+    [ready] = await run(app, "/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.json()["checks"]["aside"] == {"ok": True, "detail": "3 records set aside for an operator"}
 
 
 async def test_a_dependency_that_is_not_declared_cannot_be_reached(tmp_path):
