@@ -108,3 +108,18 @@ def test_too_many_ticks_is_413_either_way(decode):
     with pytest.raises(Problem) as caught:
         decode(json.dumps({"ticks": [CANONICAL] * (LIMIT + 1)}).encode(), LIMIT)
     assert caught.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "field, value, detail",
+    [
+        ("volume", "12345678901.5", "volume: Decimal input should have no more than 10 digits before the decimal point"),
+        ("bid", "1.123456789", "bid: Decimal input should have no more than 8 decimal places"),
+    ],
+)
+def test_a_tick_the_store_cannot_hold_is_refused_with_its_reason_either_way(field, value, detail):
+    body = json.dumps({"ticks": [CANONICAL, {**CANONICAL, field: value}]}).encode()
+    assert decode_plain_batch(body, LIMIT) is None
+    _, items = decode_batch(body, LIMIT)
+    assert isinstance(items[0], IngestTick)
+    assert items[1] == Malformed(index=1, detail=detail)
