@@ -35,12 +35,18 @@ def subscribe(
     repo: MarketRepository,
     cache: BarCache,
     settings: DatabaseServiceSettings,
+    *,
+    ticks_group: str = TICKS_GROUP,
+    bars_group: str = BARS_GROUP,
 ) -> CatchUp:
-    """Store ticks and bars, and feed the bars cache; returns the feed's catch-up tracker."""
+    """Store ticks and bars, and feed the bars cache; returns the feed's catch-up tracker.
+
+    The groups are the contract's; a test gives its own to read the topics beside a running mesh.
+    """
     stored = Counter("market_rows_stored_total", "Rows written to ClickHouse", ["table"], registry=registry)
     duplicates = Counter("market_duplicates_skipped_total", "Redelivered events skipped", ["table"], registry=registry)
-    tick_dlq = bus.dead_letters(TICKS_GROUP)
-    bar_dlq = bus.dead_letters(BARS_GROUP)
+    tick_dlq = bus.dead_letters(ticks_group)
+    bar_dlq = bus.dead_letters(bars_group)
     seen_ticks, seen_bars = RecentIds(), RecentIds(50_000)
     tick_store, bar_store = IsolatingStore(repo.insert_ticks), IsolatingStore(repo.insert_bars)
 
@@ -57,6 +63,7 @@ def subscribe(
             refused = await target.store(fresh)
             for refusal in refused:
                 await dlq.send(refusal.item, STORE_REFUSED, refusal.error)
+            seen.forget([refusal.event for refusal in refused])  # not stored: a replay of them is stored
         except Exception:  # a store outage (StoreOutage), or the broker refusing a dead letter
             # Redelivered, every event is processed again: stored ones are one row anyway, and
             # refused ones must reach the dead-letter topic.
@@ -68,7 +75,7 @@ def subscribe(
 
     @bus.subscriber(
         MarketTick,
-        group=TICKS_GROUP,
+        group=ticks_group,
         batch=True,
         max_records=settings.consume_batch,
         auto_offset_reset="earliest",
@@ -81,7 +88,7 @@ def subscribe(
 
     @bus.subscriber(
         MarketBar,
-        group=BARS_GROUP,
+        group=bars_group,
         batch=True,
         max_records=settings.consume_batch,
         auto_offset_reset="earliest",

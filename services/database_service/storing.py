@@ -34,10 +34,11 @@ class StoreOutage(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Refused(Generic[Item]):
-    """An item the working store refused on its own, with the store's error."""
+class Refused(Generic[Item, T]):
+    """An event the working store refused on its own, its item (e.g. its Kafka record) and the store's error."""
 
     item: Item
+    event: T
     error: str
 
 
@@ -63,7 +64,7 @@ class IsolatingStore(Generic[T]):
         self._sleep = sleep
         self._control: T | None = None  # the last event the store accepted
 
-    async def store(self, items: Sequence[tuple[Item, T]]) -> list[Refused[Item]]:
+    async def store(self, items: Sequence[tuple[Item, T]]) -> list[Refused[Item, T]]:
         """Store every event of ``items`` the store accepts; the ones it refuses are returned.
 
         Raises ``StoreOutage`` when the store cannot be shown to work: then nothing is refused.
@@ -95,7 +96,7 @@ class IsolatingStore(Generic[T]):
             try:
                 await self._insert([event])
             except Exception as exc:
-                refused.append(Refused(item, f"{type(exc).__name__}: {exc}"))
+                refused.append(Refused(item, event, f"{type(exc).__name__}: {exc}"))
         return refused
 
     async def _store_works(self) -> bool:

@@ -1,0 +1,212 @@
+"""Faults that used to stall market data, on real embedded infrastructure: nothing lost, nothing doubled.
+
+* An event the store refuses (a ClickHouse constraint on one marker tick): database-service
+  dead-letters exactly it and stores everything after it within seconds. It runs the real
+  consumers in process, on the session's broker and a chdb of its own (the test must change
+  that store's table), under consumer groups of its own beside any running mesh.
+* A tick 50 s ahead of a steady stream, through the mesh: every steady tick is in the bars,
+  which equal the reference computation over the stored ticks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from services.data_bridge.domain.bars import bars_from_ticks
+from services.database_service import consumers
+from services.database_service.cache import BarCache
+from services.database_service.repository import MarketRepository
+from services.database_service.settings import DatabaseServiceSettings
+from shared import topics
+from shared.bus import deadletter
+from shared.bus.broker import create_broker
+from shared.clickhouse import ChdbClickHouse
+from shared.events import MarketBar, MarketTick, Timeframe, encode_event, tick_event_id
+from shared.kit.bus import ServiceBus
+from shared.kit.contract import Consumes, Contract, ContractUse
+from shared.kit.migrations import migrate_clickhouse
+from tests.integration.test_market_path import bars, ingest, stored_ticks
+from tests.support import eventually
+
+pytestmark = pytest.mark.slow
+
+MIGRATIONS = Path(__file__).parents[2] / "services" / "database_service" / "migrations" / "clickhouse"
+BASE_MS = 1_767_225_600_000
+POISON_BID = Decimal("7.77777")
+
+
+def market_tick(symbol: str, ms: int, bid: Decimal) -> MarketTick:
+    ask = bid + Decimal("0.0001")
+    return MarketTick(
+        event_id=tick_event_id(symbol, ms, bid, ask, None, Decimal(0), 0),
+        ts_event=ms * 1_000_000,
+        ts_init=1,
+        symbol=symbol,
+        bid=bid,
+        ask=ask,
+    )
+
+
+async def stored_counts(ch: ChdbClickHouse, symbol: str) -> tuple[int, int]:
+    """Rows as readers see them (FINAL) and distinct ids: equal when no event is stored twice.
+
+    Rows physically inserted may be more: the control write re-inserts a stored row, which
+    ``ReplacingMergeTree`` folds into one (as it does a redelivery).
+    """
+    final = await ch.rows(f"SELECT count() FROM market.ticks FINAL WHERE symbol = '{symbol}'")
+    ids = await ch.rows(f"SELECT uniqExact(event_id) FROM market.ticks WHERE symbol = '{symbol}'")
+    return int(final[0][0]), int(ids[0][0])
+
+
+async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_stored(infra_env, tmp_path):
+    _, _, platform = infra_env
+    servers = platform.kafka_servers
+    run = uuid.uuid4().hex[:8]
+    ticks_group, bars_group = f"test-stall-{run}.ticks", f"test-stall-{run}.bars"
+    contract = Contract(
+        consumes=(
+            Consumes(MarketTick, group=ticks_group),
+            Consumes(MarketBar, group=bars_group),
+            Consumes(MarketBar, group=None),
+        )
+    )
+    registry = CollectorRegistry()
+    bus = ServiceBus(create_broker(f"test-stall-{run}", servers, registry), ContractUse("database-service", contract), registry)
+    ch = ChdbClickHouse(tmp_path / "chdb")
+    await migrate_clickhouse(ch, "database-service", MIGRATIONS)
+    # The real store refuses one valid tick, as it would a value nobody foresaw.
+    await ch.execute(
+        "ALTER TABLE market.ticks ADD CONSTRAINT test_refuses_marker "
+        f"CHECK NOT (symbol = 'TSTPOISON' AND bid = {POISON_BID})"
+    )
+    repo = MarketRepository(ch)
+    consumers.subscribe(
+        bus, registry, repo, BarCache(100), DatabaseServiceSettings(), ticks_group=ticks_group, bars_group=bars_group
+    )
+    poison = market_tick("TSTPOISON", BASE_MS, POISON_BID)
+    same_partition = [market_tick("TSTPOISON", BASE_MS + 1 + i, Decimal("1.1")) for i in range(20)]
+    other_symbol = [market_tick("TSTAFTER", BASE_MS + i, Decimal(110_000 + i % 40).scaleb(-5)) for i in range(1000)]
+    dead = AIOKafkaConsumer(topics.DEAD_LETTERS, bootstrap_servers=servers, auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=servers)
+    await bus.start()
+    await dead.start()
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.MARKET_TICKS, encode_event(poison), key=b"TSTPOISON")
+        sent_at = time.monotonic()
+        for t in [*same_partition, *other_symbol]:
+            await producer.send(topics.MARKET_TICKS, encode_event(t), key=t.symbol.encode())
+        await producer.flush()
+
+        async def all_stored() -> bool:
+            counts = (await stored_counts(ch, "TSTAFTER"), await stored_counts(ch, "TSTPOISON"))
+            return counts == ((1000, 1000), (20, 20))
+
+        assert await eventually(all_stored, timeout_s=30)
+        assert time.monotonic() - sent_at < 15
+
+        letters = []
+
+        async def dead_lettered() -> bool:
+            for records in (await dead.getmany(timeout_ms=500)).values():
+                letters.extend(
+                    r for r in records if (deadletter.CONSUMER_GROUP, ticks_group.encode()) in r.headers
+                )
+            return bool(letters)
+
+        assert await eventually(dead_lettered, timeout_s=10)
+        await dead.getmany(timeout_ms=1000)  # and no second one
+        assert len(letters) == 1
+        letter = letters[0]
+        headers = {k: v.decode() for k, v in letter.headers}
+        assert letter.value == encode_event(poison) and letter.key == b"TSTPOISON"
+        assert headers[deadletter.REASON] == consumers.STORE_REFUSED
+        assert "VIOLATED_CONSTRAINT" in headers[deadletter.ERROR]
+        assert headers[deadletter.ORIGINAL_TOPIC] == topics.MARKET_TICKS
+
+        # Nothing is lost: once the store takes it, the parked event replays into it, once.
+        await ch.execute("ALTER TABLE market.ticks DROP CONSTRAINT test_refuses_marker")
+        await producer.send_and_wait(topics.MARKET_TICKS, letter.value, key=letter.key)
+        assert await eventually(lambda: _equals(stored_counts(ch, "TSTPOISON"), (21, 21)), timeout_s=15)
+    finally:
+        await producer.stop()
+        await dead.stop()
+        await bus.stop()
+        ch.close()
+
+
+async def _equals(awaitable, value) -> bool:
+    return (await awaitable) == value
+
+
+async def test_a_tick_50_s_ahead_of_a_steady_stream_drops_no_tick_from_the_bars(mesh, http):
+    now_ms = time.time_ns() // 1_000_000
+    start = now_ms - 60_000  # 300 ticks 250 ms apart: up to 15 s ahead (the edge allows 60)
+    steady = [
+        {
+            "symbol": "TSTFUTURE",
+            "time_msc": start + i * 250,
+            "bid": f"1.{10000 + (i * 7) % 90:05d}",
+            "ask": f"1.{10010 + (i * 7) % 90:05d}",
+            "volume": f"{i % 4}.5",
+            "flags": 6,
+        }
+        for i in range(300)
+    ]
+    k = 80  # 40 s before now
+    outlier = {**steady[k], "time_msc": steady[k]["time_msc"] + 50_000, "bid": "1.20000", "ask": "1.20010"}
+    for chunk in (steady[: k + 1], [outlier], steady[k + 1 :]):
+        r = await ingest(http, mesh, chunk)
+        assert r.json() == {"accepted": len(chunk), "rejected": []}
+    sent = [*steady, outlier]
+    assert await eventually(lambda: _equals(stored_ticks(http, mesh, "TSTFUTURE"), len(sent)))
+
+    # The stored ticks are the sent ones (same deterministic ids, counted above); their reference bars:
+    ticks = [
+        MarketTick(
+            event_id=tick_event_id(
+                t["symbol"], t["time_msc"], Decimal(t["bid"]), Decimal(t["ask"]), None, Decimal(t["volume"]), 6
+            ),
+            ts_event=t["time_msc"] * 1_000_000,
+            ts_init=0,
+            symbol=t["symbol"],
+            bid=Decimal(t["bid"]),
+            ask=Decimal(t["ask"]),
+            volume=Decimal(t["volume"]),
+            flags=6,
+        )
+        for t in sent
+    ]
+    watermark = steady[-1]["time_msc"] * 1_000_000 - 2_000_000_000  # the steady stream's, not the outlier's
+    expected = [
+        {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(b.ts_event // 1_000_000_000)),
+            "open": float(b.open),
+            "high": float(b.high),
+            "low": float(b.low),
+            "close": float(b.close),
+            "volume": b.volume,
+            "real_volume": float(b.real_volume),
+        }
+        for b in bars_from_ticks(ticks, [Timeframe.M1])
+        if b.ts_event + Timeframe.M1.nanos <= watermark
+    ]
+    assert expected
+
+    async def closed():
+        got = await bars(http, mesh, "TSTFUTURE", "M1", start="2020-01-01T00:00:00Z")
+        return got if len(got) >= len(expected) else None
+
+    assert await eventually(closed, timeout_s=30) == expected
+    # Every steady tick before the last closed bar's end is in a bar.
+    last_end = expected[-1]["ts"]
+    in_bars = sum(b["volume"] for b in expected)
+    end_ns = (time.mktime(time.strptime(last_end, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone + 60) * 1_000_000_000
+    assert in_bars == sum(1 for t in ticks if t.ts_event < end_ns)
