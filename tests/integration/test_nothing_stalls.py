@@ -78,7 +78,9 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_s
         )
     )
     registry = CollectorRegistry()
-    bus = ServiceBus(create_broker(f"test-stall-{run}", servers, registry), ContractUse("database-service", contract), registry)
+    bus = ServiceBus(
+        create_broker(f"test-stall-{run}", servers, registry), ContractUse("database-service", contract), registry
+    )
     ch = ChdbClickHouse(tmp_path / "chdb")
     await migrate_clickhouse(ch, "database-service", MIGRATIONS)
     # The real store refuses one valid tick, as it would a value nobody foresaw.
@@ -116,9 +118,7 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_s
 
         async def dead_lettered() -> bool:
             for records in (await dead.getmany(timeout_ms=500)).values():
-                letters.extend(
-                    r for r in records if (deadletter.CONSUMER_GROUP, ticks_group.encode()) in r.headers
-                )
+                letters.extend(r for r in records if (deadletter.CONSUMER_GROUP, ticks_group.encode()) in r.headers)
             return bool(letters)
 
         assert await eventually(dead_lettered, timeout_s=10)

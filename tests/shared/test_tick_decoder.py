@@ -60,10 +60,10 @@ decimal_texts = st.one_of(
     ),
 )
 #: Valid plain decimals of every size the model allows: what the fast path must take itself.
-plain_decimals = st.decimals(min_value=0, max_value=Decimal("9999999999.99999999"), places=8).map(
-    lambda d: f"{d:f}"
+plain_decimals = st.decimals(min_value=0, max_value=Decimal("9999999999.99999999"), places=8).map(lambda d: f"{d:f}")
+decimal_values = st.one_of(
+    decimal_texts, plain_decimals, st.floats(allow_nan=True), st.integers(-10, 10**20), st.none(), st.booleans()
 )
-decimal_values = st.one_of(decimal_texts, plain_decimals, st.floats(allow_nan=True), st.integers(-10, 10**20), st.none(), st.booleans())
 symbols = st.one_of(
     st.sampled_from(["EURUSD", "XAUUSD", "BTC.X", "US#30", "EURUSD\n", "eurusd", "E", "A" * 33]),
     st.text("ABCXYZ019._#-\n a", min_size=0, max_size=34),

@@ -91,7 +91,9 @@ def test_a_sparse_stream_moves_its_watermark_one_tick_behind_and_loses_nothing()
     assert builder.watermark("EURUSD") == ticks[-2].ts_event - LATENESS
     assert dumps(closed) == dumps(closed_reference(ticks, closed))
     assert {b.ts_event for b in closed if b.timeframe is Timeframe.M1} == {
-        b.ts_event for b in bars_from_ticks(ticks, [Timeframe.M1]) if b.ts_event + 60 * S <= ticks[-2].ts_event - LATENESS
+        b.ts_event
+        for b in bars_from_ticks(ticks, [Timeframe.M1])
+        if b.ts_event + 60 * S <= ticks[-2].ts_event - LATENESS
     }
 
 

@@ -145,7 +145,11 @@ def test_too_many_ticks_is_413_either_way(decode):
 @pytest.mark.parametrize(
     "field, value, detail",
     [
-        ("volume", "12345678901.5", "volume: Decimal input should have no more than 10 digits before the decimal point"),
+        (
+            "volume",
+            "12345678901.5",
+            "volume: Decimal input should have no more than 10 digits before the decimal point",
+        ),
         ("bid", "1.123456789", "bid: Decimal input should have no more than 8 decimal places"),
     ],
 )

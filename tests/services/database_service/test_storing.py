@@ -58,11 +58,13 @@ def ticks(symbol: str, count: int, poison_at: frozenset[int] = frozenset()) -> l
 
 
 async def stored(repo: MarketRepository, symbol: str) -> set[str]:
-    return {r[0] for r in await repo.ch.rows(f"SELECT toString(event_id) FROM market.ticks FINAL WHERE symbol = '{symbol}'")}
+    return {
+        r[0] for r in await repo.ch.rows(f"SELECT toString(event_id) FROM market.ticks FINAL WHERE symbol = '{symbol}'")
+    }
 
 
-def no_pause(_: float) -> asyncio.Future:
-    return asyncio.sleep(0)
+async def no_pause(_: float) -> None:
+    await asyncio.sleep(0)
 
 
 async def test_refused_events_are_isolated_and_everything_else_is_stored(repo, refusing):
