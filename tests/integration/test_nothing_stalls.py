@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from decimal import Decimal
@@ -65,9 +66,27 @@ async def stored_counts(ch: ChdbClickHouse, symbol: str) -> tuple[int, int]:
     return int(final[0][0]), int(ids[0][0])
 
 
-async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_stored(infra_env, tmp_path):
+class OwnConsumers:
+    """database-service's real storing consumers under groups of their own, on a chdb of their own."""
+
+    def __init__(self, servers: str, ch: ChdbClickHouse, ticks_group: str) -> None:
+        self.servers, self.ch, self.ticks_group = servers, ch, ticks_group
+
+    async def letters(self, dead: AIOKafkaConsumer, keys: tuple[bytes, ...]) -> list:
+        """Dead letters of this group about ``keys`` (the topic also holds other tests' events)."""
+        found = []
+        for records in (await dead.getmany(timeout_ms=500)).values():
+            found.extend(
+                r
+                for r in records
+                if (deadletter.CONSUMER_GROUP, self.ticks_group.encode()) in r.headers and r.key in keys
+            )
+        return found
+
+
+@pytest.fixture
+async def own_consumers(infra_env, tmp_path):
     _, _, platform = infra_env
-    servers = platform.kafka_servers
     run = uuid.uuid4().hex[:8]
     ticks_group, bars_group = f"test-stall-{run}.ticks", f"test-stall-{run}.bars"
     contract = Contract(
@@ -79,74 +98,107 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_s
     )
     registry = CollectorRegistry()
     bus = ServiceBus(
-        create_broker(f"test-stall-{run}", servers, registry), ContractUse("database-service", contract), registry
+        create_broker(f"test-stall-{run}", platform.kafka_servers, registry),
+        ContractUse("database-service", contract),
+        registry,
     )
     ch = ChdbClickHouse(tmp_path / "chdb")
     await migrate_clickhouse(ch, "database-service", MIGRATIONS)
+    consumers.subscribe(
+        bus,
+        registry,
+        MarketRepository(ch),
+        BarCache(100),
+        DatabaseServiceSettings(),
+        ticks_group=ticks_group,
+        bars_group=bars_group,
+    )
+    await bus.start()
+    try:
+        yield OwnConsumers(platform.kafka_servers, ch, ticks_group)
+    finally:
+        await bus.stop()
+        ch.close()
+
+
+@pytest.fixture
+async def dead(own_consumers):
+    consumer = AIOKafkaConsumer(
+        topics.DEAD_LETTERS, bootstrap_servers=own_consumers.servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    yield consumer
+    await consumer.stop()
+
+
+@pytest.fixture
+async def producer(own_consumers):
+    producer = AIOKafkaProducer(bootstrap_servers=own_consumers.servers)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def send(producer: AIOKafkaProducer, ticks: list[MarketTick]) -> None:
+    for t in ticks:
+        await producer.send(topics.MARKET_TICKS, encode_event(t), key=t.symbol.encode())
+    await producer.flush()
+
+
+async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_stored(own_consumers, dead, producer):
+    ch = own_consumers.ch
     # The real store refuses one valid tick, as it would a value nobody foresaw.
     await ch.execute(
         "ALTER TABLE market.ticks ADD CONSTRAINT test_refuses_marker "
         f"CHECK NOT (symbol = 'TSTPOISON' AND bid = {POISON_BID})"
     )
-    repo = MarketRepository(ch)
-    consumers.subscribe(
-        bus, registry, repo, BarCache(100), DatabaseServiceSettings(), ticks_group=ticks_group, bars_group=bars_group
-    )
     poison = market_tick("TSTPOISON", BASE_MS, POISON_BID)
     same_partition = [market_tick("TSTPOISON", BASE_MS + 1 + i, Decimal("1.1")) for i in range(20)]
     other_symbol = [market_tick("TSTAFTER", BASE_MS + i, Decimal(110_000 + i % 40).scaleb(-5)) for i in range(1000)]
-    dead = AIOKafkaConsumer(topics.DEAD_LETTERS, bootstrap_servers=servers, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=servers)
-    await bus.start()
-    await dead.start()
-    await producer.start()
+    await producer.send_and_wait(topics.MARKET_TICKS, encode_event(poison), key=b"TSTPOISON")
+    sent_at = time.monotonic()
+    await send(producer, [*same_partition, *other_symbol])
+
+    async def all_stored() -> bool:
+        counts = (await stored_counts(ch, "TSTAFTER"), await stored_counts(ch, "TSTPOISON"))
+        return counts == ((1000, 1000), (20, 20))
+
+    assert await eventually(all_stored, timeout_s=30)
+    assert time.monotonic() - sent_at < 15
+
+    keys = (b"TSTPOISON", b"TSTAFTER")
+    letters = await eventually(lambda: own_consumers.letters(dead, keys), timeout_s=10)
+    letters += await own_consumers.letters(dead, keys)  # and no second one
+    letters += await own_consumers.letters(dead, keys)
+    assert len(letters) == 1
+    letter = letters[0]
+    headers = {k: v.decode() for k, v in letter.headers}
+    assert letter.value == encode_event(poison) and letter.key == b"TSTPOISON"
+    assert headers[deadletter.REASON] == consumers.STORE_REFUSED
+    assert "VIOLATED_CONSTRAINT" in headers[deadletter.ERROR]
+    assert headers[deadletter.ORIGINAL_TOPIC] == topics.MARKET_TICKS
+
+    # Nothing is lost: once the store takes it, the parked event replays into it, once.
+    await ch.execute("ALTER TABLE market.ticks DROP CONSTRAINT test_refuses_marker")
+    await producer.send_and_wait(topics.MARKET_TICKS, letter.value, key=letter.key)
+    assert await eventually(lambda: _equals(stored_counts(ch, "TSTPOISON"), (21, 21)), timeout_s=15)
+
+
+async def test_a_store_outage_dead_letters_nothing_and_loses_nothing(own_consumers, dead, producer):
+    ch = own_consumers.ch
+    before = [market_tick("TSTBEFORE", BASE_MS + i, Decimal("1.1")) for i in range(10)]
+    await send(producer, before)
+    assert await eventually(lambda: _equals(stored_counts(ch, "TSTBEFORE"), (10, 10)), timeout_s=30)
+    during = [market_tick("TSTOUTAGE", BASE_MS + i, Decimal(110_000 + i % 40).scaleb(-5)) for i in range(500)]
+    await ch.execute("DETACH TABLE market.ticks")  # every insert fails, as with ClickHouse away
     try:
-        await producer.send_and_wait(topics.MARKET_TICKS, encode_event(poison), key=b"TSTPOISON")
-        sent_at = time.monotonic()
-        for t in [*same_partition, *other_symbol]:
-            await producer.send(topics.MARKET_TICKS, encode_event(t), key=t.symbol.encode())
-        await producer.flush()
-
-        async def all_stored() -> bool:
-            counts = (await stored_counts(ch, "TSTAFTER"), await stored_counts(ch, "TSTPOISON"))
-            return counts == ((1000, 1000), (20, 20))
-
-        assert await eventually(all_stored, timeout_s=30)
-        assert time.monotonic() - sent_at < 15
-
-        # Ours: this test's group, about its symbols (the topic also holds other tests' events).
-        letters = []
-
-        async def dead_lettered() -> bool:
-            for records in (await dead.getmany(timeout_ms=500)).values():
-                letters.extend(
-                    r
-                    for r in records
-                    if (deadletter.CONSUMER_GROUP, ticks_group.encode()) in r.headers
-                    and r.key in (b"TSTPOISON", b"TSTAFTER")
-                )
-            return bool(letters)
-
-        assert await eventually(dead_lettered, timeout_s=10)
-        await dead_lettered()  # and no second one
-        await dead_lettered()
-        assert len(letters) == 1
-        letter = letters[0]
-        headers = {k: v.decode() for k, v in letter.headers}
-        assert letter.value == encode_event(poison) and letter.key == b"TSTPOISON"
-        assert headers[deadletter.REASON] == consumers.STORE_REFUSED
-        assert "VIOLATED_CONSTRAINT" in headers[deadletter.ERROR]
-        assert headers[deadletter.ORIGINAL_TOPIC] == topics.MARKET_TICKS
-
-        # Nothing is lost: once the store takes it, the parked event replays into it, once.
-        await ch.execute("ALTER TABLE market.ticks DROP CONSTRAINT test_refuses_marker")
-        await producer.send_and_wait(topics.MARKET_TICKS, letter.value, key=letter.key)
-        assert await eventually(lambda: _equals(stored_counts(ch, "TSTPOISON"), (21, 21)), timeout_s=15)
+        await send(producer, during)
+        await asyncio.sleep(4)  # the outage lasts several retry rounds (not a check: the fault's length)
     finally:
-        await producer.stop()
-        await dead.stop()
-        await bus.stop()
-        ch.close()
+        await ch.execute("ATTACH TABLE market.ticks")
+    assert await eventually(lambda: _equals(stored_counts(ch, "TSTOUTAGE"), (500, 500)), timeout_s=30)
+    assert await own_consumers.letters(dead, (b"TSTBEFORE", b"TSTOUTAGE")) == []
+    assert await own_consumers.letters(dead, (b"TSTBEFORE", b"TSTOUTAGE")) == []
 
 
 async def _equals(awaitable, value) -> bool:
