@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from services.data_bridge.domain.bars import bars_from_ticks
@@ -72,9 +72,9 @@ class OwnConsumers:
     def __init__(self, servers: str, ch: ChdbClickHouse, ticks_group: str) -> None:
         self.servers, self.ch, self.ticks_group = servers, ch, ticks_group
 
-    async def letters(self, dead: AIOKafkaConsumer, keys: tuple[bytes, ...]) -> list:
+    async def letters(self, dead: AIOKafkaConsumer, keys: tuple[bytes, ...]) -> list[ConsumerRecord]:
         """Dead letters of this group about ``keys`` (the topic also holds other tests' events)."""
-        found = []
+        found: list[ConsumerRecord] = []
         for records in (await dead.getmany(timeout_ms=500)).values():
             found.extend(
                 r
