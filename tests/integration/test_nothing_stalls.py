@@ -271,3 +271,30 @@ async def test_a_tick_50_s_ahead_of_a_steady_stream_drops_no_tick_from_the_bars(
     in_bars = sum(b["volume"] for b in expected)
     end_ns = (time.mktime(time.strptime(last_end, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone + 60) * 1_000_000_000
     assert in_bars == sum(1 for t in ticks if t.ts_event < end_ns)
+
+
+async def test_the_edge_refuses_a_tick_the_store_could_not_hold_with_the_reason(mesh, http):
+    now_ms = time.time_ns() // 1_000_000
+    good = {"symbol": "TSTBOUNDS", "time_msc": now_ms, "bid": "1.1", "ask": "1.1001", "volume": "9999999999.99999999"}
+    too_big = {**good, "time_msc": now_ms + 1, "volume": "12345678901.5"}  # the finding's tick
+    too_fine = {**good, "time_msc": now_ms + 2, "bid": "1.100000001"}
+    r = await http.post(
+        mesh.url("data-bridge") + "/api/v1/ingest/ticks", json={"source": "test", "ticks": [good, too_big, too_fine]}
+    )
+    assert r.status_code == 202
+    assert r.json() == {
+        "accepted": 1,
+        "rejected": [
+            {
+                "index": 1,
+                "reason": "malformed",
+                "detail": "volume: Decimal input should have no more than 10 digits before the decimal point",
+            },
+            {
+                "index": 2,
+                "reason": "malformed",
+                "detail": "bid: Decimal input should have no more than 8 decimal places",
+            },
+        ],
+    }
+    assert await eventually(lambda: _equals(stored_ticks(http, mesh, "TSTBOUNDS"), 1))
