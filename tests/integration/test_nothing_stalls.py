@@ -4,6 +4,9 @@
   dead-letters exactly it and stores everything after it within seconds. It runs the real
   consumers in process, on the session's broker and a chdb of its own (the test must change
   that store's table), under consumer groups of its own beside any running mesh.
+* A store outage (the table detached under the same consumers): nothing dead-lettered,
+  everything stored once the store is back.
+* A tick the store could not hold is refused at the edge, with its reason in the 202.
 * A tick 50 s ahead of a steady stream, through the mesh: every steady tick is in the bars,
   which equal the reference computation over the stored ticks.
 """
