@@ -56,8 +56,15 @@ SYMBOL_PATTERN = r"^[A-Z0-9][A-Z0-9._#-]{1,31}$"
 #: before a final newline: anchored with ``\Z`` instead.
 SYMBOL_PATTERN_PY = SYMBOL_PATTERN.removesuffix("$") + r"\Z"
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN)]
-Price = Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
-Quantity = Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
+# What a tick or a bar price may carry is what market storage holds: ClickHouse
+# ``Decimal64(8)`` (18 digits, 8 of them decimals; docs/architecture.md, "Nothing stalls").
+# Wider values were accepted here, then silently truncated (a 9th decimal) or refused by
+# every insert (an 11th integer digit), which stalled storage behind them.
+Price = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=8, allow_inf_nan=False)]
+Quantity = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=8, allow_inf_nan=False)]
+#: A sum of tick quantities (a bar's ``real_volume``), stored as ``Decimal128(8)``: 30 integer
+#: digits, so no count of ticks a bar can have (fewer than 10**20) makes it overflow.
+QuantitySum = Annotated[Decimal, Field(ge=0, max_digits=38, decimal_places=8, allow_inf_nan=False)]
 TimestampNs = Annotated[int, Field(ge=0)]
 
 
@@ -163,7 +170,7 @@ class MarketBar(Event):
     low: Price
     close: Price
     volume: int = Field(ge=0)
-    real_volume: Quantity = Decimal(0)
+    real_volume: QuantitySum = Decimal(0)
 
     def partition_key(self) -> bytes:
         return self.symbol.encode()

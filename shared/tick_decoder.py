@@ -10,8 +10,8 @@ JSON (what ``encode_tick`` and ``encode_event`` write) in ~3 µs.
 and hands whatever it does not accept to pydantic, which decides (and gives the
 dead-letter reason), so a payload decodes to the same values either way. Stricter
 means: no field but the model's; decimals only as plain JSON strings (``"1.10016"``:
-no exponent, sign or leading zero, at most 18 integer and 10 fraction digits, which is
-inside the model's 28 digits / 10 places); integers only as JSON integers of 64 bits.
+no exponent, sign or leading zero, at most 10 integer and 8 fraction digits, which is
+inside the model's 18 digits / 8 places); integers only as JSON integers of 64 bits.
 ``tests/shared/test_tick_decoder.py`` holds it to that with hypothesis: whatever the
 fast path accepts, the model accepts, equally.
 """

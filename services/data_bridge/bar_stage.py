@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 GROUP = "data-bridge.bars"
 RETRY_PAUSE_S = 1.0
+#: Dead-letter reason of a valid tick whose processing raised (a replay would raise again).
+UNPROCESSABLE = "unprocessable"
 #: FastStream waits this long for records, then as long again before the next poll when there
 #: were none: it adds to the tick -> bar latency while ticks flow, and to idle wake-ups after.
 ACTIVE_BATCH_TIMEOUT_MS = 5
@@ -180,7 +182,13 @@ class BarStage(ConsumerRebalanceListener):
             part = self._partitions.get(record.partition)
             if part is None:  # assigned without the listener having run (should not happen): start fresh
                 part = self._partitions[record.partition] = _Partition(self._new_builder(), None)
-            result = part.builder.add(tick, now)
+            try:
+                result = part.builder.add(tick, now)
+            except Exception as exc:
+                # Deterministic (the builder depends on the tick sequence only): rewinding would
+                # meet it again, forever. Publishing failures stay transient retries (``handle``).
+                await self._dead_letters.send(record, UNPROCESSABLE, f"{type(exc).__name__}: {exc}")
+                continue
             outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
             if result.outcome is TickOutcome.ACCEPTED and result.closed:
                 closed.extend(result.closed)

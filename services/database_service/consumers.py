@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter
 from services.database_service.cache import BarCache
 from services.database_service.repository import BarRow, MarketRepository
 from services.database_service.settings import DatabaseServiceSettings
+from services.database_service.storing import IsolatingStore
 from shared.bus.consume import RAW_BATCH, RecentIds, decode_records
 from shared.events import MarketBar, MarketTick
 from shared.kit.bus import ServiceBus
@@ -22,8 +23,10 @@ log = logging.getLogger(__name__)
 
 TICKS_GROUP = "database-service.ticks"
 BARS_GROUP = "database-service.bars"
-#: Pause before a failed batch is retried (the batch is rewound, nothing is committed).
+#: Pause before a batch is retried during a store outage (the batch is rewound, nothing is committed).
 RETRY_PAUSE_S = 1.0
+#: Dead-letter reason of a valid event that the working store refuses (``storing.py``).
+STORE_REFUSED = "store_refused"
 
 
 def subscribe(
@@ -32,30 +35,47 @@ def subscribe(
     repo: MarketRepository,
     cache: BarCache,
     settings: DatabaseServiceSettings,
+    *,
+    ticks_group: str = TICKS_GROUP,
+    bars_group: str = BARS_GROUP,
 ) -> CatchUp:
-    """Store ticks and bars, and feed the bars cache; returns the feed's catch-up tracker."""
+    """Store ticks and bars, and feed the bars cache; returns the feed's catch-up tracker.
+
+    The groups are the contract's; a test gives its own to read the topics beside a running mesh.
+    """
     stored = Counter("market_rows_stored_total", "Rows written to ClickHouse", ["table"], registry=registry)
     duplicates = Counter("market_duplicates_skipped_total", "Redelivered events skipped", ["table"], registry=registry)
-    tick_dlq = bus.dead_letters(TICKS_GROUP)
-    bar_dlq = bus.dead_letters(BARS_GROUP)
+    tick_dlq = bus.dead_letters(ticks_group)
+    bar_dlq = bus.dead_letters(bars_group)
     seen_ticks, seen_bars = RecentIds(), RecentIds(50_000)
+    tick_store, bar_store = IsolatingStore(repo.insert_ticks), IsolatingStore(repo.insert_bars)
 
-    async def store(kind, records, dlq, seen, insert, table: str, decode=None) -> None:
-        decoded = [event for _, event in await decode_records(kind, records, dlq, decode)]
-        fresh = seen.fresh(decoded)
-        duplicates.labels(table).inc(len(decoded) - len(fresh))
+    async def store(kind, records, dlq, seen, target: IsolatingStore, table: str, decode=None) -> None:
+        decoded = await decode_records(kind, records, dlq, decode)
+        fresh_events = seen.fresh(event for _, event in decoded)
+        duplicates.labels(table).inc(len(decoded) - len(fresh_events))
+        if len(fresh_events) == len(decoded):
+            fresh = decoded
+        else:  # the records of the fresh events, for their dead letters
+            fresh_ids = {id(event) for event in fresh_events}
+            fresh = [(record, event) for record, event in decoded if id(event) in fresh_ids]
         try:
-            await insert(fresh)
-        except Exception:
-            seen.forget(fresh)
+            refused = await target.store(fresh)
+            for refusal in refused:
+                await dlq.send(refusal.item, STORE_REFUSED, refusal.error)
+            seen.forget([refusal.event for refusal in refused])  # not stored: a replay of them is stored
+        except Exception:  # a store outage (StoreOutage), or the broker refusing a dead letter
+            # Redelivered, every event is processed again: stored ones are one row anyway, and
+            # refused ones must reach the dead-letter topic.
+            seen.forget(fresh_events)
             log.exception("storing %d %s failed; the batch will be redelivered", len(fresh), table)
             await asyncio.sleep(RETRY_PAUSE_S)
             raise  # NACK_ON_ERROR rewinds the batch: nothing is lost, nothing committed past it
-        stored.labels(table).inc(len(fresh))
+        stored.labels(table).inc(len(fresh) - len(refused))
 
     @bus.subscriber(
         MarketTick,
-        group=TICKS_GROUP,
+        group=ticks_group,
         batch=True,
         max_records=settings.consume_batch,
         auto_offset_reset="earliest",
@@ -64,11 +84,11 @@ def subscribe(
         **RAW_BATCH,
     )
     async def store_ticks(msg: KafkaMessage) -> None:
-        await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, repo.insert_ticks, "ticks", decode_tick)
+        await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, tick_store, "ticks", decode_tick)
 
     @bus.subscriber(
         MarketBar,
-        group=BARS_GROUP,
+        group=bars_group,
         batch=True,
         max_records=settings.consume_batch,
         auto_offset_reset="earliest",
@@ -77,7 +97,7 @@ def subscribe(
         **RAW_BATCH,
     )
     async def store_bars(msg: KafkaMessage) -> None:
-        await store(MarketBar, msg.raw_message, bar_dlq, seen_bars, repo.insert_bars, "bars")
+        await store(MarketBar, msg.raw_message, bar_dlq, seen_bars, bar_store, "bars")
 
     feed = CatchUp()
 

@@ -195,8 +195,8 @@ def test_the_encoder_writes_the_models_json_and_the_decoder_reads_it_back(fields
 @settings(max_examples=1000, deadline=None)
 @given(
     source=st.text(max_size=64),
-    bid=st.decimals(min_value=Decimal("1E-10"), max_value=Decimal("1E+17"), places=10),
-    last=st.none() | st.decimals(min_value=0, max_value=Decimal("1E+17"), places=10),
+    bid=st.decimals(min_value=Decimal("1E-8"), max_value=Decimal("9999999999.99999999"), places=8),
+    last=st.none() | st.decimals(min_value=0, max_value=Decimal("9999999999.99999999"), places=8),
     event_id=st.uuids(),
 )
 def test_the_tick_encoder_writes_the_models_json_for_any_text_and_decimal(source, bid, last, event_id):

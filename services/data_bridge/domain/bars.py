@@ -10,6 +10,12 @@ deterministic ids) do not depend on how ticks were interleaved or re-delivered:
 
 * per symbol the builder tracks ``max_ts`` (largest tick time seen) and the
   watermark ``max_ts - allowed_lateness_ns``;
+* one tick alone cannot move time far ahead: a tick more than ``max_lead_ns``
+  ahead of ``max_ts`` joins its bars but is *held*: ``max_ts`` moves only when a
+  second such tick confirms the jump (to the earlier of the two), and the hold ends
+  once the stream reaches it. A clock-skewed outlier then makes no tick late, and a
+  real jump (a market reopening, a restart hours later) closes the bars one tick
+  later. It depends only on the tick sequence, so a replay rebuilds the same bars;
 * a tick below the watermark is *late* and dropped (counted);
 * a tick whose ``event_id`` was already accepted is a *duplicate* (ignored);
 * open/close are the first/last tick by ``(ts_event, event_id)`` -- ties on
@@ -38,6 +44,11 @@ __all__ = ["DEFAULT_TIMEFRAMES", "AddResult", "BarBuilder", "BarBuilderStats", "
 
 DEFAULT_TIMEFRAMES: tuple[Timeframe, ...] = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.H1)
 SNAPSHOT_VERSION = 1
+#: Default of ``BarBuilder``'s ``max_lead_ns``: larger than the gaps of a live stream (the
+#: edge accepts ticks up to 60 s ahead of its clock, so an outlier can be that far).
+DEFAULT_MAX_LEAD_NS = 5_000_000_000
+#: "No held tick".
+_NONE = -1
 #: "No open bar": larger than any bar end, so ``watermark >= _NEVER`` is always false.
 _NEVER = 1 << 126
 
@@ -178,10 +189,12 @@ class _SymbolState:
     open at once while out-of-order ticks are still acceptable).
     """
 
-    __slots__ = ("bars", "max_ts", "next_close", "seen", "seen_fifo", "watermark")
+    __slots__ = ("bars", "held", "max_ts", "next_close", "seen", "seen_fifo", "watermark")
 
-    def __init__(self, n_timeframes: int, lateness: int, max_ts: int = -1) -> None:
+    def __init__(self, n_timeframes: int, lateness: int, max_ts: int = -1, held: int = _NONE) -> None:
         self.max_ts = max_ts
+        #: Time of a tick far ahead of ``max_ts`` that has not moved it (yet), or ``_NONE``.
+        self.held = held
         # With max_ts = -1 the watermark is negative: any ts >= 0 is acceptable.
         self.watermark = max_ts - lateness
         self.seen: set[int] = set()
@@ -207,21 +220,31 @@ class BarBuilder:
     whole state so a replay after a crash emits identical bars with identical ids.
     """
 
-    __slots__ = ("_lateness", "_states", "_tf_nanos", "_timeframes", "stats")
+    __slots__ = ("_lateness", "_max_lead", "_states", "_tf_nanos", "_timeframes", "stats")
 
     def __init__(
-        self, timeframes: Sequence[Timeframe] = DEFAULT_TIMEFRAMES, allowed_lateness_ns: int = 2_000_000_000
+        self,
+        timeframes: Sequence[Timeframe] = DEFAULT_TIMEFRAMES,
+        allowed_lateness_ns: int = 2_000_000_000,
+        max_lead_ns: int = DEFAULT_MAX_LEAD_NS,
     ) -> None:
         """
         :param timeframes: timeframes to build (duplicates ignored; kept shortest first).
         :param allowed_lateness_ns: how far behind the newest tick of its symbol a
             tick may be and still count. Bars close this long after their end.
+        :param max_lead_ns: how far ahead of the newest tick of its symbol a tick may
+            be and still move the watermark on its own; one further ahead waits for a
+            second tick to confirm the jump (so one outlier makes at most
+            ``max_lead_ns - allowed_lateness_ns`` of later ticks late).
         """
         tfs = sorted({Timeframe(tf) for tf in timeframes}, key=lambda tf: tf.nanos)
         if not tfs:
             raise ValueError("at least one timeframe is required")
         if allowed_lateness_ns < 0:
             raise ValueError(f"allowed_lateness_ns must be >= 0, got {allowed_lateness_ns}")
+        if max_lead_ns < 0:
+            raise ValueError(f"max_lead_ns must be >= 0, got {max_lead_ns}")
+        self._max_lead = max_lead_ns
         self._timeframes: tuple[Timeframe, ...] = tuple(tfs)
         self._tf_nanos: tuple[int, ...] = tuple(tf.nanos for tf in tfs)
         self._lateness = allowed_lateness_ns
@@ -235,6 +258,10 @@ class BarBuilder:
     @property
     def allowed_lateness_ns(self) -> int:
         return self._lateness
+
+    @property
+    def max_lead_ns(self) -> int:
+        return self._max_lead
 
     def watermark(self, symbol: str) -> int | None:
         """Current watermark of ``symbol`` (ticks below it are late), or ``None`` if never seen."""
@@ -311,6 +338,12 @@ class BarBuilder:
 
         if ts <= st.max_ts:
             return AddResult(TickOutcome.ACCEPTED, [])
+        if ts - st.max_ts > self._max_lead and st.max_ts >= 0:
+            ts = self._far_ahead(st, ts)
+            if ts < 0:
+                return AddResult(TickOutcome.ACCEPTED, [])
+        elif st.held != _NONE and ts >= st.held:
+            st.held = _NONE  # the stream reached the held tick: nothing is pending any more
         st.max_ts = ts
         wm = st.watermark = ts - self._lateness
         fifo = st.seen_fifo
@@ -320,6 +353,24 @@ class BarBuilder:
         if wm < st.next_close:
             return AddResult(TickOutcome.ACCEPTED, [])
         return AddResult(TickOutcome.ACCEPTED, self._close(symbol, st, wm, now_ns))
+
+    def _far_ahead(self, st: _SymbolState, ts: int) -> int:
+        """The new ``max_ts`` after an accepted tick at ``ts`` far ahead of it, or ``_NONE`` to hold the tick.
+
+        The first such tick is held. A second one confirms a jump to the earlier of the
+        two; if the later is still far ahead of that, it is held in turn (a sparse stream
+        thus moves its watermark one tick behind, never wrongly ahead).
+        """
+        held = st.held
+        if held == _NONE:
+            st.held = ts
+            return _NONE
+        early, late = (ts, held) if ts < held else (held, ts)
+        if late - early > self._max_lead:
+            st.held = late
+            return early
+        st.held = _NONE
+        return late
 
     def _close(self, symbol: str, st: _SymbolState, wm: int, now_ns: int) -> list[MarketBar]:
         """Remove and return every bar of ``st`` whose end is <= ``wm`` (rare path)."""
@@ -369,6 +420,7 @@ class BarBuilder:
         for symbol, st in sorted(self._states.items()):
             symbols[symbol] = {
                 "max_ts": st.max_ts,
+                "held": st.held,
                 # Arrival order is kept: pruning depends on it.
                 "seen": [[ts, _id_to_str(eid)] for ts, eid in st.seen_fifo],
                 "bars": {
@@ -380,6 +432,7 @@ class BarBuilder:
             "version": SNAPSHOT_VERSION,
             "timeframes": [tf.value for tf in self._timeframes],
             "allowed_lateness_ns": self._lateness,
+            "max_lead_ns": self._max_lead,
             "stats": asdict(self.stats),
             "symbols": symbols,
         }
@@ -389,11 +442,16 @@ class BarBuilder:
         """Rebuild a builder from ``snapshot()`` output (also after a JSON round trip)."""
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported BarBuilder snapshot version {snapshot.get('version')!r}")
-        builder = cls([Timeframe(v) for v in snapshot["timeframes"]], int(snapshot["allowed_lateness_ns"]))
+        # "max_lead_ns" and "held" came later in version 1: a snapshot without them holds no tick.
+        builder = cls(
+            [Timeframe(v) for v in snapshot["timeframes"]],
+            int(snapshot["allowed_lateness_ns"]),
+            int(snapshot.get("max_lead_ns", DEFAULT_MAX_LEAD_NS)),
+        )
         builder.stats = BarBuilderStats(**{k: int(v) for k, v in snapshot["stats"].items()})
         n = len(builder._timeframes)
         for symbol, data in snapshot["symbols"].items():
-            st = _SymbolState(n, builder._lateness, int(data["max_ts"]))
+            st = _SymbolState(n, builder._lateness, int(data["max_ts"]), int(data.get("held", _NONE)))
             for ts, sid in data["seen"]:
                 eid = _id_from_str(sid)
                 st.seen.add(eid)
@@ -416,7 +474,8 @@ def bars_from_ticks(
     Sorts by ``(ts_event, event_id)``, drops repeated event ids (the first in
     that order wins), groups by ``(symbol, timeframe, floor(ts / tf))``.
     Returned ordered by (symbol, open time, timeframe length). Agrees exactly
-    with ``BarBuilder``'s closed bars when no tick is later than the lateness.
+    with ``BarBuilder``'s closed bars when the builder dropped no tick as late (a
+    held far-ahead tick is in its bars in both).
     """
     ordered = sorted(ticks, key=lambda t: (t.ts_event, t.event_id.int))
     unique: list[MarketTick] = []

@@ -19,6 +19,8 @@ S = 1_000 * MS
 LATENESS = 2 * S
 T0_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z: deliberately not on a bar boundary
 ALL_TFS = (Timeframe.M1, Timeframe.M5, Timeframe.M15, Timeframe.H1)
+#: ``max_lead_ns`` for tests about something else than held ticks: every tick moves the watermark.
+NO_HOLD = 24 * 3600 * S
 
 
 def tick(
@@ -128,7 +130,7 @@ def test_bars_equal_pandas_resample(tf: Timeframe) -> None:
 
 def test_open_bars_are_the_only_bars_not_closed() -> None:
     ticks = random_walk(2000, seed=3)
-    builder = BarBuilder(ALL_TFS, LATENESS)
+    builder = BarBuilder(ALL_TFS, LATENESS, max_lead_ns=NO_HOLD)
     closed = feed(builder, ticks)
     wm = builder.watermark("EURUSD")
     assert wm == ticks[-1].ts_event - LATENESS
@@ -243,6 +245,7 @@ def test_late_is_decided_before_duplicate() -> None:
     old = tick(T0_MS, "1.1")
     b.add(old, 0)
     b.add(tick(T0_MS + 60_000, "1.1"), 0)
+    b.add(tick(T0_MS + 60_001, "1.1"), 0)  # confirms the jump
     assert b.add(old, 0).outcome is TickOutcome.LATE
 
 
@@ -264,7 +267,9 @@ def test_several_bars_close_at_once_across_a_gap() -> None:
     # Watermark h+59s: M1@h is still open (its end h+60s is above the watermark).
     assert b.add(tick(h + 61_000, "1.08", volume=2), 0).closed == []
 
-    res = b.add(tick(h + 2 * 3_600_000 + 30_000, "1.50"), now_ns=123)
+    # A jump of two hours is held until a second tick confirms it.
+    assert b.add(tick(h + 2 * 3_600_000 + 30_000, "1.50"), now_ns=1) == (TickOutcome.ACCEPTED, [])
+    res = b.add(tick(h + 2 * 3_600_000 + 30_500, "1.51"), now_ns=123)
     assert res.outcome is TickOutcome.ACCEPTED
     assert [(bar.ts_event - h * MS, bar.timeframe) for bar in res.closed] == [
         (0, Timeframe.M1),
@@ -299,7 +304,7 @@ def test_several_bars_close_at_once_across_a_gap() -> None:
 
 
 def test_zero_lateness_closes_on_the_boundary_tick() -> None:
-    b = BarBuilder((Timeframe.M1,), 0)
+    b = BarBuilder((Timeframe.M1,), 0, max_lead_ns=NO_HOLD)
     m = 1_700_000_040_000  # on a minute boundary (ms)
     b.add(tick(m + 1, "1.1"), 0)
     res = b.add(tick(m + 60_000, "1.2"), 0)

@@ -241,3 +241,24 @@ async def test_checkpoints_are_written_at_most_once_per_interval():
     await stage.handle(ticks()[:10])
     await stage.handle(ticks()[10:20])
     assert [e for e in stage.journal if e.startswith("checkpoint")] == []
+
+
+async def test_a_tick_whose_processing_raises_is_dead_lettered_and_the_partition_goes_on(monkeypatch):
+    add = BarBuilder.add
+
+    def add_refusing_one_price(self, tick, now_ns):
+        if tick.bid == Decimal("1.99999"):
+            raise ArithmeticError("a tick nobody foresaw")
+        return add(self, tick, now_ns)
+
+    monkeypatch.setattr(BarBuilder, "add", add_refusing_one_price)
+    clean = ticks(count=20)
+    records = [*clean[:5], tick_record(0, 5, 5 * 7 + 1, bid="1.99999")]
+    records += [dataclasses.replace(r, offset=r.offset + 1) for r in clean[5:]]
+    stage = Stage()
+    await stage.assign(0)
+    await stage.handle(records)
+    assert stage.dead_letters.sent == [(5, "unprocessable")]
+    assert stage.consumer.positions == {}  # no rewind
+    assert stage.store.rows[0][0] == 21
+    assert keyed(stage.publisher.bars) == await uninterrupted(clean)

@@ -59,7 +59,7 @@ def test_spread_too_wide() -> None:
 def test_spread_exactly_at_limit_is_valid() -> None:
     v = TickValidator(max_spread_ratio=Decimal("0.01"))
     assert v.check(tick(bid="100", ask="101"), NOW) is None
-    assert v.check(tick(bid="100", ask="101.0000000001"), NOW) is not None
+    assert v.check(tick(bid="100", ask="101.00000001"), NOW) is not None  # the smallest step above
 
 
 def test_timestamp_in_future() -> None:
