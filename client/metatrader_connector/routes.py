@@ -29,6 +29,16 @@ async def _symbol_digits(term: Terminal, symbol: str) -> int:
     return term.digits[symbol]
 
 
+def volume_text(volume: float) -> str:
+    """A terminal's float volume as the decimal the events carry (at most 8 decimals, as stored).
+
+    ``repr`` would show binary noise (``0.1 + 0.2`` is ``0.30000000000000004``), more
+    decimals than the edge accepts: such ticks would be refused.
+    """
+    text = f"{volume:.8f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
 def _ticks_json(symbol: str, digits: int, ticks: np.ndarray) -> list[dict]:
     fmt = f"{{:.{digits}f}}"
     return [
@@ -38,7 +48,7 @@ def _ticks_json(symbol: str, digits: int, ticks: np.ndarray) -> list[dict]:
             "bid": fmt.format(t["bid"]),
             "ask": fmt.format(t["ask"]),
             "last": fmt.format(t["last"]) if t["last"] else None,
-            "volume": repr(float(t["volume_real"])) if t["volume_real"] else "0",
+            "volume": volume_text(float(t["volume_real"])),
             "flags": int(t["flags"]),
         }
         for t in ticks
