@@ -179,7 +179,9 @@ class _Run:
         stored = await directory.secret_hash(PLATFORM_TENANT, wanted.client_id)
         if stored is not None and await self.hasher.verify(stored, wanted.client_secret):
             return
-        await directory.set_secret(PLATFORM_TENANT, wanted.client_id, await self.hasher.hash(wanted.client_secret))
+        await directory.set_secret(
+            PLATFORM_TENANT, wanted.client_id, await self.hasher.hash(wanted.client_secret), set_by=BOOTSTRAP_ACTOR
+        )
         self.admin_secret_changed = True
         self.emit(PLATFORM_TENANT, "client", wanted.client_id, "secret_rotated", reason="HATS_ADMIN_CLIENT_SECRET")
 
@@ -194,7 +196,7 @@ class _Run:
         grants: tuple[str, ...],
     ) -> str:
         client = await directory.insert_client(
-            PLATFORM_TENANT, client_id, name, await self.hasher.hash(secret), scopes, grants
+            PLATFORM_TENANT, client_id, name, await self.hasher.hash(secret), scopes, grants, created_by=BOOTSTRAP_ACTOR
         )
         await directory.set_bootstrap_client(purpose, client_id)
         self.created.append(purpose)
