@@ -73,7 +73,7 @@ async def start(rt: GatewayRuntime) -> AuthorizationServer:
     # revocations made by the other gateway processes, and user-service's client cut-offs, which
     # every gateway process records (idempotently) so GET /oauth2/revocations serves them.
     (await ledger.live()).apply_to(revoked)
-    register_revocation_feed(rt.bus, revoked, on_client_revoked=ledger.record_client)
+    register_revocation_feed(rt.bus, revoked, on_client_revoked=lambda event: _keep(ledger, event))
     store = RefreshTokenStore(rt.postgres, ttl_s=gateway.refresh_token_ttl_s)
     issuer, audience = platform.token_issuer, platform.hats_token_audience
     directory = ClientDirectory(
@@ -132,6 +132,15 @@ def configure(app: ServiceApp, rt: GatewayRuntime) -> None:
     rt.on_stop(proxy.aclose)
     install_security(app, cors_origins=gateway.cors_origins)
     install_merged_openapi(app, service_upstreams(rt.url_of), lambda: proxy.session)
+
+
+async def _keep(ledger: RevocationLedger, event: ClientTokensRevoked) -> None:
+    """Record a client cut-off for ``GET /oauth2/revocations``; a failure is logged, not raised (the
+    feed goes on: every verifier already refuses the tokens, only a later-starting one could miss it)."""
+    try:
+        await ledger.record_client(event)
+    except Exception:
+        log.exception("could not record the token cut-off of client %s in PostgreSQL", event.client_id)
 
 
 class _StartedVerifier:

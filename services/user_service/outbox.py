@@ -48,7 +48,7 @@ def directory_changed(
 
 
 def client_tokens_revoked(
-    *, tenant: str, client_id: str, reason: str, token_lifetime_s: float, now: float | None = None
+    *, tenant: str, client_id: str, reason: str, token_lifetime_s: float, issued_before: int | None = None
 ) -> ClientTokensRevoked:
     """Revoke every token of ``client_id`` issued up to now.
 
@@ -56,9 +56,10 @@ def client_tokens_revoked(
     earlier in this second is refused too (a client re-keyed this very second may see its
     new token refused and ask again; the other way round, a stolen token would survive).
     The id is derived from the client and the cut-off: a republished revocation is the same event.
+    ``issued_before``: an earlier cut-off, to announce again.
     """
-    at = time.time() if now is None else now
-    issued_before = math.floor(at) + 1
+    if issued_before is None:
+        issued_before = math.floor(time.time()) + 1
     ts = now_ns()
     return ClientTokensRevoked(
         event_id=uuid.uuid5(EVENT_NAMESPACE, f"client_tokens_revoked|{client_id}|{issued_before}"),
@@ -94,6 +95,24 @@ class Outbox:
                 await directory.forget([e.event_id for e in events])
         except Exception:
             log.exception("publishing %d directory event(s) failed; the outbox sweep will retry", len(events))
+
+    async def announce_recent_revocations(self, token_lifetime_s: float) -> int:
+        """Publish again the client cut-offs still in force (at start): the broker may have restarted
+        empty before any gateway recorded one. Same event ids, so nothing is counted twice."""
+        async with self._store.reading() as directory:
+            cutoffs = await directory.recent_token_cutoffs(token_lifetime_s)
+        events = [
+            client_tokens_revoked(
+                tenant=tenant,
+                client_id=client_id,
+                reason="revoked",
+                token_lifetime_s=token_lifetime_s,
+                issued_before=issued_before,
+            )
+            for tenant, client_id, issued_before in cutoffs
+        ]
+        await self.deliver(events)
+        return len(events)
 
     async def sweep(self) -> int:
         """Publish events older than the grace period that are still in the outbox; returns how many."""

@@ -299,6 +299,15 @@ class Directory:
             float(issued_before),
         )
 
+    async def recent_token_cutoffs(self, within_s: float) -> list[tuple[str, str, int]]:
+        """``(tenant, client_id, issued_before)`` of the token cut-offs made in the last ``within_s`` seconds."""
+        rows = await self.conn.fetch(
+            "SELECT tenant_id, client_id, extract(epoch FROM tokens_revoked_before)::bigint AS issued_before"
+            " FROM users.clients WHERE tokens_revoked_before > now() - make_interval(secs => $1)",
+            float(within_s),
+        )
+        return [(r["tenant_id"], r["client_id"], int(r["issued_before"])) for r in rows]
+
     async def clients_set_up_by(self, subject: str, since_s: float) -> list[tuple[str, str]]:
         """``(tenant, client_id)`` of the enabled clients ``subject`` created or gave a new secret to in the
         last ``since_s`` seconds, in any tenant (a platform admin acts in every tenant)."""

@@ -34,6 +34,7 @@ async def start(rt: Runtime[UserServiceSettings, Services]) -> Services:
 
     async def publish_bootstrap_changes() -> None:
         await outbox.deliver(started.events)
+        await outbox.announce_recent_revocations(settings.token_lifetime_s)
 
     async def sweep_outbox() -> None:
         await outbox.run(settings.outbox_sweep_interval_s)

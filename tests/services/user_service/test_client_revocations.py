@@ -20,6 +20,7 @@ from shared import topics
 from shared.auth.scopes import PLATFORM_TENANT
 from shared.events import ClientTokensRevoked
 from shared.settings import PlatformSettings
+from tests.support import eventually
 
 BASE = "/api/v1/users"
 SUFFIX = uuid.uuid4().hex[:6]
@@ -204,3 +205,26 @@ async def test_a_tenant_has_a_bounded_number_of_enabled_clients(start_app, new_d
             disabled = await http.post(f"{BASE}/clients/{made[0]['client_id']}/disable", headers=mint("small"))
             assert disabled.status_code == 200, disabled.text
             await new_client(running, mint("small"))
+
+
+async def test_a_starting_instance_announces_the_cut_offs_still_in_force_again(
+    user_app, mint, tenants, revocations, start_app, test_platform
+):
+    """The broker may have restarted empty before any gateway recorded a cut-off: user-service
+    announces its recent ones again when it starts (same event id: nothing counted twice)."""
+    client = await new_client(user_app, mint(A))
+    response = await user_app.http.post(f"{BASE}/clients/{client['client_id']}/revoke-tokens", headers=mint(A))
+    assert response.status_code == 204, response.text
+    first = await revocations.of(client["client_id"])
+    async with start_app(test_platform):  # another instance (or this one restarted) on the same database
+
+        async def announced_again() -> bool:
+            return sum(e.event_id == first.event_id for e in revocations.events) >= 2
+
+        assert await eventually(announced_again, timeout_s=20)
+    again = [e for e in revocations.events if e.event_id == first.event_id][-1]
+    assert (again.client_id, again.issued_before, again.expires_at) == (
+        first.client_id,
+        first.issued_before,
+        first.expires_at,
+    )
