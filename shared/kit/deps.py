@@ -12,7 +12,7 @@ declaration    reached as                  readiness
 Postgres()     ``rt.postgres`` (a pool)    ``postgres``; applies the service's migrations
 ClickHouse()   ``rt.clickhouse``           ``clickhouse``; applies the service's migrations
 Bus()          ``rt.bus`` (ServiceBus)     ``kafka``
-TokenAuth()    ``require(...)`` on routes  (the gateway's JWKS, fetched when needed)
+TokenAuth()    ``require(...)`` on routes  ``revocations`` (the gateway's list read once)
 HttpClient()   ``rt.http`` + ``rt.url_of``  —
 =============  ==========================  ==============================================
 """
