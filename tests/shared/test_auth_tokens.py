@@ -350,6 +350,36 @@ async def test_the_cache_is_bounded_and_evicts_the_least_recently_used():
     assert await refused(v, older) == "unknown signing key"
 
 
+def principal_of(client_id: str, issued_at: int, token_id: str = "t") -> Principal:
+    return Principal(f"client:{client_id}", client_id, "acme", frozenset(), token_id, issued_at + 900, issued_at)
+
+
+def test_a_client_cut_off_refuses_the_clients_earlier_tokens_only():
+    clock = [1000.0]
+    revoked = RevokedTokens(clock=lambda: clock[0])
+    revoked.revoke_client("feed", issued_before=1000, until=1960)
+    assert revoked.refuses(principal_of("feed", 999))
+    assert not revoked.refuses(principal_of("feed", 1000))  # issued from the cut-off on: the new secret's
+    assert not revoked.refuses(principal_of("other", 999))
+    revoked.revoke_client("feed", issued_before=900, until=1860)  # an older one, arriving late
+    assert revoked.refuses(principal_of("feed", 999))
+    revoked.revoke_client("feed", issued_before=1100, until=2060)  # a later one covers the earlier
+    assert revoked.refuses(principal_of("feed", 1050))
+    clock[0] = 2061.0
+    assert revoked.prune() == 1 and not revoked.refuses(principal_of("feed", 1050))
+
+
+async def test_a_verifier_refuses_everything_until_its_revocation_set_is_complete():
+    revoked = RevokedTokens(complete=False)
+    v = verifier(revoked=revoked)
+    token = mint()
+    assert await refused(v, token) == "revocation list not loaded yet"
+    revoked.complete = True
+    assert (await v.verify(token)).client_id == "feed"
+    revoked.revoke_client("feed", issued_before=int(time.time()) + 1, until=int(time.time()) + 960)
+    assert await refused(v, token) == "token revoked"  # the cached verification too
+
+
 def test_revoked_tokens_forget_expired_ids():
     clock = [1000.0]
     revoked = RevokedTokens(clock=lambda: clock[0])
