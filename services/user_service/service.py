@@ -28,6 +28,7 @@ async def start(rt: Runtime[UserServiceSettings, Services]) -> Services:
         var_dir=rt.platform.hats_var_dir,
         token_url=rt.platform.token_issuer + "/oauth2/token",
         override=settings.admin_override(),
+        token_lifetime_s=settings.token_lifetime_s,
     )
     publishers = {event.TOPIC: rt.bus.publisher(event) for event in (DirectoryChanged, ClientTokensRevoked)}
     outbox = Outbox(store, publishers, grace_s=settings.outbox_grace_s)
