@@ -48,8 +48,9 @@ from shared.settings import PlatformSettings
 #: where an outgoing connection could hold one, and clear of `make run` (8000+) and the tests (28000+).
 OFFSET = 12000
 SERVER_SIDE = "api-gateway,user-service,data-bridge,database-service"
-#: The closed-loop run through the gateway goes past the default per-client limit (2,000/s) on purpose.
-GATEWAY_ENV = {"API_GATEWAY_RATE_LIMIT_REQUESTS": "100000"}
+#: The closed-loop run through the gateway goes past the default per-client limit (2,000/s) on purpose,
+#: and the token-issuance run past the per-client token quota (60 a minute).
+GATEWAY_ENV = {"API_GATEWAY_RATE_LIMIT_REQUESTS": "100000", "API_GATEWAY_TOKEN_REQUESTS_PER_CLIENT": "100000000"}
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "MARKET_TICK",
     "SYMBOL_PATTERN",
     "SYMBOL_PATTERN_PY",
+    "ClientTokensRevoked",
     "DirectoryChanged",
     "Event",
     "EventDecodeError",
@@ -190,6 +191,26 @@ class TokenRevoked(Event):
 
     def partition_key(self) -> bytes:
         return self.token_id.encode()
+
+
+class ClientTokensRevoked(Event):
+    """Every access token of ``client_id`` issued before ``issued_before`` is revoked (the client was
+    disabled, its secret rotated, or an admin revoked its tokens); verifiers refuse them until ``expires_at``."""
+
+    TOPIC: ClassVar[str] = topics.AUTH_CLIENT_REVOCATIONS
+
+    event_type: Literal["auth.client_tokens_revoked"] = "auth.client_tokens_revoked"
+    schema_version: Literal[1] = 1
+    client_id: Annotated[str, Field(min_length=1, max_length=128)]
+    tenant: Annotated[str, Field(max_length=32)]
+    #: Epoch seconds: a token of the client whose ``iat`` is before this is refused.
+    issued_before: int
+    #: Epoch seconds: every token issued before ``issued_before`` has expired by then; forget it after.
+    expires_at: int
+    reason: Annotated[str, Field(max_length=64)] = "revoked"
+
+    def partition_key(self) -> bytes:
+        return self.client_id.encode()
 
 
 class DirectoryChanged(Event):

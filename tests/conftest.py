@@ -73,6 +73,31 @@ class Mesh:
         self.start()
 
 
+#: The session's broker process (``restart_broker`` replaces it).
+_BROKER: dict[str, subprocess.Popen] = {}
+
+
+def _stop_broker() -> None:
+    broker = _BROKER.pop("process", None)
+    if broker is not None:
+        broker.terminate()
+        broker.wait(10)
+
+
+@pytest.fixture
+def restart_broker(infra_env):
+    """``restart_broker()``: stop the session's broker and start it again on its port, empty (its
+    storage is memory, as under ``make run``); the topics are created again."""
+    var, _, settings = infra_env
+
+    def restart() -> None:
+        _stop_broker()
+        _BROKER["process"] = kafka.start_broker(settings.port_of("kafka"), var / "logs" / "kafka.log")
+        asyncio.run(ensure_topics(settings.kafka_servers))
+
+    return restart
+
+
 @pytest.fixture(scope="session")
 def infra_env():
     # Not pytest's tmp_path: its parent is private to root, and the embedded PostgreSQL
@@ -80,7 +105,7 @@ def infra_env():
     var = Path(tempfile.mkdtemp(prefix="hats-test-"))
     var.chmod(0o755)
     settings = PlatformSettings(hats_var_dir=var, hats_port_offset=PORT_OFFSET)
-    broker = kafka.start_broker(settings.port_of("kafka"), var / "logs" / "kafka.log")
+    _BROKER["process"] = kafka.start_broker(settings.port_of("kafka"), var / "logs" / "kafka.log")
     url = postgres.start_embedded(var)
     asyncio.run(ensure_topics(settings.kafka_servers))
     env = {
@@ -93,8 +118,7 @@ def infra_env():
         "HATS_LOG_LEVEL": "INFO",
     }
     yield var, env, settings
-    broker.terminate()
-    broker.wait(10)
+    _stop_broker()
     postgres.stop_embedded(var)
     # pgserver logs once more from an atexit hook, after pytest has closed the streams that
     # in-process apps' logging handlers point at: nothing is left to say by then.

@@ -1,11 +1,18 @@
-"""Lockout after repeated failed client authentications, per client_id and per remote address.
+"""Lockout after repeated failed client authentications, per (client_id, address) and per address.
 
 Failures are counted with ``shared.ratelimit.SlidingWindowLimiter`` (one limiter, two
-"endpoints": ``client`` and ``ip``). The limiter admits N-1 failures per window; the
-N-th is the one it refuses, and that starts a lockout: for ``lockout_s`` the client_id
-(or address) is answered 429 without asking user-service, so an attacker cannot use
-the gateway as an oracle for secrets, and user-service's argon2 hashing cannot be
-driven into the ground through it.
+"endpoints": ``client`` for a client_id *from one address*, and ``ip``). The limiter admits
+N-1 failures per window; the N-th is the one it refuses, and that starts a lockout: for
+``lockout_s`` that client_id from that address (or the whole address) is answered 429
+without asking user-service, so an attacker cannot use the gateway as an oracle for
+secrets, and user-service's argon2 hashing cannot be driven into the ground through it.
+
+There is deliberately no lockout of a client_id from everywhere: client ids are not
+secret, so such a lock would let anyone shut any client out (the bootstrap admin and
+the collector included) with a few bad attempts. What it would have added is a bound on
+guessing one client's secret from many addresses at once (credential stuffing); every
+secret here is 256 random bits, so that guessing is hopeless at any rate, and each
+address is still held to its own limits.
 
 Successes do not clear failures: a legitimate client authenticating every minute
 would otherwise reset the count for someone guessing its secret in between.
@@ -28,7 +35,8 @@ _MAX_LOCKOUTS = 100_000
 
 
 class AuthFailureGuard:
-    """Counts failed client authentications and tells how long a client_id or address is locked out."""
+    """Counts failed client authentications and tells how long a client_id from an address, or an
+    address, is locked out. ``per_client``: failures of one client_id from one address."""
 
     def __init__(
         self,
@@ -52,7 +60,7 @@ class AuthFailureGuard:
         self._locked_until: dict[str, float] = {}
 
     def retry_after(self, client_id: str | None, ip: str | None) -> int:
-        """Whole seconds until ``client_id`` and ``ip`` may try again; 0 if neither is locked out."""
+        """Whole seconds until ``client_id`` may try again from ``ip``; 0 if neither it nor ``ip`` is locked out."""
         now = self._clock()
         wait = 0.0
         for key in _keys(client_id, ip):
@@ -66,7 +74,8 @@ class AuthFailureGuard:
         return math.ceil(wait)
 
     def record_failure(self, client_id: str | None, ip: str | None) -> None:
-        """Count one failed authentication of ``client_id`` from ``ip``; lock out whichever is over its limit."""
+        """Count one failed authentication of ``client_id`` from ``ip``; lock out the pair or the address
+        if over its limit."""
         now = self._clock()
         for key in _keys(client_id, ip):
             kind = key.split(":", 1)[0]
@@ -84,7 +93,8 @@ class AuthFailureGuard:
 def _keys(client_id: str | None, ip: str | None) -> list[str]:
     out = []
     if client_id:
-        out.append(f"{_CLIENT}:{client_id}")
+        # The address is part of the key: failures from one address never lock the client out of another.
+        out.append(f"{_CLIENT}:{ip or ''} {client_id}")
     if ip:
         out.append(f"{_IP}:{ip}")
     return out

@@ -72,7 +72,8 @@ async def refresh_token(server: AuthorizationServer, client: Client, form: dict[
             client.client_id,
             len(result.revoked),
         )
-        # Recorded in PostgreSQL and logged if not published; the client's answer is the same either way.
+        # Recorded in PostgreSQL in the same transaction as the family's revocation; if the bus did
+        # not take it now, the revocation sweep publishes it once it does. The answer is the same.
         with contextlib.suppress(RevocationNotPublished):
             await server.revocations.announce(result.revoked, reason="refresh_token_reuse")
         raise invalid_grant("refresh token already used; the grant is revoked")

@@ -93,6 +93,7 @@ async def token(request: Request, server: Server) -> Response:
         client = await server.authenticate(request, form)
         if grant_type not in client.grant_types:
             raise OAuthError("unauthorized_client", f"the client may not use the {grant_type} grant")
+        server.take_token_quota(client)
         return oauth_json(await handler(server, client, form))
 
     return await _answer(handle)
@@ -160,6 +161,29 @@ async def _revoke_refresh(server: AuthorizationServer, client_id: str, token: st
     if revoked is not None:
         # RFC 7009 §2.1: revoking a refresh token should also invalidate the access tokens of its grant.
         await server.revocations.announce(revoked, reason="revoked_by_client")
+
+
+@router.get(
+    "/revocations",
+    operation_id="oauth2_revocations",
+    summary="Every revocation whose tokens have not expired (what each verifier rebuilds its list from)",
+    response_class=Response,
+)
+async def revocation_list(server: Server) -> Response:
+    """The revoked token ids and per-client cut-offs still in force, from PostgreSQL.
+
+    Public, like a certificate revocation list: a ``jti`` is useless without its token, and
+    what a client id's entry tells (that its tokens were revoked at a time) grants nothing.
+    The services read it at start and every minute (``shared.auth.feed.RevocationListLoader``):
+    the bus brings each revocation at once, but keeps it only as long as the broker runs.
+    """
+
+    async def handle() -> Response:
+        return Response(
+            (await server.revocations.ledger.live()).model_dump_json(), media_type="application/json", headers=NO_STORE
+        )
+
+    return await _answer(handle)
 
 
 @router.post(

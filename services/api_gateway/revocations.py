@@ -1,9 +1,11 @@
 """Access-token revocation: recorded in PostgreSQL, remembered locally, published to every verifier.
 
 Three places, three jobs: ``gateway.revoked_access_tokens`` is the durable record every
-gateway process consults for introspection; the local ``RevokedTokens`` makes this
-process refuse the token at once; ``TokenRevoked`` on ``auth.revocations.v1`` tells
-every other verifier (each keeps the id until the token expires).
+gateway process consults for introspection, and the outbox of the events; the local
+``RevokedTokens`` makes this process refuse the token at once; ``TokenRevoked`` on
+``auth.revocations.v1`` tells every other verifier (each keeps the id until the token
+expires). The record comes first: a revocation the bus did not acknowledge (Kafka down)
+stays unpublished in PostgreSQL and :meth:`Revocations.run_sweeps` publishes it later.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Sequence
 
 from services.api_gateway.refresh import RefreshTokenStore, RevokedAccess
+from services.api_gateway.revocation_ledger import RevocationLedger
 from shared.auth import RevokedTokens
 from shared.bus.publish import BulkPublisher
 from shared.events import EVENT_NAMESPACE, TokenRevoked, now_ns
@@ -32,12 +35,14 @@ class Revocations:
     def __init__(
         self,
         store: RefreshTokenStore,
+        ledger: RevocationLedger,
         revoked: RevokedTokens,
         publisher: BulkPublisher,
         *,
         publish_timeout_s: float = 5.0,
     ) -> None:
         self._store = store
+        self.ledger = ledger
         self.revoked = revoked
         self._publisher = publisher
         self._timeout_s = publish_timeout_s
@@ -48,7 +53,11 @@ class Revocations:
         await self.announce([RevokedAccess(jti, expires_at)], reason=reason)
 
     async def announce(self, tokens: Sequence[RevokedAccess], *, reason: str) -> None:
-        """Remember ``tokens`` locally and publish one ``TokenRevoked`` each (already recorded in PostgreSQL)."""
+        """Remember ``tokens`` locally and publish one ``TokenRevoked`` each (already recorded in PostgreSQL).
+
+        ``RevocationNotPublished`` if the bus did not acknowledge them; they stay unpublished in
+        PostgreSQL and the sweep publishes them again.
+        """
         if not tokens:
             return
         now = int(time.time())
@@ -73,8 +82,32 @@ class Revocations:
             async with asyncio.timeout(self._timeout_s):
                 await self._publisher.publish(events)
         except Exception as exc:
-            log.error("could not publish %d token revocation(s): %s", len(events), exc or type(exc).__name__)
+            log.error(
+                "could not publish %d token revocation(s), the sweep will retry: %s",
+                len(events),
+                exc or type(exc).__name__,
+            )
             raise RevocationNotPublished(str(exc)) from exc
+        await self.ledger.mark_published([t.jti for t in tokens])
+
+    async def sweep(self, *, older_than_s: float) -> int:
+        """Publish the recorded revocations the bus has not acknowledged yet; returns how many."""
+        pending = await self.ledger.unpublished(older_than_s=older_than_s)
+        for reason, tokens in pending.items():
+            await self.announce(tokens, reason=reason)
+        count = sum(len(tokens) for tokens in pending.values())
+        if count:
+            log.info("published %d token revocation(s) left over while the bus was unavailable", count)
+        return count
+
+    async def run_sweeps(self, interval_s: float) -> None:
+        """Sweep every ``interval_s`` forever (cancel to stop); a failed round is retried next time."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.sweep(older_than_s=interval_s)
+            except Exception as exc:  # the bus or the database is away: next round
+                log.warning("revocation sweep failed; retrying in %.1f s: %s", interval_s, exc or type(exc).__name__)
 
     async def is_revoked(self, jti: str) -> bool:
         """Whether the token was revoked here or by any other gateway process."""

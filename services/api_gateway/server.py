@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from services.api_gateway.revocations import Revocations
 from services.api_gateway.settings import GatewaySettings
 from shared.auth import TokenVerifier, mint_access_token
 from shared.kit.service import state_of
+from shared.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class AuthorizationServer:
     #: The same checks without the revocation list: revoking a revoked token again must still
     #: find it (a revocation repeated after the bus failed publishes it again).
     signatures: TokenVerifier
+    #: Successful token requests per client (``token_requests_per_client``).
+    token_quota: SlidingWindowLimiter | None = None
     grants: dict[str, GrantHandler] = field(default_factory=dict)
     #: ``response_types_supported``; stays empty until the authorization endpoint exists.
     response_types: list[str] = field(default_factory=list)
@@ -83,6 +87,22 @@ class AuthorizationServer:
             self.guard.record_failure(credentials.client_id, address)
             raise invalid_client()
         return client
+
+    def take_token_quota(self, client: Client) -> None:
+        """Count one token request of an authenticated client; 429 once it is over its quota.
+
+        Failed authentications have their own lockout; this bounds what a *valid* client can
+        make the gateway write (a refresh-capable grant stores rows for a month).
+        """
+        if self.token_quota is None:
+            return
+        wait = self.token_quota.acquire(client.client_id)
+        if wait > 0:
+            raise temporarily_unavailable(
+                "too many token requests for this client; reuse the access token until it expires",
+                status=429,
+                retry_after_s=math.ceil(wait),
+            )
 
     def mint(self, client: Client, scopes: frozenset[str]) -> tuple[str, dict[str, Any]]:
         """Sign an access token for ``client`` with ``scopes`` (claims per docs/auth.md)."""

@@ -16,6 +16,7 @@ from services.api_gateway.keys import KeyRing
 from services.api_gateway.openapi_merge import install_merged_openapi, service_upstreams
 from services.api_gateway.proxy import GatewayProxy, ProxySettings, install_proxy, upstream_routes
 from services.api_gateway.refresh import RefreshTokenStore
+from services.api_gateway.revocation_ledger import RevocationLedger
 from services.api_gateway.revocations import Revocations
 from services.api_gateway.security import install_security
 from services.api_gateway.server import AuthorizationServer
@@ -23,7 +24,7 @@ from services.api_gateway.settings import GatewaySettings
 from shared import ports
 from shared.auth import LocalKeySource, Principal, RevokedTokens, TokenVerifier
 from shared.auth.feed import register_revocation_feed
-from shared.events import TokenRevoked
+from shared.events import ClientTokensRevoked, TokenRevoked
 from shared.kit.app import ServiceApp
 from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, HttpClient, Postgres
@@ -36,6 +37,11 @@ CONTRACT = Contract(
     produces=(TokenRevoked,),
     consumes=(
         Consumes(TokenRevoked, group=None, purpose="revocations by any gateway instance reach this one's verifier"),
+        Consumes(
+            ClientTokensRevoked,
+            group=None,
+            purpose="refuse a revoked client's tokens, and keep the cut-off for GET /oauth2/revocations",
+        ),
     ),
     # Client authentication, and every service that owns an /api/v1 area (the proxy, the merged /docs).
     calls=tuple(dict.fromkeys(("user-service", *ports.ROUTES.values()))),
@@ -61,9 +67,13 @@ async def start(rt: GatewayRuntime) -> AuthorizationServer:
         publish_ahead_s=gateway.key_publish_ahead_s,
     )
     await asyncio.to_thread(keyring.open)
+    ledger = RevocationLedger(rt.postgres)
     revoked = RevokedTokens()
-    # Revocations made by the other gateway processes reach this one's verifier too.
-    register_revocation_feed(rt.bus, revoked)
+    # The durable record first (the topics may have been lost with a broker restart), then the bus:
+    # revocations made by the other gateway processes, and user-service's client cut-offs, which
+    # every gateway process records (idempotently) so GET /oauth2/revocations serves them.
+    (await ledger.live()).apply_to(revoked)
+    register_revocation_feed(rt.bus, revoked, on_client_revoked=lambda event: _keep(ledger, event))
     store = RefreshTokenStore(rt.postgres, ttl_s=gateway.refresh_token_ttl_s)
     issuer, audience = platform.token_issuer, platform.hats_token_audience
     directory = ClientDirectory(
@@ -79,10 +89,16 @@ async def start(rt: GatewayRuntime) -> AuthorizationServer:
         lockout_s=gateway.auth_lockout_s,
     )
 
+    revocations = Revocations(store, ledger, revoked, rt.bus.publisher(TokenRevoked))
+
     async def housekeeping() -> None:
-        await _housekeeping(keyring, store, gateway.housekeeping_interval_s)
+        await _housekeeping(keyring, store, ledger, gateway.housekeeping_interval_s)
+
+    async def revocation_sweeps() -> None:
+        await revocations.run_sweeps(gateway.revocation_sweep_interval_s)
 
     rt.background("housekeeping", housekeeping)
+    rt.background("revocation-sweep", revocation_sweeps)
     return AuthorizationServer(
         settings=gateway,
         issuer=issuer,
@@ -91,10 +107,13 @@ async def start(rt: GatewayRuntime) -> AuthorizationServer:
         directory=directory,
         guard=guard,
         refresh=store,
-        revocations=Revocations(store, revoked, rt.bus.publisher(TokenRevoked)),
+        revocations=revocations,
         verifier=TokenVerifier(issuer, audience, LocalKeySource(keyring.keyset), revoked=revoked),
         signatures=TokenVerifier(issuer, audience, LocalKeySource(keyring.keyset)),
         grants=dict(GRANTS),
+        token_quota=SlidingWindowLimiter(
+            {"default": Limit(gateway.token_requests_per_client, gateway.token_request_window_s)}, safety_margin=1.0
+        ),
     )
 
 
@@ -116,6 +135,15 @@ def configure(app: ServiceApp, rt: GatewayRuntime) -> None:
     install_merged_openapi(app, service_upstreams(rt.url_of), lambda: proxy.session)
 
 
+async def _keep(ledger: RevocationLedger, event: ClientTokensRevoked) -> None:
+    """Record a client cut-off for ``GET /oauth2/revocations``; a failure is logged, not raised (the
+    feed goes on: every verifier already refuses the tokens, only a later-starting one could miss it)."""
+    try:
+        await ledger.record_client(event)
+    except Exception:
+        log.exception("could not record the token cut-off of client %s in PostgreSQL", event.client_id)
+
+
 class _StartedVerifier:
     """The authorisation server's verifier, once the gateway has started."""
 
@@ -126,13 +154,16 @@ class _StartedVerifier:
         return await self._rt.state.verifier.verify(token)
 
 
-async def _housekeeping(keyring: KeyRing, store: RefreshTokenStore, interval_s: float) -> None:
-    """Rotate a key past its age, retire keys past ``retire_after``, purge dead refresh tokens."""
+async def _housekeeping(
+    keyring: KeyRing, store: RefreshTokenStore, ledger: RevocationLedger, interval_s: float
+) -> None:
+    """Rotate a key past its age, retire keys past ``retire_after``, purge dead refresh tokens and cut-offs."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await asyncio.to_thread(keyring.maintain)
             await store.purge()
+            await ledger.purge()
         except Exception:  # a failed round is retried next interval; the gateway keeps serving
             log.exception("gateway housekeeping failed")
 

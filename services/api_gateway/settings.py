@@ -34,14 +34,21 @@ class GatewaySettings(ServiceSettings):
     #: Upper bound of one client authentication round trip to user-service.
     user_service_timeout_s: float = 2.0
 
-    #: Failed client authentications tolerated per client_id within the window...
+    #: Failed client authentications tolerated per client_id from one address within the window
+    #: (never per client_id alone: anyone could lock any client out by its id)...
     auth_failures_per_client: int = 10
     #: ...and per remote address (higher: several clients may share a NAT).
     auth_failures_per_ip: int = 30
     #: Sliding window over which failures are counted.
     auth_failure_window_s: float = 300.0
-    #: How long a client_id or address is refused (429) once over its limit.
+    #: How long a client_id from that address, or the address, is refused (429) once over its limit.
     auth_lockout_s: float = 300.0
+    #: Successful token requests (any grant) per client within ``token_request_window_s``; more is
+    #: 429. Each token with a refresh token writes rows kept for a month.
+    token_requests_per_client: int = 60
+    token_request_window_s: float = 60.0
+    #: How often revocations the bus did not acknowledge are published again, seconds.
+    revocation_sweep_interval_s: float = 5.0
     #: Per-client sliding-window limit on /api/v1 requests (the seeds' RateLimiter, 0.9 margin).
     rate_limit_requests: int = 2_000
     rate_limit_window_s: float = 1.0

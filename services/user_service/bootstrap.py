@@ -19,11 +19,11 @@ from pathlib import Path
 
 import orjson
 
-from services.user_service.outbox import BOOTSTRAP_ACTOR, directory_changed
+from services.user_service.outbox import BOOTSTRAP_ACTOR, client_tokens_revoked, directory_changed
 from services.user_service.repository import Directory, Store
 from services.user_service.secrets import SecretHasher, new_client_id, new_secret
 from shared.auth.scopes import ADMIN, COMPLIANCE, MARKET_READ, MARKET_WRITE, PLATFORM_TENANT, TRADE
-from shared.events import DirectoryChanged
+from shared.events import Event
 from shared.private_files import write_private
 
 log = logging.getLogger(__name__)
@@ -73,14 +73,24 @@ class BootstrapResult:
     #: Where new secrets were written, if any were generated.
     credentials_path: Path | None = None
     #: Recorded in the outbox with the changes; to publish once the broker is up.
-    events: list[DirectoryChanged] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
 
 async def bootstrap(
-    store: Store, hasher: SecretHasher, *, var_dir: Path, token_url: str, override: AdminOverride | None = None
+    store: Store,
+    hasher: SecretHasher,
+    *,
+    var_dir: Path,
+    token_url: str,
+    override: AdminOverride | None = None,
+    token_lifetime_s: float = 960.0,
 ) -> BootstrapResult:
-    """Ensure the platform tenant, the bootstrap admin and the data-collector client exist."""
-    run = _Run(hasher, override)
+    """Ensure the platform tenant, the bootstrap admin and the data-collector client exist.
+
+    An admin whose secret the operator changed, or replaced, loses its live tokens
+    (``ClientTokensRevoked``, kept ``token_lifetime_s``): changing it says the old one may be known.
+    """
+    run = _Run(hasher, override, token_lifetime_s)
     async with store.transaction() as directory:
         await directory.lock_bootstrap()
         if await directory.ensure_tenant(PLATFORM_TENANT, "Platform operator"):
@@ -105,14 +115,15 @@ async def bootstrap(
 class _Run:
     """The state of one bootstrap: what it created, which secrets it generated, its events."""
 
-    def __init__(self, hasher: SecretHasher, override: AdminOverride | None) -> None:
+    def __init__(self, hasher: SecretHasher, override: AdminOverride | None, token_lifetime_s: float) -> None:
         self.hasher = hasher
         self.override = override
+        self.token_lifetime_s = token_lifetime_s
         self.created: list[str] = []
         #: Generated secrets by purpose; the operator's admin secret is never among them.
         self.secrets: dict[str, str] = {}
         self.admin_secret_changed = False
-        self.events: list[DirectoryChanged] = []
+        self.events: list[Event] = []
 
     def emit(self, tenant: str, entity: str, entity_id: str, action: str, **details) -> None:
         self.events.append(
@@ -120,6 +131,13 @@ class _Run:
                 tenant=tenant, entity=entity, entity_id=entity_id, action=action, actor=BOOTSTRAP_ACTOR, details=details
             )
         )
+
+    async def revoke_tokens(self, directory: Directory, client_id: str, reason: str) -> None:
+        revocation = client_tokens_revoked(
+            tenant=PLATFORM_TENANT, client_id=client_id, reason=reason, token_lifetime_s=self.token_lifetime_s
+        )
+        await directory.mark_tokens_revoked(client_id, revocation.issued_before)
+        self.events.append(revocation)
 
     async def ensure_admin(self, directory: Directory) -> str:
         if self.override is None:
@@ -149,6 +167,7 @@ class _Run:
             _, changed = await directory.disable_client(PLATFORM_TENANT, current)
             if changed:
                 self.emit(PLATFORM_TENANT, "client", current, "disabled", reason="replaced by HATS_ADMIN_CLIENT_ID")
+                await self.revoke_tokens(directory, current, "client_disabled")
             self.admin_secret_changed = True
             log.warning(
                 "bootstrap admin %s replaced by %s (HATS_ADMIN_CLIENT_ID); the old one is disabled",
@@ -179,9 +198,12 @@ class _Run:
         stored = await directory.secret_hash(PLATFORM_TENANT, wanted.client_id)
         if stored is not None and await self.hasher.verify(stored, wanted.client_secret):
             return
-        await directory.set_secret(PLATFORM_TENANT, wanted.client_id, await self.hasher.hash(wanted.client_secret))
+        await directory.set_secret(
+            PLATFORM_TENANT, wanted.client_id, await self.hasher.hash(wanted.client_secret), set_by=BOOTSTRAP_ACTOR
+        )
         self.admin_secret_changed = True
         self.emit(PLATFORM_TENANT, "client", wanted.client_id, "secret_rotated", reason="HATS_ADMIN_CLIENT_SECRET")
+        await self.revoke_tokens(directory, wanted.client_id, "secret_rotated")
 
     async def _create(
         self,
@@ -194,7 +216,7 @@ class _Run:
         grants: tuple[str, ...],
     ) -> str:
         client = await directory.insert_client(
-            PLATFORM_TENANT, client_id, name, await self.hasher.hash(secret), scopes, grants
+            PLATFORM_TENANT, client_id, name, await self.hasher.hash(secret), scopes, grants, created_by=BOOTSTRAP_ACTOR
         )
         await directory.set_bootstrap_client(purpose, client_id)
         self.created.append(purpose)

@@ -1,7 +1,8 @@
 """Directory events: built with the change, stored with it, published after it commits.
 
-A handler records its ``DirectoryChanged`` events in the same transaction as the change
-(``Directory.record``), then calls ``Outbox.deliver`` once the transaction committed.
+A handler records its events (``DirectoryChanged``, and ``ClientTokensRevoked`` when a
+client's tokens must die) in the same transaction as the change (``Directory.record``),
+then calls ``Outbox.deliver`` once the transaction committed.
 If the broker is unreachable the rows stay and the sweep publishes them later, so the
 audit trail sees every change exactly as often as consumers dedupe by ``event_id``
 (at least once; a retry republishes the same id).
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import groupby
+from typing import Any
 
 from services.user_service.repository import Store
 from shared.bus.publish import BulkPublisher
-from shared.events import DirectoryChanged, now_ns
+from shared.events import EVENT_NAMESPACE, ClientTokensRevoked, DirectoryChanged, Event, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +47,80 @@ def directory_changed(
     )
 
 
+def client_tokens_revoked(
+    *, tenant: str, client_id: str, reason: str, token_lifetime_s: float, issued_before: int | None = None
+) -> ClientTokensRevoked:
+    """Revoke every token of ``client_id`` issued up to now.
+
+    The cut-off is the next whole second: ``iat`` has whole seconds, so a token minted
+    earlier in this second is refused too (a client re-keyed this very second may see its
+    new token refused and ask again; the other way round, a stolen token would survive).
+    The id is derived from the client and the cut-off: a republished revocation is the same event.
+    ``issued_before``: an earlier cut-off, to announce again.
+    """
+    if issued_before is None:
+        issued_before = math.floor(time.time()) + 1
+    ts = now_ns()
+    return ClientTokensRevoked(
+        event_id=uuid.uuid5(EVENT_NAMESPACE, f"client_tokens_revoked|{client_id}|{issued_before}"),
+        ts_event=ts,
+        ts_init=ts,
+        client_id=client_id,
+        tenant=tenant,
+        issued_before=issued_before,
+        expires_at=issued_before + math.ceil(token_lifetime_s),
+        reason=reason[:64],
+    )
+
+
 class Outbox:
     """Publishes recorded events and removes them from the outbox once the broker acknowledged them."""
 
-    def __init__(self, store: Store, publisher: BulkPublisher[DirectoryChanged], *, grace_s: float) -> None:
+    def __init__(self, store: Store, publishers: Mapping[str, BulkPublisher[Any]], *, grace_s: float) -> None:
+        """``publishers``: one per topic of the events recorded (``Event.TOPIC``)."""
         self._store = store
-        self.publisher = publisher
+        self.publishers = dict(publishers)
         self._grace_s = grace_s
 
-    async def deliver(self, events: Sequence[DirectoryChanged]) -> None:
+    async def deliver(self, events: Sequence[Event]) -> None:
         """Publish events whose change just committed. Never raises: a failure is left to the sweep."""
         if not events:
             return
         try:
-            await self.publisher.publish(events)
+            # Revocations first: they are what must reach every verifier soonest.
+            ordered = sorted(events, key=lambda e: e.TOPIC != ClientTokensRevoked.TOPIC)
+            for topic, batch in groupby(ordered, key=lambda e: e.TOPIC):
+                await self.publishers[topic].publish(list(batch))
             async with self._store.reading() as directory:
                 await directory.forget([e.event_id for e in events])
         except Exception:
             log.exception("publishing %d directory event(s) failed; the outbox sweep will retry", len(events))
 
+    async def announce_recent_revocations(self, token_lifetime_s: float) -> int:
+        """Publish again the client cut-offs still in force (at start): the broker may have restarted
+        empty before any gateway recorded one. Same event ids, so nothing is counted twice."""
+        async with self._store.reading() as directory:
+            cutoffs = await directory.recent_token_cutoffs(token_lifetime_s)
+        events = [
+            client_tokens_revoked(
+                tenant=tenant,
+                client_id=client_id,
+                reason="revoked",
+                token_lifetime_s=token_lifetime_s,
+                issued_before=issued_before,
+            )
+            for tenant, client_id, issued_before in cutoffs
+        ]
+        await self.deliver(events)
+        return len(events)
+
     async def sweep(self) -> int:
         """Publish events older than the grace period that are still in the outbox; returns how many."""
         async with self._store.transaction() as directory:
             records = await directory.claim_outbox(self._grace_s)
+            for topic, batch in groupby(sorted(records, key=lambda r: r.topic), key=lambda r: r.topic):
+                await self.publishers[topic].publish_encoded([(r.key, r.payload) for r in batch])
             if records:
-                await self.publisher.publish_encoded([(r.key, r.payload) for r in records])
                 await directory.forget([r.event_id for r in records])
             return len(records)
 

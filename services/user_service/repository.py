@@ -47,6 +47,7 @@ class StoredCredentials:
 @dataclass(frozen=True, slots=True)
 class OutboxRecord:
     event_id: uuid.UUID
+    topic: str
     key: bytes
     payload: bytes
 
@@ -232,10 +233,13 @@ class Directory:
         secret_hash: str,
         scopes: Sequence[str],
         grant_types: Sequence[str],
+        *,
+        created_by: str,
     ) -> dict:
         row = await self.conn.fetchrow(
-            "INSERT INTO users.clients (client_id, tenant_id, name, secret_hash, scopes, grant_types) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (client_id) DO NOTHING "
+            "INSERT INTO users.clients"
+            " (client_id, tenant_id, name, secret_hash, scopes, grant_types, created_by, secret_set_by) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (client_id) DO NOTHING "
             f"RETURNING {_CLIENT_COLUMNS}",
             client_id,
             tenant,
@@ -243,6 +247,7 @@ class Directory:
             secret_hash,
             sorted(set(scopes)),
             sorted(set(grant_types)),
+            created_by,
         )
         if row is None:
             raise Conflict(f"client {client_id} already exists")
@@ -264,14 +269,15 @@ class Directory:
         )
         return None if row is None else client_json(row)
 
-    async def set_secret(self, tenant: str, client_id: str, secret_hash: str) -> dict | None:
+    async def set_secret(self, tenant: str, client_id: str, secret_hash: str, *, set_by: str) -> dict | None:
         """Replace the client's secret hash (rotation); the old secret stops working at commit."""
         row = await self.conn.fetchrow(
-            "UPDATE users.clients SET secret_hash = $3, secret_rotated_at = clock_timestamp() "
+            "UPDATE users.clients SET secret_hash = $3, secret_rotated_at = clock_timestamp(), secret_set_by = $4 "
             f"WHERE tenant_id = $1 AND client_id = $2 RETURNING {_CLIENT_COLUMNS}",
             tenant,
             client_id,
             secret_hash,
+            set_by,
         )
         return None if row is None else client_json(row)
 
@@ -283,6 +289,51 @@ class Directory:
             client_id,
         )
         return await self.client(tenant, client_id), bool(changed)
+
+    async def mark_tokens_revoked(self, client_id: str, issued_before: float) -> None:
+        """Remember the client's latest token cut-off (epoch seconds)."""
+        await self.conn.execute(
+            "UPDATE users.clients SET tokens_revoked_before ="
+            " GREATEST(tokens_revoked_before, to_timestamp($2)) WHERE client_id = $1",
+            client_id,
+            float(issued_before),
+        )
+
+    async def recent_token_cutoffs(self, within_s: float) -> list[tuple[str, str, int]]:
+        """``(tenant, client_id, issued_before)`` of the token cut-offs made in the last ``within_s`` seconds."""
+        rows = await self.conn.fetch(
+            "SELECT tenant_id, client_id, extract(epoch FROM tokens_revoked_before)::bigint AS issued_before"
+            " FROM users.clients WHERE tokens_revoked_before > now() - make_interval(secs => $1)",
+            float(within_s),
+        )
+        return [(r["tenant_id"], r["client_id"], int(r["issued_before"])) for r in rows]
+
+    async def clients_set_up_by(self, subject: str, since_s: float) -> list[tuple[str, str]]:
+        """``(tenant, client_id)`` of the enabled clients ``subject`` created or gave a new secret to in the
+        last ``since_s`` seconds, in any tenant (a platform admin acts in every tenant)."""
+        rows = await self.conn.fetch(
+            "SELECT tenant_id, client_id FROM users.clients WHERE NOT disabled AND ("
+            "  (created_by = $1 AND created_at >= now() - make_interval(secs => $2))"
+            "  OR (secret_set_by = $1 AND secret_rotated_at >= now() - make_interval(secs => $2)))"
+            " ORDER BY client_id",
+            subject,
+            float(since_s),
+        )
+        return [(r["tenant_id"], r["client_id"]) for r in rows]
+
+    async def count_enabled_clients(self, tenant: str) -> int:
+        """Enabled clients of ``tenant``, counted under a per-tenant lock held until the transaction ends
+        (two concurrent creations cannot both see room for one more)."""
+        await self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('users.clients/' || $1))", tenant)
+        return int(
+            await self.conn.fetchval("SELECT count(*) FROM users.clients WHERE tenant_id = $1 AND NOT disabled", tenant)
+        )
+
+    async def enabled_client_ids(self, tenant: str) -> list[str]:
+        rows = await self.conn.fetch(
+            "SELECT client_id FROM users.clients WHERE tenant_id = $1 AND NOT disabled ORDER BY client_id", tenant
+        )
+        return [r["client_id"] for r in rows]
 
     async def credentials(self, client_id: str) -> StoredCredentials | None:
         """The client's hash, grants and both disabled flags, by client id alone (see module doc)."""
@@ -350,20 +401,20 @@ class Directory:
         """Write ``events`` to the outbox, in this transaction: they exist if and only if the change does."""
         if events:
             await self.conn.executemany(
-                "INSERT INTO users.outbox (event_id, key, payload) VALUES ($1, $2, $3)",
-                [(e.event_id, e.partition_key(), encode_event(e)) for e in events],
+                "INSERT INTO users.outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4)",
+                [(e.event_id, e.TOPIC, e.partition_key(), encode_event(e)) for e in events],
             )
 
     async def claim_outbox(self, older_than_s: float, limit: int = 500) -> list[OutboxRecord]:
         """Rows the writing request did not get published; locked so one sweeper takes each."""
         rows = await self.conn.fetch(
-            "SELECT event_id, key, payload FROM users.outbox "
+            "SELECT event_id, topic, key, payload FROM users.outbox "
             "WHERE created_at < now() - make_interval(secs => $1) "
             "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             older_than_s,
             limit,
         )
-        return [OutboxRecord(r["event_id"], r["key"], r["payload"]) for r in rows]
+        return [OutboxRecord(r["event_id"], r["topic"], r["key"], r["payload"]) for r in rows]
 
     async def forget(self, event_ids: Sequence[uuid.UUID]) -> None:
         """Delete published events from the outbox."""

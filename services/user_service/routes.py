@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from services.user_service import models
-from services.user_service.outbox import directory_changed
+from services.user_service.outbox import client_tokens_revoked, directory_changed
 from services.user_service.policy import (
     DEFAULT_GRANT_TYPES,
     Caller,
@@ -33,7 +33,7 @@ from services.user_service.state import Services, UserDirectory
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import ADMIN, PLATFORM_TENANT, scopes_of_roles
-from shared.events import DirectoryChanged
+from shared.events import Event
 from shared.kit.problems import Problem
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -49,7 +49,9 @@ class Change:
 
     directory: Directory
     caller: Caller
-    events: list[DirectoryChanged] = field(default_factory=list)
+    #: How long a client revocation is kept (``UserServiceSettings.token_lifetime_s``).
+    token_lifetime_s: float
+    events: list[Event] = field(default_factory=list)
 
     def emit(self, tenant: str, entity: str, entity_id: str | uuid.UUID, action: str, **details: Any) -> None:
         self.events.append(
@@ -62,6 +64,35 @@ class Change:
                 details=details,
             )
         )
+
+    async def revoke_tokens(self, tenant: str, client_id: str, reason: str) -> int:
+        """Revoke every token of ``client_id`` issued up to now (everywhere, once committed), and disable
+        the clients its live tokens could have created or re-keyed, with their tokens, recursively.
+
+        A token of a client that is being revoked could have registered a client of its own, or
+        given an existing one a secret only the token's holder knows: that client would survive
+        the revocation, with whatever the holder granted it. So whatever the revoked client set up
+        within the last ``token_lifetime_s`` goes too. Returns how many clients were disabled that way.
+        """
+        revocation = client_tokens_revoked(
+            tenant=tenant, client_id=client_id, reason=reason, token_lifetime_s=self.token_lifetime_s
+        )
+        await self.directory.mark_tokens_revoked(client_id, revocation.issued_before)
+        self.events.append(revocation)
+        disabled = 0
+        for made_tenant, made_id in await self.directory.clients_set_up_by(
+            f"client:{client_id}", self.token_lifetime_s
+        ):
+            if await self.directory.is_bootstrap_client(made_id) == "admin":
+                # It cannot be disabled (operators would be locked out): its tokens die, and the
+                # operator resets its secret (HATS_ADMIN_CLIENT_SECRET).
+                disabled += await self.revoke_tokens(made_tenant, made_id, "set_up_by_revoked_client")
+                continue
+            _, changed = await self.directory.disable_client(made_tenant, made_id)
+            if changed:
+                self.emit(made_tenant, "client", made_id, "disabled", reason="set up by revoked client", by=client_id)
+                disabled += 1 + await self.revoke_tokens(made_tenant, made_id, "set_up_by_revoked_client")
+        return disabled
 
 
 @dataclass
@@ -79,7 +110,7 @@ class Admin:
     async def change(self) -> AsyncIterator[Change]:
         """A transaction whose recorded events are published after it commits (and only then)."""
         async with self.store.transaction() as directory:
-            change = Change(directory, self.caller)
+            change = Change(directory, self.caller, self.services.settings.token_lifetime_s)
             yield change
             await directory.record(change.events)
         await self.services.outbox.deliver(change.events)
@@ -168,9 +199,13 @@ async def disable_tenant(tenant_id: str, ctx: AdminDep) -> dict:
     if tenant_id == PLATFORM_TENANT:
         raise Problem(409, "the platform tenant cannot be disabled")
     async with ctx.change() as change:
-        return await _recorded_disable(
+        tenant = await _recorded_disable(
             change, "tenant", tenant_id, tenant_id, change.directory.disable_tenant(tenant_id)
         )
+        # Its clients can no longer authenticate; the tokens they hold die now, not in 15 minutes.
+        for client_id in await change.directory.enabled_client_ids(tenant_id):
+            await change.revoke_tokens(tenant_id, client_id, "tenant_disabled")
+        return tenant
 
 
 async def _recorded_disable(
@@ -290,7 +325,12 @@ async def create_client(body: models.ClientCreate, ctx: AdminDep) -> dict:
     secret_hash = await ctx.services.hasher.hash(secret)
     async with ctx.change() as change:
         tenant = await ctx.tenant_for_write(change.directory, body.tenant)
-        client = await _insert_client(change.directory, tenant, body.name, secret_hash, body.scopes, grant_types)
+        limit = ctx.services.settings.max_clients_per_tenant
+        if await change.directory.count_enabled_clients(tenant) >= limit:
+            raise Problem(409, f"tenant {tenant} already has {limit} enabled clients, its limit; disable one first")
+        client = await _insert_client(
+            change.directory, tenant, body.name, secret_hash, body.scopes, grant_types, ctx.caller.subject
+        )
         change.emit(
             tenant,
             "client",
@@ -304,11 +344,19 @@ async def create_client(body: models.ClientCreate, ctx: AdminDep) -> dict:
 
 
 async def _insert_client(
-    directory: Directory, tenant: str, name: str, secret_hash: str, scopes: list[str], grant_types: list[str]
+    directory: Directory,
+    tenant: str,
+    name: str,
+    secret_hash: str,
+    scopes: list[str],
+    grant_types: list[str],
+    created_by: str,
 ) -> dict:
     for _ in range(3):  # 96 random bits: a collision is all but impossible, but costs nothing to handle
         try:
-            return await directory.insert_client(tenant, new_client_id(), name, secret_hash, scopes, grant_types)
+            return await directory.insert_client(
+                tenant, new_client_id(), name, secret_hash, scopes, grant_types, created_by=created_by
+            )
         except Conflict:
             continue
     raise Problem(503, "could not allocate a client id; try again")
@@ -357,10 +405,12 @@ async def rotate_client_secret(client_id: str, ctx: AdminDep, tenant: TenantQuer
     secret = new_secret()
     secret_hash = await ctx.services.hasher.hash(secret)
     async with ctx.change() as change:
-        client = await change.directory.set_secret(tenant_id, client_id, secret_hash)
+        client = await change.directory.set_secret(tenant_id, client_id, secret_hash, set_by=ctx.caller.subject)
         if client is None:
             raise not_found("client")
         change.emit(tenant_id, "client", client_id, "secret_rotated")
+        # Rotating says the old secret may be known to someone else: what it obtained dies with it.
+        await change.revoke_tokens(tenant_id, client_id, "secret_rotated")
     return {"client_id": client_id, "client_secret": secret, "secret_rotated_at": client["secret_rotated_at"]}
 
 
@@ -378,6 +428,29 @@ async def disable_client(client_id: str, ctx: AdminDep, tenant: TenantQuery = No
         if await change.directory.is_bootstrap_client(client_id) == "admin":
             # Disabling it could lock every operator out; rotate its secret instead.
             raise Problem(409, "the bootstrap admin client cannot be disabled")
-        return await _recorded_disable(
+        client = await _recorded_disable(
             change, "client", tenant_id, client_id, change.directory.disable_client(tenant_id, client_id)
         )
+        await change.revoke_tokens(tenant_id, client_id, "client_disabled")
+        return client
+
+
+@router.post(
+    "/clients/{client_id}/revoke-tokens",
+    status_code=204,
+    operation_id="revoke_client_tokens",
+    summary="Revoke every token the client holds now, everywhere; the client itself stays enabled",
+)
+async def revoke_client_tokens(client_id: str, ctx: AdminDep, tenant: TenantQuery = None) -> None:
+    """For a leaked token rather than a leaked secret: the client asks for new tokens as usual.
+
+    Clients it created or re-keyed within the last token lifetime are disabled with it (what a
+    leaked token could have set up). Tenant-scoped like every admin call: another tenant's client
+    answers 404.
+    """
+    async with ctx.change() as change:
+        tenant_id = target_tenant(ctx.caller, tenant)
+        if await change.directory.client(tenant_id, client_id) is None:
+            raise not_found("client")
+        change.emit(tenant_id, "client", client_id, "tokens_revoked")
+        await change.revoke_tokens(tenant_id, client_id, "revoked_by_admin")

@@ -9,12 +9,12 @@ from services.user_service.repository import Store
 from services.user_service.secrets import SecretHasher
 from services.user_service.settings import UserServiceSettings
 from services.user_service.state import Services
-from shared.events import DirectoryChanged
+from shared.events import ClientTokensRevoked, DirectoryChanged
 from shared.kit.contract import Contract
 from shared.kit.deps import Bus, Postgres, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 
-CONTRACT = Contract(produces=(DirectoryChanged,))
+CONTRACT = Contract(produces=(DirectoryChanged, ClientTokensRevoked))
 
 
 async def start(rt: Runtime[UserServiceSettings, Services]) -> Services:
@@ -28,18 +28,21 @@ async def start(rt: Runtime[UserServiceSettings, Services]) -> Services:
         var_dir=rt.platform.hats_var_dir,
         token_url=rt.platform.token_issuer + "/oauth2/token",
         override=settings.admin_override(),
+        token_lifetime_s=settings.token_lifetime_s,
     )
-    outbox = Outbox(store, rt.bus.publisher(DirectoryChanged), grace_s=settings.outbox_grace_s)
+    publishers = {event.TOPIC: rt.bus.publisher(event) for event in (DirectoryChanged, ClientTokensRevoked)}
+    outbox = Outbox(store, publishers, grace_s=settings.outbox_grace_s)
 
     async def publish_bootstrap_changes() -> None:
         await outbox.deliver(started.events)
+        await outbox.announce_recent_revocations(settings.token_lifetime_s)
 
     async def sweep_outbox() -> None:
         await outbox.run(settings.outbox_sweep_interval_s)
 
     rt.after_start(publish_bootstrap_changes)
     rt.background("outbox-sweep", sweep_outbox)
-    return Services(store, hasher, outbox)
+    return Services(store, hasher, outbox, settings)
 
 
 SERVICE = ServiceDefinition(

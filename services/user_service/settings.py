@@ -22,6 +22,15 @@ class UserServiceSettings(PoolSettings):
     hash_concurrency: int = Field(default=4, ge=1)
     #: A client secret verified this recently is not run through argon2 again, seconds (0 = never).
     verified_secret_ttl_s: float = Field(default=300.0, ge=0)
+    #: Enabled clients a tenant may have; creating one more is refused (409). Bounds what one
+    #: tenant admin (or a stolen admin token) can register.
+    max_clients_per_tenant: int = Field(default=1000, ge=1)
+    #: The gateway's longest access-token lifetime plus its clock leeway, seconds
+    #: (``API_GATEWAY_ACCESS_TOKEN_TTL_S`` + ``API_GATEWAY_CLOCK_LEEWAY_S``). A client's token
+    #: revocation is kept this long; and when a client is disabled, re-keyed or has its tokens
+    #: revoked, the clients it created or re-keyed this recently (what its live tokens could
+    #: have done) are disabled with it.
+    token_lifetime_s: float = Field(default=960.0, gt=0)
     #: How often unpublished directory events are retried, seconds.
     outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
     #: An outbox row younger than this is still being published by the request that wrote it.

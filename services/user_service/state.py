@@ -8,6 +8,7 @@ from typing import Annotated
 from services.user_service.outbox import Outbox
 from services.user_service.repository import Store
 from services.user_service.secrets import SecretHasher
+from services.user_service.settings import UserServiceSettings
 from shared.kit.service import state_of
 
 
@@ -16,6 +17,7 @@ class Services:
     store: Store
     hasher: SecretHasher
     outbox: Outbox
+    settings: UserServiceSettings
 
 
 #: ``services: UserDirectory`` in a route's parameters gives the running service's parts.

@@ -29,16 +29,46 @@ class KeySource(Protocol):
         """The Ed25519 key named ``kid``; ``None`` if there is none; ``KeysUnavailable`` if unknowable now."""
         ...
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever the trusted keys may have changed (a verifier's cache of verified tokens
+        is only good for the generation it was filled in); cheap, it is read on every request."""
+        ...
+
 
 class LocalKeySource:
     """The keys of an in-process keyring (the gateway verifying its own tokens).
 
     ``get_keyset`` is called on every lookup, so a rotation of the keyring is seen at
-    once; the verifier's token cache keeps this off the hot path.
+    once; the verifier's token cache keeps this off the hot path. ``generation`` looks at
+    the keyring at most every ``recheck_s`` (it runs on every request), so a key removed
+    from the ring stops verifying cached tokens within that time.
     """
 
-    def __init__(self, get_keyset: Callable[[], KeySet]) -> None:
+    def __init__(
+        self,
+        get_keyset: Callable[[], KeySet],
+        *,
+        recheck_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._get_keyset = get_keyset
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._checked_at = -float("inf")
+        self._keyset_seen: KeySet | None = None
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        now = self._clock()
+        if now - self._checked_at >= self._recheck_s:
+            self._checked_at = now
+            keyset = self._get_keyset()
+            if keyset is not self._keyset_seen:  # the keyring builds a new KeySet whenever it changes
+                self._keyset_seen = keyset
+                self._generation += 1
+        return self._generation
 
     async def get(self, kid: str) -> OKPKey | None:
         # A keyring holds a handful of keys: a scan is cheaper than keeping an index in sync.
@@ -56,6 +86,13 @@ class JwksKeySource:
     made-up kids, or a gateway outage, costs the gateway at most one request per interval.
     Concurrent lookups share one fetch, which a cancelled caller (a client that hung
     up) does not abort. A fetch is bounded by ``timeout_s`` overall.
+
+    The set is also refetched once it is ``max_age_s`` old, on the next lookup, and each
+    successful fetch *replaces* it: a key the gateway stopped publishing (retired, or
+    removed because it leaked) is dropped, and ``generation`` moves on so that tokens a
+    verifier cached are checked against the new set. While the gateway cannot be reached
+    the last set is kept (retrying every ``min_refresh_interval_s``): a gateway outage must
+    not stop the mesh, and it retires nothing either.
     """
 
     def __init__(
@@ -64,20 +101,31 @@ class JwksKeySource:
         http: httpx.AsyncClient,
         *,
         min_refresh_interval_s: float = 5.0,
+        max_age_s: float = 60.0,
         timeout_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self._http = http
         self._min_interval = min_refresh_interval_s
+        self._max_age_s = max_age_s
         self._timeout_s = timeout_s
         self._clock = clock
         self._keys: dict[str, OKPKey] = {}
         self._fetched = False  # at least one fetch succeeded
         self._failing = False  # the latest fetch failed
         self._last_attempt = -float("inf")
+        self._fetched_at = -float("inf")
         self._attempts = 0
+        self._generation = 0
         self._inflight: asyncio.Future[None] | None = None
+
+    @property
+    def generation(self) -> int:
+        # A stale set counts as a new generation: cached tokens go through ``get``, which refetches.
+        if self._clock() - self._fetched_at >= self._max_age_s:
+            return -1
+        return self._generation
 
     @property
     def fetches(self) -> int:
@@ -86,7 +134,7 @@ class JwksKeySource:
 
     async def get(self, kid: str) -> OKPKey | None:
         key = self._keys.get(kid)
-        if key is not None:
+        if key is not None and self._clock() - self._fetched_at < self._max_age_s:
             return key
         await self._refresh()
         key = self._keys.get(kid)
@@ -116,6 +164,8 @@ class JwksKeySource:
             log.warning("cannot fetch the signing keys from %s: %s", self.url, exc or type(exc).__name__)
         else:
             self._keys, self._fetched, self._failing = keys, True, False
+            self._fetched_at = self._clock()
+            self._generation += 1
         finally:
             self._inflight = None
 

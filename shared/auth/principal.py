@@ -30,6 +30,9 @@ class Principal:
     token_id: str
     #: Epoch seconds (the token's ``exp``).
     expires_at: int
+    #: Epoch seconds (the token's ``iat``): a client's revocation cut-off refuses tokens issued before it.
+    #: 0 when unknown, which any cut-off refuses.
+    issued_at: int = 0
 
     def has(self, scope: str) -> bool:
         """Whether the token grants ``scope``."""

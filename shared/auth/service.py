@@ -12,10 +12,11 @@ from shared.settings import PlatformSettings
 
 def platform_verifier(settings: PlatformSettings, jwks_url: str, http: httpx.AsyncClient) -> TokenVerifier:
     """A verifier of the platform's access tokens: keys from the gateway's JWKS at ``jwks_url``
-    (fetched over ``http``), and a revocation set for the bus to fill."""
+    (fetched over ``http``), and a revocation set for the bus and the gateway's revocation list to
+    fill (incomplete, so refusing every token, until that list was read once)."""
     return TokenVerifier(
         issuer=settings.token_issuer,
         audience=settings.hats_token_audience,
         keys=JwksKeySource(jwks_url, http),
-        revoked=RevokedTokens(),
+        revoked=RevokedTokens(complete=False),
     )

@@ -30,9 +30,9 @@ class TokenVerifier:
 
     Only ``EdDSA`` over Ed25519 keys from ``keys`` is accepted; ``iss`` and ``aud``
     must match; ``exp``, ``nbf`` and ``iat`` are checked against the wall clock with
-    ``leeway_s``. A verified token is remembered (bounded LRU, until its ``exp``), so a
-    client reusing its token costs a dict lookup; expiry and revocation are still
-    checked on every call.
+    ``leeway_s``. A verified token is remembered (bounded LRU, until its ``exp``, and only
+    while the key source's ``generation`` stays the same), so a client reusing its token
+    costs a dict lookup; expiry and revocation are still checked on every call.
     """
 
     def __init__(
@@ -49,21 +49,26 @@ class TokenVerifier:
         self.keys = keys
         self.revoked = revoked
         self.leeway_s = leeway_s
-        self._cache: OrderedDict[str, Principal] = OrderedDict()
+        # token -> (principal, the key source's generation it was verified in)
+        self._cache: OrderedDict[str, tuple[Principal, int]] = OrderedDict()
         self._cache_size = cache_size
 
     async def verify(self, token: str) -> Principal:
         """The principal of ``token``; raises :class:`InvalidToken` with the reason otherwise."""
         now = time.time()
-        principal = self._cache.get(token)
-        if principal is None:
+        generation = self.keys.generation
+        cached = self._cache.get(token)
+        if cached is None or cached[1] != generation:
+            # Not seen, or seen under a key set that has changed since (its key may be gone).
             principal = await self._verify_uncached(token, now)
             self._check_revoked(principal)
             if self._cache_size > 0:
-                self._cache[token] = principal
+                # The generation after the lookup: a refetch during it started a new one.
+                self._cache[token] = (principal, self.keys.generation)
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
             return principal
+        principal = cached[0]
         if now >= principal.expires_at + self.leeway_s:
             self._cache.pop(token, None)
             raise InvalidToken("token expired")
@@ -72,7 +77,13 @@ class TokenVerifier:
         return principal
 
     def _check_revoked(self, principal: Principal) -> None:
-        if self.revoked is not None and principal.token_id in self.revoked:
+        revoked = self.revoked
+        if revoked is None:
+            return
+        if not revoked.complete:
+            # Not yet rebuilt from the gateway's record: a revoked token could pass.
+            raise InvalidToken("revocation list not loaded yet")
+        if revoked.refuses(principal):
             raise InvalidToken("token revoked")
 
     async def _verify_uncached(self, token: str, now: float) -> Principal:
@@ -141,6 +152,7 @@ class TokenVerifier:
             scopes=frozenset(scope.split()),
             token_id=_text(claims, "jti"),
             expires_at=math.floor(exp),
+            issued_at=math.floor(iat),
         )
 
 

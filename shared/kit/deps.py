@@ -12,7 +12,7 @@ declaration    reached as                  readiness
 Postgres()     ``rt.postgres`` (a pool)    ``postgres``; applies the service's migrations
 ClickHouse()   ``rt.clickhouse``           ``clickhouse``; applies the service's migrations
 Bus()          ``rt.bus`` (ServiceBus)     ``kafka``
-TokenAuth()    ``require(...)`` on routes  (the gateway's JWKS, fetched when needed)
+TokenAuth()    ``require(...)`` on routes  ``revocations`` (the gateway's list read once)
 HttpClient()   ``rt.http`` + ``rt.url_of``  —
 =============  ==========================  ==============================================
 """
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from shared.events import TokenRevoked
+from shared.events import ClientTokensRevoked, TokenRevoked
 from shared.kit.contract import Consumes, Contract
 from shared.settings import PoolSettings
 
@@ -188,6 +188,13 @@ class TokenVerification(Resource):
     def __init__(self, verifier: TokenVerifier, http: httpx.AsyncClient | None) -> None:
         self.verifier = verifier
         self._http = http
+        if http is not None:
+            # Only a verifier that loads the gateway's revocation list can be not ready for it.
+            self.readiness = "revocations"
+
+    async def check(self) -> str | None:
+        revoked = self.verifier.revoked
+        return None if revoked is None or revoked.complete else "the gateway's revocation list is not loaded yet"
 
     async def close(self) -> None:
         if self._http is not None:
@@ -197,28 +204,36 @@ class TokenVerification(Resource):
 @dataclass(frozen=True)
 class TokenAuth(Dependency):
     """Verify the gateway's access tokens on this service's routes (``require(...)``): keys from
-    the gateway's JWKS, revocations from ``auth.revocations.v1`` (every instance reads them all)."""
+    the gateway's JWKS, revocations from ``auth.revocations.v1`` and ``auth.client-revocations.v1``
+    (every instance reads them all) and from the gateway's durable revocation list (at start and
+    every minute, so a broker that restarted empty forgets nothing)."""
 
     contract = Contract(
-        consumes=(Consumes(TokenRevoked, group=None, purpose="refuse revoked tokens at once (every instance)"),),
+        consumes=(
+            Consumes(TokenRevoked, group=None, purpose="refuse revoked tokens at once (every instance)"),
+            Consumes(ClientTokensRevoked, group=None, purpose="refuse a revoked client's tokens at once"),
+        ),
         calls=("api-gateway",),
     )
     requires = (Bus,)
 
     async def open(self, rt: Runtime[Any, Any]) -> Resource:
         from shared.auth.fastapi import install_auth
-        from shared.auth.feed import register_revocation_feed
+        from shared.auth.feed import REVOCATION_LIST_PATH, RevocationListLoader, register_revocation_feed
         from shared.auth.service import platform_verifier
 
-        jwks = rt.url_of("api-gateway") + "/.well-known/jwks.json"
+        gateway = rt.url_of("api-gateway")
         http = None
         verifier = rt.overrides.token_verifier
         if verifier is None:
             http = httpx.AsyncClient(timeout=5.0)
-            verifier = platform_verifier(rt.platform, jwks, http)
+            verifier = platform_verifier(rt.platform, gateway + "/.well-known/jwks.json", http)
         if verifier.revoked is None:
             raise ValueError("a service's token verifier must honour revocations (give it a RevokedTokens)")
         register_revocation_feed(rt.bus, verifier.revoked)
+        if http is not None:
+            loader = RevocationListLoader(gateway + REVOCATION_LIST_PATH, http, verifier.revoked)
+            rt.background("revocation-list", loader.run)
         install_auth(rt.app, verifier)
         return TokenVerification(verifier, http)
 

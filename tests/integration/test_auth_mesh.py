@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -100,3 +101,65 @@ async def test_a_revoked_token_is_refused_by_the_services_themselves(mesh, admin
 
         assert await eventually(refused_directly, timeout_s=20)
         assert (await http.get(gateway + BARS, headers=bearer)).status_code == 401
+
+
+async def test_disabling_a_client_refuses_its_live_tokens_at_every_service(mesh, admin_token):
+    """Finding 10: a disabled client's token dies at once, not when it expires, at the services too."""
+    gateway = mesh.url("api-gateway")
+    client = await _register(gateway, admin_token, name="to-disable", scopes=["market:read"])
+    bearer = {"Authorization": f"Bearer {await client_token(gateway, client['client_id'], client['client_secret'])}"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.get(mesh.url("database-service") + BARS, headers=bearer)).status_code == 200
+        r = await http.post(
+            gateway + f"/api/v1/users/clients/{client['client_id']}/disable",
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        assert r.status_code == 200, r.text
+
+        async def refused_directly():
+            return (await http.get(mesh.url("database-service") + BARS, headers=bearer)).status_code == 401
+
+        assert await eventually(refused_directly, timeout_s=20)
+        assert (await http.get(gateway + BARS, headers=bearer)).status_code == 401
+
+
+async def test_revoked_tokens_stay_refused_after_the_broker_restarts_empty(mesh, admin_token, restart_broker):
+    """Finding 17: the broker keeps its topics in memory; services that start after it restarted
+    rebuild their revoked set from the gateway's PostgreSQL."""
+    gateway = mesh.url("api-gateway")
+    revoked_one = await _register(gateway, admin_token, name="revoked-one", scopes=["market:read"])
+    revoked_all = await _register(gateway, admin_token, name="revoked-all", scopes=["market:read"])
+    kept = await _register(gateway, admin_token, name="kept", scopes=["market:read"])
+    tokens = {
+        name: await client_token(gateway, c["client_id"], c["client_secret"])
+        for name, c in (("one", revoked_one), ("all", revoked_all), ("kept", kept))
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(
+            gateway + "/oauth2/revoke",
+            data={"token": tokens["one"]},
+            auth=(revoked_one["client_id"], revoked_one["client_secret"]),
+        )
+        assert r.status_code == 200, r.text
+        r = await http.post(
+            gateway + f"/api/v1/users/clients/{revoked_all['client_id']}/revoke-tokens",
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        assert r.status_code == 204, r.text
+
+        async def status_of(name: str) -> int:
+            bearer = {"Authorization": f"Bearer {tokens[name]}"}
+            return (await http.get(mesh.url("database-service") + BARS, headers=bearer)).status_code
+
+        async def both_refused():
+            return await status_of("one") == 401 and await status_of("all") == 401
+
+        assert await eventually(both_refused, timeout_s=20)
+
+        await asyncio.to_thread(mesh.stop)
+        await asyncio.to_thread(restart_broker)  # every topic empty, as after `make run`
+        await asyncio.to_thread(mesh.start)
+
+        assert await status_of("one") == 401
+        assert await status_of("all") == 401
+        assert await status_of("kept") == 200

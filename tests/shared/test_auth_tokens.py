@@ -39,7 +39,7 @@ from shared.auth.keys import parse_jwks
 from shared.auth.scopes import ADMIN, MARKET_READ, PLATFORM_TENANT, TRADE
 from shared.auth.tokens import REQUIRED_CLAIMS
 from shared.bus.broker import ensure_topics
-from shared.events import TokenRevoked, encode_event, now_ns
+from shared.events import ClientTokensRevoked, TokenRevoked, encode_event, now_ns
 from shared.kit.bus import ServiceBus
 from shared.kit.contract import Consumes, Contract, ContractUse
 from tests.support import ServedApp, eventually
@@ -131,6 +131,7 @@ async def test_a_valid_token_gives_its_principal():
         scopes=frozenset({MARKET_READ, TRADE}),
         token_id=minted["jti"],
         expires_at=minted["exp"],
+        issued_at=minted["iat"],
     )
     assert minted["scope"] == "market:read trade" and minted["exp"] - minted["iat"] == 900
     assert principal.has(TRADE) and not principal.has(ADMIN) and not principal.is_platform_admin
@@ -349,6 +350,36 @@ async def test_the_cache_is_bounded_and_evicts_the_least_recently_used():
     assert await refused(v, older) == "unknown signing key"
 
 
+def principal_of(client_id: str, issued_at: int, token_id: str = "t") -> Principal:
+    return Principal(f"client:{client_id}", client_id, "acme", frozenset(), token_id, issued_at + 900, issued_at)
+
+
+def test_a_client_cut_off_refuses_the_clients_earlier_tokens_only():
+    clock = [1000.0]
+    revoked = RevokedTokens(clock=lambda: clock[0])
+    revoked.revoke_client("feed", issued_before=1000, until=1960)
+    assert revoked.refuses(principal_of("feed", 999))
+    assert not revoked.refuses(principal_of("feed", 1000))  # issued from the cut-off on: the new secret's
+    assert not revoked.refuses(principal_of("other", 999))
+    revoked.revoke_client("feed", issued_before=900, until=1860)  # an older one, arriving late
+    assert revoked.refuses(principal_of("feed", 999))
+    revoked.revoke_client("feed", issued_before=1100, until=2060)  # a later one covers the earlier
+    assert revoked.refuses(principal_of("feed", 1050))
+    clock[0] = 2061.0
+    assert revoked.prune() == 1 and not revoked.refuses(principal_of("feed", 1050))
+
+
+async def test_a_verifier_refuses_everything_until_its_revocation_set_is_complete():
+    revoked = RevokedTokens(complete=False)
+    v = verifier(revoked=revoked)
+    token = mint()
+    assert await refused(v, token) == "revocation list not loaded yet"
+    revoked.complete = True
+    assert (await v.verify(token)).client_id == "feed"
+    revoked.revoke_client("feed", issued_before=int(time.time()) + 1, until=int(time.time()) + 960)
+    assert await refused(v, token) == "token revoked"  # the cached verification too
+
+
 def test_revoked_tokens_forget_expired_ids():
     clock = [1000.0]
     revoked = RevokedTokens(clock=lambda: clock[0])
@@ -364,7 +395,10 @@ async def test_the_revocation_feed_fills_the_set_and_skips_garbage(infra_env):
     _, _, settings = infra_env
     await ensure_topics(settings.kafka_servers)
     revoked = RevokedTokens()
-    use = ContractUse("api-gateway", Contract(consumes=(Consumes(TokenRevoked, group=None),)))
+    use = ContractUse(
+        "api-gateway",
+        Contract(consumes=(Consumes(TokenRevoked, group=None), Consumes(ClientTokensRevoked, group=None))),
+    )
     bus = ServiceBus.connect(use, settings.kafka_servers, CollectorRegistry())
     broker = bus.broker
     register_revocation_feed(bus, revoked)
@@ -454,6 +488,50 @@ async def test_a_rotated_in_key_is_found_by_a_refetch(http):
         assert (await v.verify(mint(key=K2))).client_id == "feed"
         assert await v.verify(mint(key=K1))
         assert server.hits == 2
+
+
+async def test_a_key_the_gateway_stops_publishing_is_dropped_within_max_age(http):
+    """Finding 11: a retired (say leaked) key must stop verifying, cached tokens included,
+    without waiting for an unknown kid to trigger a refetch."""
+    clock = FakeClock()
+    async with JwksServer(K1, K2) as server:
+        source = JwksKeySource(server.url, http, min_refresh_interval_s=5.0, max_age_s=60.0, clock=clock)
+        v = TokenVerifier(ISSUER, AUDIENCE, source)
+        leaked = mint(key=K1)
+        assert await v.verify(leaked)  # verified once: remembered by the verifier's cache
+        server.keys = [K2]  # the gateway retires k1
+        clock.now += 59.0
+        assert await v.verify(leaked)  # within max_age the set may be stale: the documented bound
+        clock.now += 1.0
+        assert await refused(v, leaked) == "unknown signing key"
+        assert await refused(v, mint(key=K1)) == "unknown signing key"
+        assert (await v.verify(mint(key=K2))).client_id == "feed"
+        assert server.hits == 2  # one periodic refetch, no more
+
+
+async def test_a_failed_periodic_refetch_keeps_the_keys_it_had(http):
+    clock = FakeClock()
+    async with JwksServer(K1) as server:
+        source = JwksKeySource(server.url, http, min_refresh_interval_s=5.0, max_age_s=60.0, clock=clock)
+        v = TokenVerifier(ISSUER, AUDIENCE, source)
+        token = mint(key=K1)
+        assert await v.verify(token)
+    # The gateway is gone: it retired nothing, so the mesh keeps verifying with what it knows.
+    clock.now += 61.0
+    assert (await v.verify(token)).client_id == "feed"
+    assert source.fetches == 2
+
+
+async def test_the_gateways_own_verifier_drops_a_removed_key_within_its_recheck(http):
+    clock = FakeClock()
+    keyset = KeySet([K1, K2])
+    v = TokenVerifier(ISSUER, AUDIENCE, LocalKeySource(lambda: keyset, recheck_s=1.0, clock=clock))
+    token = mint(key=K1)
+    assert await v.verify(token)
+    keyset = KeySet([K2])  # a keyring builds a new KeySet whenever its keys change
+    assert await v.verify(token)  # not looked at again yet
+    clock.now += 1.0
+    assert await refused(v, token) == "unknown signing key"
 
 
 async def test_unknown_kids_refetch_at_most_once_per_interval(http):

@@ -260,4 +260,4 @@ def test_a_definition_names_a_matrix_service_and_orders_its_dependencies():
         ServiceDefinition(NAME, settings=Settings, contract=Contract(), start=None, uses=(TokenAuth(), Bus()))  # type: ignore[arg-type]
     merged = ServiceDefinition(NAME, settings=Settings, contract=Contract(), start=None, uses=(Bus(), TokenAuth()))  # type: ignore[arg-type]
     assert merged.effective_contract.calls == ("api-gateway",)
-    assert [c.event.__name__ for c in merged.effective_contract.consumes] == ["TokenRevoked"]
+    assert [c.event.__name__ for c in merged.effective_contract.consumes] == ["TokenRevoked", "ClientTokensRevoked"]

@@ -10,8 +10,9 @@ from gateway_harness import Gateway, RevocationWatcher, running_gateway
 
 from services.api_gateway.settings import GatewaySettings
 
-#: Generous brute-force limits: the functional tests fail on purpose now and then, from one address.
-RELAXED = GatewaySettings(auth_failures_per_client=1000, auth_failures_per_ip=1000)
+#: Generous brute-force limits and token quota: the functional tests fail on purpose now and then,
+#: from one address, and ask for many tokens for the same few clients.
+RELAXED = GatewaySettings(auth_failures_per_client=1000, auth_failures_per_ip=1000, token_requests_per_client=100_000)
 
 
 @pytest.fixture(scope="module")

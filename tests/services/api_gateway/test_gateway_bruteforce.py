@@ -30,7 +30,7 @@ def from_address(gateway, address: str) -> httpx.AsyncClient:
     )
 
 
-async def test_client_id_is_locked_out_after_repeated_failures(gateway):
+async def test_client_id_is_locked_out_from_the_guessing_address_only(gateway):
     async with from_address(gateway, "127.0.0.11") as http:
         for _ in range(3):
             response = await http.post(
@@ -38,20 +38,23 @@ async def test_client_id_is_locked_out_after_repeated_failures(gateway):
             )
             assert_error(response, 401, "invalid_client")
         calls = gateway.users.calls
-        # Even the right secret is refused now, without asking user-service.
+        # From the guessing address, even the right secret is refused now, without asking user-service.
         response = await http.post("/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("alpha"))
         body = assert_error(response, 429, "temporarily_unavailable")
         assert "too many" in body["error_description"]
         assert 1 <= int(response.headers["retry-after"]) <= LOCKOUT_S
         assert gateway.users.calls == calls
-    # Locked by client_id: from another address too, and on the other client-authenticated endpoints.
-    async with from_address(gateway, "127.0.0.12") as http:
         response = await http.post("/oauth2/introspect", data={"token": "x"}, headers=basic("alpha"))
         assert_error(response, 429, "temporarily_unavailable")
-        # Another client from the first address is not affected (3 failures < 5 per address).
+        # Another client from the same address is not affected (3 failures < 5 per address).
         assert (await token_for(http, "charlie"))["access_token"]
+    # Client ids are not secret: failures from one address must not lock the client out elsewhere,
+    # or anyone could shut any client (the bootstrap admin, the collector) out by its id.
+    async with from_address(gateway, "127.0.0.12") as http:
+        assert (await token_for(http, "alpha"))["access_token"]
+        response = await http.post("/oauth2/introspect", data={"token": "x"}, headers=basic("alpha"))
+        assert response.status_code == 200, response.text
     async with from_address(gateway, "127.0.0.11") as http:
-        assert (await token_for(http, "charlie"))["access_token"]
         deadline = time.monotonic() + LOCKOUT_S + 2
         while True:
             response = await http.post(
@@ -61,6 +64,19 @@ async def test_client_id_is_locked_out_after_repeated_failures(gateway):
                 break
             await asyncio.sleep(0.2)
         assert response.status_code == 200, response.text  # the cool-down is over
+
+
+async def test_failures_spread_over_addresses_lock_no_one_out(gateway):
+    """An attacker cycling addresses to lock a client out: each address stays under its own limits."""
+    for i in range(4):
+        async with from_address(gateway, f"127.0.0.{40 + i}") as http:
+            for _ in range(2):
+                response = await http.post(
+                    "/oauth2/token", data={"grant_type": "client_credentials"}, headers=basic("bravo", "guess")
+                )
+                assert_error(response, 401, "invalid_client")
+    async with from_address(gateway, "127.0.0.50") as http:
+        assert (await token_for(http, "bravo"))["access_token"]
 
 
 async def test_address_is_locked_out_after_repeated_failures(gateway):

@@ -15,6 +15,7 @@ from services.user_service.bootstrap import AdminOverride, BootstrapError, boots
 from services.user_service.repository import Store
 from services.user_service.secrets import SecretHasher
 from services.user_service.settings import UserServiceSettings
+from shared.events import ClientTokensRevoked, DirectoryChanged
 from shared.settings import PlatformSettings
 
 TOKEN_URL = "http://127.0.0.1:8000/oauth2/token"
@@ -123,7 +124,15 @@ async def test_override_rehashes_an_existing_admin_to_the_given_secret(fresh, ha
     result = await bootstrap(
         fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL, override=AdminOverride(OVERRIDE_ID, changed)
     )
-    assert result.created == [] and [e.action for e in result.events] == ["secret_rotated"]
+    assert result.created == [] and [type(e).__name__ for e in result.events] == [
+        "DirectoryChanged",
+        "ClientTokensRevoked",
+    ]
+    rotated, revoked = result.events
+    assert isinstance(rotated, DirectoryChanged) and rotated.action == "secret_rotated"
+    # The old secret may be known: the tokens it obtained die with it.
+    assert isinstance(revoked, ClientTokensRevoked) and revoked.client_id == OVERRIDE_ID
+    assert revoked.reason == "secret_rotated" and revoked.expires_at == revoked.issued_before + 960
     stored = (await _clients(fresh))[OVERRIDE_ID]["secret_hash"]
     assert await hasher.verify(stored, changed) and not await hasher.verify(stored, OVERRIDE_SECRET)
 
@@ -138,6 +147,8 @@ async def test_override_replacing_a_generated_admin_disables_it_and_forgets_its_
     assert result.admin_client_id == OVERRIDE_ID and result.created == ["admin"]
     clients = await _clients(fresh)
     assert clients[generated.admin_client_id]["disabled"] and not clients[OVERRIDE_ID]["disabled"]
+    revoked = [e for e in result.events if isinstance(e, ClientTokensRevoked)]
+    assert [(e.client_id, e.reason) for e in revoked] == [(generated.admin_client_id, "client_disabled")]
     after = orjson.loads(path.read_bytes())
     assert after["admin"] == {"client_id": generated.admin_client_id}  # the stale secret is gone
     assert after["data-collector"] == before["data-collector"]

@@ -324,12 +324,13 @@ async def test_an_event_the_broker_missed_is_published_by_the_outbox_sweep(user_
     )
     async with services.store.transaction() as directory:
         await directory.record([event])
-    await Outbox(services.store, _BrokerDown(), grace_s=0).deliver([event])  # logged, not raised
+    down = {topic: _BrokerDown() for topic in services.outbox.publishers}
+    await Outbox(services.store, down, grace_s=0).deliver([event])  # logged, not raised
     async with services.store.reading() as directory:
         assert (
             await directory.conn.fetchval("SELECT count(*) FROM users.outbox WHERE event_id = $1", event.event_id) == 1
         )
-    sweeper = Outbox(services.store, services.outbox.publisher, grace_s=0)
+    sweeper = Outbox(services.store, services.outbox.publishers, grace_s=0)
     assert await sweeper.sweep() >= 1
     delivered = await directory_events.wait_for(lambda e: e.event_id == event.event_id)
     assert delivered == event
