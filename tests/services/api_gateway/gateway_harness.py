@@ -177,6 +177,8 @@ async def running_gateway(
         kafka_bootstrap_servers=infra.kafka_servers,
         database_url=db_url,
         hats_token_issuer=gw_url,
+        # The gateway refuses a publish timeout that outlives its upstream timeout (short here).
+        kafka_publish_timeout_s=gateway_settings.upstream_timeout_s / 2,
     )
     # The app's lifespan points the root logger at the stderr of the moment (pytest's capture,
     # closed at exit); put pytest's handlers back afterwards.

@@ -115,7 +115,10 @@ async def test_the_migration_backfills_what_was_stored_before_it(chdb, tmp_path)
     await repo.insert_ticks(ticks("EURUSD", 0, 2_000))  # a redelivery: one copy to readers
     await repo.insert_bars([bar("USDJPY", Timeframe.M15)])
 
-    assert await migrate_clickhouse(chdb, "database-service", MIGRATIONS) == ["database-service/002_market_summaries"]
+    assert await migrate_clickhouse(chdb, "database-service", MIGRATIONS) == [
+        "database-service/002_bar_real_volume_sum",
+        "database-service/003_market_summaries",
+    ]
     answer = await repo.symbols()
     assert [(s["symbol"], s["ticks"], s["timeframes"]) for s in answer] == [
         ("EURUSD", 4_000, []),
