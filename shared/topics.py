@@ -10,6 +10,8 @@ AUTH_REVOCATIONS = "auth.revocations.v1"
 DIRECTORY_CHANGES = "users.directory.v1"
 #: Messages a consumer could not decode or process, with the reason in the headers.
 DEAD_LETTERS = "system.deadletters.v1"
+#: The broker epoch: one record at the log's start naming the log's incarnation (``shared.bus.epoch``).
+BROKER_EPOCH = "hats.epoch.v1"
 
 #: Partition counts used when the project creates the topics itself. Market topics
 #: are keyed by symbol, so the partition count bounds how far a consumer group scales out.
@@ -19,4 +21,11 @@ PARTITIONS: dict[str, int] = {
     AUTH_REVOCATIONS: 1,
     DIRECTORY_CHANGES: 3,
     DEAD_LETTERS: 1,
+    BROKER_EPOCH: 1,
+}
+
+#: Topic settings for the topics the project creates. The epoch's first record must never be deleted
+#: (on a production Kafka: time and size retention off; not compacted, which could drop it).
+CONFIGS: dict[str, dict[str, str]] = {
+    BROKER_EPOCH: {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
 }

@@ -50,7 +50,9 @@ async def ensure_topics(bootstrap_servers: str, wanted: dict[str, int] | None = 
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=1) for name, n in wanted.items() if name not in existing
+            NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=topics.CONFIGS.get(name, {}))
+            for name, n in wanted.items()
+            if name not in existing
         ]
         if missing:
             # Another process may win the race; the topic is there, which is all we need.
