@@ -78,9 +78,7 @@ class BulkPublisher(Generic[E]):
         groups: dict[int, list[KafkaResponse]] = defaultdict(list)
         for key, value in records:
             groups[partition_for(key, count)].append(KafkaResponse(value, key=key))
-        highest = await asyncio.gather(
-            *(self._send_in_order(partition, batch) for partition, batch in groups.items())
-        )
+        highest = await asyncio.gather(*(self._send_in_order(partition, batch) for partition, batch in groups.items()))
         return dict(zip(groups, highest, strict=True))
 
     async def _send_in_order(self, partition: int, records: list[KafkaResponse]) -> int:
