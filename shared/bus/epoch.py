@@ -30,6 +30,9 @@ from shared.topics import BROKER_EPOCH
 log = logging.getLogger(__name__)
 
 _PARTITION = TopicPartition(BROKER_EPOCH, 0)
+#: How long a read of the first records waits for them (they are there: the end offset says so).
+_FETCH_TIMEOUT_MS = 1000
+_STOP_TIMEOUT_S = 2.0
 
 
 class EpochUnavailable(RuntimeError):
@@ -65,7 +68,10 @@ class BrokerEpoch:
         async with self._lock:
             try:
                 epoch = await asyncio.wait_for(self._read_or_create(), self._timeout_s)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                task = asyncio.current_task()
+                if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                    raise  # we are being cancelled, not a read of aiokafka's
                 await self._reset()  # reconnect from scratch next time
                 raise EpochUnavailable(f"cannot read the broker epoch: {type(exc).__name__}: {exc}") from exc
         if epoch != self.last:
@@ -98,13 +104,20 @@ class BrokerEpoch:
 
     @staticmethod
     async def _first_record(consumer: AIOKafkaConsumer) -> str | None:
+        """The value of the first record that can be read, or None if there is none.
+
+        Tansu (memory storage) has been seen to keep a record that no fetch returns after a
+        kill -9 and restart raced with the topic's creation; such a record is passed over, as
+        by every reader, so readers still agree on the first one they can all read.
+        """
         begin = (await consumer.beginning_offsets([_PARTITION]))[_PARTITION]
         end = (await consumer.end_offsets([_PARTITION]))[_PARTITION]
         if end <= begin:
             return None
         consumer.seek(_PARTITION, begin)
-        record = await consumer.getone(_PARTITION)
-        return bytes(record.value or b"").decode()
+        batches = await consumer.getmany(_PARTITION, timeout_ms=_FETCH_TIMEOUT_MS)
+        records = batches.get(_PARTITION, [])
+        return bytes(records[0].value or b"").decode() if records else None
 
     async def _clients(self) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
         if self._consumer is None or self._producer is None:
@@ -132,8 +145,16 @@ class BrokerEpoch:
         self._consumer = self._producer = None
         for client in (consumer, producer):
             if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+                # Bounded: stopping a client whose broker is gone can wait for ever, and aiokafka
+                # may let a cancellation of its own tasks out; only ours must go on.
+                try:
+                    await asyncio.wait_for(client.stop(), _STOP_TIMEOUT_S)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                except Exception as exc:
+                    log.debug("closing the epoch reader's client failed: %s", exc)
 
 
 __all__ = ["BrokerEpoch", "EpochSource", "EpochUnavailable"]

@@ -312,3 +312,15 @@ async def test_data_bridge_and_database_service_killed_mid_stream_lose_and_doubl
 
 async def _at_least(client: ProtocolClient, count: int) -> bool:
     return len(client.accepted) >= count
+
+
+async def test_the_gateway_routes_and_documents_the_protocol(own_mesh, http):
+    gateway = own_mesh.url("api-gateway")
+    schema = (await http.get(gateway + "/openapi.json")).json()
+    assert "get" in schema["paths"]["/api/v1/ingest/progress"]
+    results = [s for s in schema["components"]["schemas"].values() if "accepted" in s.get("properties", {})]
+    assert [set(s["properties"]) for s in results] == [{"accepted", "rejected", "receipt"}]
+    async with httpx.AsyncClient() as anonymous:  # a market:write token is required
+        assert (await anonymous.get(gateway + "/api/v1/ingest/progress")).status_code == 401
+    body = (await http.get(gateway + "/api/v1/ingest/progress")).json()
+    assert set(body) == {"epoch", "done"} and set(body["done"]) == {str(p) for p in range(6)}
