@@ -12,6 +12,8 @@ AUTH_CLIENT_REVOCATIONS = "auth.client-revocations.v1"
 DIRECTORY_CHANGES = "users.directory.v1"
 #: Messages a consumer could not decode or process, with the reason in the headers.
 DEAD_LETTERS = "system.deadletters.v1"
+#: The broker epoch: one record at the log's start naming the log's incarnation (``shared.bus.epoch``).
+BROKER_EPOCH = "hats.epoch.v1"
 
 #: Partition counts used when the project creates the topics itself. Market topics
 #: are keyed by symbol, so the partition count bounds how far a consumer group scales out.
@@ -22,7 +24,9 @@ PARTITIONS: dict[str, int] = {
     AUTH_CLIENT_REVOCATIONS: 1,
     DIRECTORY_CHANGES: 3,
     DEAD_LETTERS: 1,
+    BROKER_EPOCH: 1,
 }
+
 
 _HOUR_MS = 3_600_000
 #: How long a broker keeps each topic's messages (``retention.ms``, deletion by time), set
@@ -38,6 +42,9 @@ RETENTION_MS: dict[str, int] = {
     AUTH_CLIENT_REVOCATIONS: 7 * 24 * _HOUR_MS,
     DIRECTORY_CHANGES: 30 * 24 * _HOUR_MS,
     DEAD_LETTERS: 14 * 24 * _HOUR_MS,
+    # Its first record names the log's incarnation and must never be deleted (not compacted
+    # either, which could drop it): no time retention, and no size retention below.
+    BROKER_EPOCH: -1,
 }
 #: Kafka's own default, for a topic not listed above.
 DEFAULT_RETENTION_MS = 7 * 24 * _HOUR_MS
@@ -45,4 +52,8 @@ DEFAULT_RETENTION_MS = 7 * 24 * _HOUR_MS
 
 def configs_of(topic: str) -> dict[str, str]:
     """The topic-level configs the project creates ``topic`` with."""
-    return {"cleanup.policy": "delete", "retention.ms": str(RETENTION_MS.get(topic, DEFAULT_RETENTION_MS))}
+    retention_ms = RETENTION_MS.get(topic, DEFAULT_RETENTION_MS)
+    configs = {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
+    if retention_ms < 0:  # kept forever: by size neither
+        configs["retention.bytes"] = "-1"
+    return configs

@@ -32,11 +32,14 @@ PORT_OFFSET = int(os.environ.get("HATS_TEST_PORT_OFFSET", "20000"))
 
 
 class Mesh:
-    """A ``hats up`` subprocess; ``url(service)`` and ``restart()`` for the tests."""
+    """A ``hats up`` subprocess; ``url(service)`` and ``restart()`` for the tests. ``args`` go to
+    ``hats up`` (e.g. ``--only``); ``port_offset`` must be the one ``env`` gives it."""
 
-    def __init__(self, var: Path, env: dict[str, str]) -> None:
-        self.var, self.env = var, env
-        self.settings = PlatformSettings(hats_var_dir=var, hats_port_offset=PORT_OFFSET)
+    def __init__(
+        self, var: Path, env: dict[str, str], *, args: tuple[str, ...] = (), port_offset: int = PORT_OFFSET
+    ) -> None:
+        self.var, self.env, self.args = var, env, args
+        self.settings = PlatformSettings(hats_var_dir=var, hats_port_offset=port_offset)
         self.process: subprocess.Popen | None = None
 
     def url(self, service: str) -> str:
@@ -47,7 +50,7 @@ class Mesh:
         offset = out.stat().st_size if out.exists() else 0
         log = out.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "up"],
+            [sys.executable, "-m", "infra.cli", "up", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,6 +9,13 @@ it replays from the last checkpoint and rebuilds the same bars with the same
 ids, which every consumer of bars already treats as duplicates. Nothing is lost
 and nothing is doubled, and a partition can move to another instance (another
 host) at any rebalance.
+
+An offset means something only in the log it was read from: the embedded broker
+starts every run with a new, empty log. So a checkpoint also records the broker
+epoch (``shared.bus.epoch``) its offset belongs to, a checkpoint is written only
+after the epoch was read again and found unchanged, and a checkpoint of another
+epoch resumes with its builder state from the start of the new log (see
+docs/architecture.md, "Delivery across broker restarts").
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
@@ -31,6 +39,7 @@ from services.data_bridge.settings import DataBridgeSettings
 from shared import compat
 from shared.bus.consume import RAW_BATCH, decode_records
 from shared.bus.deadletter import DeadLetters
+from shared.bus.epoch import EpochSource, EpochUnavailable
 from shared.bus.pacing import Pace, PollPacer
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketBar, MarketTick, now_ns
@@ -43,28 +52,40 @@ GROUP = "data-bridge.bars"
 RETRY_PAUSE_S = 1.0
 #: Dead-letter reason of a valid tick whose processing raised (a replay would raise again).
 UNPROCESSABLE = "unprocessable"
+#: A partition whose checkpoint cannot be read (PostgreSQL away) is retried after this pause, doubling.
+RESTORE_BACKOFF_MIN_S = 0.5
+RESTORE_BACKOFF_MAX_S = 30.0
 #: FastStream waits this long for records, then as long again before the next poll when there
 #: were none: it adds to the tick -> bar latency while ticks flow, and to idle wake-ups after.
 ACTIVE_BATCH_TIMEOUT_MS = 5
 IDLE_BATCH_TIMEOUT_MS = 50
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A partition's builder state and the offset it corresponds to, in the log of ``epoch``."""
+
+    epoch: str | None  # None: written before epochs were recorded, so of some earlier log
+    next_offset: int
+    builder: BarBuilder
+
+
 class Checkpoints(Protocol):
     """Where the bar stage keeps each partition's builder state with the offset it corresponds to."""
 
-    async def load(self, partition: int) -> tuple[int, BarBuilder] | None: ...
-    async def save(self, partition: int, next_offset: int, builder: BarBuilder) -> None: ...
+    async def load(self, partition: int) -> Checkpoint | None: ...
+    async def save(self, partition: int, epoch: str, next_offset: int, builder: BarBuilder) -> None: ...
 
 
 class CheckpointStore:
-    """Per-partition builder state and the offset it corresponds to, in one PostgreSQL row."""
+    """Per-partition builder state, the offset it corresponds to and that offset's epoch, in one PostgreSQL row."""
 
     def __init__(self, pool: asyncpg.Pool, group: str = GROUP, topic: str = MarketTick.TOPIC) -> None:
         self._pool, self._group, self._topic = pool, group, topic
 
-    async def load(self, partition: int) -> tuple[int, BarBuilder] | None:
+    async def load(self, partition: int) -> Checkpoint | None:
         row = await self._pool.fetchrow(
-            "SELECT next_offset, state FROM data_bridge.bar_checkpoints "
+            "SELECT epoch, next_offset, state FROM data_bridge.bar_checkpoints "
             "WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
             self._group,
             self._topic,
@@ -72,45 +93,79 @@ class CheckpointStore:
         )
         if row is None:
             return None
-        return row["next_offset"], BarBuilder.restore(json.loads(row["state"]))
+        return Checkpoint(row["epoch"], row["next_offset"], BarBuilder.restore(json.loads(row["state"])))
 
-    async def save(self, partition: int, next_offset: int, builder: BarBuilder) -> None:
+    async def save(self, partition: int, epoch: str, next_offset: int, builder: BarBuilder) -> None:
         await self._pool.execute(
-            "INSERT INTO data_bridge.bar_checkpoints (consumer_group, topic, partition, next_offset, state) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (consumer_group, topic, partition) "
-            "DO UPDATE SET next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, updated_at = now()",
+            "INSERT INTO data_bridge.bar_checkpoints (consumer_group, topic, partition, epoch, next_offset, state) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (consumer_group, topic, partition) "
+            "DO UPDATE SET epoch = EXCLUDED.epoch, next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, "
+            "updated_at = now()",
             self._group,
             self._topic,
             partition,
+            epoch,
             next_offset,
             json.dumps(builder.snapshot()),
         )
 
+    async def offsets(self) -> dict[int, tuple[str | None, int]]:
+        """``{partition: (epoch, next_offset)}`` of every checkpoint (what ``/ingest/progress`` reports)."""
+        rows = await self._pool.fetch(
+            "SELECT partition, epoch, next_offset FROM data_bridge.bar_checkpoints "
+            "WHERE consumer_group = $1 AND topic = $2",
+            self._group,
+            self._topic,
+        )
+        return {row["partition"]: (row["epoch"], row["next_offset"]) for row in rows}
+
+
+class BrokerRestarted(RuntimeError):
+    """The broker's log changed under the running consumer: what it read since may come from either log."""
+
 
 class _Partition:
-    __slots__ = ("builder", "checkpointed_at", "checkpointed_offset", "next_offset")
+    __slots__ = ("builder", "checkpointed_at", "checkpointed_offset", "epoch", "next_offset")
 
-    def __init__(self, builder: BarBuilder, next_offset: int | None) -> None:
+    def __init__(self, builder: BarBuilder, next_offset: int | None, epoch: str) -> None:
         self.builder = builder
         self.next_offset = next_offset
+        #: The log ``next_offset`` belongs to: verified against the broker before every checkpoint.
+        self.epoch = epoch
         self.checkpointed_offset = next_offset
         self.checkpointed_at = time.monotonic()
 
 
 class BarStage(ConsumerRebalanceListener):
+    """Builds bars from the ticks of its partitions; also the consumer's rebalance listener.
+
+    One lock serialises the batch in flight with the rebalance callbacks and ``close``: aiokafka
+    calls the listener without waiting for the handler, and a checkpoint taken meanwhile
+    could cover ticks whose bars are not published yet.
+    """
+
     def __init__(
         self,
         settings: DataBridgeSettings,
         store: Checkpoints,
+        epochs: EpochSource,
         bar_publisher: BulkPublisher[MarketBar],
         dead_letters: DeadLetters,
         registry: CollectorRegistry,
     ) -> None:
         self.settings = settings
         self._store = store
+        self._epochs = epochs
         self._publisher = bar_publisher
         self._dead_letters = dead_letters
         self._partitions: dict[int, _Partition] = {}
+        #: Assigned partitions whose checkpoint could not be restored yet (value: restore as a rewind).
+        #: Their records are not built until it is: an empty builder would publish partial bars
+        #: over correct ones.
+        self._unrestored: dict[int, bool] = {}
+        self._restore_backoff_s = RESTORE_BACKOFF_MIN_S
+        self._lock = asyncio.Lock()
+        self._closed = False
         self._consumer: Callable[[], AIOKafkaConsumer | None] = lambda: None
         self.outcomes = Counter(
             "bar_stage_ticks_total", "Ticks seen by the bar builder, by outcome", ["outcome"], registry=registry
@@ -126,64 +181,167 @@ class BarStage(ConsumerRebalanceListener):
     # -- rebalance ----------------------------------------------------------------
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        consumer = self._consumer()
-        for tp in assigned:
-            checkpoint = await self._store.load(tp.partition)
-            if checkpoint is None:
-                self._partitions[tp.partition] = _Partition(self._new_builder(), None)
-                continue
-            offset, builder = checkpoint
-            self._partitions[tp.partition] = _Partition(builder, offset)
-            if consumer is not None:
-                consumer.seek(tp, offset)
-            log.info("bar stage resumed partition %d at offset %d", tp.partition, offset)
+        async with self._lock:
+            consumer = self._consumer()
+            for tp in assigned:
+                try:
+                    await self._restore(tp.partition, consumer, rewinding=False)
+                except Exception as exc:
+                    # Retried when its first records arrive (``_restore_pending``), never built meanwhile.
+                    log.warning("bar stage cannot restore partition %d yet: %s", tp.partition, exc)
+                    self._unrestored[tp.partition] = False
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            part = self._partitions.pop(tp.partition, None)
-            if part is not None:
-                await self._checkpoint(tp.partition, part)
+        async with self._lock:
+            parts = {}
+            for tp in revoked:
+                self._unrestored.pop(tp.partition, None)
+                part = self._partitions.pop(tp.partition, None)
+                if part is not None:
+                    parts[tp.partition] = part
+            await self._checkpoint_if_verified(parts)
 
     async def close(self) -> None:
-        """Checkpoint everything (on shutdown, before the consumer stops)."""
-        for partition, part in list(self._partitions.items()):
-            await self._checkpoint(partition, part)
+        """Checkpoint everything and build nothing more (on shutdown, before the consumer stops)."""
+        async with self._lock:
+            self._closed = True
+            await self._checkpoint_if_verified(dict(self._partitions))
+
+    async def checkpoint_periodically(self) -> None:
+        """Checkpoint what the batches left unsaved once it is due, also when no further tick comes.
+
+        Batches checkpoint only when they find a checkpoint due; without this, the last ticks
+        before a pause would stay unconfirmed (``/ingest/progress``) until the next tick, and a
+        client that waits for confirmation before sending more would wait for ever.
+        """
+        interval_s = self.settings.checkpoint_interval_ms / 1000
+        while not self._closed:
+            await asyncio.sleep(interval_s)
+            async with self._lock:
+                if self._closed:
+                    return
+                due = time.monotonic() - interval_s
+                parts = {p: part for p, part in self._partitions.items() if part.checkpointed_at <= due}
+                consumer = self._consumer()
+                try:
+                    await self._checkpoint(parts, consumer)
+                except EpochUnavailable as exc:
+                    log.warning("bar stage checkpoint postponed: %s", exc)
+                except BrokerRestarted as exc:
+                    log.warning("bar stage: %s; rewinding every partition to its checkpoint", exc)
+                    if consumer is not None:
+                        await self._rewind(set(self._partitions), consumer)
+                except Exception:
+                    log.exception("bar stage checkpoint failed; retrying at the next interval")
+
+    # -- restoring ----------------------------------------------------------------
+
+    async def _restore(self, partition: int, consumer: AIOKafkaConsumer | None, *, rewinding: bool) -> bool:
+        """Restore ``partition`` from its checkpoint and position the consumer for it.
+
+        Returns whether the consumer was moved (records fetched before are then not to be built).
+        Raises if the broker's epoch or the checkpoint cannot be read; nothing is changed then.
+        """
+        tp = TopicPartition(MarketTick.TOPIC, partition)
+        epoch = await self._epochs.current()  # read before anything is fetched for this assignment
+        checkpoint = await self._store.load(partition)
+        self._unrestored.pop(partition, None)
+        if checkpoint is None:
+            self._partitions[partition] = _Partition(self._new_builder(), None, epoch)
+            if rewinding and consumer is not None:
+                await consumer.seek_to_beginning(tp)
+                return True
+            return False
+        if checkpoint.epoch == epoch:
+            self._partitions[partition] = _Partition(checkpoint.builder, checkpoint.next_offset, epoch)
+            if consumer is not None:
+                consumer.seek(tp, checkpoint.next_offset)
+            log.info("bar stage resumed partition %d at offset %d", partition, checkpoint.next_offset)
+            return True
+        # The broker's log is not the one the checkpoint's offset counts in: the broker restarted
+        # and its log starts empty. The builder state stays (it holds every tick up to the
+        # checkpoint); the new log holds only ticks sent since, which are read from its start.
+        # Ticks the builder already has come back as duplicates (the client re-sends what was not
+        # confirmed) and are dropped by id. See docs/architecture.md.
+        self._partitions[partition] = _Partition(checkpoint.builder, None, epoch)
+        if consumer is not None:
+            await consumer.seek_to_beginning(tp)
+        log.info(
+            "bar stage resumed partition %d from the start of a new log (epoch %s; checkpoint of %s at offset %d)",
+            partition,
+            epoch,
+            checkpoint.epoch,
+            checkpoint.next_offset,
+        )
+        return True
+
+    async def _restore_pending(self, records: tuple, consumer: AIOKafkaConsumer) -> tuple[set[int], float]:
+        """Restore the partitions of ``records`` that have no state yet. Returns the partitions whose
+        records of this batch must not be built, and how long to pause before the next batch."""
+        first: dict[int, int] = {}
+        for record in records:
+            if record.partition not in self._partitions:
+                first.setdefault(record.partition, record.offset)
+        skip: set[int] = set()
+        pause = 0.0
+        for partition, offset in first.items():
+            rewinding = self._unrestored.get(partition, False)
+            try:
+                if await self._restore(partition, consumer, rewinding=rewinding):
+                    skip.add(partition)
+                self._restore_backoff_s = RESTORE_BACKOFF_MIN_S
+            except Exception as exc:
+                log.warning("bar stage still cannot restore partition %d: %s", partition, exc)
+                self._unrestored[partition] = rewinding
+                consumer.seek(TopicPartition(MarketTick.TOPIC, partition), offset)  # read them again later
+                skip.add(partition)
+                pause = self._restore_backoff_s
+        if pause:
+            self._restore_backoff_s = min(self._restore_backoff_s * 2, RESTORE_BACKOFF_MAX_S)
+        return skip, pause
+
+    async def _rewind(self, partitions: set[int], consumer: AIOKafkaConsumer) -> None:
+        """Forget what was built since the partitions' checkpoints and read from there again."""
+        for partition in partitions:
+            self._partitions.pop(partition, None)
+            try:
+                await self._restore(partition, consumer, rewinding=True)
+            except Exception as exc:
+                log.warning("bar stage cannot restore partition %d after a failure: %s", partition, exc)
+                self._unrestored[partition] = True
 
     # -- processing ---------------------------------------------------------------
 
     async def handle(self, records: tuple, consumer: AIOKafkaConsumer) -> None:
-        try:
-            await self._handle(records, consumer)
-        except Exception:
-            # The builders may hold ticks whose bars were never published: go back to the
-            # last checkpoint and read those ticks again, so no bar is skipped.
-            log.exception("bar stage batch failed; rewinding to the last checkpoints")
-            await self._rewind({r.partition for r in records}, consumer)
-            await asyncio.sleep(RETRY_PAUSE_S)
+        pause = 0.0
+        async with self._lock:
+            if self._closed:
+                return  # nothing is acknowledged: the next owner reads these again
+            try:
+                pause = await self._handle(records, consumer)
+            except BrokerRestarted as exc:
+                log.warning("bar stage: %s; rewinding every partition to its checkpoint", exc)
+                await self._rewind(set(self._partitions), consumer)
+            except Exception:
+                # The builders may hold ticks whose bars were never published: go back to the
+                # last checkpoint and read those ticks again, so no bar is skipped.
+                log.exception("bar stage batch failed; rewinding to the last checkpoints")
+                await self._rewind({r.partition for r in records}, consumer)
+                pause = RETRY_PAUSE_S
+        if pause:
+            await asyncio.sleep(pause)  # outside the lock: a rebalance need not wait for it
 
-    async def _rewind(self, partitions: set[int], consumer: AIOKafkaConsumer) -> None:
-        for partition in partitions:
-            tp = TopicPartition(MarketTick.TOPIC, partition)
-            checkpoint = await self._store.load(partition)
-            if checkpoint is None:
-                self._partitions[partition] = _Partition(self._new_builder(), None)
-                await consumer.seek_to_beginning(tp)
-            else:
-                offset, builder = checkpoint
-                self._partitions[partition] = _Partition(builder, offset)
-                consumer.seek(tp, offset)
-
-    async def _handle(self, records: tuple, consumer: AIOKafkaConsumer) -> None:
+    async def _handle(self, records: tuple, consumer: AIOKafkaConsumer) -> float:
+        skip, pause = await self._restore_pending(records, consumer)
+        if skip:
+            records = tuple(r for r in records if r.partition not in skip)
         closed: list[MarketBar] = []
         touched: set[int] = set()
         now = now_ns()
         outcomes: dict[TickOutcome, int] = {}  # counted per batch: a labelled inc() per tick costs ~1 µs
         for record, tick in await decode_records(MarketTick, records, self._dead_letters, decode_tick):
-            part = self._partitions.get(record.partition)
-            if part is None:  # assigned without the listener having run (should not happen): start fresh
-                part = self._partitions[record.partition] = _Partition(self._new_builder(), None)
             try:
-                result = part.builder.add(tick, now)
+                result = self._partitions[record.partition].builder.add(tick, now)
             except Exception as exc:
                 # Deterministic (the builder depends on the tick sequence only): rewinding would
                 # meet it again, forever. Publishing failures stay transient retries (``handle``).
@@ -195,32 +353,66 @@ class BarStage(ConsumerRebalanceListener):
         for outcome, count in outcomes.items():
             self.outcomes.labels(outcome.value).inc(count)
         for record in records:  # dead letters advance the offset too: they are handled
-            part = self._partitions.get(record.partition)
-            if part is not None:
-                part.next_offset = record.offset + 1
-                touched.add(record.partition)
+            self._partitions[record.partition].next_offset = record.offset + 1
+            touched.add(record.partition)
+        epoch = None
+        if closed:
+            # Bars only from ticks of one log: had the broker restarted since the partitions were
+            # restored, this batch could continue their state with ticks of another log.
+            epoch = await self._epochs.current()
+            self._verify(epoch, {p: self._partitions[p] for p in touched})
         # Bars first, checkpoint after: a crash in between replays to the same bars (same ids).
         await self._publisher.publish(closed)
         for bar in closed:
             self.bars_published.labels(bar.timeframe.value).inc()
         due = time.monotonic() - self.settings.checkpoint_interval_ms / 1000
-        for partition in touched:
-            part = self._partitions[partition]
-            if part.checkpointed_at <= due:
-                await self._checkpoint(partition, part, consumer)
+        parts = {p: self._partitions[p] for p in touched if self._partitions[p].checkpointed_at <= due}
+        try:
+            await self._checkpoint(parts, consumer, epoch)
+        except EpochUnavailable as exc:  # the next batch tries again; nothing is lost by waiting
+            log.warning("bar stage checkpoint postponed: %s", exc)
+        return pause
 
-    async def _checkpoint(self, partition: int, part: _Partition, consumer: AIOKafkaConsumer | None = None) -> None:
-        if part.next_offset is None or part.next_offset == part.checkpointed_offset:
+    @staticmethod
+    def _verify(epoch: str, parts: dict[int, _Partition]) -> None:
+        changed = sorted(p for p, part in parts.items() if part.epoch != epoch)
+        if changed:
+            raise BrokerRestarted(f"the broker's log changed (epoch {epoch}) under partitions {changed}")
+
+    async def _checkpoint_if_verified(self, parts: dict[int, _Partition]) -> None:
+        try:
+            await self._checkpoint(parts)
+        except (BrokerRestarted, EpochUnavailable) as exc:
+            # What was built since the last checkpoint is dropped: its ticks are read again from
+            # the last checkpoint (or sent again by the client, which has no confirmation for them).
+            log.warning("bar stage did not checkpoint partitions %s: %s", sorted(parts), exc)
+
+    async def _checkpoint(
+        self, parts: dict[int, _Partition], consumer: AIOKafkaConsumer | None = None, epoch: str | None = None
+    ) -> None:
+        """Save the partitions' state, if their offsets are still offsets of the broker's current log.
+
+        ``epoch`` (else read now) must have been read after the records were fetched: if it is the
+        one the partition was restored under, the broker did not restart in between and every
+        offset is of this log.
+        """
+        pending = {p: part for p, part in parts.items() if part.next_offset not in (None, part.checkpointed_offset)}
+        if not pending:
             return
-        await self._store.save(partition, part.next_offset, part.builder)
-        part.checkpointed_offset, part.checkpointed_at = part.next_offset, time.monotonic()
+        if epoch is None:
+            epoch = await self._epochs.current()
+        self._verify(epoch, pending)
         consumer = consumer or self._consumer()
-        if consumer is not None:
-            # Kafka's committed offset follows the checkpoint, for tools that watch group lag.
-            try:
-                await consumer.commit({TopicPartition(MarketTick.TOPIC, partition): part.next_offset})
-            except Exception as exc:  # a commit during a rebalance may fail; the checkpoint is what counts
-                log.info("offset commit for partition %d skipped: %s", partition, exc)
+        for partition, part in pending.items():
+            assert part.next_offset is not None
+            await self._store.save(partition, epoch, part.next_offset, part.builder)
+            part.checkpointed_offset, part.checkpointed_at = part.next_offset, time.monotonic()
+            if consumer is not None:
+                # Kafka's committed offset follows the checkpoint, for tools that watch group lag.
+                try:
+                    await consumer.commit({TopicPartition(MarketTick.TOPIC, partition): part.next_offset})
+                except Exception as exc:  # a commit during a rebalance may fail; the checkpoint is what counts
+                    log.info("offset commit for partition %d skipped: %s", partition, exc)
 
 
 def subscribe(bus: ServiceBus, stage: BarStage, fetch_max_wait_ms: int) -> PollPacer:

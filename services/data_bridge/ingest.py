@@ -8,7 +8,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.data_bridge.ingest_body import IngestBatch, Malformed, decode_batch, decode_plain_batch
 from services.data_bridge.state import Bridge
@@ -28,9 +28,26 @@ class Rejected(BaseModel):
     detail: str
 
 
+class Receipt(BaseModel):
+    """Where the accepted ticks were written: confirmed once ``/progress`` is past every offset here."""
+
+    epoch: str = Field(description="the broker epoch the offsets count in (see GET /api/v1/ingest/progress)")
+    offsets: dict[str, int] = Field(
+        description="per partition, the highest offset written for this request; {} when nothing was accepted"
+    )
+
+
 class IngestResult(BaseModel):
     accepted: int
     rejected: list[Rejected]
+    receipt: Receipt
+
+
+class IngestProgressReport(BaseModel):
+    epoch: str = Field(description="the broker epoch of the offsets")
+    done: dict[str, int] = Field(
+        description="per partition of market.ticks.v1, the first offset not yet stored and in a bar checkpoint"
+    )
 
 
 @router.post(
@@ -48,6 +65,8 @@ async def ingest_ticks(request: Request, bridge: Bridge, _: Annotated[Principal,
 
     202 means every accepted tick is acknowledged by Kafka; 503 means none was
     (the caller keeps its buffer and retries; duplicates are harmless, ids are deterministic).
+    The receipt says where they were written; the caller keeps the ticks until
+    ``GET /api/v1/ingest/progress`` confirms it, and sends them again if the epoch changes.
     """
     body = await request.body()
     limit = bridge.settings.max_ticks_per_request
@@ -90,7 +109,10 @@ async def ingest_ticks(request: Request, bridge: Bridge, _: Annotated[Principal,
     for item in rejected:
         metrics.rejected.labels(item["reason"]).inc()
     try:
-        await bridge.ticks.publish_encoded(events)
+        # Read before the publish: the ticks land in this epoch's log or a newer one, never an older
+        # one, so a receipt can only name a log its ticks are not in if that log is gone (never confirmed).
+        epoch = bridge.epoch.last or await bridge.epoch.current()
+        offsets = await bridge.ticks.publish_encoded(events)
     except Exception as exc:
         log.exception("publishing %d ticks failed", len(events))
         raise Problem(
@@ -99,6 +121,28 @@ async def ingest_ticks(request: Request, bridge: Bridge, _: Annotated[Principal,
             headers={"Retry-After": "1"},
         ) from exc
     metrics.published.inc(len(events))
+    receipt = {"epoch": epoch, "offsets": {str(partition): offset for partition, offset in offsets.items()}}
     return Response(
-        orjson.dumps({"accepted": len(events), "rejected": rejected}), status_code=202, media_type="application/json"
+        orjson.dumps({"accepted": len(events), "rejected": rejected, "receipt": receipt}),
+        status_code=202,
+        media_type="application/json",
     )
+
+
+@router.get(
+    "/progress",
+    response_model=IngestProgressReport,
+    operation_id="ingest_progress",
+    summary="How far the accepted ticks are handled (stored and in a bar checkpoint), per partition",
+)
+async def ingest_progress(bridge: Bridge, _: Annotated[Principal, require(MARKET_WRITE)]) -> Response:
+    """A receipt is confirmed when its epoch is this epoch and each of its offsets is below ``done``
+    of its partition; a receipt of another epoch never will be (its ticks must be sent again)."""
+    try:
+        report = await bridge.progress.report()
+    except Exception as exc:
+        log.warning("ingest progress unavailable: %s", exc)
+        raise Problem(
+            503, f"the event bus cannot say ({type(exc).__name__}); retry", headers={"Retry-After": "1"}
+        ) from exc
+    return Response(orjson.dumps(report), media_type="application/json")

@@ -6,8 +6,10 @@ from services.data_bridge import bar_stage
 from services.data_bridge.admission import install_inflight_limit
 from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.ingest import router
+from services.data_bridge.progress import IngestProgress
 from services.data_bridge.settings import DataBridgeSettings
 from services.data_bridge.state import DataBridge, IngestMetrics
+from shared.bus.epoch import BrokerEpoch
 from shared.events import MarketBar, MarketTick
 from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, Postgres, TokenAuth
@@ -23,22 +25,30 @@ CONTRACT = Contract(
 
 async def start(rt: Runtime[DataBridgeSettings, DataBridge]) -> DataBridge:
     settings = rt.settings
+    epoch = BrokerEpoch(rt.platform.kafka_servers, client_id=SERVICE.name)
+    rt.background("broker-epoch", epoch.watch)
+    rt.on_stop(epoch.close)  # registered first, so it runs after the stage's last checkpoint
+    checkpoints = bar_stage.CheckpointStore(rt.postgres)
     stage = bar_stage.BarStage(
         settings,
-        bar_stage.CheckpointStore(rt.postgres),
+        checkpoints,
+        epoch,
         rt.bus.publisher(MarketBar),
         rt.bus.dead_letters(bar_stage.GROUP),
         rt.registry,
     )
     pacer = bar_stage.subscribe(rt.bus, stage, rt.platform.kafka_fetch_max_wait_ms)
     rt.background("poll-pacer", pacer.run)
+    rt.background("bar-checkpoints", stage.checkpoint_periodically)
     rt.on_stop(stage.close)  # checkpoint every partition before the bus stops
     validator = TickValidator(
         symbols=settings.symbols or None,
         max_future_ns=settings.max_future_s * 10**9,
         max_spread_ratio=settings.max_spread_ratio,
     )
-    return DataBridge(settings, validator, rt.bus.publisher(MarketTick), IngestMetrics(rt.registry))
+    ticks = rt.bus.publisher(MarketTick)
+    progress = IngestProgress(rt.bus.broker, epoch, checkpoints, ticks)
+    return DataBridge(settings, validator, ticks, IngestMetrics(rt.registry), epoch, progress)
 
 
 SERVICE = ServiceDefinition(

@@ -8,7 +8,9 @@ from typing import Annotated
 from prometheus_client import CollectorRegistry, Counter
 
 from services.data_bridge.domain.validation import TickValidator
+from services.data_bridge.progress import IngestProgress
 from services.data_bridge.settings import DataBridgeSettings
+from shared.bus.epoch import BrokerEpoch
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketTick
 from shared.kit.service import state_of
@@ -31,6 +33,9 @@ class DataBridge:
     validator: TickValidator
     ticks: BulkPublisher[MarketTick]
     metrics: IngestMetrics
+    #: Labels receipts (its ``last`` value, read before the publish) and answers progress.
+    epoch: BrokerEpoch
+    progress: IngestProgress
 
 
 #: ``bridge: Bridge`` in a route's parameters gives the running service's state.

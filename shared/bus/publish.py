@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker, KafkaResponse
 
 from shared import compat
@@ -50,7 +51,8 @@ class BulkPublisher(Generic[E]):
         #: requests). Waiting here instead also keeps each call's records in order per partition.
         self._partition_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def _partition_count(self) -> int:
+    async def partition_count(self) -> int:
+        """How many partitions the publisher's topic has (asked once, then remembered)."""
         if self._partitions is None:
             admin = compat.admin_client(self._broker)
             described = await admin.describe_topics([self._topic])
@@ -59,28 +61,41 @@ class BulkPublisher(Generic[E]):
                 raise RuntimeError(f"topic {self._topic} does not exist")
         return self._partitions
 
-    async def publish(self, events: Sequence[E]) -> None:
+    async def publish(self, events: Sequence[E]) -> dict[int, int]:
+        """Publish ``events``; returns the highest offset Kafka assigned to them, per partition."""
         for event in events:
             if type(event) is not self.event:
                 raise TypeError(f"{type(event).__name__} is not {self.event.__name__}, the event of {self._topic}")
-        await self.publish_encoded([(event.partition_key(), encode_event(event)) for event in events])
+        return await self.publish_encoded([(event.partition_key(), encode_event(event)) for event in events])
 
-    async def publish_encoded(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+    async def publish_encoded(self, records: Sequence[tuple[bytes, bytes]]) -> dict[int, int]:
         """Publish already encoded events of this publisher's class, given as ``(key, value)`` pairs.
 
-        Raises ``TimeoutError`` after ``timeout_s``: the batches not yet handed to the producer are
-        never sent (one already sent may still be stored: ids are deterministic, so a retry is harmless).
+        Returns ``{partition: highest offset written}`` for the partitions written (``{}`` for no
+        records): what an ingest receipt names (see ``shared.bus.epoch``). Raises ``TimeoutError``
+        after ``timeout_s``: the batches not yet handed to the producer are never sent (one already
+        sent may still be stored: ids are deterministic, so a retry is harmless).
         """
         if not records:
-            return
+            return {}
         async with asyncio.timeout(self.timeout_s):
-            count = await self._partition_count()
+            count = await self.partition_count()
             groups: dict[int, list[KafkaResponse]] = defaultdict(list)
             for key, value in records:
                 groups[partition_for(key, count)].append(KafkaResponse(value, key=key))
-            await asyncio.gather(*(self._send_in_order(partition, batch) for partition, batch in groups.items()))
+            highest = await asyncio.gather(
+                *(self._send_in_order(partition, batch) for partition, batch in groups.items())
+            )
+        return dict(zip(groups, highest, strict=True))
 
-    async def _send_in_order(self, partition: int, records: list[KafkaResponse]) -> None:
+    async def _send_in_order(self, partition: int, records: list[KafkaResponse]) -> int:
+        """Send ``records`` to ``partition`` in order; the offset of the last one."""
         async with self._partition_locks[partition]:
             for i in range(0, len(records), _CHUNK):
-                await self._broker.publish_batch(*records[i : i + _CHUNK], topic=self._topic, partition=partition)
+                chunk = records[i : i + _CHUNK]
+                written = await self._broker.publish_batch(*chunk, topic=self._topic, partition=partition)
+            if not isinstance(written, RecordMetadata):  # only with no_confirm=True, which we never pass
+                raise TypeError(f"publish_batch gave {type(written).__name__}, not the broker's acknowledgement")
+            # Kafka gives a batch consecutive offsets and reports the first (its base offset).
+            last: int = written.offset + len(chunk) - 1
+            return last

@@ -137,6 +137,8 @@ def render_events(definitions: Sequence[ServiceDefinition[Any, Any]]) -> str:
         )
         if topic == topics.DEAD_LETTERS:
             producers = ["every consumer group, through the kit"]
+        if topic == topics.BROKER_EPOCH:
+            producers = ["the first reader of a new log (`shared/bus/epoch.py`)"]
         lines.append(
             f"| `{topic}` | {f'[`{cls.__name__}`](#{cls.__name__.lower()})' if cls else '(raw records, see below)'} "
             f"| {partitions} | {', '.join(producers) or '—'} | {', '.join(consumers) or '—'} |"
@@ -160,6 +162,12 @@ def render_events(definitions: Sequence[ServiceDefinition[Any, Any]]) -> str:
         "What a consumer could not use, byte for byte (original key and value), with the reason in",
         "headers: `x-dlq-reason`, `x-dlq-error`, `x-original-topic`, `x-original-partition`,",
         "`x-original-offset`, `x-consumer-group`, `x-service` (`shared/bus/deadletter.py`).",
+        "",
+        f"## `{topics.BROKER_EPOCH}`",
+        "",
+        "The broker epoch: its first record's value is a UUID naming this incarnation of the broker's log",
+        "(the embedded broker starts every run with a new, empty log). Ingest receipts and",
+        "`/ingest/progress` name it; the bar stage's checkpoints record it (`shared/bus/epoch.py`).",
         "",
         "## Services",
         "",

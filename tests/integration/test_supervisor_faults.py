@@ -1,11 +1,12 @@
 """The supervisor under faults: a hung service, a SIGKILLed supervisor, a broker that keeps dying.
 
 Each test runs its own ``hats up`` (a reduced mesh: data-bridge, which needs the broker
-and PostgreSQL, and the gateway, whose revocation list it must load before it is ready) with its own var dir, its own embedded broker and its own ports,
-so it never touches the session mesh of ``conftest.py``: the session offset + 500 (a mesh
-uses 8000-8019 and 9092 plus its offset; offsets of parallel runs are 2,000 apart, so
-+500 falls between two meshes, where +2000 would be the next one's).
-PostgreSQL is the session's server, with a database of the test's own.
+and PostgreSQL, and the gateway, whose revocation list it must load before it is ready)
+with its own var dir, its own embedded broker and its own ports, so it never touches the
+session mesh of ``conftest.py``: the session offset + 500 (a mesh uses 8000-8019 and 9092
+plus its offset; offsets of parallel runs are 2,000 apart, so +500 falls between two
+meshes, where +2000 would be the next one's). PostgreSQL is the session's server, with a
+database of the test's own.
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """The bar stage as a stateful handler, in memory: fake records, a fake consumer, publisher and
 checkpoints. What must hold: bars are published before the checkpoint that covers their ticks,
 a restart or a failed publish resumes from the checkpoint and rebuilds exactly the same bars,
-an undecodable tick is dead-lettered and passed, a revoked partition is checkpointed.
+an undecodable tick is dead-lettered and passed, a revoked partition is checkpointed; a new broker
+log (another epoch) is read from its start with the checkpoint's state, a checkpoint never covers
+bars still being published, and a checkpoint that cannot be read leaves its partition unbuilt.
 (``tests/integration/test_market_path.py`` runs the same stage on the real broker.)"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 from decimal import Decimal
@@ -16,7 +20,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.data_bridge import bar_stage
-from services.data_bridge.bar_stage import BarStage
+from services.data_bridge.bar_stage import BarStage, Checkpoint
 from services.data_bridge.domain.bars import BarBuilder
 from services.data_bridge.settings import DataBridgeSettings
 from shared.events import MarketBar, MarketTick, Timeframe, encode_event, tick_event_id
@@ -30,19 +34,39 @@ class Journal(list[str]):
 
 
 class MemoryCheckpoints:
-    """Checkpoints kept as PostgreSQL would keep them: the builder's JSON snapshot and the offset."""
+    """Checkpoints kept as PostgreSQL would keep them: the builder's JSON snapshot, the offset and its epoch.
+    ``down`` makes it fail as a PostgreSQL that cannot be reached would."""
 
     def __init__(self, journal: Journal) -> None:
         self.rows: dict[int, tuple[int, str]] = {}
+        self.epochs: dict[int, str | None] = {}
+        self.down = False
         self.journal = journal
 
-    async def load(self, partition: int) -> tuple[int, BarBuilder] | None:
+    async def load(self, partition: int) -> Checkpoint | None:
+        if self.down:
+            raise ConnectionRefusedError("PostgreSQL is away")
         row = self.rows.get(partition)
-        return None if row is None else (row[0], BarBuilder.restore(json.loads(row[1])))
+        if row is None:
+            return None
+        return Checkpoint(self.epochs.get(partition), row[0], BarBuilder.restore(json.loads(row[1])))
 
-    async def save(self, partition: int, next_offset: int, builder: BarBuilder) -> None:
+    async def save(self, partition: int, epoch: str, next_offset: int, builder: BarBuilder) -> None:
+        if self.down:
+            raise ConnectionRefusedError("PostgreSQL is away")
         self.rows[partition] = (next_offset, json.dumps(builder.snapshot()))
+        self.epochs[partition] = epoch
         self.journal.append(f"checkpoint p{partition}@{next_offset}")
+
+
+class Epochs:
+    """The broker epoch as the stage reads it; a test sets ``value`` to 'restart' the broker."""
+
+    def __init__(self, value: str = "epoch-1") -> None:
+        self.value = value
+
+    async def current(self) -> str:
+        return self.value
 
 
 class Publisher:
@@ -88,9 +112,10 @@ class DeadLetters:
 class Stage:
     """A bar stage wired to fakes sharing one journal (and, across 'restarts', one checkpoint store)."""
 
-    def __init__(self, store: MemoryCheckpoints | None = None, **settings: Any) -> None:
+    def __init__(self, store: MemoryCheckpoints | None = None, epochs: Epochs | None = None, **settings: Any) -> None:
         self.journal = store.journal if store is not None else Journal()
         self.store = store or MemoryCheckpoints(self.journal)
+        self.epochs = epochs or Epochs()
         self.publisher = Publisher(self.journal)
         self.consumer = Consumer(self.journal)
         self.dead_letters = DeadLetters()
@@ -98,6 +123,7 @@ class Stage:
         self.stage = BarStage(
             DataBridgeSettings(**options),
             self.store,
+            self.epochs,
             cast(Any, self.publisher),
             cast(Any, self.dead_letters),
             CollectorRegistry(),
@@ -262,3 +288,107 @@ async def test_a_tick_whose_processing_raises_is_dead_lettered_and_the_partition
     assert stage.consumer.positions == {}  # no rewind
     assert stage.store.rows[0][0] == 21
     assert keyed(stage.publisher.bars) == await uninterrupted(clean)
+
+
+def relogged(records: list[ConsumerRecord], first_offset: int = 0) -> list[ConsumerRecord]:
+    """The same ticks as a new broker's log holds them after the client sent them again: new offsets."""
+    return [dataclasses.replace(r, offset=first_offset + i) for i, r in enumerate(records)]
+
+
+async def test_a_checkpoint_of_another_epoch_resumes_its_state_from_the_start_of_the_new_log():
+    # `make run`, stop, `make run`: PostgreSQL keeps the checkpoint, the new broker's log starts empty.
+    records = ticks()
+    first = Stage()
+    await first.assign(0)
+    await first.handle(records[:25])  # checkpoint p0@25 in epoch-1; ticks 25.. were never confirmed
+    second = Stage(first.store, Epochs("epoch-2"))
+    await second.assign(0)
+    assert second.consumer.positions == {TopicPartition(TOPIC, 0): "beginning"}  # not offset 25 of a new log
+    # The client sends what it holds unconfirmed again (a few ticks the checkpoint has: dropped by id).
+    await second.handle(relogged(records[20:]))
+    assert keyed(first.publisher.bars) | keyed(second.publisher.bars) == await uninterrupted(records)
+    assert first.store.rows[0][0] == 40 and first.store.epochs[0] == "epoch-2"  # offsets of the new log
+
+
+async def test_a_broker_restart_under_the_running_consumer_rewinds_instead_of_skipping():
+    records = ticks()
+    stage = Stage()
+    await stage.assign(0)
+    await stage.handle(records[:20])  # checkpoint p0@20 (epoch-1)
+    stage.epochs.value = "epoch-2"  # the broker restarts; the client sends ticks 20.. again
+    new_log = relogged(records[20:])
+    # The consumer fetches on from its old position, 20, in the new log: ticks 20-39 would be skipped.
+    await stage.handle(new_log[20:])
+    assert stage.store.rows[0][0] == 20 and stage.store.epochs[0] == "epoch-1"  # nothing of it checkpointed
+    assert stage.consumer.positions == {TopicPartition(TOPIC, 0): "beginning"}
+    await stage.handle(new_log)  # what the consumer reads after the rewind
+    assert keyed(stage.publisher.bars) == await uninterrupted(records)
+    assert stage.store.rows[0][0] == len(new_log) and stage.store.epochs[0] == "epoch-2"
+
+
+class SlowPublisher(Publisher):
+    """Holds every publish until ``release`` is set, as a broker slow to acknowledge would."""
+
+    def __init__(self, journal: Journal) -> None:
+        super().__init__(journal)
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def publish(self, bars: list[MarketBar]) -> None:
+        if bars:
+            self.started.set()
+            await self.release.wait()
+        await super().publish(bars)
+
+
+@pytest.mark.parametrize("interrupt", ["revoke", "close"])
+async def test_a_revoke_or_close_during_a_slow_publish_checkpoints_only_after_the_bars_are_published(interrupt):
+    stage = Stage(checkpoint_interval_ms=60_000)
+    stage.publisher = SlowPublisher(stage.journal)
+    stage.stage._publisher = cast(Any, stage.publisher)
+    await stage.assign(0)
+    batch = asyncio.create_task(stage.handle(ticks()[:30]))
+    await stage.publisher.started.wait()  # the batch's bars are on their way to the broker
+    if interrupt == "revoke":  # aiokafka calls the listener without waiting for the handler
+        listener = asyncio.create_task(stage.stage.on_partitions_revoked([TopicPartition(TOPIC, 0)]))
+    else:  # shutdown: the kit's on_stop hook
+        listener = asyncio.create_task(stage.stage.close())
+    await asyncio.sleep(0.05)
+    assert stage.store.rows == {}  # no checkpoint may cover ticks whose bars are not published
+    stage.publisher.release.set()
+    await asyncio.gather(batch, listener)
+    assert stage.journal == ["published 3", "checkpoint p0@30"]
+
+
+async def test_postgresql_away_at_assignment_builds_nothing_until_the_checkpoint_is_restored(monkeypatch):
+    monkeypatch.setattr(bar_stage, "RESTORE_BACKOFF_MIN_S", 0)
+    records = ticks()
+    first = Stage()
+    await first.assign(0)
+    await first.handle(records[:25])  # checkpoint p0@25, with open bars
+    second = Stage(first.store)
+    first.store.down = True
+    with contextlib.suppress(ConnectionRefusedError):  # aiokafka logs a listener's error and goes on
+        await second.assign(0)
+    # The consumer starts at Kafka's committed offset and fetches; nothing may be built from an empty builder.
+    await second.handle(records[25:40])
+    assert second.publisher.bars == [] and second.consumer.positions == {TopicPartition(TOPIC, 0): 25}
+    first.store.down = False
+    before = len(second.journal)
+    await second.handle(records[25:40])  # read again: now restored, and the consumer moved to the checkpoint
+    assert "seek p0@25" in second.journal[before:] and second.publisher.bars == []
+    await second.handle(records[25:])
+    assert keyed(first.publisher.bars) | keyed(second.publisher.bars) == await uninterrupted(records)
+
+
+async def test_the_last_ticks_before_a_pause_are_checkpointed_without_waiting_for_another_tick():
+    # A client that waits for /ingest/progress before sending more depends on it.
+    stage = Stage(checkpoint_interval_ms=200)
+    await stage.assign(0)
+    await stage.handle(ticks()[:30])  # the partition was restored just now: no checkpoint due yet
+    assert stage.store.rows == {}
+    periodic = asyncio.create_task(stage.stage.checkpoint_periodically())
+    await asyncio.sleep(0.5)
+    assert stage.store.rows[0][0] == 30 and stage.consumer.committed == {TopicPartition(TOPIC, 0): 30}
+    await stage.stage.close()
+    await asyncio.wait_for(periodic, 1)  # it ends with the stage

@@ -1,0 +1,73 @@
+"""How far the server side has handled the ticks it accepted: the answer of ``GET /api/v1/ingest/progress``.
+
+A client keeps every tick until its receipt is confirmed (the delivery protocol,
+docs/architecture.md "Delivery across broker restarts"). A tick is handled when every
+consumer group that must see it before the client may forget it has made it durable:
+
+* ``database-service.ticks`` stored it in ClickHouse (or dead-lettered it), then committed
+  the offset after it: its committed offset in Kafka;
+* ``data-bridge.bars`` has it in a bar-stage checkpoint in PostgreSQL: the checkpoint's
+  next offset, if the checkpoint is of the current epoch (an older one counts for nothing
+  in this log).
+
+``done[p]`` is the smaller of the two: the first offset of partition ``p`` not yet handled
+by both. The epoch is read before and after the offsets, and the answer given only if it
+did not change in between, so every offset in it is an offset of the epoch it names.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiokafka import TopicPartition
+from faststream.kafka import KafkaBroker
+
+from shared import compat
+from shared.bus.epoch import EpochSource, EpochUnavailable
+from shared.bus.publish import BulkPublisher
+from shared.events import MarketTick
+
+#: The consumer group that stores ticks (``services/database_service/consumers.py`` ``TICKS_GROUP``;
+#: a test holds the two equal).
+STORAGE_GROUP = "database-service.ticks"
+#: Reads of the offsets retried when the epoch changed during one.
+ATTEMPTS = 3
+
+
+class CheckpointOffsets(Protocol):
+    async def offsets(self) -> dict[int, tuple[str | None, int]]: ...
+
+
+class IngestProgress:
+    """Reads ``{"epoch", "done"}`` from the broker (the storage group's offsets) and the bar checkpoints."""
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        epochs: EpochSource,
+        checkpoints: CheckpointOffsets,
+        ticks: BulkPublisher[MarketTick],
+    ) -> None:
+        self._broker, self._epochs, self._checkpoints, self._ticks = broker, epochs, checkpoints, ticks
+
+    async def report(self) -> dict[str, object]:
+        """The progress document; ``EpochUnavailable`` if the broker cannot say (or keeps restarting)."""
+        for _ in range(ATTEMPTS):
+            epoch = await self._epochs.current()
+            partitions = await self._ticks.partition_count()
+            stored = await self._committed(STORAGE_GROUP, partitions)
+            built = await self._checkpoints.offsets()
+            if await self._epochs.current() != epoch:
+                continue  # the broker restarted meanwhile: these offsets may be of either log
+            done = {}
+            for partition in range(partitions):
+                bars_epoch, bars_next = built.get(partition, (None, 0))
+                done[str(partition)] = min(stored.get(partition, 0), bars_next if bars_epoch == epoch else 0)
+            return {"epoch": epoch, "done": done}
+        raise EpochUnavailable("the broker's epoch kept changing while its offsets were read")
+
+    async def _committed(self, group: str, partitions: int) -> dict[int, int]:
+        wanted = [TopicPartition(MarketTick.TOPIC, p) for p in range(partitions)]
+        offsets = await compat.admin_client(self._broker).list_consumer_group_offsets(group, partitions=wanted)
+        # -1: the group has committed nothing in this partition (of this log): nothing is handled.
+        return {tp.partition: max(meta.offset, 0) for tp, meta in offsets.items()}
