@@ -259,10 +259,11 @@ class TickStore:
     ) -> None:
         """One answer of the server, in one transaction.
 
-        ``accepted`` ticks become SENT under ``receipt`` (or CONFIRMED when the server gave
-        no receipt: a server without the delivery protocol confirms nothing better than a 202);
-        ``retry`` go back to PENDING, not before ``retry_at[seq]``; ``quarantine`` are kept aside.
+        ``accepted`` ticks become SENT under ``receipt`` (required with them); ``retry`` go back to
+        PENDING, not before ``retry_at[seq]``; ``quarantine`` are kept aside.
         """
+        if accepted and receipt is None:
+            raise ValueError("accepted ticks are kept until their receipt is confirmed: a receipt is required")
         now = self._clock()
         with self._transaction():
             if accepted and receipt is not None:
@@ -272,10 +273,6 @@ class TickStore:
                 ).lastrowid
                 self._db.executemany(
                     "UPDATE ticks SET state = 1, receipt = ? WHERE seq = ?", [(receipt_id, s) for s in accepted]
-                )
-            elif accepted:
-                self._db.executemany(
-                    "UPDATE ticks SET state = 2, settled_at = ? WHERE seq = ?", [(now, s) for s in accepted]
                 )
             self._db.executemany(
                 "UPDATE ticks SET state = 0, not_before = ?, attempts = attempts + 1, reason = ?, detail = ? "
@@ -301,6 +298,17 @@ class TickStore:
             StoredReceipt(i, Receipt(epoch, {int(p): int(o) for p, o in orjson.loads(offsets).items()}))
             for i, epoch, offsets in rows
         ]
+
+    def unconfirmed_epoch(self) -> str | None:
+        """The epoch of the newest receipt not confirmed yet (None when every sent tick is confirmed)."""
+        row = self._db.execute("SELECT epoch FROM receipts ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def lose_other_epochs(self, epoch: str) -> int:
+        """Put the ticks of every receipt not of ``epoch`` back to PENDING (their broker log is gone)."""
+        lost = [r for (r,) in self._db.execute("SELECT id FROM receipts WHERE epoch != ?", (epoch,)).fetchall()]
+        self.settle([], lost)
+        return len(lost)
 
     def settle(self, confirmed: list[int], lost: list[int]) -> None:
         """Confirm the ticks of ``confirmed`` receipts; put those of ``lost`` ones back to PENDING (sent again)."""

@@ -6,6 +6,9 @@ What the server answers decides each tick's state in the buffer (``buffer.py``):
   ``/progress``, see ``confirmation.py``); a tick refused for a transient reason (its
   timestamp is ahead of the server's clock: the clocks differ) is sent again later with
   a growing pause; one refused for good (unknown symbol, crossed quote...) is quarantined.
+* 409 with a ``Broker-Epoch`` header: the broker log that our unconfirmed ticks went to
+  is gone (each request names that log's epoch) and nothing of the batch was published;
+  those ticks go back to pending and, being the oldest, are sent again first.
 * 400/413/422 for the whole request: the server's contract refuses something in it. The
   batch is split in halves until the refused ticks are isolated and quarantined; the
   rest is delivered. (413 also lowers the batch size for the next requests.)
@@ -25,6 +28,7 @@ import httpx
 
 from client.data_collector.buffer import Batch, Receipt, Refusal, TickBuffer, TickStore
 from client.data_collector.server import NoCredentials, ServerClient, TokenRequestFailed, retry_after_s
+from shared.bus.epoch import EPOCH_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +90,21 @@ class Forwarder:
 
     async def _deliver(self, batch: Batch) -> bool:
         """Send ``batch`` and record the outcome; False if the server could not take it now (nothing changed)."""
-        response = await self._post(batch.ticks)
+        epoch = await self._buffer.call(TickStore.unconfirmed_epoch)
+        response = await self._post(batch.ticks, {EPOCH_HEADER: epoch} if epoch else None)
         if response is None:
             return False
         if response.status_code == 202:
-            await self._record(batch, response.json())
+            try:
+                await self._record(batch, response.json())
+            except (ServerProtocolError, ValueError, KeyError, TypeError) as exc:
+                return self._failed(f"{type(exc).__name__}: {exc}")
+            return True
+        if response.status_code == 409 and response.headers.get(EPOCH_HEADER):
+            # The broker log our unconfirmed ticks went to is gone, and nothing of this batch was
+            # published: the lost ticks go back to pending and, being older, are sent first.
+            lost = await self._buffer.call(TickStore.lose_other_epochs, response.headers[EPOCH_HEADER])
+            log.warning("the server's broker log changed: %d sent requests are sent again first", lost)
             return True
         if response.status_code in SPLIT_STATUSES:
             return await self._isolate(batch, response)
@@ -111,9 +125,9 @@ class Forwarder:
         first, second = Batch(batch.seqs[:half], batch.ticks[:half]), Batch(batch.seqs[half:], batch.ticks[half:])
         return await self._deliver(first) and await self._deliver(second)
 
-    async def _post(self, ticks: list[dict[str, Any]]) -> httpx.Response | None:
+    async def _post(self, ticks: list[dict[str, Any]], headers: dict[str, str] | None) -> httpx.Response | None:
         try:
-            response = await self._server.post(INGEST_PATH, {"source": self._source, "ticks": ticks})
+            response = await self._server.post(INGEST_PATH, {"source": self._source, "ticks": ticks}, headers)
         except (httpx.HTTPError, TokenRequestFailed, NoCredentials) as exc:
             # Unreachable, or no token to be had: keep everything buffered and retry.
             self._failed(f"{type(exc).__name__}: {exc}")
@@ -169,8 +183,12 @@ class Forwarder:
         return False
 
 
-def _receipt(body: Any) -> Receipt | None:
-    """The receipt of a 202, or None from a server that does not give one (it confirms nothing more)."""
-    if not isinstance(body, dict):
-        return None
+def _receipt(body: Any) -> Receipt:
+    """The receipt of a 202 (``ServerProtocolError`` without one: nothing could ever confirm those ticks)."""
+    if not isinstance(body, dict) or "epoch" not in body:
+        raise ServerProtocolError(f"a 202 without a receipt: {body!r:.200}")
     return Receipt(str(body["epoch"]), {int(p): int(o) for p, o in body.get("offsets", {}).items()})
+
+
+class ServerProtocolError(Exception):
+    """The server answered outside the delivery protocol; the ticks stay pending."""

@@ -221,9 +221,9 @@ class ServerClient:
             self._auth = ClientCredentialsAuth(self._token_url, creds, self._http)
         return self._auth
 
-    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+    async def post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
         """POST ``body`` as JSON; raises ``httpx.HTTPError``, ``TokenRequestFailed`` or ``NoCredentials``."""
-        return await self._request("POST", path, json=body)
+        return await self._request("POST", path, json=body, headers=headers)
 
     async def get(self, path: str) -> httpx.Response:
         """GET ``path``; raises as ``post``."""

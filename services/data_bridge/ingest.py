@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,7 @@ from services.data_bridge.state import Bridge
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import MARKET_WRITE
+from shared.bus.epoch import EPOCH_HEADER
 from shared.events import encode_tick, now_ns, tick_event_id_text
 from shared.kit.problems import Problem
 
@@ -56,11 +57,29 @@ class IngestProgressReport(BaseModel):
     response_model=IngestResult,
     operation_id="ingest_ticks",
     summary="Validate a batch of ticks and publish the good ones",
+    responses={
+        409: {
+            "description": "the broker epoch named in the Broker-Epoch header is gone: nothing was published; "
+            "send the unconfirmed ticks of that epoch again first (the answer's Broker-Epoch header is the new one)",
+            "content": {"application/problem+json": {}},
+        }
+    },
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": IngestBatch.model_json_schema()}}}
     },
 )
-async def ingest_ticks(request: Request, bridge: Bridge, _: Annotated[Principal, require(MARKET_WRITE)]) -> Response:
+async def ingest_ticks(
+    request: Request,
+    bridge: Bridge,
+    _: Annotated[Principal, require(MARKET_WRITE)],
+    broker_epoch: Annotated[
+        str | None,
+        Header(
+            alias=EPOCH_HEADER,
+            description="the epoch of the caller's unconfirmed receipts, if it has any (see the 409)",
+        ),
+    ] = None,
+) -> Response:
     """Each tick is judged on its own: bad ones come back with a reason, the rest are published.
 
     202 means every accepted tick is acknowledged by Kafka; 503 means none was
@@ -112,20 +131,34 @@ async def ingest_ticks(request: Request, bridge: Bridge, _: Annotated[Principal,
         # Read before the publish: the ticks land in this epoch's log or a newer one, never an older
         # one, so a receipt can only name a log its ticks are not in if that log is gone (never confirmed).
         epoch = bridge.epoch.last or await bridge.epoch.current()
+    except Exception as exc:
+        raise _bus_unavailable(exc, len(events)) from exc
+    if broker_epoch is not None and broker_epoch != epoch:
+        raise Problem(
+            409,
+            f"the broker log of epoch {broker_epoch} is gone (now {epoch}); nothing was published: "
+            "send the unconfirmed ticks of the old epoch again first",
+            headers={EPOCH_HEADER: epoch},
+        )
+    try:
         offsets = await bridge.ticks.publish_encoded(events)
     except Exception as exc:
-        log.exception("publishing %d ticks failed", len(events))
-        raise Problem(
-            503,
-            f"the event bus did not acknowledge the ticks ({type(exc).__name__}); retry",
-            headers={"Retry-After": "1"},
-        ) from exc
+        raise _bus_unavailable(exc, len(events)) from exc
     metrics.published.inc(len(events))
     receipt = {"epoch": epoch, "offsets": {str(partition): offset for partition, offset in offsets.items()}}
     return Response(
         orjson.dumps({"accepted": len(events), "rejected": rejected, "receipt": receipt}),
         status_code=202,
         media_type="application/json",
+    )
+
+
+def _bus_unavailable(exc: Exception, count: int) -> Problem:
+    log.error("publishing %d ticks failed", count, exc_info=exc)
+    return Problem(
+        503,
+        f"the event bus did not acknowledge the ticks ({type(exc).__name__}); retry",
+        headers={"Retry-After": "1"},
     )
 
 

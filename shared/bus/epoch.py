@@ -18,7 +18,6 @@ restarts").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from typing import Protocol
@@ -28,6 +27,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from shared.topics import BROKER_EPOCH
 
 log = logging.getLogger(__name__)
+
+#: The request header in which an ingest client names the epoch of the ticks it has sent and not
+#: seen confirmed yet. If the server's epoch differs, it publishes nothing and answers 409 with
+#: its epoch in the same header: the client then sends the ticks the old log lost first, in their
+#: order, so a restarted broker's log never has a client's newer ticks ahead of its lost older
+#: ones (which the bar stage would have to count as late).
+EPOCH_HEADER = "Broker-Epoch"
 
 _PARTITION = TopicPartition(BROKER_EPOCH, 0)
 #: How long a read of the first records waits for them (they are there: the end offset says so).
@@ -82,8 +88,12 @@ class BrokerEpoch:
     async def watch(self, interval_s: float = 1.0) -> None:
         """Refresh ``last`` every ``interval_s`` for as long as it runs."""
         while True:
-            with contextlib.suppress(EpochUnavailable):
+            try:
                 await self.current()
+            except EpochUnavailable:
+                # The broker is away and may come back as a new log: until it answers again, readers
+                # of ``last`` must ask it (``current``) rather than trust the old log's epoch.
+                self.last = None
             await asyncio.sleep(interval_s)
 
     async def close(self) -> None:

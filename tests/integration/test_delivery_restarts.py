@@ -28,6 +28,7 @@ import pytest
 
 from bench.synthetic import synthetic_ticks
 from services.data_bridge.domain.bars import bars_from_ticks
+from shared.bus.epoch import EPOCH_HEADER
 from shared.events import MarketTick, Timeframe, tick_event_id
 from tests.conftest import PORT_OFFSET, Mesh
 from tests.support import client_token, eventually
@@ -101,6 +102,7 @@ class ProtocolClient:
         self.pending: list[tuple[dict, list[dict]]] = []  # (receipt, ticks)
         self.accepted: dict[tuple[str, int], dict] = {}
         self.resent = 0
+        self.refused_for_epoch = 0
         self.epochs: set[str] = set()
 
     async def stream(self, ticks: list[dict], chunk: int = 25) -> None:
@@ -114,12 +116,22 @@ class ProtocolClient:
 
     async def send(self, ticks: list[dict]) -> None:
         while True:
+            # The epoch of what is unconfirmed: if that log is gone, the server publishes nothing (409).
+            headers = {EPOCH_HEADER: self.pending[-1][0]["epoch"]} if self.pending else {}
             try:
-                r = await self.http.post(self.gateway + "/api/v1/ingest/ticks", json={"source": "t", "ticks": ticks})
+                r = await self.http.post(
+                    self.gateway + "/api/v1/ingest/ticks", json={"source": "t", "ticks": ticks}, headers=headers
+                )
             except httpx.TransportError:
                 r = None
             if r is not None and r.status_code == 202:
                 break
+            if r is not None and r.status_code == 409:
+                self.refused_for_epoch += 1
+                assert r.headers[EPOCH_HEADER] != headers[EPOCH_HEADER]
+                with contextlib.suppress(Unavailable):
+                    await self.sync()  # sends the lost ticks again first
+                continue
             assert r is None or r.status_code in (502, 503, 504), r.text
             await asyncio.sleep(0.2)
             # Something failed: learn the epoch first, so what a new log lost goes out before these.

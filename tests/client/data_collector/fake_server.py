@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.ingest_body import Malformed, decode_batch
+from shared.bus.epoch import EPOCH_HEADER
 from shared.bus.publish import partition_for
 from shared.kit.problems import Problem
 from tests.support import bound_socket, serve, url_of
@@ -124,6 +125,10 @@ class FakeServer:
         except Problem as problem:
             self.ingest_statuses.append(problem.status)
             return self._json({"detail": problem.detail}, problem.status)
+        expected = request.headers.get(EPOCH_HEADER)
+        if expected is not None and expected != self.epoch:  # as data-bridge: nothing published
+            self.ingest_statuses.append(409)
+            return self._json({"detail": "epoch changed"}, 409, {EPOCH_HEADER: self.epoch})
         now_ns = int(self.clock() * 1e9)
         rejected: list[dict[str, Any]] = []
         offsets: dict[str, int] = {}

@@ -88,7 +88,9 @@ async def test_a_full_buffer_takes_nothing_and_moves_no_cursor(tmp_path):
         # Confirmed ticks make room; quarantined ones are not what the cap bounds.
         batch = await buffer.call(TickStore.pending, 60)
         refused = [Refusal(s, "crossed_quote", "ask < bid") for s in batch.seqs[:10]]
-        await buffer.call(TickStore.record_outcome, batch.seqs[10:], None, [], {}, refused)
+        await buffer.call(TickStore.record_outcome, batch.seqs[10:], Receipt("e", {0: 49}), [], {}, refused)
+        receipts = await buffer.call(TickStore.receipts)
+        await buffer.call(TickStore.settle, [r.id for r in receipts], [])
         assert await buffer.call(TickStore.add, ticks("EURUSD", 5, T0_MS + 1000)) == 5
     finally:
         await buffer.close()
