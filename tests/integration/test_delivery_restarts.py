@@ -8,7 +8,7 @@ exactly as ``make run`` does (``hats up`` starts both; ``var/`` is kept across r
   database-service are (the supervisor restarts them).
 
 The mesh runs the server side only (no simulated market), with ports of its own
-(``HATS_TEST_PORT_OFFSET`` + 1000) beside the session mesh of ``tests/conftest.py``.
+(``HATS_TEST_PORT_OFFSET`` + 2500) beside the session mesh of ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ from tests.support import client_token, eventually
 
 pytestmark = pytest.mark.slow
 
-OFFSET = PORT_OFFSET + 1000
+#: +2500: a mesh's ports span 8000-9092 plus its offset, so +1000 put this mesh's services
+#: (8001 + 1000) on the session mesh's client tier (9001): data-bridge could not bind, and
+#: the gateway reached the session's terminal instead (404). +2500 overlaps no port of the
+#: session mesh nor of the +500 fault meshes.
+OFFSET = PORT_OFFSET + 2500
 SERVER_SIDE = "--only=api-gateway,user-service,data-bridge,database-service"
 #: Generous, so that the protocol client below can keep every tick it has not had confirmed
 #: within it (see ``ProtocolClient``): then a tick sent again after a broker restart is never late.
