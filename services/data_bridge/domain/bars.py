@@ -10,12 +10,14 @@ deterministic ids) do not depend on how ticks were interleaved or re-delivered:
 
 * per symbol the builder tracks ``max_ts`` (largest tick time seen) and the
   watermark ``max_ts - allowed_lateness_ns``;
-* one tick alone cannot move time far ahead: a tick more than ``max_lead_ns``
-  ahead of ``max_ts`` joins its bars but is *held*: ``max_ts`` moves only when a
-  second such tick confirms the jump (to the earlier of the two), and the hold ends
-  once the stream reaches it. A clock-skewed outlier then makes no tick late, and a
-  real jump (a market reopening, a restart hours later) closes the bars one tick
-  later. It depends only on the tick sequence, so a replay rebuilds the same bars;
+* one tick from the future cannot move time far ahead: a tick more than
+  ``max_lead_ns`` ahead of ``max_ts`` *and* of its own arrival (``ts_init``, which
+  the edge stamps and the event carries) joins its bars but is *held*: ``max_ts``
+  moves only when a second such tick confirms the jump (to the earlier of the two),
+  and the hold ends once the stream reaches it. A clock-skewed outlier then makes no
+  tick late; a real jump (a sparse symbol, a market reopening, a restart hours
+  later, a backfill) arrives after its event time and moves the watermark at once.
+  It depends only on the ticks' own fields, so a replay rebuilds the same bars;
 * a tick below the watermark is *late* and dropped (counted);
 * a tick whose ``event_id`` was already accepted is a *duplicate* (ignored);
 * open/close are the first/last tick by ``(ts_event, event_id)`` -- ties on
@@ -338,7 +340,11 @@ class BarBuilder:
 
         if ts <= st.max_ts:
             return AddResult(TickOutcome.ACCEPTED, [])
-        if ts - st.max_ts > self._max_lead and st.max_ts >= 0:
+        # Held only if also ahead of its own arrival (``ts_init``, stamped by the edge and carried
+        # in the event, so a replay decides the same): a tick from a clock that runs ahead. A
+        # sparse symbol, a market reopening or a backfill arrive after their event time and
+        # move the watermark at once.
+        if ts - st.max_ts > self._max_lead and st.max_ts >= 0 and ts - tick.ts_init > self._max_lead:
             ts = self._far_ahead(st, ts)
             if ts < 0:
                 return AddResult(TickOutcome.ACCEPTED, [])

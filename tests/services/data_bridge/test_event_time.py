@@ -1,4 +1,9 @@
-"""Event time: one tick far in the future does not move the watermark; a confirmed jump does."""
+"""Event time: one tick from the future does not move the watermark; a confirmed jump does.
+
+"From the future" means ahead of its own arrival (``ts_init``) as well as ahead of the
+stream: a clock running ahead. A jump that arrived when it happened (a sparse symbol, a
+market reopening) moves the watermark at once.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +45,8 @@ def closed_reference(ticks: list[MarketTick], closed: list[MarketBar]) -> list[M
 
 def test_a_single_tick_50_s_ahead_makes_no_steady_tick_late() -> None:
     stream = steady(T0_MS, 3000)  # 300 s of ticks, 100 ms apart
-    outlier = tick(T0_MS + 500 * 100 + 50_000, "1.2", flags=99_999)
+    arrived = T0_MS + 499 * 100  # received beside the stream's 500th tick, stamped 50 s later
+    outlier = tick(arrived + 100 + 50_000, "1.2", flags=99_999, arrived_ms=arrived)
     ticks = [*stream[:500], outlier, *stream[500:]]
     builder = BarBuilder(ALL_TFS, LATENESS)
     closed, outcomes = run(builder, ticks)
@@ -56,10 +62,22 @@ def test_a_single_tick_50_s_ahead_makes_no_steady_tick_late() -> None:
     assert Decimal("1.2") == bar.high
 
 
+def test_a_reopening_moves_the_watermark_at_once_and_closes_the_bars_behind_it() -> None:
+    friday = steady(T0_MS, 600)
+    monday = tick(T0_MS + 2 * 24 * 3_600_000, "1.3", flags=7_001)  # arrived when it happened
+    builder = BarBuilder(ALL_TFS, LATENESS)
+    before, _ = run(builder, friday)
+    reopened = builder.add(monday, 0)
+    assert builder.watermark("EURUSD") == monday.ts_event - LATENESS
+    assert dumps(before + reopened.closed) == dumps(bars_from_ticks(friday, ALL_TFS))
+
+
 def test_a_confirmed_jump_moves_the_watermark_and_closes_the_bars_behind_it() -> None:
     friday = steady(T0_MS, 600)
     monday_ms = T0_MS + 2 * 24 * 3_600_000
-    first, second = tick(monday_ms, "1.3", flags=7_001), tick(monday_ms + 250, "1.31", flags=7_002)
+    sent = friday[-1].ts_event // MS  # a client whose clock jumped two days ahead
+    first = tick(monday_ms, "1.3", flags=7_001, arrived_ms=sent)
+    second = tick(monday_ms + 250, "1.31", flags=7_002, arrived_ms=sent)
     builder = BarBuilder(ALL_TFS, LATENESS)
     before, _ = run(builder, friday)
     held = builder.add(first, 0)
@@ -76,41 +94,51 @@ def test_a_confirmed_jump_moves_the_watermark_and_closes_the_bars_behind_it() ->
 def test_a_second_tick_confirms_only_up_to_the_earlier_of_the_two() -> None:
     builder = BarBuilder(ALL_TFS, LATENESS)
     run(builder, steady(T0_MS, 10))
-    far, farther = tick(T0_MS + 60_000, "1.1", flags=501), tick(T0_MS + 3_600_000, "1.1", flags=502)
+    far = tick(T0_MS + 60_000, "1.1", flags=501, arrived_ms=T0_MS + 1_000)
+    farther = tick(T0_MS + 3_600_000, "1.1", flags=502, arrived_ms=T0_MS + 1_000)
     builder.add(farther, 0)
     builder.add(far, 0)
     assert builder.watermark("EURUSD") == far.ts_event - LATENESS  # the earlier one; the later is held in turn
     assert builder.add(tick(T0_MS + 61_000, "1.1", flags=503), 0).outcome is TickOutcome.ACCEPTED
 
 
-def test_a_sparse_stream_moves_its_watermark_one_tick_behind_and_loses_nothing() -> None:
-    ticks = [tick(T0_MS + i * 20_000, "1.1", flags=i) for i in range(40)]  # every 20 s, beyond the lead
+@pytest.mark.parametrize("ahead_of_arrival", [False, True])
+def test_a_sparse_stream_loses_nothing(ahead_of_arrival: bool) -> None:
+    # Every 20 s, beyond the lead. As it happens, each moves the watermark; from a clock running
+    # ahead (each stamped 20 s after it was received), the watermark runs one tick behind.
+    ticks = [
+        tick(T0_MS + i * 20_000, "1.1", flags=i, arrived_ms=T0_MS + (i - 1) * 20_000 if ahead_of_arrival else None)
+        for i in range(40)
+    ]
     builder = BarBuilder(ALL_TFS, LATENESS)
     closed, outcomes = run(builder, ticks)
     assert set(outcomes) == {TickOutcome.ACCEPTED}
-    assert builder.watermark("EURUSD") == ticks[-2].ts_event - LATENESS
+    newest = ticks[-2] if ahead_of_arrival else ticks[-1]
+    assert builder.watermark("EURUSD") == newest.ts_event - LATENESS
     assert dumps(closed) == dumps(closed_reference(ticks, closed))
     assert {b.ts_event for b in closed if b.timeframe is Timeframe.M1} == {
         b.ts_event
         for b in bars_from_ticks(ticks, [Timeframe.M1])
-        if b.ts_event + 60 * S <= ticks[-2].ts_event - LATENESS
+        if b.ts_event + 60 * S <= newest.ts_event - LATENESS
     }
 
 
 def test_a_held_tick_that_the_stream_reached_confirms_nothing_later() -> None:
     builder = BarBuilder(ALL_TFS, LATENESS)
     run(builder, steady(T0_MS, 10))
-    builder.add(tick(T0_MS + 10_000, "1.1", flags=900), 0)  # held
+    builder.add(tick(T0_MS + 10_000, "1.1", flags=900, arrived_ms=T0_MS + 1_000), 0)  # held
     run(builder, steady(T0_MS + 1_000, 120, first_flag=1_000))  # the stream reaches T0 + 12.9 s
     wm = builder.watermark("EURUSD")
-    builder.add(tick(T0_MS + 70_000, "1.1", flags=901), 0)  # a new outlier, alone: held, not confirmed
+    outlier = tick(T0_MS + 70_000, "1.1", flags=901, arrived_ms=T0_MS + 13_000)
+    builder.add(outlier, 0)  # a new outlier, alone: held, not confirmed
     assert builder.watermark("EURUSD") == wm
 
 
 @pytest.mark.parametrize("split", range(495, 510))
 def test_the_hold_survives_snapshot_and_restore(split: int) -> None:
     stream = steady(T0_MS, 1500)
-    ticks = [*stream[:500], tick(T0_MS + 50_000 + 50_000, "1.2", flags=99_999), *stream[500:]]
+    outlier = tick(T0_MS + 50_000 + 50_000, "1.2", flags=99_999, arrived_ms=T0_MS + 49_900)
+    ticks = [*stream[:500], outlier, *stream[500:]]
     whole = BarBuilder(ALL_TFS, LATENESS)
     expected, _ = run(whole, ticks)
     first = BarBuilder(ALL_TFS, LATENESS)
