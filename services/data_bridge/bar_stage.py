@@ -359,7 +359,7 @@ class BarStage(ConsumerRebalanceListener):
         if closed:
             # Bars only from ticks of one log: had the broker restarted since the partitions were
             # restored, this batch could continue their state with ticks of another log.
-            epoch = await self._epochs.current()
+            epoch = await self._recent_epoch()
             self._verify(epoch, {p: self._partitions[p] for p in touched})
         # Bars first, checkpoint after: a crash in between replays to the same bars (same ids).
         await self._publisher.publish(closed)
@@ -387,20 +387,32 @@ class BarStage(ConsumerRebalanceListener):
             # the last checkpoint (or sent again by the client, which has no confirmation for them).
             log.warning("bar stage did not checkpoint partitions %s: %s", sorted(parts), exc)
 
+    async def _recent_epoch(self) -> str:
+        """The epoch as the watcher last read it (a broker round trip per batch cost the tick -> bar
+        latency tens of milliseconds), or read now when unknown (the broker was away).
+
+        It may be older than the records (a restart the watcher has not seen yet, within its
+        interval): then a checkpoint names the old log with offsets of the new one, and its
+        restore reads the new log from the start with the saved state, whose ticks come back
+        as duplicates: nothing is skipped. It is never newer than the records' log by more than
+        a restart, which ``_verify`` catches (the partition was restored under an older epoch).
+        """
+        return self._epochs.last or await self._epochs.current()
+
     async def _checkpoint(
         self, parts: dict[int, _Partition], consumer: AIOKafkaConsumer | None = None, epoch: str | None = None
     ) -> None:
         """Save the partitions' state, if their offsets are still offsets of the broker's current log.
 
-        ``epoch`` (else read now) must have been read after the records were fetched: if it is the
-        one the partition was restored under, the broker did not restart in between and every
-        offset is of this log.
+        ``epoch`` (else the recent one, see ``_recent_epoch``): if it is the one the partition was
+        restored under, the offsets are of that log or, at worst, of a newer log labelled with the
+        older epoch, which a restore treats as a new log (no tick skipped).
         """
         pending = {p: part for p, part in parts.items() if part.next_offset not in (None, part.checkpointed_offset)}
         if not pending:
             return
         if epoch is None:
-            epoch = await self._epochs.current()
+            epoch = await self._recent_epoch()
         self._verify(epoch, pending)
         consumer = consumer or self._consumer()
         for partition, part in pending.items():

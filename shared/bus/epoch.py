@@ -48,6 +48,12 @@ class EpochUnavailable(RuntimeError):
 class EpochSource(Protocol):
     """Where a component learns the current broker epoch."""
 
+    @property
+    def last(self) -> str | None:
+        """The epoch read last (kept fresh by ``BrokerEpoch.watch``); None when unknown, e.g.
+        while the broker is away. Never newer than the broker's log (it was read from it)."""
+        ...
+
     async def current(self) -> str:
         """The epoch of the broker's log as of now (read from the broker, not remembered)."""
         ...

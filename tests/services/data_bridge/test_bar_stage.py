@@ -65,6 +65,10 @@ class Epochs:
     def __init__(self, value: str = "epoch-1") -> None:
         self.value = value
 
+    @property
+    def last(self) -> str:  # a watcher that is always up to date
+        return self.value
+
     async def current(self) -> str:
         return self.value
 

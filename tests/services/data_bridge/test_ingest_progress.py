@@ -18,6 +18,8 @@ from shared.bus.epoch import EpochUnavailable
 
 
 class Epochs:
+    last = None  # /progress always asks the broker
+
     def __init__(self, *values: str) -> None:
         self.values = list(values)
 
