@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from services.database_service.repository import MarketRepository
-from shared.clickhouse import ChdbClickHouse
 from shared.events import MarketBar, MarketTick, Timeframe, bar_event_id, tick_event_id
-from shared.kit.migrations import migrate_clickhouse
 
-MIGRATIONS = Path(__file__).parents[3] / "services" / "database_service" / "migrations" / "clickhouse"
 TS = 1_767_225_600_000_000_000
 #: The largest price or tick quantity an event may carry, and the smallest step.
 LARGEST = Decimal("9999999999.99999999")
 SMALLEST = Decimal("0.00000001")
-
-
-@pytest.fixture(scope="module")
-async def repo(tmp_path_factory):
-    ch = ChdbClickHouse(tmp_path_factory.mktemp("chdb"))
-    await migrate_clickhouse(ch, "database-service", MIGRATIONS)
-    yield MarketRepository(ch)
-    ch.close()
 
 
 def market_tick(bid: Decimal, volume: Decimal, last: Decimal | None = None) -> MarketTick:

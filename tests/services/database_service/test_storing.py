@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from services.database_service.repository import MarketRepository
 from services.database_service.storing import IsolatingStore, StoreOutage
-from shared.clickhouse import ChdbClickHouse
 from shared.events import MarketTick, tick_event_id
-from shared.kit.migrations import migrate_clickhouse
 
-MIGRATIONS = Path(__file__).parents[3] / "services" / "database_service" / "migrations" / "clickhouse"
 BASE_MS = 1_767_225_600_000
 POISON_BID = Decimal("1.23456")
-
-
-@pytest.fixture(scope="module")
-async def repo(tmp_path_factory):
-    ch = ChdbClickHouse(tmp_path_factory.mktemp("chdb"))
-    await migrate_clickhouse(ch, "database-service", MIGRATIONS)
-    yield MarketRepository(ch)
-    ch.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,8 @@ from services.database_service.repository import MarketRepository
 from shared.clickhouse import ChdbClickHouse
 from shared.events import MarketBar, MarketTick, Timeframe
 from shared.kit.migrations import migrate_clickhouse
+from tests.services.database_service.conftest import MIGRATIONS
 
-MIGRATIONS = Path("services/database_service/migrations/clickhouse").resolve()
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 #: Rows the counter query itself and the summaries may read; the history here is 100x that.
