@@ -50,7 +50,7 @@ def subscribe(
     seen_ticks, seen_bars = RecentIds(), RecentIds(50_000)
     tick_store, bar_store = IsolatingStore(repo.insert_ticks), IsolatingStore(repo.insert_bars)
 
-    async def store(kind, records, dlq, seen, target: IsolatingStore, table: str, decode=None) -> None:
+    async def store(kind, records, group: str, dlq, seen, target: IsolatingStore, table: str, decode=None) -> None:
         decoded = await decode_records(kind, records, dlq, decode)
         fresh_events = seen.fresh(event for _, event in decoded)
         duplicates.labels(table).inc(len(decoded) - len(fresh_events))
@@ -61,6 +61,9 @@ def subscribe(
             fresh = [(record, event) for record, event in decoded if id(event) in fresh_ids]
         try:
             refused = await target.store(fresh)
+            if refused:
+                # Durably first: the dead-letter topic lives as long as the (embedded) broker does.
+                await repo.insert_refused(group, STORE_REFUSED, [(r.item, r.error) for r in refused])
             for refusal in refused:
                 await dlq.send(refusal.item, STORE_REFUSED, refusal.error)
             seen.forget([refusal.event for refusal in refused])  # not stored: a replay of them is stored
@@ -84,7 +87,7 @@ def subscribe(
         **RAW_BATCH,
     )
     async def store_ticks(msg: KafkaMessage) -> None:
-        await store(MarketTick, msg.raw_message, tick_dlq, seen_ticks, tick_store, "ticks", decode_tick)
+        await store(MarketTick, msg.raw_message, ticks_group, tick_dlq, seen_ticks, tick_store, "ticks", decode_tick)
 
     @bus.subscriber(
         MarketBar,
@@ -97,7 +100,7 @@ def subscribe(
         **RAW_BATCH,
     )
     async def store_bars(msg: KafkaMessage) -> None:
-        await store(MarketBar, msg.raw_message, bar_dlq, seen_bars, bar_store, "bars")
+        await store(MarketBar, msg.raw_message, bars_group, bar_dlq, seen_bars, bar_store, "bars")
 
     feed = CatchUp()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import orjson
+from aiokafka import ConsumerRecord
 
 from shared.clickhouse import ClickHouse, literal
 from shared.events import MarketBar, Timeframe
@@ -88,6 +89,26 @@ def render_bars(rows: Sequence[BarRow]) -> bytes:
 class MarketRepository:
     def __init__(self, ch: ClickHouse) -> None:
         self.ch = ch
+
+    async def insert_refused(self, group: str, reason: str, refused: Sequence[tuple[ConsumerRecord, str]]) -> None:
+        """Keep records the store refused (with the store's error) in ``market.refused_events``."""
+        await self.ch.insert(
+            "market.refused_events",
+            ("consumer_group", "topic", "partition", "offset", "reason", "error", "key", "value"),
+            [
+                (
+                    group,
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    reason,
+                    error,
+                    (r.key or b"").decode(errors="replace"),
+                    (r.value or b"").decode(errors="replace"),
+                )
+                for r, error in refused
+            ],
+        )
 
     async def insert_ticks(self, ticks: Sequence[AnyTick]) -> None:
         await self.ch.insert(

@@ -180,6 +180,10 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_s
     assert headers[deadletter.REASON] == consumers.STORE_REFUSED
     assert "VIOLATED_CONSTRAINT" in headers[deadletter.ERROR]
     assert headers[deadletter.ORIGINAL_TOPIC] == topics.MARKET_TICKS
+    # Also kept in ClickHouse: the embedded broker's dead-letter topic ends with the broker.
+    kept = await ch.rows("SELECT reason, key, value, error FROM market.refused_events WHERE key = 'TSTPOISON'")
+    assert len(kept) == 1 and kept[0][:3] == [consumers.STORE_REFUSED, "TSTPOISON", encode_event(poison).decode()]
+    assert "VIOLATED_CONSTRAINT" in kept[0][3]
 
     # Nothing is lost: once the store takes it, the parked event replays into it, once.
     await ch.execute("ALTER TABLE market.ticks DROP CONSTRAINT test_refuses_marker")

@@ -117,6 +117,7 @@ async def test_the_migration_backfills_what_was_stored_before_it(chdb, tmp_path)
     assert await migrate_clickhouse(chdb, "database-service", MIGRATIONS) == [
         "database-service/002_bar_real_volume_sum",
         "database-service/003_market_summaries",
+        "database-service/004_refused_events",
     ]
     answer = await repo.symbols()
     assert [(s["symbol"], s["ticks"], s["timeframes"]) for s in answer] == [
