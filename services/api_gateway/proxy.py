@@ -368,8 +368,8 @@ class GatewayProxy:
         try:
             principal = await self.verifier.verify(token)
         except InvalidToken as exc:
-            detail, headers = refusal(exc)
-            await _problem(scope, send, 401, detail, headers=headers)
+            status, detail, headers = refusal(exc)
+            await _problem(scope, send, status, detail, headers=headers)
             return None
         if INTERNAL in principal.scopes:
             # Service-to-service tokens never come through the public door; one that does leaked.

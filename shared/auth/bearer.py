@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.auth.principal import InvalidToken
+from shared.auth.principal import InvalidToken, VerifierNotReady
 
 REALM = "hats"
 #: ``WWW-Authenticate`` of a request without a bearer token (RFC 6750 §3).
@@ -52,12 +52,17 @@ def bearer_token(authorization: bytes | None) -> str | None:
     return token.decode("latin-1")
 
 
-def refusal(exc: InvalidToken) -> tuple[str, dict[str, str]]:
-    """The 401 detail and ``WWW-Authenticate`` header for a refused token."""
+def refusal(exc: InvalidToken) -> tuple[int, str, dict[str, str]]:
+    """The status, detail and headers for a refused token: 401 with its ``WWW-Authenticate``, or
+    503 with ``Retry-After`` when the verifier is not ready (the token may well be valid)."""
     description = _quotable(exc.description)
-    return f"invalid access token: {description}", {
-        "WWW-Authenticate": f'{CHALLENGE}, error="invalid_token", error_description="{description}"'
-    }
+    if isinstance(exc, VerifierNotReady):
+        return 503, f"cannot verify access tokens yet: {description}", {"Retry-After": "1"}
+    return (
+        401,
+        f"invalid access token: {description}",
+        {"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token", error_description="{description}"'},
+    )
 
 
 def _quotable(text: str) -> str:

@@ -67,8 +67,8 @@ def _dependency(
         try:
             principal = await _verifier(request).verify(credentials.credentials)
         except InvalidToken as exc:
-            refused, challenge = refusal(exc)
-            raise Problem(401, refused, headers=challenge) from None
+            status, refused, headers = refusal(exc)
+            raise Problem(status, refused, headers=headers) from None
         if not needed <= principal.scopes:
             raise Problem(403, detail, headers=insufficient)
         return principal

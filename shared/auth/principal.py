@@ -19,6 +19,11 @@ class InvalidToken(Exception):
         self.description = description
 
 
+class VerifierNotReady(InvalidToken):
+    """The verifier cannot judge any token yet (its revocation list is not loaded): the caller's
+    token may be fine, so this is the service's 503, not the token's 401."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The caller behind a verified access token."""

@@ -16,7 +16,7 @@ from joserfc.jws import extract_compact, serialize_compact, validate_compact
 
 from shared.auth.jose import ACCEPTED_TYPES, ALGORITHM, CURVE, HEADER_PARAMETERS, REGISTRY, TOKEN_TYPE
 from shared.auth.keys import KeySource, KeysUnavailable
-from shared.auth.principal import InvalidToken, Principal
+from shared.auth.principal import InvalidToken, Principal, VerifierNotReady
 from shared.auth.revoked import RevokedTokens
 
 #: Claims every access token carries (besides ``iss`` and ``aud``, which must also match).
@@ -82,7 +82,7 @@ class TokenVerifier:
             return
         if not revoked.complete:
             # Not yet rebuilt from the gateway's record: a revoked token could pass.
-            raise InvalidToken("revocation list not loaded yet")
+            raise VerifierNotReady("revocation list not loaded yet")
         if revoked.refuses(principal):
             raise InvalidToken("token revoked")
 

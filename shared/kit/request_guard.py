@@ -67,8 +67,8 @@ class RequestGuard:
                 # The verifier remembers verified tokens, so the route's own check costs no second signature check.
                 await verifier.verify(token)
             except InvalidToken as exc:
-                detail, challenge = refusal(exc)
-                await _refuse(scope, send, 401, detail, challenge)
+                status, detail, headers = refusal(exc)
+                await _refuse(scope, send, status, detail, headers)
                 return
         await self.app(scope, receive, send)
 

@@ -214,7 +214,9 @@ async def _equals(awaitable, value) -> bool:
 
 async def test_a_tick_50_s_ahead_of_a_steady_stream_drops_no_tick_from_the_bars(mesh, http):
     now_ms = time.time_ns() // 1_000_000
-    start = now_ms - 300_000  # 1,260 ticks 250 ms apart: up to 15 s ahead of now (the edge allows 60)
+    # 1,260 ticks 250 ms apart, the last 25 s ahead of now (the edge allows 60): the outlier below
+    # is then ~35 s ahead of the server's clock when it arrives, as from a client clock running ahead.
+    start = now_ms - 290_000
     steady = [
         {
             "symbol": "TSTFUTURE",
@@ -226,9 +228,9 @@ async def test_a_tick_50_s_ahead_of_a_steady_stream_drops_no_tick_from_the_bars(
         }
         for i in range(1260)
     ]
-    # After the tick of 100 s ago, one 50 s ahead of it. Before the fix, the 48 s of steady ticks
-    # after it were dropped as late: several whole M1 bars, wherever the minutes fall.
-    k = 800
+    # After the 1,101st tick, one 50 s ahead of it. Before the fix, the ~40 s of steady ticks after
+    # it were dropped as late: whole M1 bars, wherever the minutes fall.
+    k = 1100
     outlier = {**steady[k], "time_msc": steady[k]["time_msc"] + 50_000, "bid": "1.20000", "ask": "1.20010"}
     for chunk in (steady[: k + 1], [outlier], steady[k + 1 :]):
         r = await ingest(http, mesh, chunk)

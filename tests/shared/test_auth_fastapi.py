@@ -166,3 +166,23 @@ async def test_two_authorization_headers_are_refused_not_the_first_one_used(clie
     assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM_JSON
     assert response.json()["detail"] == "more than one Authorization header"
+
+
+async def test_a_verifier_without_its_revocation_list_answers_503_not_401():
+    # A 401 tells the caller its token is bad (the collector would fetch another); the token may
+    # be fine: the service just cannot judge any yet.
+    app = FastAPI()
+    install_problem_handlers(app)
+    not_ready = RevokedTokens(complete=False)
+    install_auth(app, TokenVerifier(ISSUER, AUDIENCE, LocalKeySource(lambda: KeySet([KEY])), revoked=not_ready))
+
+    @app.get("/bars", dependencies=[require(MARKET_READ)])
+    async def bars() -> dict:
+        return {}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as c:
+        r = await c.get("/bars", headers=bearer(token(MARKET_READ)))
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "www-authenticate" not in r.headers
+        not_ready.complete = True
+        assert (await c.get("/bars", headers=bearer(token(MARKET_READ)))).status_code == 200
