@@ -174,6 +174,31 @@ class MarketRepository:
         ]
         return rows if order == "ASC" else rows[::-1]
 
+    async def ticks(self, symbol: str, *, start_ms: int, end_ms: int | None, limit: int) -> list[dict]:
+        """Stored ticks of ``symbol`` from ``start_ms`` (inclusive) to ``end_ms`` (exclusive), oldest first,
+        each once (``FINAL``): a range of the table's primary key (symbol, ts), however long the history."""
+        where = [f"symbol = {literal(symbol)}", f"ts >= fromUnixTimestamp64Milli({int(start_ms)})"]
+        if end_ms is not None:
+            where.append(f"ts < fromUnixTimestamp64Milli({int(end_ms)})")
+        sql = (
+            "SELECT toUnixTimestamp64Micro(ts), toString(event_id), toString(bid), toString(ask), "
+            "if(isNull(last), NULL, toString(last)), toString(volume), flags, source "
+            f"FROM market.ticks FINAL WHERE {' AND '.join(where)} ORDER BY ts, event_id LIMIT {int(limit)}"
+        )
+        return [
+            {
+                "time_msc": int(r[0]) // 1000,
+                "event_id": r[1],
+                "bid": r[2],
+                "ask": r[3],
+                "last": r[4],
+                "volume": r[5],
+                "flags": int(r[6]),
+                "source": r[7],
+            }
+            for r in await self.ch.rows(sql)
+        ]
+
     async def symbols(self) -> list[dict]:
         """Every symbol with ticks: how many, first and last tick time, and its bar timeframes.
 

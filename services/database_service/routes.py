@@ -49,6 +49,27 @@ async def list_bars(
     return Response(render_bars(rows), media_type="application/json")
 
 
+@router.get("/ticks", operation_id="list_ticks", summary="Stored ticks of one symbol, oldest first, each once")
+async def list_ticks(
+    market: Market,
+    _: Annotated[Principal, require(MARKET_READ)],
+    symbol: Annotated[Symbol, Query(description="e.g. EURUSD")],
+    start: Annotated[dt.datetime, Query(description="first tick time, inclusive (ISO 8601, UTC)")],
+    end: Annotated[dt.datetime | None, Query(description="end, exclusive (ISO 8601, UTC)")] = None,
+    limit: Annotated[int, Query(ge=1)] = 1000,
+) -> Response:
+    """Page forward by asking again from the last tick's time (ticks at one instant come in id order)."""
+    most = market.settings.max_ticks_per_request
+    if limit > most:
+        raise Problem(422, f"limit: at most {most} ticks per request")
+    start_ms, end_ms = _ms(start), _ms(end)
+    assert start_ms is not None
+    if end_ms is not None and end_ms < start_ms:
+        raise Problem(422, "end: must not be before start")
+    rows = await market.repo.ticks(symbol, start_ms=start_ms, end_ms=end_ms, limit=limit)
+    return Response(orjson.dumps(rows), media_type="application/json")
+
+
 @router.get("/symbols", operation_id="list_symbols", summary="Symbols with stored data")
 async def list_symbols(market: Market, _: Annotated[Principal, require(MARKET_READ)]) -> Response:
     return Response(orjson.dumps(await market.repo.symbols()), media_type="application/json")

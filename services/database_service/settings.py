@@ -10,6 +10,8 @@ class DatabaseServiceSettings(ServiceSettings):
     cache_bars_per_series: int = 5000
     #: Largest ``limit`` the bars API accepts.
     max_bars_per_request: int = 5000
+    #: The most ticks one GET /api/v1/market/ticks answers (page forward for more).
+    max_ticks_per_request: int = 10000
     #: Records per consumer batch (one ClickHouse insert each).
     consume_batch: int = 5000
     #: How long the bars cache feed lets the broker hold an empty fetch (ms). Not on the

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -235,17 +236,30 @@ async def stored_m1(http, mesh, symbol: str) -> list[dict]:
 
 
 def _parse_ts(text: str) -> int:
-    import datetime as dt
 
     return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 async def stored_ticks(http, mesh, symbol: str) -> dict | None:
-    """database-service's count (``FINAL``: one row per tick id) and time range of a symbol's ticks."""
-    r = await http.get(mesh.url("database-service") + "/api/v1/market/symbols")
-    if r.status_code != 200:
+    """database-service's stored ticks of a symbol (``FINAL``: one row per tick id): count and time range."""
+    ids: dict[str, int] = {}
+    start = "2020-01-01T00:00:00Z"
+    while True:
+        r = await http.get(
+            mesh.url("database-service") + "/api/v1/market/ticks",
+            params={"symbol": symbol, "start": start, "limit": 10_000},
+        )
+        if r.status_code != 200:
+            return None
+        page = r.json()
+        ids |= {t["event_id"]: t["time_msc"] for t in page}
+        if len(page) < 10_000:
+            break
+        # From the last page's last instant again (inclusive): ticks sharing it are not skipped.
+        start = dt.datetime.fromtimestamp(page[-1]["time_msc"] / 1000, dt.UTC).isoformat()
+    if not ids:
         return None
-    return next((s for s in r.json() if s["symbol"] == symbol), None)
+    return {"ticks": len(ids), "first_tick_ms": min(ids.values()), "last_tick_ms": max(ids.values())}
 
 
 async def assert_delivered_exactly(http, mesh, symbol: str, client: ProtocolClient) -> None:

@@ -125,3 +125,18 @@ async def test_the_migration_backfills_what_was_stored_before_it(chdb, tmp_path)
         ("GBPUSD", 4_000, []),
         ("USDJPY", 4_000, ["M15"]),
     ]
+
+
+async def test_stored_ticks_are_listed_once_each_even_when_stored_twice(chdb) -> None:
+    await migrate_clickhouse(chdb, "database-service", MIGRATIONS)
+    repo = MarketRepository(chdb)
+    sent = ticks("GBPUSD", 0, 50)
+    await repo.insert_ticks(sent)
+    await repo.insert_ticks(sent[10:20])  # a redelivery that reached storage: two rows, one tick
+    start_ms = START_NS // 1_000_000
+    listed = await repo.ticks("GBPUSD", start_ms=start_ms, end_ms=None, limit=1000)
+    assert [t["event_id"] for t in listed] == [str(t.event_id) for t in sent]
+    assert [t["time_msc"] for t in listed] == [t.ts_event // 1_000_000 for t in sent]
+    window = await repo.ticks("GBPUSD", start_ms=start_ms + 5_000, end_ms=start_ms + 15_000, limit=1000)
+    assert [t["time_msc"] - start_ms for t in window] == list(range(5_000, 15_000, 1_000))
+    assert len(await repo.ticks("GBPUSD", start_ms=start_ms, end_ms=None, limit=7)) == 7
