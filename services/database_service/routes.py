@@ -28,6 +28,18 @@ def _ms(value: dt.datetime | None) -> int | None:
     return int(value.timestamp() * 1000)
 
 
+def _window(
+    start: dt.datetime | None, end: dt.datetime | None, limit: int, most: int, what: str
+) -> tuple[int | None, int | None]:
+    """``start`` and ``end`` in epoch ms, after the checks every range query makes (422 otherwise)."""
+    if limit > most:
+        raise Problem(422, f"limit: at most {most} {what} per request")
+    start_ms, end_ms = _ms(start), _ms(end)
+    if start_ms is not None and end_ms is not None and end_ms < start_ms:
+        raise Problem(422, "end: must not be before start")
+    return start_ms, end_ms
+
+
 @router.get("/bars", operation_id="list_bars", summary="OHLC bars of one symbol and timeframe, oldest first")
 async def list_bars(
     market: Market,
@@ -39,12 +51,7 @@ async def list_bars(
     limit: Annotated[int, Query(ge=1)] = 100,
 ) -> Response:
     """From ``start`` forward when given; otherwise the latest ``limit`` bars up to ``end`` (or now)."""
-    most = market.settings.max_bars_per_request
-    if limit > most:
-        raise Problem(422, f"limit: at most {most} bars per request")
-    start_ms, end_ms = _ms(start), _ms(end)
-    if start_ms is not None and end_ms is not None and end_ms < start_ms:
-        raise Problem(422, "end: must not be before start")
+    start_ms, end_ms = _window(start, end, limit, market.settings.max_bars_per_request, "bars")
     rows = await market.bars(symbol, timeframe, start_ms=start_ms, end_ms=end_ms, limit=limit)
     return Response(render_bars(rows), media_type="application/json")
 
@@ -59,13 +66,8 @@ async def list_ticks(
     limit: Annotated[int, Query(ge=1)] = 1000,
 ) -> Response:
     """Page forward by asking again from the last tick's time (ticks at one instant come in id order)."""
-    most = market.settings.max_ticks_per_request
-    if limit > most:
-        raise Problem(422, f"limit: at most {most} ticks per request")
-    start_ms, end_ms = _ms(start), _ms(end)
-    assert start_ms is not None
-    if end_ms is not None and end_ms < start_ms:
-        raise Problem(422, "end: must not be before start")
+    start_ms, end_ms = _window(start, end, limit, market.settings.max_ticks_per_request, "ticks")
+    assert start_ms is not None  # start is required here
     rows = await market.repo.ticks(symbol, start_ms=start_ms, end_ms=end_ms, limit=limit)
     return Response(orjson.dumps(rows), media_type="application/json")
 

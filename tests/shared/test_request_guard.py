@@ -16,10 +16,9 @@ from shared.auth.fastapi import install_auth, require
 from shared.auth.scopes import MARKET_READ, MARKET_WRITE
 from shared.kit.app import build_app
 from shared.settings import PlatformSettings
+from tests.shared.test_auth_fastapi import AUDIENCE, ISSUER, KEY, token
 from tests.support import serve
 
-ISSUER, AUDIENCE = "http://127.0.0.1:8000", "hats-api"
-KEY = OKPKey.generate_key("Ed25519", parameters={"kid": "guard"})
 #: Body bytes the app behind the outermost middleware read, per request: FastAPI reads and
 #: parses a body before it runs the route's dependencies, so an unauthenticated body must not get there.
 READ: list[int] = []
@@ -61,20 +60,6 @@ async def create(batch: Batch, principal: Principal = require(MARKET_WRITE)) -> 
 @router.get("/api/v1/things")
 async def read(principal: Principal = require(MARKET_READ)) -> dict:
     return {"client_id": principal.client_id}
-
-
-def token(*scopes: str, **overrides) -> str:
-    args = {
-        "issuer": ISSUER,
-        "audience": AUDIENCE,
-        "subject": "client:desk",
-        "client_id": "desk",
-        "tenant": "acme",
-        "scopes": scopes,
-        "ttl_s": 900,
-        **overrides,
-    }
-    return mint_access_token(KEY, **args)[0]
 
 
 def kit_app(tmp_path, *, with_auth: bool = True):
