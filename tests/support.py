@@ -9,12 +9,15 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import uvicorn
+
+from shared.events import MarketTick, tick_event_id
 
 
 async def eventually(check, *, timeout_s: float = 30.0, interval_s: float = 0.2):
@@ -147,3 +150,16 @@ async def own_database(server: str, prefix: str = "t") -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(server, url)
+
+
+def quote_tick(symbol: str, ms: int, bid: Decimal) -> MarketTick:
+    """A valid tick at ``ms`` quoting ``bid`` (ask one pip above), with its deterministic id."""
+    ask = bid + Decimal("0.0001")
+    return MarketTick(
+        event_id=tick_event_id(symbol, ms, bid, ask, None, Decimal(0), 0),
+        ts_event=ms * 1_000_000,
+        ts_init=1,
+        symbol=symbol,
+        bid=bid,
+        ask=ask,
+    )

@@ -37,25 +37,13 @@ from shared.kit.bus import ServiceBus
 from shared.kit.contract import Consumes, Contract, ContractUse
 from shared.kit.migrations import migrate_clickhouse
 from tests.integration.test_market_path import bars, ingest, stored_ticks
-from tests.support import eventually
+from tests.support import eventually, quote_tick
 
 pytestmark = pytest.mark.slow
 
 MIGRATIONS = Path(__file__).parents[2] / "services" / "database_service" / "migrations" / "clickhouse"
 BASE_MS = 1_767_225_600_000
 POISON_BID = Decimal("7.77777")
-
-
-def market_tick(symbol: str, ms: int, bid: Decimal) -> MarketTick:
-    ask = bid + Decimal("0.0001")
-    return MarketTick(
-        event_id=tick_event_id(symbol, ms, bid, ask, None, Decimal(0), 0),
-        ts_event=ms * 1_000_000,
-        ts_init=1,
-        symbol=symbol,
-        bid=bid,
-        ask=ask,
-    )
 
 
 async def stored_counts(ch: ChdbClickHouse, symbol: str) -> tuple[int, int]:
@@ -155,9 +143,9 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_s
         "ALTER TABLE market.ticks ADD CONSTRAINT test_refuses_marker "
         f"CHECK NOT (symbol = 'TSTPOISON' AND bid = {POISON_BID})"
     )
-    poison = market_tick("TSTPOISON", BASE_MS, POISON_BID)
-    same_partition = [market_tick("TSTPOISON", BASE_MS + 1 + i, Decimal("1.1")) for i in range(20)]
-    other_symbol = [market_tick("TSTAFTER", BASE_MS + i, Decimal(110_000 + i % 40).scaleb(-5)) for i in range(1000)]
+    poison = quote_tick("TSTPOISON", BASE_MS, POISON_BID)
+    same_partition = [quote_tick("TSTPOISON", BASE_MS + 1 + i, Decimal("1.1")) for i in range(20)]
+    other_symbol = [quote_tick("TSTAFTER", BASE_MS + i, Decimal(110_000 + i % 40).scaleb(-5)) for i in range(1000)]
     await producer.send_and_wait(topics.MARKET_TICKS, encode_event(poison), key=b"TSTPOISON")
     sent_at = time.monotonic()
     await send(producer, [*same_partition, *other_symbol])
@@ -193,10 +181,10 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_what_follows_is_s
 
 async def test_a_store_outage_dead_letters_nothing_and_loses_nothing(own_consumers, dead, producer):
     ch = own_consumers.ch
-    before = [market_tick("TSTBEFORE", BASE_MS + i, Decimal("1.1")) for i in range(10)]
+    before = [quote_tick("TSTBEFORE", BASE_MS + i, Decimal("1.1")) for i in range(10)]
     await send(producer, before)
     assert await eventually(lambda: _equals(stored_counts(ch, "TSTBEFORE"), (10, 10)), timeout_s=30)
-    during = [market_tick("TSTOUTAGE", BASE_MS + i, Decimal(110_000 + i % 40).scaleb(-5)) for i in range(500)]
+    during = [quote_tick("TSTOUTAGE", BASE_MS + i, Decimal(110_000 + i % 40).scaleb(-5)) for i in range(500)]
     await ch.execute("DETACH TABLE market.ticks")  # every insert fails, as with ClickHouse away
     try:
         await send(producer, during)

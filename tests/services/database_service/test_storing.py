@@ -9,7 +9,8 @@ import pytest
 
 from services.database_service.repository import MarketRepository
 from services.database_service.storing import IsolatingStore, StoreOutage
-from shared.events import MarketTick, tick_event_id
+from shared.events import MarketTick
+from tests.support import quote_tick
 
 BASE_MS = 1_767_225_600_000
 POISON_BID = Decimal("1.23456")
@@ -24,25 +25,10 @@ async def refusing(repo):
 
 
 def ticks(symbol: str, count: int, poison_at: frozenset[int] = frozenset()) -> list[tuple[int, MarketTick]]:
-    out = []
-    for i in range(count):
-        bid = POISON_BID if i in poison_at else Decimal(110_000 + i % 50).scaleb(-5)
-        ask = bid + Decimal("0.0001")
-        ms = BASE_MS + i
-        out.append(
-            (
-                i,
-                MarketTick(
-                    event_id=tick_event_id(symbol, ms, bid, ask, None, Decimal(0), 0),
-                    ts_event=ms * 1_000_000,
-                    ts_init=1,
-                    symbol=symbol,
-                    bid=bid,
-                    ask=ask,
-                ),
-            )
-        )
-    return out
+    return [
+        (i, quote_tick(symbol, BASE_MS + i, POISON_BID if i in poison_at else Decimal(110_000 + i % 50).scaleb(-5)))
+        for i in range(count)
+    ]
 
 
 async def stored(repo: MarketRepository, symbol: str) -> set[str]:
