@@ -16,6 +16,13 @@ epoch (``shared.bus.epoch``) its offset belongs to, a checkpoint is written only
 after the epoch was read again and found unchanged, and a checkpoint of another
 epoch resumes with its builder state from the start of the new log (see
 docs/architecture.md, "Delivery across broker restarts").
+
+A checkpoint proves its bars were *published*; the embedded broker's log can still die before
+database-service stored them. So each checkpoint is also kept in memory as a candidate, with
+the highest ``market.bars.v1`` offsets its bars reached, and becomes the partition's *stored*
+checkpoint once database-service's bar group has committed past all of them. Ingest progress
+confirms ticks only up to the stored checkpoint, and after a broker restart the stage resumes
+from it: the bars the old log took with it are built again from ticks the client still holds.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +67,9 @@ RESTORE_BACKOFF_MAX_S = 30.0
 #: were none: it adds to the tick -> bar latency while ticks flow, and to idle wake-ups after.
 ACTIVE_BATCH_TIMEOUT_MS = 5
 IDLE_BATCH_TIMEOUT_MS = 50
+#: Candidates for the stored checkpoint kept per partition while database-service lags; beyond
+#: it the newest is replaced, so the stored checkpoint only lags more, nothing is lost.
+MAX_UNCONFIRMED_CHECKPOINTS = 64
 
 
 @dataclass(frozen=True)
@@ -68,56 +79,105 @@ class Checkpoint:
     epoch: str | None  # None: written before epochs were recorded, so of some earlier log
     next_offset: int
     builder: BarBuilder
+    #: Highest ``market.bars.v1`` offset per bars partition of the bars published from this
+    #: partition in ``epoch`` up to the checkpoint; None: written before these were recorded.
+    bars_offsets: dict[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a checkpoint saves: the builder state (JSON), its offset and epoch, and the bars' offsets."""
+
+    epoch: str
+    next_offset: int
+    state: str
+    bars_offsets: dict[int, int]
+
+    def stored_by(self, committed: dict[int, int]) -> bool:
+        """Whether a group whose committed offsets are ``committed`` has stored every bar of it."""
+        return all(committed.get(partition, 0) > offset for partition, offset in self.bars_offsets.items())
 
 
 class Checkpoints(Protocol):
-    """Where the bar stage keeps each partition's builder state with the offset it corresponds to."""
+    """Where the bar stage keeps each partition's checkpoints: the last one saved (its bars were
+    published) and the last one whose bars database-service stored."""
 
     async def load(self, partition: int) -> Checkpoint | None: ...
-    async def save(self, partition: int, epoch: str, next_offset: int, builder: BarBuilder) -> None: ...
+    async def load_stored(self, partition: int) -> Checkpoint | None: ...
+    async def save(self, partition: int, snapshot: Snapshot) -> None: ...
+    async def save_stored(self, partition: int, snapshot: Snapshot) -> None: ...
+
+
+#: The two tables of ``CheckpointStore``: every checkpoint saved, and the stored ones.
+_PUBLISHED, _STORED = "data_bridge.bar_checkpoints", "data_bridge.bar_stored_checkpoints"
 
 
 class CheckpointStore:
-    """Per-partition builder state, the offset it corresponds to and that offset's epoch, in one PostgreSQL row."""
+    """Per-partition checkpoints in PostgreSQL: builder state, offset, epoch (and bar offsets), one row each."""
 
     def __init__(self, pool: asyncpg.Pool, group: str = GROUP, topic: str = MarketTick.TOPIC) -> None:
         self._pool, self._group, self._topic = pool, group, topic
 
     async def load(self, partition: int) -> Checkpoint | None:
-        row = await self._pool.fetchrow(
-            "SELECT epoch, next_offset, state FROM data_bridge.bar_checkpoints "
-            "WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
-            self._group,
-            self._topic,
-            partition,
-        )
-        if row is None:
-            return None
-        return Checkpoint(row["epoch"], row["next_offset"], BarBuilder.restore(json.loads(row["state"])))
+        return await self._load(_PUBLISHED, partition)
 
-    async def save(self, partition: int, epoch: str, next_offset: int, builder: BarBuilder) -> None:
+    async def load_stored(self, partition: int) -> Checkpoint | None:
+        return await self._load(_STORED, partition)
+
+    async def save(self, partition: int, snapshot: Snapshot) -> None:
         await self._pool.execute(
-            "INSERT INTO data_bridge.bar_checkpoints (consumer_group, topic, partition, epoch, next_offset, state) "
+            f"INSERT INTO {_PUBLISHED} (consumer_group, topic, partition, epoch, next_offset, state, bars_offsets) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) ON CONFLICT (consumer_group, topic, partition) "
+            "DO UPDATE SET epoch = EXCLUDED.epoch, next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, "
+            "bars_offsets = EXCLUDED.bars_offsets, updated_at = now()",
+            *self._key(partition),
+            snapshot.epoch,
+            snapshot.next_offset,
+            snapshot.state,
+            json.dumps(snapshot.bars_offsets),
+        )
+
+    async def save_stored(self, partition: int, snapshot: Snapshot) -> None:
+        # Never backwards within an epoch: progress confirmed from it may already be acted on.
+        await self._pool.execute(
+            f"INSERT INTO {_STORED} AS s (consumer_group, topic, partition, epoch, next_offset, state) "
             "VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (consumer_group, topic, partition) "
             "DO UPDATE SET epoch = EXCLUDED.epoch, next_offset = EXCLUDED.next_offset, state = EXCLUDED.state, "
-            "updated_at = now()",
-            self._group,
-            self._topic,
-            partition,
-            epoch,
-            next_offset,
-            json.dumps(builder.snapshot()),
+            "updated_at = now() WHERE s.epoch IS DISTINCT FROM EXCLUDED.epoch OR s.next_offset < EXCLUDED.next_offset",
+            *self._key(partition),
+            snapshot.epoch,
+            snapshot.next_offset,
+            snapshot.state,
         )
 
-    async def offsets(self) -> dict[int, tuple[str | None, int]]:
-        """``{partition: (epoch, next_offset)}`` of every checkpoint (what ``/ingest/progress`` reports)."""
+    async def stored_offsets(self) -> dict[int, tuple[str | None, int]]:
+        """``{partition: (epoch, next_offset)}`` of every stored checkpoint (what ``/ingest/progress`` reports)."""
         rows = await self._pool.fetch(
-            "SELECT partition, epoch, next_offset FROM data_bridge.bar_checkpoints "
-            "WHERE consumer_group = $1 AND topic = $2",
+            f"SELECT partition, epoch, next_offset FROM {_STORED} WHERE consumer_group = $1 AND topic = $2",
             self._group,
             self._topic,
         )
         return {row["partition"]: (row["epoch"], row["next_offset"]) for row in rows}
+
+    def _key(self, partition: int) -> tuple[str, str, int]:
+        return self._group, self._topic, partition
+
+    async def _load(self, table: str, partition: int) -> Checkpoint | None:
+        offsets = "bars_offsets" if table == _PUBLISHED else "NULL AS bars_offsets"
+        row = await self._pool.fetchrow(
+            f"SELECT epoch, next_offset, state, {offsets} FROM {table} "
+            "WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
+            *self._key(partition),
+        )
+        if row is None:
+            return None
+        bars = row["bars_offsets"]
+        return Checkpoint(
+            row["epoch"],
+            row["next_offset"],
+            BarBuilder.restore(json.loads(row["state"])),
+            None if bars is None else {int(p): o for p, o in json.loads(bars).items()},
+        )
 
 
 class BrokerRestarted(RuntimeError):
@@ -125,15 +185,30 @@ class BrokerRestarted(RuntimeError):
 
 
 class _Partition:
-    __slots__ = ("builder", "checkpointed_at", "checkpointed_offset", "epoch", "next_offset")
+    __slots__ = (
+        "bars_offsets",
+        "builder",
+        "checkpointed_at",
+        "checkpointed_offset",
+        "epoch",
+        "next_offset",
+        "unconfirmed",
+    )
 
-    def __init__(self, builder: BarBuilder, next_offset: int | None, epoch: str) -> None:
+    def __init__(
+        self, builder: BarBuilder, next_offset: int | None, epoch: str, bars_offsets: dict[int, int] | None = None
+    ) -> None:
         self.builder = builder
         self.next_offset = next_offset
         #: The log ``next_offset`` belongs to: verified against the broker before every checkpoint.
         self.epoch = epoch
         self.checkpointed_offset = next_offset
         self.checkpointed_at = time.monotonic()
+        #: Highest bar offset per ``market.bars.v1`` partition published from this partition's
+        #: ticks in ``epoch`` (by this process or, before its checkpoint, an earlier one).
+        self.bars_offsets = dict(bars_offsets or {})
+        #: Checkpoints saved whose bars database-service has not been seen to store yet, oldest first.
+        self.unconfirmed: deque[Snapshot] = deque()
 
 
 class BarStage(ConsumerRebalanceListener):
@@ -152,11 +227,14 @@ class BarStage(ConsumerRebalanceListener):
         bar_publisher: BulkPublisher[MarketBar],
         dead_letters: DeadLetters,
         registry: CollectorRegistry,
+        bars_stored: Callable[[], Awaitable[dict[int, int]]],
     ) -> None:
         self.settings = settings
         self._store = store
         self._epochs = epochs
         self._publisher = bar_publisher
+        #: The offsets database-service's bar group has committed, per ``market.bars.v1`` partition.
+        self._bars_stored = bars_stored
         self._dead_letters = dead_letters
         self._partitions: dict[int, _Partition] = {}
         #: Assigned partitions whose checkpoint could not be restored yet (value: restore as a rewind).
@@ -234,6 +312,40 @@ class BarStage(ConsumerRebalanceListener):
                 except Exception:
                     log.exception("bar stage checkpoint failed; retrying at the next interval")
 
+    async def confirm_stored_periodically(self) -> None:
+        """Promote checkpoints whose bars database-service stored, every checkpoint interval."""
+        interval_s = max(self.settings.checkpoint_interval_ms / 1000, 0.1)
+        while not self._closed:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.confirm_stored()
+            except EpochUnavailable as exc:
+                log.info("bar stage cannot confirm stored bars now: %s", exc)
+            except Exception:
+                log.exception("confirming stored bars failed; retrying at the next interval")
+
+    async def confirm_stored(self) -> None:
+        """Save, per partition, the newest checkpoint all of whose bars database-service has stored
+        (its bar group committed past their offsets) as the partition's stored checkpoint."""
+        if not any(part.unconfirmed for part in self._partitions.values()):
+            return
+        epoch = await self._epochs.current()
+        committed = await self._bars_stored()
+        if await self._epochs.current() != epoch:
+            return  # the offsets may be of either log: ask again next time
+        async with self._lock:  # a revoked partition's candidates go with it, never saved after
+            for partition, part in self._partitions.items():
+                newest = None
+                # Bar offsets only grow along the queue: the first one not stored ends the search.
+                while part.unconfirmed and (
+                    part.unconfirmed[0].epoch != epoch or part.unconfirmed[0].stored_by(committed)
+                ):
+                    candidate = part.unconfirmed.popleft()
+                    if candidate.epoch == epoch:  # one of a dead log can never be confirmed
+                        newest = candidate
+                if newest is not None:
+                    await self._store.save_stored(partition, newest)
+
     # -- restoring ----------------------------------------------------------------
 
     async def _restore(self, partition: int, consumer: AIOKafkaConsumer | None, *, rewinding: bool) -> bool:
@@ -245,24 +357,31 @@ class BarStage(ConsumerRebalanceListener):
         tp = TopicPartition(MarketTick.TOPIC, partition)
         epoch = await self._epochs.current()  # read before anything is fetched for this assignment
         checkpoint = await self._store.load(partition)
-        self._unrestored.pop(partition, None)
-        if checkpoint is None:
-            self._partitions[partition] = _Partition(self._new_builder(), None, epoch)
-            if rewinding and consumer is not None:
-                await consumer.seek_to_beginning(tp)
-                return True
-            return False
-        if checkpoint.epoch == epoch:
-            self._partitions[partition] = _Partition(checkpoint.builder, checkpoint.next_offset, epoch)
+        if checkpoint is not None and checkpoint.epoch == epoch:
+            self._unrestored.pop(partition, None)
+            self._partitions[partition] = _Partition(
+                checkpoint.builder, checkpoint.next_offset, epoch, checkpoint.bars_offsets
+            )
             if consumer is not None:
                 consumer.seek(tp, checkpoint.next_offset)
             log.info("bar stage resumed partition %d at offset %d", partition, checkpoint.next_offset)
             return True
+        new_log = checkpoint is not None
+        if checkpoint is not None:
+            checkpoint = await self._resumable_after_restart(partition, checkpoint)
+        self._unrestored.pop(partition, None)
+        if checkpoint is None:
+            self._partitions[partition] = _Partition(self._new_builder(), None, epoch)
+            if (rewinding or new_log) and consumer is not None:
+                await consumer.seek_to_beginning(tp)
+                return True
+            return False
         # The broker's log is not the one the checkpoint's offset counts in: the broker restarted
-        # and its log starts empty. The builder state stays (it holds every tick up to the
-        # checkpoint); the new log holds only ticks sent since, which are read from its start.
-        # Ticks the builder already has come back as duplicates (the client re-sends what was not
-        # confirmed) and are dropped by id. See docs/architecture.md.
+        # and its log starts empty. The stored checkpoint's state is kept (it holds every tick up
+        # to it, and their bars are in ClickHouse); the new log holds only ticks sent since,
+        # among them every tick after it (the client re-sends what was not confirmed), read from
+        # the new log's start. Ticks the builder already has come back as duplicates and are
+        # dropped by id. See docs/architecture.md.
         self._partitions[partition] = _Partition(checkpoint.builder, None, epoch)
         if consumer is not None:
             await consumer.seek_to_beginning(tp)
@@ -274,6 +393,20 @@ class BarStage(ConsumerRebalanceListener):
             checkpoint.next_offset,
         )
         return True
+
+    async def _resumable_after_restart(self, partition: int, published: Checkpoint) -> Checkpoint | None:
+        """The checkpoint to resume from in a new log, given the last one saved, of an older log.
+
+        Its stored checkpoint: the bars of a later one may have died with the old log, and their
+        ticks were not confirmed (progress counts stored checkpoints), so the client sends them
+        again. None if no bar of the partition was ever stored: every tick comes again. A
+        checkpoint saved before bar offsets were recorded has no stored one and is resumed itself,
+        as it was then.
+        """
+        stored = await self._store.load_stored(partition)
+        if stored is not None or published.bars_offsets is not None:
+            return stored
+        return published
 
     async def _restore_pending(self, records: tuple, consumer: AIOKafkaConsumer) -> tuple[set[int], float]:
         """Restore the partitions of ``records`` that have no state yet. Returns the partitions whose
@@ -339,6 +472,7 @@ class BarStage(ConsumerRebalanceListener):
         touched: set[int] = set()
         now = now_ns()
         outcomes: dict[TickOutcome, int] = {}  # counted per batch: a labelled inc() per tick costs ~1 µs
+        closing: set[int] = set()  # partitions whose ticks closed bars in this batch
         for record, tick in await decode_records(MarketTick, records, self._dead_letters, decode_tick):
             try:
                 result = self._partitions[record.partition].builder.add(tick, now)
@@ -350,6 +484,7 @@ class BarStage(ConsumerRebalanceListener):
             outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
             if result.outcome is TickOutcome.ACCEPTED and result.closed:
                 closed.extend(result.closed)
+                closing.add(record.partition)
         for outcome, count in outcomes.items():
             self.outcomes.labels(outcome.value).inc(count)
         for record in records:  # dead letters advance the offset too: they are handled
@@ -362,7 +497,11 @@ class BarStage(ConsumerRebalanceListener):
             epoch = await self._recent_epoch()
             self._verify(epoch, {p: self._partitions[p] for p in touched})
         # Bars first, checkpoint after: a crash in between replays to the same bars (same ids).
-        await self._publisher.publish(closed)
+        written = await self._publisher.publish(closed)
+        for partition in closing:  # each is charged the whole batch's offsets: merely conservative
+            offsets = self._partitions[partition].bars_offsets
+            for bars_partition, offset in written.items():
+                offsets[bars_partition] = max(offsets.get(bars_partition, -1), offset)
         for bar in closed:
             self.bars_published.labels(bar.timeframe.value).inc()
         due = time.monotonic() - self.settings.checkpoint_interval_ms / 1000
@@ -417,8 +556,12 @@ class BarStage(ConsumerRebalanceListener):
         consumer = consumer or self._consumer()
         for partition, part in pending.items():
             assert part.next_offset is not None
-            await self._store.save(partition, epoch, part.next_offset, part.builder)
+            snapshot = Snapshot(epoch, part.next_offset, json.dumps(part.builder.snapshot()), dict(part.bars_offsets))
+            await self._store.save(partition, snapshot)
             part.checkpointed_offset, part.checkpointed_at = part.next_offset, time.monotonic()
+            if len(part.unconfirmed) >= MAX_UNCONFIRMED_CHECKPOINTS:
+                part.unconfirmed.pop()
+            part.unconfirmed.append(snapshot)
             if consumer is not None:
                 # Kafka's committed offset follows the checkpoint, for tools that watch group lag.
                 try:

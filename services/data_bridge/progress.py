@@ -6,9 +6,9 @@ consumer group that must see it before the client may forget it has made it dura
 
 * ``database-service.ticks`` stored it in ClickHouse (or dead-lettered it), then committed
   the offset after it: its committed offset in Kafka;
-* ``data-bridge.bars`` has it in a bar-stage checkpoint in PostgreSQL: the checkpoint's
-  next offset, if the checkpoint is of the current epoch (an older one counts for nothing
-  in this log).
+* ``data-bridge.bars`` has it in a *stored* bar-stage checkpoint in PostgreSQL (one whose bars
+  ``database-service.bars`` has stored too, see ``bar_stage``): that checkpoint's next offset,
+  if it is of the current epoch (an older one counts for nothing in this log).
 
 ``done[p]`` is the smaller of the two: the first offset of partition ``p`` not yet handled
 by both. The epoch is read before and after the offsets, and the answer given only if it
@@ -19,23 +19,23 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
 
-from shared import compat
 from shared.bus.epoch import EpochSource, EpochUnavailable
+from shared.bus.offsets import committed_offsets
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketTick
 
-#: The consumer group that stores ticks (``services/database_service/consumers.py`` ``TICKS_GROUP``;
-#: a test holds the two equal).
-STORAGE_GROUP = "database-service.ticks"
+#: The consumer groups that store ticks and bars (``services/database_service/consumers.py``
+#: ``TICKS_GROUP`` and ``BARS_GROUP``; a test holds them equal).
+TICKS_STORAGE_GROUP = "database-service.ticks"
+BARS_STORAGE_GROUP = "database-service.bars"
 #: Reads of the offsets retried when the epoch changed during one.
 ATTEMPTS = 3
 
 
 class CheckpointOffsets(Protocol):
-    async def offsets(self) -> dict[int, tuple[str | None, int]]: ...
+    async def stored_offsets(self) -> dict[int, tuple[str | None, int]]: ...
 
 
 class IngestProgress:
@@ -55,8 +55,8 @@ class IngestProgress:
         for _ in range(ATTEMPTS):
             epoch = await self._epochs.current()
             partitions = await self._ticks.partition_count()
-            stored = await self._committed(STORAGE_GROUP, partitions)
-            built = await self._checkpoints.offsets()
+            stored = await committed_offsets(self._broker, TICKS_STORAGE_GROUP, MarketTick.TOPIC, partitions)
+            built = await self._checkpoints.stored_offsets()
             if await self._epochs.current() != epoch:
                 continue  # the broker restarted meanwhile: these offsets may be of either log
             done = {}
@@ -65,9 +65,3 @@ class IngestProgress:
                 done[str(partition)] = min(stored.get(partition, 0), bars_next if bars_epoch == epoch else 0)
             return {"epoch": epoch, "done": done}
         raise EpochUnavailable("the broker's epoch kept changing while its offsets were read")
-
-    async def _committed(self, group: str, partitions: int) -> dict[int, int]:
-        wanted = [TopicPartition(MarketTick.TOPIC, p) for p in range(partitions)]
-        offsets = await compat.admin_client(self._broker).list_consumer_group_offsets(group, partitions=wanted)
-        # -1: the group has committed nothing in this partition (of this log): nothing is handled.
-        return {tp.partition: max(meta.offset, 0) for tp, meta in offsets.items()}

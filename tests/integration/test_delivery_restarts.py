@@ -262,18 +262,7 @@ async def stored_ticks(http, mesh, symbol: str) -> dict | None:
     return {"ticks": len(ids), "first_tick_ms": min(ids.values()), "last_tick_ms": max(ids.values())}
 
 
-#: Known gap (issue 9's open note): bars the bar stage published to a broker that is then killed,
-#: before database-service stored them, die with that broker's memory; the stage's checkpoint
-#: already covers them, so nothing publishes them again. Ticks are exact regardless.
-BARS_LOST_WITH_THE_BROKER = (
-    "known gap: M1 bars published to the killed broker but not yet stored are lost with it "
-    "(the bar checkpoint covers them); ticks were exact"
-)
-
-
-async def assert_delivered_exactly(
-    http, mesh, symbol: str, client: ProtocolClient, *, bars_may_die_with_the_broker: bool = False
-) -> None:
+async def assert_delivered_exactly(http, mesh, symbol: str, client: ProtocolClient) -> None:
     """Stored ticks are the accepted ticks, once each; stored M1 bars are the bars computed from them.
 
     The symbol is the test's own and every tick of it went through ``client``, so the stored set is
@@ -294,14 +283,7 @@ async def assert_delivered_exactly(
         got = await stored_m1(http, mesh, symbol)
         return got if len(got) >= len(expected) else None
 
-    try:
-        got = await eventually(bars_stored, timeout_s=30)
-    except AssertionError:
-        if bars_may_die_with_the_broker:
-            pytest.xfail(BARS_LOST_WITH_THE_BROKER)
-        raise
-    if bars_may_die_with_the_broker and got != expected:
-        pytest.xfail(BARS_LOST_WITH_THE_BROKER)
+    got = await eventually(bars_stored, timeout_s=30)
     assert got == expected
 
 
@@ -344,7 +326,7 @@ async def test_a_broker_killed_mid_stream_loses_and_doubles_nothing(own_mesh, ht
     kill_broker(own_mesh)  # the supervisor starts a new one: an empty log, a new epoch
     await asyncio.wait_for(streaming, 120)
     assert len(client.epochs) >= 2 and client.resent > 0  # the restart lost unconfirmed ticks; they went again
-    await assert_delivered_exactly(http, own_mesh, "TSTBROKER", client, bars_may_die_with_the_broker=True)
+    await assert_delivered_exactly(http, own_mesh, "TSTBROKER", client)
 
 
 async def test_data_bridge_and_database_service_killed_mid_stream_lose_and_double_nothing(own_mesh, http):

@@ -20,7 +20,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from services.data_bridge import bar_stage
-from services.data_bridge.bar_stage import BarStage, Checkpoint
+from services.data_bridge.bar_stage import BarStage, Checkpoint, Snapshot
 from services.data_bridge.domain.bars import BarBuilder
 from services.data_bridge.settings import DataBridgeSettings
 from shared.events import MarketBar, MarketTick, Timeframe, encode_event, tick_event_id
@@ -40,23 +40,41 @@ class MemoryCheckpoints:
     def __init__(self, journal: Journal) -> None:
         self.rows: dict[int, tuple[int, str]] = {}
         self.epochs: dict[int, str | None] = {}
+        self.bars_offsets: dict[int, dict[int, int] | None] = {}
+        self.stored: dict[int, Snapshot] = {}
         self.down = False
         self.journal = journal
 
     async def load(self, partition: int) -> Checkpoint | None:
-        if self.down:
-            raise ConnectionRefusedError("PostgreSQL is away")
+        self._check()
         row = self.rows.get(partition)
         if row is None:
             return None
-        return Checkpoint(self.epochs.get(partition), row[0], BarBuilder.restore(json.loads(row[1])))
+        state = BarBuilder.restore(json.loads(row[1]))
+        return Checkpoint(self.epochs.get(partition), row[0], state, self.bars_offsets.get(partition))
 
-    async def save(self, partition: int, epoch: str, next_offset: int, builder: BarBuilder) -> None:
+    async def load_stored(self, partition: int) -> Checkpoint | None:
+        self._check()
+        row = self.stored.get(partition)
+        return (
+            None if row is None else Checkpoint(row.epoch, row.next_offset, BarBuilder.restore(json.loads(row.state)))
+        )
+
+    async def save(self, partition: int, snapshot: Snapshot) -> None:
+        self._check()
+        self.rows[partition] = (snapshot.next_offset, snapshot.state)
+        self.epochs[partition] = snapshot.epoch
+        self.bars_offsets[partition] = snapshot.bars_offsets
+        self.journal.append(f"checkpoint p{partition}@{snapshot.next_offset}")
+
+    async def save_stored(self, partition: int, snapshot: Snapshot) -> None:
+        self._check()
+        self.stored[partition] = snapshot
+        self.journal.append(f"stored p{partition}@{snapshot.next_offset}")
+
+    def _check(self) -> None:
         if self.down:
             raise ConnectionRefusedError("PostgreSQL is away")
-        self.rows[partition] = (next_offset, json.dumps(builder.snapshot()))
-        self.epochs[partition] = epoch
-        self.journal.append(f"checkpoint p{partition}@{next_offset}")
 
 
 class Epochs:
@@ -74,17 +92,30 @@ class Epochs:
 
 
 class Publisher:
+    """``market.bars.v1`` as one partition: ``bars[i]`` is at offset ``i``."""
+
     def __init__(self, journal: Journal) -> None:
         self.bars: list[MarketBar] = []
         self.fail_next = False
         self.journal = journal
 
-    async def publish(self, bars: list[MarketBar]) -> None:
+    async def publish(self, bars: list[MarketBar]) -> dict[int, int]:
         if self.fail_next:
             self.fail_next = False
             raise ConnectionError("broker away")
         self.bars.extend(bars)
         self.journal.append(f"published {len(bars)}")
+        return {0: len(self.bars) - 1} if bars else {}
+
+
+class BarStorage:
+    """database-service's bar group as the stage sees it: the offsets it committed after storing."""
+
+    def __init__(self) -> None:
+        self.committed: dict[int, int] = {}
+
+    async def committed_offsets(self) -> dict[int, int]:
+        return dict(self.committed)
 
 
 class Consumer:
@@ -123,6 +154,7 @@ class Stage:
         self.publisher = Publisher(self.journal)
         self.consumer = Consumer(self.journal)
         self.dead_letters = DeadLetters()
+        self.storage = BarStorage()
         options = {"checkpoint_interval_ms": 0, **settings}
         self.stage = BarStage(
             DataBridgeSettings(**options),
@@ -131,6 +163,7 @@ class Stage:
             cast(Any, self.publisher),
             cast(Any, self.dead_letters),
             CollectorRegistry(),
+            self.storage.committed_offsets,
         )
         self.stage.bind(lambda: cast(Any, self.consumer))
 
@@ -139,6 +172,11 @@ class Stage:
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
         await self.stage.handle(tuple(records), cast(Any, self.consumer))
+
+    async def store_bars(self) -> None:
+        """database-service stores every bar published so far; the stage is told at its next confirmation."""
+        self.storage.committed = {0: len(self.publisher.bars)}
+        await self.stage.confirm_stored()
 
 
 def tick_record(
@@ -305,6 +343,7 @@ async def test_a_checkpoint_of_another_epoch_resumes_its_state_from_the_start_of
     first = Stage()
     await first.assign(0)
     await first.handle(records[:25])  # checkpoint p0@25 in epoch-1; ticks 25.. were never confirmed
+    await first.store_bars()  # ... and its bars stored: the stored checkpoint is p0@25 too
     second = Stage(first.store, Epochs("epoch-2"))
     await second.assign(0)
     assert second.consumer.positions == {TopicPartition(TOPIC, 0): "beginning"}  # not offset 25 of a new log
@@ -319,6 +358,7 @@ async def test_a_broker_restart_under_the_running_consumer_rewinds_instead_of_sk
     stage = Stage()
     await stage.assign(0)
     await stage.handle(records[:20])  # checkpoint p0@20 (epoch-1)
+    await stage.store_bars()  # stored too: progress confirmed ticks 0-19
     stage.epochs.value = "epoch-2"  # the broker restarts; the client sends ticks 20.. again
     new_log = relogged(records[20:])
     # The consumer fetches on from its old position, 20, in the new log: ticks 20-39 would be skipped.
@@ -338,11 +378,11 @@ class SlowPublisher(Publisher):
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def publish(self, bars: list[MarketBar]) -> None:
+    async def publish(self, bars: list[MarketBar]) -> dict[int, int]:
         if bars:
             self.started.set()
             await self.release.wait()
-        await super().publish(bars)
+        return await super().publish(bars)
 
 
 @pytest.mark.parametrize("interrupt", ["revoke", "close"])
@@ -396,3 +436,65 @@ async def test_the_last_ticks_before_a_pause_are_checkpointed_without_waiting_fo
     assert stage.store.rows[0][0] == 30 and stage.consumer.committed == {TopicPartition(TOPIC, 0): 30}
     await stage.stage.close()
     await asyncio.wait_for(periodic, 1)  # it ends with the stage
+
+
+async def test_a_checkpoint_becomes_the_stored_one_only_once_database_service_stored_its_bars():
+    stage = Stage()
+    await stage.assign(0)
+    await stage.handle(ticks()[:30])  # checkpoint p0@30; its 3 bars are at offsets 0-2
+    stage.storage.committed = {0: 2}  # bars 0 and 1 stored, bar 2 not yet
+    await stage.stage.confirm_stored()
+    assert stage.store.stored == {}  # progress would not confirm ticks 0-29 yet
+    await stage.store_bars()
+    assert stage.store.stored[0].next_offset == 30 and stage.store.stored[0].epoch == "epoch-1"
+    before = list(stage.journal)
+    await stage.stage.confirm_stored()  # nothing new: nothing written
+    assert stage.journal == before
+
+
+async def test_a_broker_restart_resumes_from_the_stored_checkpoint_and_rebuilds_the_bars_it_lost():
+    # The bars of ticks 15-39 were published and checkpointed, but the broker died before
+    # database-service stored them: they are gone with its log. Progress confirmed ticks up to the
+    # stored checkpoint (15) only, so the client sends ticks 15.. again to the new log.
+    records = ticks()
+    first = Stage()
+    await first.assign(0)
+    await first.handle(records[:15])
+    await first.store_bars()  # stored checkpoint p0@15
+    stored_bars = list(first.publisher.bars)
+    await first.handle(records[15:40])  # checkpoint p0@40, its bars never stored
+    assert first.store.rows[0][0] == 40 and first.store.stored[0].next_offset == 15
+    second = Stage(first.store, Epochs("epoch-2"))
+    await second.assign(0)
+    assert second.consumer.positions == {TopicPartition(TOPIC, 0): "beginning"}
+    await second.handle(relogged(records[15:]))
+    assert keyed(stored_bars) | keyed(second.publisher.bars) == await uninterrupted(records)
+
+
+async def test_a_new_log_with_no_stored_checkpoint_starts_empty_and_a_legacy_checkpoint_is_resumed_itself():
+    records = ticks()
+    first = Stage()
+    await first.assign(0)
+    await first.handle(records[:25])  # saved, never stored: progress confirmed nothing
+    second = Stage(first.store, Epochs("epoch-2"))
+    await second.assign(0)
+    await second.handle(relogged(records))  # so the client sends every tick again
+    assert keyed(second.publisher.bars) == await uninterrupted(records)
+    # A checkpoint saved before bar offsets were recorded (an existing var/postgres) is resumed
+    # as it was then: its progress had confirmed up to it.
+    first.store.bars_offsets[0] = None
+    third = Stage(first.store, Epochs("epoch-3"))
+    await third.assign(0)
+    assert (
+        third.stage._partitions[0].builder.snapshot()
+        == BarBuilder.restore(json.loads(first.store.rows[0][1])).snapshot()
+    )
+
+
+async def test_a_checkpoint_of_a_dead_log_is_never_confirmed_as_stored():
+    stage = Stage()
+    await stage.assign(0)
+    await stage.handle(ticks()[:30])  # checkpoint p0@30 in epoch-1
+    stage.epochs.value = "epoch-2"  # the broker restarted: bar offsets of the new log mean nothing for it
+    await stage.store_bars()
+    assert stage.store.stored == {}

@@ -1,6 +1,6 @@
 """``/ingest/progress``'s arithmetic, with the broker's answers faked at the client-library boundary:
 ``done`` is the smaller of the storing group's committed offset and the bar checkpoint's offset of the
-current epoch, an offset of another epoch counts for nothing, and no answer mixes two epochs."""
+current epoch (the stored checkpoint: its bars were stored too), an offset of another epoch counts for nothing, and no answer mixes two epochs."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class Checkpoints:
     def __init__(self, rows: dict[int, tuple[str | None, int]]) -> None:
         self.rows = rows
 
-    async def offsets(self) -> dict[int, tuple[str | None, int]]:
+    async def stored_offsets(self) -> dict[int, tuple[str | None, int]]:
         return self.rows
 
 
@@ -55,8 +55,9 @@ def progress_of(epochs: Epochs, admin: Admin, checkpoints: Checkpoints) -> Inges
     return IngestProgress(cast(Any, broker), epochs, checkpoints, cast(Any, Ticks()))
 
 
-def test_the_storing_group_is_database_services():
-    assert progress.STORAGE_GROUP == consumers.TICKS_GROUP
+def test_the_storing_groups_are_database_services():
+    assert progress.TICKS_STORAGE_GROUP == consumers.TICKS_GROUP
+    assert progress.BARS_STORAGE_GROUP == consumers.BARS_GROUP
 
 
 async def test_done_is_the_smaller_of_stored_and_checkpointed_in_this_epoch():
