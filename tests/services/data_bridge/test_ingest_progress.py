@@ -1,6 +1,6 @@
 """``/ingest/progress``'s arithmetic, with the broker's answers faked at the client-library boundary:
-``done`` is the smaller of the storing group's committed offset and the bar checkpoint's offset of the
-current epoch (the stored checkpoint: its bars were stored too), an offset of another epoch counts for nothing, and no answer mixes two epochs."""
+``done`` is the smaller of the storing group's committed offset and the stored bar checkpoint's offset
+of the current epoch, an offset of another epoch counts for nothing, and no answer mixes two epochs."""
 
 from __future__ import annotations
 
