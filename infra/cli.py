@@ -71,7 +71,11 @@ def cmd_status(_: argparse.Namespace) -> int:
         print(f"kafka: {state.get('kafka')}   postgres: {state.get('database')}")
         broker = state.get("broker")
         if broker:
-            print(f"embedded broker: pid {broker.get('pid') or '-'}, restarts {broker['restarts']}, {broker['status']}")
+            memory = f", {broker['memory']}" if broker.get("memory") else ""
+            print(
+                f"embedded broker: pid {broker.get('pid') or '-'}, restarts {broker['restarts']}, "
+                f"{broker['status']}{memory}"
+            )
     print(f"{'service':<22}{'port':>6}  {'pid':>7}  {'restarts':>8}  readiness")
     with httpx.Client(timeout=2.0) as http:
         for service in ports.implemented_services():

@@ -4,7 +4,8 @@ One supervisor per host (a lock under ``var/``), one process per service (the
 port guard makes a second copy impossible, and the supervisor never starts one).
 Children die with the supervisor and are recorded in ``var/supervisor.json``
 (``infra.proctree``); a child that stops answering ``/healthz`` is killed and
-restarted; the embedded broker is restarted with backoff and never takes the mesh down.
+restarted; the embedded broker is restarted with backoff and never takes the mesh down,
+and its memory, which only grows, is watched (``infra.broker_memory``).
 Scaling out is running more instances on other hosts against the same Kafka:
 services keep no host-local state that would prevent it (consumer groups,
 checkpoints in PostgreSQL, chdb only in embedded single-host mode).
@@ -29,6 +30,8 @@ from typing import Any
 import httpx
 
 from infra import kafka, postgres
+from infra.broker_memory import CHECK_INTERVAL_S as MEMORY_CHECK_INTERVAL_S
+from infra.broker_memory import BrokerMemoryWatch, resident_bytes
 from infra.proctree import ProcessRecord, spawn_tied, stop_stale
 from shared import ports
 from shared.bus.broker import ensure_topics
@@ -79,6 +82,8 @@ class BrokerState:
     next_start_at: float = 0.0
     backoff_s: float = 1.0
     status: str = "running"
+    #: Its resident memory, read every ``MEMORY_CHECK_INTERVAL_S`` (memory storage only grows).
+    memory: BrokerMemoryWatch = field(default_factory=lambda: BrokerMemoryWatch(0))
 
 
 class Interrupted(Exception):
@@ -232,7 +237,12 @@ class Supervisor:
             port = self.settings.port_of("kafka")
             say(f"starting the embedded Kafka-compatible broker (Tansu) on 127.0.0.1:{port}")
             process = self._spawn_broker()
-            self.broker = BrokerState(process, ProcessRecord.of("kafka", process.pid), started_at=time.monotonic())
+            self.broker = BrokerState(
+                process,
+                ProcessRecord.of("kafka", process.pid),
+                started_at=time.monotonic(),
+                memory=BrokerMemoryWatch(self.settings.hats_broker_rss_warn_mb),
+            )
             self._write_state()
             await asyncio.to_thread(kafka.wait_listening, process, port, self.logs / "kafka.log")
         self._check_interrupted()
@@ -286,11 +296,15 @@ class Supervisor:
 
     async def _watch(self) -> None:
         next_probe = time.monotonic() + LIVENESS_INTERVAL_S
+        next_memory_check = 0.0  # at once: a broker already too big is said when the mesh is up
         async with httpx.AsyncClient(timeout=LIVENESS_TIMEOUT_S) as http:
             while not self._stopping.is_set():
                 now = time.monotonic()
                 if self.broker is not None:
                     await self._tend_broker(self.broker, now)
+                    if now >= next_memory_check:
+                        next_memory_check = now + MEMORY_CHECK_INTERVAL_S
+                        self._check_broker_memory(self.broker)
                 if now >= next_probe:
                     next_probe = now + LIVENESS_INTERVAL_S
                     await self._probe_liveness(http, now)
@@ -361,6 +375,19 @@ class Supervisor:
         say(f"the embedded broker is back (pid {broker.process.pid}); topics ensured: {len(created)} created")
         self._write_state()
 
+    def _check_broker_memory(self, broker: BrokerState) -> None:
+        """Read the broker's memory; warn when it passes the threshold (never restart it: that loses data)."""
+        process = broker.process
+        if process is None or process.poll() is not None:
+            return
+        rss = resident_bytes(process.pid)
+        if rss is None:
+            return
+        warning = broker.memory.observe(process.pid, rss)
+        if warning:
+            say(warning)
+        self._write_state()
+
     def _broker_down(self, broker: BrokerState, now: float, reason: str) -> None:
         broker.process = broker.record = None
         broker.next_start_at = now + broker.backoff_s
@@ -404,6 +431,7 @@ class Supervisor:
                 "pid": broker.process.pid if broker.process else None,
                 "restarts": broker.restarts,
                 "status": broker.status,
+                "memory": broker.memory.note(),
             }
             if broker
             else None,

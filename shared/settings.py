@@ -77,6 +77,10 @@ class PlatformSettings(BaseSettings):
     #: start otherwise), so a request the gateway gave up on stops publishing before the
     #: client's retry of it arrives (``check_publish_within``).
     kafka_publish_timeout_s: float = Field(5.0, gt=0)
+    #: The supervisor warns (log and ``hats status``) when the embedded broker's resident memory
+    #: passes this many MB, and again at each further half of it; 0 = never. Its memory storage
+    #: never deletes records, so it only grows (docs/architecture.md, "Retention on the embedded broker").
+    hats_broker_rss_warn_mb: int = Field(1024, ge=0)
     #: External PostgreSQL (``postgresql://...``); unset = embedded pgserver under var/postgres.
     database_url: SecretStr | None = None
     #: External ClickHouse (``clickhouse://user:pass@host:9000/db``); unset = chdb under var/clickhouse.

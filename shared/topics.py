@@ -34,7 +34,8 @@ _HOUR_MS = 3_600_000
 #: are kept in ClickHouse, so a day covers any consumer outage worth waiting for; a
 #: revocation must outlive every token it revokes (access tokens live 15 min by default);
 #: dead letters wait for a human. The embedded Tansu (memory storage) records these but does
-#: not enforce them (docs/architecture.md, "Growth and backpressure"); a real Kafka does.
+#: not enforce them, and cannot delete records at all (docs/architecture.md, "Retention on the
+#: embedded broker"); a real Kafka does.
 RETENTION_MS: dict[str, int] = {
     MARKET_TICKS: 24 * _HOUR_MS,
     MARKET_BARS: 24 * _HOUR_MS,
