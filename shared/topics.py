@@ -31,14 +31,16 @@ PARTITIONS: dict[str, int] = {
 _HOUR_MS = 3_600_000
 #: How long a broker keeps each topic's messages (``retention.ms``, deletion by time), set
 #: when the project creates the topic. The bus is a conveyor, not the store: ticks and bars
-#: are kept in ClickHouse, so a day covers any consumer outage worth waiting for; a
+#: are kept in ClickHouse, but a consumer (database-service, the bar stage) down for longer
+#: than this would resume at the earliest record left (``auto_offset_reset``) and skip what
+#: was deleted, so it is a week (Kafka's default), which outlasts a long weekend; a
 #: revocation must outlive every token it revokes (access tokens live 15 min by default);
 #: dead letters wait for a human. The embedded Tansu (memory storage) records these but does
 #: not enforce them, and cannot delete records at all (docs/architecture.md, "Retention on the
 #: embedded broker"); a real Kafka does.
 RETENTION_MS: dict[str, int] = {
-    MARKET_TICKS: 24 * _HOUR_MS,
-    MARKET_BARS: 24 * _HOUR_MS,
+    MARKET_TICKS: 7 * 24 * _HOUR_MS,
+    MARKET_BARS: 7 * 24 * _HOUR_MS,
     AUTH_REVOCATIONS: 7 * 24 * _HOUR_MS,
     AUTH_CLIENT_REVOCATIONS: 7 * 24 * _HOUR_MS,
     DIRECTORY_CHANGES: 30 * 24 * _HOUR_MS,

@@ -26,4 +26,4 @@ async def test_every_topic_is_created_with_its_retention(infra_env) -> None:
     for name in topics.PARTITIONS:
         assert found[name]["retention.ms"] == str(topics.RETENTION_MS[name]), name
         assert found[name]["cleanup.policy"] == "delete", name
-    assert topics.RETENTION_MS[topics.MARKET_TICKS] == 86_400_000
+    assert topics.RETENTION_MS[topics.MARKET_TICKS] == 7 * 86_400_000
