@@ -386,6 +386,15 @@ class Supervisor:
         warning = broker.memory.observe(process.pid, rss)
         if warning:
             say(warning)
+        roll_mb = self.settings.hats_broker_rss_roll_mb
+        if roll_mb and rss >= roll_mb * 1024 * 1024:
+            # The restart path of a crashed broker takes it from here (backoff, topics, epoch).
+            say(
+                f"the embedded broker (pid {process.pid}) holds {rss // (1024 * 1024)} MB, at "
+                f"HATS_BROKER_RSS_ROLL_MB ({roll_mb} MB): rolling it; its new log starts empty and "
+                "clients send again every tick not yet confirmed"
+            )
+            process.terminate()
         self._write_state()
 
     def _broker_down(self, broker: BrokerState, now: float, reason: str) -> None:

@@ -81,6 +81,9 @@ class PlatformSettings(BaseSettings):
     #: passes this many MB, and again at each further half of it; 0 = never. Its memory storage
     #: never deletes records, so it only grows (docs/architecture.md, "Retention on the embedded broker").
     hats_broker_rss_warn_mb: int = Field(1024, ge=0)
+    #: Opt-in bound: past this many MB the supervisor restarts ("rolls") the embedded broker, whose
+    #: new log starts empty; 0 = never. What a roll loses and what survives it is in the same doc.
+    hats_broker_rss_roll_mb: int = Field(0, ge=0)
     #: External PostgreSQL (``postgresql://...``); unset = embedded pgserver under var/postgres.
     database_url: SecretStr | None = None
     #: External ClickHouse (``clickhouse://user:pass@host:9000/db``); unset = chdb under var/clickhouse.
