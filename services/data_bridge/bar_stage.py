@@ -359,9 +359,12 @@ class BarStage(ConsumerRebalanceListener):
         checkpoint = await self._store.load(partition)
         if checkpoint is not None and checkpoint.epoch == epoch:
             self._unrestored.pop(partition, None)
-            self._partitions[partition] = _Partition(
+            part = self._partitions[partition] = _Partition(
                 checkpoint.builder, checkpoint.next_offset, epoch, checkpoint.bars_offsets
             )
+            # A candidate at once: if no further tick comes, nothing else would confirm it.
+            state = json.dumps(checkpoint.builder.snapshot())
+            part.unconfirmed.append(Snapshot(epoch, checkpoint.next_offset, state, part.bars_offsets.copy()))
             if consumer is not None:
                 consumer.seek(tp, checkpoint.next_offset)
             log.info("bar stage resumed partition %d at offset %d", partition, checkpoint.next_offset)

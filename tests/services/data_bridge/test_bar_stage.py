@@ -498,3 +498,17 @@ async def test_a_checkpoint_of_a_dead_log_is_never_confirmed_as_stored():
     stage.epochs.value = "epoch-2"  # the broker restarted: bar offsets of the new log mean nothing for it
     await stage.store_bars()
     assert stage.store.stored == {}
+
+
+async def test_a_restarted_stage_confirms_the_checkpoint_it_resumed_from_without_waiting_for_another_tick():
+    # data-bridge dies after its last checkpoint but before that checkpoint's bars were seen
+    # stored; the client has sent everything and waits for confirmation: no tick will come.
+    first = Stage()
+    await first.assign(0)
+    await first.handle(ticks()[:30])
+    assert first.store.stored == {}
+    second = Stage(first.store)
+    second.publisher.bars = list(first.publisher.bars)  # the same log: the bars are in it
+    await second.assign(0)
+    await second.store_bars()
+    assert second.store.stored[0].next_offset == 30
