@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -37,6 +38,16 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 def _utc(ns: int) -> dt.datetime:
     """Exact to the microsecond (no float rounding), which is what DateTime64(6) keeps."""
     return _EPOCH + dt.timedelta(microseconds=ns // 1000)
+
+
+def tick_row(t: AnyTick) -> tuple:
+    """A tick as a row of ``TICK_COLUMNS``."""
+    return (t.symbol, _utc(t.ts_event), t.event_id, t.bid, t.ask, t.last, t.volume, t.flags, t.source, _utc(t.ts_init))
+
+
+def _tick_key(t: AnyTick) -> tuple[str, int, int]:
+    """The key of a tick's row, ``(symbol, ts, event_id)``: ts in µs as stored, the id as an int (cheaper than text)."""
+    return (t.symbol, t.ts_event // 1000, t.event_id.int)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,25 +122,64 @@ class MarketRepository:
         )
 
     async def insert_ticks(self, ticks: Sequence[AnyTick]) -> None:
-        await self.ch.insert(
-            "market.ticks",
-            TICK_COLUMNS,
-            [
-                (
-                    t.symbol,
-                    _utc(t.ts_event),
-                    t.event_id,
-                    t.bid,
-                    t.ask,
-                    t.last,
-                    t.volume,
-                    t.flags,
-                    t.source,
-                    _utc(t.ts_init),
-                )
-                for t in ticks
-            ],
+        """Store the ticks that are not stored yet, each once: what ``tick_summary`` counts is ticks.
+
+        A tick is its row's key ``(symbol, ts, event_id)``. Readers with ``FINAL`` see a
+        tick stored twice once anyway, but the summary's count would see it twice (a
+        tick re-sent after a broker restart, or replayed after a crash of this service).
+        When every tick is stored already, the last one is written again, marked
+        ``rewrite`` (the summary does not count it): an insert always writes to
+        ``market.ticks``, which the store's control write relies on (``storing.py``).
+        """
+        if not ticks:
+            return
+        fresh = await self._unstored(ticks)
+        if fresh:
+            await self.ch.insert("market.ticks", TICK_COLUMNS, [tick_row(t) for t in fresh])
+        else:
+            await self.ch.insert("market.ticks", (*TICK_COLUMNS, "rewrite"), [(*tick_row(ticks[-1]), 1)])
+
+    async def _unstored(self, ticks: Sequence[AnyTick]) -> list[AnyTick]:
+        """``ticks`` without the ones already stored (or repeated in ``ticks``), in their order.
+
+        Only a tick at or before its symbol's newest stored time can be stored already;
+        a live stream is past it, so this is usually one read of ``tick_summary`` (a few
+        rows). The others are looked up in the primary-key range they span per symbol:
+        the read grows with that span (a client's unconfirmed window), not with history.
+        Exact while one writer stores a symbol at a time, as the consumer group makes it
+        (a symbol is a partition key); two writers racing on one tick could both store it.
+        And an insert that fails after ``market.ticks`` took its rows, before the view did
+        (ClickHouse does not make them atomic), leaves those ticks uncounted on its retry.
+        """
+        unique: dict[tuple[str, int, int], AnyTick] = {}
+        for t in ticks:
+            unique.setdefault(_tick_key(t), t)
+        names = ",".join(literal(s) for s in {t.symbol for t in ticks})
+        newest = dict(
+            await self.ch.rows(
+                f"SELECT symbol, toUnixTimestamp64Micro(max(last_ts)) FROM market.tick_summary "
+                f"WHERE symbol IN ({names}) GROUP BY symbol"
+            )
         )
+        maybe = [key for key in unique if key[0] in newest and key[1] <= int(newest[key[0]])]
+        if not maybe:
+            return list(unique.values())
+        spans: dict[str, tuple[int, int]] = {}
+        for symbol, ts, _ in maybe:
+            first, last = spans.get(symbol, (ts, ts))
+            spans[symbol] = (min(first, ts), max(last, ts))
+        ranges = " OR ".join(
+            f"(symbol = {literal(s)} AND ts BETWEEN fromUnixTimestamp64Micro({first}) "
+            f"AND fromUnixTimestamp64Micro({last}))"
+            for s, (first, last) in spans.items()
+        )
+        stored = {
+            (r[0], int(r[1]), uuid.UUID(r[2]).int)
+            for r in await self.ch.rows(
+                f"SELECT symbol, toUnixTimestamp64Micro(ts), toString(event_id) FROM market.ticks WHERE {ranges}"
+            )
+        }
+        return [t for key, t in unique.items() if key not in stored]
 
     async def insert_bars(self, bars: Sequence[MarketBar]) -> None:
         await self.ch.insert(
@@ -202,9 +252,9 @@ class MarketRepository:
     async def symbols(self) -> list[dict]:
         """Every symbol with ticks: how many, first and last tick time, and its bar timeframes.
 
-        Read from the summaries that materialized views keep on insert (migration 002): a
-        few rows per symbol, however long the history. ``ticks`` counts stored rows (see
-        the migration for the one case that counts a tick twice).
+        Read from the summaries that materialized views keep on insert (migrations 003 and
+        005): a few rows per symbol, however long the history. ``ticks`` counts distinct
+        ticks, since ``insert_ticks`` stores each once.
         """
         rows = await self.ch.rows(
             "SELECT symbol, sum(ticks), toUnixTimestamp64Milli(min(first_ts)), toUnixTimestamp64Milli(max(last_ts)) "

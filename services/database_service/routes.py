@@ -74,6 +74,8 @@ async def list_ticks(
 
 @router.get("/symbols", operation_id="list_symbols", summary="Symbols with stored data")
 async def list_symbols(market: Market, _: Annotated[Principal, require(MARKET_READ)]) -> Response:
+    """Per symbol: ``ticks`` stored (distinct ticks: one re-sent or redelivered is not counted again),
+    ``first_tick_ms`` and ``last_tick_ms`` (epoch ms), and the ``timeframes`` it has bars in."""
     return Response(orjson.dumps(await market.repo.symbols()), media_type="application/json")
 
 

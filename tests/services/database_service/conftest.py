@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,11 @@ from shared.clickhouse import ChdbClickHouse
 from shared.kit.migrations import migrate_clickhouse
 
 MIGRATIONS = Path(__file__).parents[3] / "services" / "database_service" / "migrations" / "clickhouse"
+
+
+async def no_pause(_: float) -> None:
+    """The isolating store's ``sleep``: its backoff is not what these tests are about."""
+    await asyncio.sleep(0)
 
 
 @pytest.fixture(scope="module")

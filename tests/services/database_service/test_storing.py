@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from services.database_service.repository import MarketRepository
 from services.database_service.storing import IsolatingStore, StoreOutage
 from shared.events import MarketTick
+from tests.services.database_service.conftest import no_pause
 from tests.support import quote_tick
 
 BASE_MS = 1_767_225_600_000
@@ -35,10 +35,6 @@ async def stored(repo: MarketRepository, symbol: str) -> set[str]:
     return {
         r[0] for r in await repo.ch.rows(f"SELECT toString(event_id) FROM market.ticks FINAL WHERE symbol = '{symbol}'")
     }
-
-
-async def no_pause(_: float) -> None:
-    await asyncio.sleep(0)
 
 
 async def test_refused_events_are_isolated_and_everything_else_is_stored(repo, refusing):

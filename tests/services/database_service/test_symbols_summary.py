@@ -1,4 +1,5 @@
-"""``GET /api/v1/market/symbols`` reads summaries kept on insert, never the stored ticks.
+"""``GET /api/v1/market/symbols`` reads summaries kept on insert, never the stored ticks, and
+its ``ticks`` are ticks: a tick stored again (re-sent, replayed) is not counted again.
 
 Proved with ClickHouse's own counter of rows read (``system.events``/``SelectedRows``),
 not with timing: the read must not grow with the history.
@@ -11,11 +12,12 @@ from decimal import Decimal
 
 import pytest
 
-from services.database_service.repository import MarketRepository
+from services.database_service.repository import TICK_COLUMNS, MarketRepository, tick_row
+from services.database_service.storing import IsolatingStore, StoreOutage
 from shared.clickhouse import ChdbClickHouse
 from shared.events import MarketBar, MarketTick, Timeframe
 from shared.kit.migrations import migrate_clickhouse
-from tests.services.database_service.conftest import MIGRATIONS
+from tests.services.database_service.conftest import MIGRATIONS, no_pause
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
@@ -57,6 +59,15 @@ async def store_history(repo: MarketRepository, first: int, per_symbol: int, bat
     for symbol in SYMBOLS:
         for start in range(first, first + per_symbol, batch):
             await repo.insert_ticks(ticks(symbol, start, batch))
+
+
+async def store_rows(repo: MarketRepository, stored: list[MarketTick]) -> None:
+    """Rows straight into ``market.ticks``, as the store did before it checked for stored ticks."""
+    await repo.ch.insert("market.ticks", TICK_COLUMNS, [tick_row(t) for t in stored])
+
+
+async def counted(repo: MarketRepository) -> dict[str, int]:
+    return {s["symbol"]: s["ticks"] for s in await repo.symbols()}
 
 
 async def selected_rows(repo: MarketRepository) -> int:
@@ -110,14 +121,16 @@ async def test_the_migration_backfills_what_was_stored_before_it(chdb, tmp_path)
     shutil.copy(MIGRATIONS / "001_market.sql", only_first)
     await migrate_clickhouse(chdb, "database-service", only_first)
     repo = MarketRepository(chdb)
-    await store_history(repo, 0, 4_000)
-    await repo.insert_ticks(ticks("EURUSD", 0, 2_000))  # a redelivery: one copy to readers
+    for symbol in SYMBOLS:
+        await store_rows(repo, ticks(symbol, 0, 4_000))
+    await store_rows(repo, ticks("EURUSD", 0, 2_000))  # a redelivery: one copy to readers
     await repo.insert_bars([bar("USDJPY", Timeframe.M15)])
 
     assert await migrate_clickhouse(chdb, "database-service", MIGRATIONS) == [
         "database-service/002_bar_real_volume_sum",
         "database-service/003_market_summaries",
         "database-service/004_refused_events",
+        "database-service/005_exact_tick_counts",
     ]
     answer = await repo.symbols()
     assert [(s["symbol"], s["ticks"], s["timeframes"]) for s in answer] == [
@@ -131,8 +144,8 @@ async def test_stored_ticks_are_listed_once_each_even_when_stored_twice(chdb) ->
     await migrate_clickhouse(chdb, "database-service", MIGRATIONS)
     repo = MarketRepository(chdb)
     sent = ticks("GBPUSD", 0, 50)
-    await repo.insert_ticks(sent)
-    await repo.insert_ticks(sent[10:20])  # a redelivery that reached storage: two rows, one tick
+    await store_rows(repo, sent)
+    await store_rows(repo, sent[10:20])  # a redelivery that reached storage: two rows, one tick
     start_ms = START_NS // 1_000_000
     listed = await repo.ticks("GBPUSD", start_ms=start_ms, end_ms=None, limit=1000)
     assert [t["event_id"] for t in listed] == [str(t.event_id) for t in sent]
@@ -140,3 +153,86 @@ async def test_stored_ticks_are_listed_once_each_even_when_stored_twice(chdb) ->
     window = await repo.ticks("GBPUSD", start_ms=start_ms + 5_000, end_ms=start_ms + 15_000, limit=1000)
     assert [t["time_msc"] - start_ms for t in window] == list(range(5_000, 15_000, 1_000))
     assert len(await repo.ticks("GBPUSD", start_ms=start_ms, end_ms=None, limit=7)) == 7
+
+
+async def test_a_tick_stored_again_is_not_counted_again(chdb) -> None:
+    await migrate_clickhouse(chdb, "database-service", MIGRATIONS)
+    repo = MarketRepository(chdb)
+    sent = ticks("EURUSD", 0, 50)
+    await repo.insert_ticks(sent)
+    await repo.insert_ticks(sent[10:20])  # re-sent after a broker restart: all of it stored already
+    await repo.insert_ticks([*sent[40:], *ticks("EURUSD", 50, 10), sent[45]])  # old, new, and one twice
+    await repo.insert_ticks(ticks("GBPUSD", 0, 5) + sent[:5])  # another symbol's new ticks beside old ones
+
+    assert await counted(repo) == {"EURUSD": 60, "GBPUSD": 5}
+    rows = await repo.ch.rows("SELECT symbol, count() FROM market.ticks WHERE rewrite = 0 GROUP BY symbol")
+    assert dict(rows) == {"EURUSD": 60, "GBPUSD": 5}  # one row per tick: no copy waits for a merge
+    answer = (await repo.symbols())[0]
+    assert (answer["first_tick_ms"], answer["last_tick_ms"]) == (START_NS // 1_000_000, START_NS // 1_000_000 + 59_000)
+
+
+async def test_the_stores_control_writes_are_not_counted(chdb) -> None:
+    """The isolating store writes a stored tick again to learn whether the store works (``storing.py``)."""
+    await migrate_clickhouse(chdb, "database-service", MIGRATIONS)
+    repo = MarketRepository(chdb)
+    await chdb.execute("ALTER TABLE market.ticks ADD CONSTRAINT no_poison CHECK bid != 1.3")
+    store = IsolatingStore(repo.insert_ticks, sleep=no_pause)
+    batch = ticks("EURUSD", 0, 64)
+    poisoned = {5, 33, 60}
+    for i in poisoned:
+        batch[i] = batch[i].model_copy(update={"bid": Decimal("1.3"), "ask": Decimal("1.4")})
+    assert await store.store([(i, t) for i, t in enumerate(batch[:2])]) == []
+    refused = await store.store([(i, t) for i, t in enumerate(batch)])
+    assert sorted(r.item for r in refused) == sorted(poisoned)
+    assert await counted(repo) == {"EURUSD": 64 - len(poisoned)}
+
+
+async def test_a_store_that_takes_no_write_is_an_outage_even_for_stored_ticks(chdb) -> None:
+    """The control write of an already stored tick still writes: a store that reads but refuses
+    every write is an outage, not 64 refused ticks."""
+    await migrate_clickhouse(chdb, "database-service", MIGRATIONS)
+    repo = MarketRepository(chdb)
+    store = IsolatingStore(repo.insert_ticks, sleep=no_pause)
+    assert await store.store([(i, t) for i, t in enumerate(ticks("EURUSD", 0, 8))]) == []
+    await chdb.execute("ALTER TABLE market.ticks ADD CONSTRAINT read_only CHECK bid < 0")
+    with pytest.raises(StoreOutage):
+        await store.store([(i, t) for i, t in enumerate(ticks("EURUSD", 8, 64))])
+    assert await counted(repo) == {"EURUSD": 8}
+
+
+async def test_checking_for_stored_ticks_reads_the_re_sent_span_not_the_history(chdb) -> None:
+    await migrate_clickhouse(chdb, "database-service", MIGRATIONS)
+    repo = MarketRepository(chdb)
+    await store_history(repo, 0, 60_000)
+
+    async def rows_read(insert, batch: list[MarketTick]) -> int:
+        before = await selected_rows(repo)
+        await insert(batch)
+        return await selected_rows(repo) - before
+
+    # The insert itself reads its block (the materialized views): the same batch size, unchecked, is the base.
+    base = await rows_read(lambda b: store_rows(repo, b), [t for s in SYMBOLS for t in ticks(s, 60_000, 2_000)])
+    live = await rows_read(repo.insert_ticks, [t for s in SYMBOLS for t in ticks(s, 62_000, 2_000)])  # past the newest
+    assert live - base < READ_BOUND
+
+    re_sent = await rows_read(repo.insert_ticks, ticks("GBPUSD", 30_000, 2_000))  # from the middle of the history
+    # The granules (8,192 rows) the span touches, at most three, where the symbol has 64,000 rows.
+    assert re_sent < 3 * 8_192 + READ_BOUND
+    assert await counted(repo) == dict.fromkeys(SYMBOLS, 64_000)
+
+
+async def test_the_migration_counts_again_what_the_old_view_counted_twice(chdb, tmp_path) -> None:
+    before = tmp_path / "before"
+    before.mkdir()
+    for migration in sorted(MIGRATIONS.glob("00[1-4]_*.sql")):
+        shutil.copy(migration, before)
+    await migrate_clickhouse(chdb, "database-service", before)
+    repo = MarketRepository(chdb)
+    await store_rows(repo, ticks("EURUSD", 0, 100))
+    await store_rows(repo, ticks("EURUSD", 50, 20))  # stored again: the view of migration 003 counts 120
+    assert await counted(repo) == {"EURUSD": 120}
+
+    assert await migrate_clickhouse(chdb, "database-service", MIGRATIONS) == ["database-service/005_exact_tick_counts"]
+    assert await counted(repo) == {"EURUSD": 100}
+    await repo.insert_ticks(ticks("EURUSD", 90, 20))  # 10 stored, 10 new
+    assert await counted(repo) == {"EURUSD": 110}
