@@ -6,6 +6,7 @@ exactly as ``make run`` does (``hats up`` starts both; ``var/`` is kept across r
   new epoch lost) loses no tick and doubles none, and the bars equal the bars computed from the
   stored ticks, when the broker is killed mid-stream (finding 1) and when data-bridge and
   database-service are (the supervisor restarts them).
+* Ticks sent again after database-service restarted are stored and counted (``/symbols``) once.
 
 The mesh runs the server side only (no simulated market), with ports of its own
 (``HATS_TEST_PORT_OFFSET`` + 2500) beside the session mesh of ``tests/conftest.py``.
@@ -263,7 +264,8 @@ async def stored_ticks(http, mesh, symbol: str) -> dict | None:
 
 
 async def assert_delivered_exactly(http, mesh, symbol: str, client: ProtocolClient) -> None:
-    """Stored ticks are the accepted ticks, once each; stored M1 bars are the bars computed from them.
+    """Stored ticks are the accepted ticks, once each, and ``/symbols`` counts them once; stored M1
+    bars are the bars computed from them.
 
     The symbol is the test's own and every tick of it went through ``client``, so the stored set is
     a subset of the accepted set: equal counts (of distinct ticks, ``FINAL``) and ends make them equal.
@@ -276,6 +278,10 @@ async def assert_delivered_exactly(http, mesh, symbol: str, client: ProtocolClie
         return got is not None and {k: got[k] for k in want} == want
 
     await eventually(ticks_stored, timeout_s=30)
+    # /symbols counts from a summary kept on insert: a tick stored again (replayed after a
+    # crash, re-sent after a broker restart) must not have been counted again.
+    listed = (await http.get(mesh.url("database-service") + "/api/v1/market/symbols")).json()
+    assert [{k: s[k] for k in want} for s in listed if s["symbol"] == symbol] == [want]
     expected = expected_m1(accepted)
     assert len(expected) >= 10
 
@@ -339,6 +345,19 @@ async def test_data_bridge_and_database_service_killed_mid_stream_lose_and_doubl
     await asyncio.wait_for(streaming, 120)
     assert len(client.epochs) == 1  # the broker lived: nothing had to be sent again for a lost log
     await assert_delivered_exactly(http, own_mesh, "TSTSERVICES", client)
+
+
+async def test_ticks_sent_again_after_database_service_restarted_are_counted_once(own_mesh, http):
+    """A client may send again what the store holds (a request whose answer it lost). With
+    database-service restarted in between, its memory of recent ids cannot drop them: the store must,
+    or ``/symbols`` counts them twice."""
+    ticks = synthetic_ticks("TSTAGAIN", BASE_MS, 1200, step_ms=STEP_MS, seed=43)
+    client = ProtocolClient(http, own_mesh.url("api-gateway"))
+    await client.stream(ticks)  # until confirmed: stored
+    kill_service(own_mesh, "database-service")  # restarted by the supervisor, remembering nothing
+    again = ProtocolClient(http, own_mesh.url("api-gateway"))
+    await asyncio.wait_for(again.stream(ticks[:600]), 120)  # confirmed once database-service handled them
+    await assert_delivered_exactly(http, own_mesh, "TSTAGAIN", client)
 
 
 async def _at_least(client: ProtocolClient, count: int) -> bool:
