@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -56,10 +57,13 @@ SERVER_MAX_FUTURE_S = 60.0
 async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
     settings = rt.settings
     var = rt.platform.hats_var_dir / "collector"
+    # One wall clock for every part: retry times are written by the forwarder and compared by the buffer.
+    clock = rt.overrides.wall_clock or time.time
     buffer = await TickBuffer.open(
         var / "buffer.sqlite3",
         gap_threshold_ms=settings.gap_threshold_s * 1000,
         max_ticks=settings.max_buffered_ticks,
+        clock=clock,
     )
     rt.on_stop(buffer.close)
     connector = ConnectorSource(
@@ -69,6 +73,7 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
         buffer,
         backfill_s=settings.backfill_s,
         headers=client_key_headers(rt.platform),
+        clock=clock,
     )
     inbox = InboxSource(settings.inbox_dir or var / "inbox", buffer)
     server_url = rt.url_of("api-gateway", override=settings.server_url)
@@ -83,11 +88,13 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
         configured,
         rt.platform.hats_var_dir / "credentials.json",
         rt.http,
+        wall_clock=clock,
     )
     forwarder = Forwarder(
         server,
         buffer,
         batch_size=settings.batch_size,
+        clock=clock,
         retry_first_s=settings.retry_first_s,
         retry_max_s=settings.retry_max_s,
     )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -32,8 +33,10 @@ class ConnectorSource:
         *,
         backfill_s: int,
         headers: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._http, self._url, self._symbols, self._buffer = http, base_url.rstrip("/"), symbols, buffer
+        self._clock = clock
         #: The client tier's API key, when it has one (``shared.kit.client_key``).
         self._headers = headers or {}
         self._backfill_ms = backfill_s * 1000
@@ -48,7 +51,7 @@ class ConnectorSource:
             name = f"mt5:{symbol}"
             cursor = await self._buffer.call(TickStore.cursor, name)
             if cursor is None:
-                cursor = int(time.time() * 1000) - self._backfill_ms
+                cursor = int(self._clock() * 1000) - self._backfill_ms
             try:
                 response = await self._http.get(
                     f"{self._url}/api/v1/mt5/ticks",

@@ -79,6 +79,9 @@ class Overrides:
 
     #: Verify tokens with this instead of the gateway's JWKS (it must carry a ``RevokedTokens``).
     token_verifier: TokenVerifier | None = None
+    #: The wall clock (Unix seconds) a service that takes one reads instead of ``time.time``: a
+    #: host whose clock is off (the data-collector's 70 s skew test), without touching the host's.
+    wall_clock: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ protocol, answered 202. Nothing may be quarantined or held back on the way.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -23,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.synthetic import synthetic_ticks
 from shared import topics
 from shared.events import MarketTick, decode_event
+from tests.faults.proxy import TcpProxy
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow
@@ -31,31 +30,6 @@ pytestmark = pytest.mark.slow
 #: parallel test sessions are multiples of 1000).
 EXTRA_OFFSET = 500
 TICKS = 3000
-
-
-@contextlib.asynccontextmanager
-async def tcp_proxy(listen_port: int, target_port: int):
-    """A byte-level forwarder standing in for the network path to the server."""
-
-    async def pipe(reader, writer):
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def handle(client_reader, client_writer):
-        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
-        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
-
-    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
-    try:
-        yield
-    finally:
-        server.close()
 
 
 async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, market_token, tmp_path):
@@ -102,7 +76,7 @@ async def test_collector_buffers_through_an_outage_and_loses_nothing(mesh, marke
             await eventually(buffered_while_down, timeout_s=30)
 
             # The server comes back: everything is delivered, nothing twice.
-            async with tcp_proxy(proxy_port, mesh.settings.port_of("api-gateway")):
+            async with TcpProxy(mesh.settings.port_of("api-gateway"), port=proxy_port):
 
                 async def drained():
                     s = await status()
