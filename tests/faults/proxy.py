@@ -49,8 +49,11 @@ class TcpProxy:
         await self.cut()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        # Held from the first moment: a cut while the upstream connection opens must reset this one
-        # too (else it lives on, a path that was meant to be broken, and holds the cut's wait).
+        if self._server is None:  # accepted just before a cut, handed to us just after it
+            client_writer.transport.abort()
+            return
+        # Held from the first moment: a cut while the upstream connection opens must reset this
+        # one too (else it lives on: a path that was meant to be broken carries requests).
         self._links.add(client_writer)
         server_writer: asyncio.StreamWriter | None = None
         try:

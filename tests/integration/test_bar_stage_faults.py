@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -35,13 +36,15 @@ from prometheus_client import CollectorRegistry
 from bench.synthetic import synthetic_ticks
 from infra import kafka
 from services.data_bridge import bar_stage
-from services.data_bridge.bar_stage import BarStage, Checkpoint, Checkpoints, CheckpointStore
+from services.data_bridge.bar_stage import BarStage, Checkpoint, Checkpoints, CheckpointStore, Snapshot
 from services.data_bridge.domain.bars import BarBuilder, bars_from_ticks
+from services.data_bridge.progress import BARS_STORAGE_GROUP
 from services.data_bridge.service import CONTRACT, SERVICE
 from services.data_bridge.settings import DataBridgeSettings
 from shared import topics
 from shared.bus.broker import create_broker, ensure_topics
 from shared.bus.epoch import BrokerEpoch
+from shared.bus.offsets import committed_offsets
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketBar, MarketTick, decode_event, encode_event
 from shared.kit.bus import ServiceBus
@@ -103,12 +106,13 @@ class HeldPublisher:
         if not hold:
             self.release.set()
 
-    async def publish(self, bars: list[MarketBar]) -> None:
+    async def publish(self, bars: list[MarketBar]) -> dict[int, int]:
         if bars and not self.started.is_set():
             self.started.set()
             await self.release.wait()
-        await self._real.publish(bars)
+        written = await self._real.publish(bars)
         self._published.acked.update(b.event_id for b in bars)
+        return written
 
 
 @dataclass(frozen=True)
@@ -134,16 +138,26 @@ class ObservedCheckpoints:
         self._real, self._journal, self._published = real, journal, published
 
     async def load(self, partition: int) -> Checkpoint | None:
+        return await self._observed_load(self._real.load(partition), partition)
+
+    async def load_stored(self, partition: int) -> Checkpoint | None:
+        return await self._observed_load(self._real.load_stored(partition), partition)
+
+    async def save(self, partition: int, snapshot: Snapshot) -> None:
+        acked = frozenset(self._published.acked)  # before the write: what it may cover
+        await self._real.save(partition, snapshot)
+        builder = BarBuilder.restore(json.loads(snapshot.state))
+        self._journal.saves.append(Saved(partition, snapshot.next_offset, builder, acked))
+
+    async def save_stored(self, partition: int, snapshot: Snapshot) -> None:
+        await self._real.save_stored(partition, snapshot)
+
+    async def _observed_load(self, loading: Awaitable[Checkpoint | None], partition: int) -> Checkpoint | None:
         try:
-            return await self._real.load(partition)
+            return await loading
         except Exception:
             self._journal.failed_loads[partition] += 1
             raise
-
-    async def save(self, partition: int, epoch: str, next_offset: int, builder: BarBuilder) -> None:
-        acked = frozenset(self._published.acked)  # before the write: what it may cover
-        await self._real.save(partition, epoch, next_offset, builder)
-        self._journal.saves.append(Saved(partition, next_offset, BarBuilder.restore(builder.snapshot()), acked))
 
 
 # -- an instance of the bar stage, wired as services/data_bridge/service.py does -----------------
@@ -152,7 +166,12 @@ class ObservedCheckpoints:
 def build_stage(
     settings: DataBridgeSettings, store: Checkpoints, epochs: BrokerEpoch, bus: ServiceBus, publisher: HeldPublisher
 ) -> BarStage:
-    """The one place a test builds a ``BarStage`` (its constructor is the service's wiring)."""
+    """The one place a test builds a ``BarStage``, wired as ``services/data_bridge/service.py`` wires it."""
+    bars = bus.publisher(MarketBar)
+
+    async def bars_stored() -> dict[int, int]:  # no database-service on this broker: none are, ever
+        return await committed_offsets(bus.broker, BARS_STORAGE_GROUP, MarketBar.TOPIC, await bars.partition_count())
+
     return BarStage(
         settings,
         store,
@@ -160,6 +179,7 @@ def build_stage(
         cast(BulkPublisher[MarketBar], publisher),
         bus.dead_letters(bar_stage.GROUP),
         CollectorRegistry(),
+        bars_stored,
     )
 
 
@@ -195,7 +215,12 @@ class Instance:
         await self.bus.start()
         self._tasks = [
             asyncio.create_task(run())
-            for run in (self._pacer.run, self.stage.checkpoint_periodically, self.epochs.watch)
+            for run in (
+                self._pacer.run,
+                self.stage.checkpoint_periodically,
+                self.stage.confirm_stored_periodically,
+                self.epochs.watch,
+            )
         ]
 
     async def stop(self) -> None:
@@ -322,9 +347,13 @@ async def log_ends(servers: str) -> dict[int, int]:
 
 
 async def checkpointed_to_the_end(servers: str, pool: asyncpg.Pool) -> bool:
-    """Every partition's checkpoint is past its last tick."""
-    saved = await CheckpointStore(pool).offsets()
-    return all(saved.get(partition, (None, 0))[1] == end for partition, end in (await log_ends(servers)).items())
+    """Every partition's (last saved) checkpoint is past its last tick."""
+    store = CheckpointStore(pool)
+    for partition, end in (await log_ends(servers)).items():
+        checkpoint = await store.load(partition)
+        if checkpoint is None or checkpoint.next_offset != end:
+            return False
+    return True
 
 
 # -- the faults ---------------------------------------------------------------------------------
