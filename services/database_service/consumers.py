@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry, Counter
@@ -79,6 +79,7 @@ def subscribe(
     @bus.subscriber(
         MarketTick,
         group=ticks_group,
+        listener=NewWriters(repo),
         batch=True,
         max_records=settings.consume_batch,
         auto_offset_reset="earliest",
@@ -128,6 +129,20 @@ def subscribe(
             log.info("bars cache caught up with the feed")
 
     return feed
+
+
+class NewWriters(ConsumerRebalanceListener):
+    """At a rebalance, the repository forgets the newest stored tick times it kept: the symbols
+    of a partition that moved are written by another instance now (or were, meanwhile)."""
+
+    def __init__(self, repo: MarketRepository) -> None:
+        self._repo = repo
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._repo.forget_newest()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._repo.forget_newest()
 
 
 class CatchUp:

@@ -236,3 +236,37 @@ async def test_the_migration_counts_again_what_the_old_view_counted_twice(chdb, 
     assert await counted(repo) == {"EURUSD": 100}
     await repo.insert_ticks(ticks("EURUSD", 90, 20))  # 10 stored, 10 new
     assert await counted(repo) == {"EURUSD": 110}
+
+
+class CountingReads:
+    """``ch.rows`` with a count of the reads of ``tick_summary``."""
+
+    def __init__(self, ch: ChdbClickHouse) -> None:
+        self.ch, self.summary_reads = ch, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.ch, name)
+
+    async def rows(self, query: str, *args, **kwargs):
+        self.summary_reads += "market.tick_summary" in query
+        return await self.ch.rows(query, *args, **kwargs)
+
+
+async def test_a_live_stream_reads_the_newest_stored_time_once_not_per_batch(chdb) -> None:
+    await migrate_clickhouse(chdb, "database-service", MIGRATIONS)
+    reads = CountingReads(chdb)
+    repo = MarketRepository(reads)  # type: ignore[arg-type]
+    for start in range(0, 200, 10):
+        await repo.insert_ticks(ticks("EURUSD", start, 10))
+    assert reads.summary_reads == 1
+    assert await counted(repo) == {"EURUSD": 200}
+
+
+async def test_after_a_rebalance_ticks_another_writer_stored_meanwhile_are_not_stored_again(chdb) -> None:
+    await migrate_clickhouse(chdb, "database-service", MIGRATIONS)
+    mine, other = MarketRepository(chdb), MarketRepository(chdb)
+    await mine.insert_ticks(ticks("EURUSD", 0, 10))
+    await other.insert_ticks(ticks("EURUSD", 10, 10))  # the partition had moved to another instance
+    mine.forget_newest()  # ... and back: the consumer's rebalance listener (NewWriters)
+    await mine.insert_ticks(ticks("EURUSD", 10, 20))  # the other's ticks again, and ten new ones
+    assert await counted(mine) == {"EURUSD": 30}
