@@ -131,7 +131,14 @@ class BrokerEpoch:
         if end <= begin:
             return None
         consumer.seek(_PARTITION, begin)
-        batches = await consumer.getmany(_PARTITION, timeout_ms=_FETCH_TIMEOUT_MS)
+        # Fetched only while read: aiokafka's fetcher polls an assigned, unpaused partition in
+        # the background, and the embedded broker answers each poll only after the fetch wait,
+        # so an idle data-bridge asked it ~100 times a second for a record it already had.
+        consumer.resume(_PARTITION)
+        try:
+            batches = await consumer.getmany(_PARTITION, timeout_ms=_FETCH_TIMEOUT_MS)
+        finally:
+            consumer.pause(_PARTITION)
         records = batches.get(_PARTITION, [])
         return bytes(records[0].value or b"").decode() if records else None
 
@@ -153,6 +160,7 @@ class BrokerEpoch:
                 await producer.stop()
                 raise
             consumer.assign([_PARTITION])
+            consumer.pause(_PARTITION)  # see ``_first_record``
             self._consumer, self._producer = consumer, producer
         return self._consumer, self._producer
 
