@@ -5,10 +5,11 @@ lives: it records each topic's ``retention.ms`` but never applies it, and its
 DeleteRecords handler is ``todo!()`` (the request panics the connection's task and
 deletes nothing). So nothing the supervisor can ask the broker frees memory, and the
 only thing that does, a broker restart, loses what consumers have not handled yet; the
-supervisor must not do that by itself. It warns instead: ``BrokerMemoryWatch`` turns
-readings of the broker's resident memory into a log line when it passes a threshold
-(and again at each further half of it), and a note for ``hats status``. What an operator
-then does is in docs/architecture.md, "Retention on the embedded broker".
+supervisor does that by itself only when told to (``roll_mb``, off by default). It warns
+instead: ``BrokerMemoryWatch`` turns readings of the broker's resident memory into a log
+line when it passes a threshold (and again at each further half of it), and a note for
+``hats status``. What an operator then does is in docs/architecture.md, "Retention on the
+embedded broker".
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class BrokerMemoryWatch:
     """
 
     threshold_mb: int
+    #: Past this the broker is to be restarted (``HATS_BROKER_RSS_ROLL_MB``); 0 = never.
+    roll_mb: int = 0
     pid: int | None = None
     rss_bytes: int | None = None
     _warned_at: int | None = field(default=None, repr=False)
@@ -63,6 +66,16 @@ class BrokerMemoryWatch:
             f"the embedded broker (pid {pid}) holds {rss_bytes // _MB} MB, over HATS_BROKER_RSS_WARN_MB "
             f"({self.threshold_mb} MB): its memory storage never deletes records (retention is not enforced), "
             f"so it grows with every tick until the broker restarts; see {DOCS}"
+        )
+
+    def roll(self, pid: int, rss_bytes: int) -> str | None:
+        """The message to log when a reading has reached the roll threshold, else None."""
+        if not self.roll_mb or rss_bytes < self.roll_mb * _MB:
+            return None
+        return (
+            f"the embedded broker (pid {pid}) holds {rss_bytes // _MB} MB, at HATS_BROKER_RSS_ROLL_MB "
+            f"({self.roll_mb} MB): rolling it; its new log starts empty and clients send again every "
+            "tick not yet confirmed"
         )
 
     def note(self) -> str | None:

@@ -241,7 +241,9 @@ class Supervisor:
                 process,
                 ProcessRecord.of("kafka", process.pid),
                 started_at=time.monotonic(),
-                memory=BrokerMemoryWatch(self.settings.hats_broker_rss_warn_mb),
+                memory=BrokerMemoryWatch(
+                    self.settings.hats_broker_rss_warn_mb, roll_mb=self.settings.hats_broker_rss_roll_mb
+                ),
             )
             self._write_state()
             await asyncio.to_thread(kafka.wait_listening, process, port, self.logs / "kafka.log")
@@ -376,7 +378,7 @@ class Supervisor:
         self._write_state()
 
     def _check_broker_memory(self, broker: BrokerState) -> None:
-        """Read the broker's memory; warn when it passes the threshold (never restart it: that loses data)."""
+        """Read the broker's memory; warn past the warning threshold, restart it past the opt-in roll one."""
         process = broker.process
         if process is None or process.poll() is not None:
             return
@@ -386,15 +388,10 @@ class Supervisor:
         warning = broker.memory.observe(process.pid, rss)
         if warning:
             say(warning)
-        roll_mb = self.settings.hats_broker_rss_roll_mb
-        if roll_mb and rss >= roll_mb * 1024 * 1024:
-            # The restart path of a crashed broker takes it from here (backoff, topics, epoch).
-            say(
-                f"the embedded broker (pid {process.pid}) holds {rss // (1024 * 1024)} MB, at "
-                f"HATS_BROKER_RSS_ROLL_MB ({roll_mb} MB): rolling it; its new log starts empty and "
-                "clients send again every tick not yet confirmed"
-            )
-            process.terminate()
+        rolling = broker.memory.roll(process.pid, rss)
+        if rolling:
+            say(rolling)
+            process.terminate()  # the restart path of a crashed broker takes it from here (backoff, topics, epoch)
         self._write_state()
 
     def _broker_down(self, broker: BrokerState, now: float, reason: str) -> None:

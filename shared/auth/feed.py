@@ -37,7 +37,7 @@ REVOCATION_LIST_PATH = "/oauth2/revocations"
 #: fetch only when this has passed, data or not, so at the platform's 10 ms the two revocation
 #: feeds of every service polled it ~800 times a second on an idle mesh (its idle CPU doubled,
 #: and the bench's token and latency figures fell with it); a revocation reaching a service up
-#: to ~0.3 s later costs little: the gateway refuses the token at once, from its own list.
+#: to ~0.3 s later costs little (a token the gateway revokes itself it refuses at once).
 REVOCATION_POLL_MS = 200
 
 #: What the gateway does with a client revocation besides remembering it (records it durably).

@@ -124,3 +124,13 @@ def test_a_threshold_of_zero_never_warns() -> None:
     watch = BrokerMemoryWatch(threshold_mb=0)
     assert watch.observe(1, 64 * 1024 * _MB) is None
     assert watch.note() == "memory 65536 MB"
+
+
+def test_a_roll_is_due_only_at_its_opt_in_threshold() -> None:
+    assert BrokerMemoryWatch(threshold_mb=100).roll(1, 64 * 1024 * _MB) is None  # off by default
+    watch = BrokerMemoryWatch(threshold_mb=100, roll_mb=200)
+    assert watch.roll(1, 199 * _MB) is None
+    assert watch.roll(7, 200 * _MB) == (
+        "the embedded broker (pid 7) holds 200 MB, at HATS_BROKER_RSS_ROLL_MB (200 MB): rolling it; its new log "
+        "starts empty and clients send again every tick not yet confirmed"
+    )
