@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import socket
 import time
 import uuid
@@ -30,6 +31,30 @@ async def eventually(check, *, timeout_s: float = 30.0, interval_s: float = 0.2)
             return last
         await asyncio.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")
+
+
+#: The most ticks one ``GET /api/v1/market/ticks`` page holds (database-service's default cap).
+TICKS_PAGE = 10_000
+
+
+async def stored_ticks(http: httpx.AsyncClient, base_url: str, symbol: str) -> dict[str, dict[str, Any]] | None:
+    """A symbol's stored ticks by event id, every page of ``GET /api/v1/market/ticks`` at ``base_url``
+    (database-service, or the gateway in front of it; ``FINAL``: each tick once). None if a page is
+    not answered with 200 (the service may be restarting)."""
+    ticks: dict[str, dict[str, Any]] = {}
+    start = "2020-01-01T00:00:00Z"
+    while True:
+        r = await http.get(
+            base_url + "/api/v1/market/ticks", params={"symbol": symbol, "start": start, "limit": TICKS_PAGE}
+        )
+        if r.status_code != 200:
+            return None
+        page = r.json()
+        ticks |= {t["event_id"]: t for t in page}
+        if len(page) < TICKS_PAGE:
+            return ticks
+        # From the last page's last instant again (inclusive): ticks sharing it are not skipped.
+        start = dt.datetime.fromtimestamp(page[-1]["time_msc"] / 1000, dt.UTC).isoformat()
 
 
 async def client_token(gateway: str, client_id: str, client_secret: str, scope: str | None = None) -> str:

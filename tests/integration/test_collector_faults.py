@@ -18,7 +18,6 @@ buffer on disk; ticks enter through its inbox. The same faults against a fake se
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +36,7 @@ from client.data_collector.settings import CollectorSettings
 from shared.kit.service import Overrides
 from shared.settings import PlatformSettings
 from tests.faults.proxy import TcpProxy
-from tests.support import eventually
+from tests.support import eventually, stored_ticks
 
 pytestmark = pytest.mark.slow
 
@@ -95,16 +94,8 @@ async def collector(
 
 async def stored(http: httpx.AsyncClient, gateway: str, symbol: str) -> list[tuple[int, Decimal, Decimal]]:
     """The symbol's stored ticks through the gateway (each once, ``FINAL``): (time, bid, ask), oldest first."""
-    rows: dict[str, dict[str, Any]] = {}
-    start = "2020-01-01T00:00:00Z"
-    while True:
-        r = await http.get(gateway + "/api/v1/market/ticks", params={"symbol": symbol, "start": start, "limit": 10_000})
-        assert r.status_code == 200, r.text
-        page = r.json()
-        rows |= {t["event_id"]: t for t in page}
-        if len(page) < 10_000:
-            break
-        start = dt.datetime.fromtimestamp(page[-1]["time_msc"] / 1000, dt.UTC).isoformat()  # inclusive
+    rows = await stored_ticks(http, gateway, symbol)
+    assert rows is not None, "GET /api/v1/market/ticks did not answer 200"
     return sorted((t["time_msc"], Decimal(t["bid"]), Decimal(t["ask"])) for t in rows.values())
 
 

@@ -33,7 +33,7 @@ from services.data_bridge.domain.bars import bars_from_ticks
 from shared.bus.epoch import EPOCH_HEADER
 from shared.events import MarketTick, Timeframe, tick_event_id
 from tests.conftest import PORT_OFFSET, Mesh
-from tests.support import client_token, eventually
+from tests.support import client_token, eventually, stored_ticks
 
 pytestmark = pytest.mark.slow
 
@@ -241,26 +241,13 @@ def _parse_ts(text: str) -> int:
     return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-async def stored_ticks(http, mesh, symbol: str) -> dict | None:
+async def stored_summary(http, mesh, symbol: str) -> dict | None:
     """database-service's stored ticks of a symbol (``FINAL``: one row per tick id): count and time range."""
-    ids: dict[str, int] = {}
-    start = "2020-01-01T00:00:00Z"
-    while True:
-        r = await http.get(
-            mesh.url("database-service") + "/api/v1/market/ticks",
-            params={"symbol": symbol, "start": start, "limit": 10_000},
-        )
-        if r.status_code != 200:
-            return None
-        page = r.json()
-        ids |= {t["event_id"]: t["time_msc"] for t in page}
-        if len(page) < 10_000:
-            break
-        # From the last page's last instant again (inclusive): ticks sharing it are not skipped.
-        start = dt.datetime.fromtimestamp(page[-1]["time_msc"] / 1000, dt.UTC).isoformat()
-    if not ids:
+    ticks = await stored_ticks(http, mesh.url("database-service"), symbol)
+    if not ticks:
         return None
-    return {"ticks": len(ids), "first_tick_ms": min(ids.values()), "last_tick_ms": max(ids.values())}
+    times = [t["time_msc"] for t in ticks.values()]
+    return {"ticks": len(times), "first_tick_ms": min(times), "last_tick_ms": max(times)}
 
 
 async def assert_delivered_exactly(http, mesh, symbol: str, client: ProtocolClient) -> None:
@@ -274,7 +261,7 @@ async def assert_delivered_exactly(http, mesh, symbol: str, client: ProtocolClie
     want = {"ticks": len(accepted), "first_tick_ms": accepted[0]["time_msc"], "last_tick_ms": accepted[-1]["time_msc"]}
 
     async def ticks_stored():
-        got = await stored_ticks(http, mesh, symbol)
+        got = await stored_summary(http, mesh, symbol)
         return got is not None and {k: got[k] for k in want} == want
 
     await eventually(ticks_stored, timeout_s=30)
