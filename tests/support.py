@@ -66,6 +66,13 @@ async def client_token(gateway: str, client_id: str, client_secret: str, scope: 
     return r.json()["access_token"]
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (the kernel's pick: it does not hand out one in use)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def bound_socket() -> socket.socket:
     """A socket bound to a free loopback port, not listening yet: connecting to it is refused
     until it is handed to ``serve`` (so a test can reserve a port for a service that is down)."""

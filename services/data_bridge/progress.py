@@ -17,6 +17,7 @@ did not change in between, so every offset in it is an offset of the epoch it na
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from faststream.kafka import KafkaBroker
@@ -24,7 +25,7 @@ from faststream.kafka import KafkaBroker
 from shared.bus.epoch import EpochSource, EpochUnavailable
 from shared.bus.offsets import committed_offsets
 from shared.bus.publish import BulkPublisher
-from shared.events import MarketTick
+from shared.events import MarketBar, MarketTick
 
 #: The consumer groups that store ticks and bars (``services/database_service/consumers.py``
 #: ``TICKS_GROUP`` and ``BARS_GROUP``; a test holds them equal).
@@ -32,6 +33,16 @@ TICKS_STORAGE_GROUP = "database-service.ticks"
 BARS_STORAGE_GROUP = "database-service.bars"
 #: Reads of the offsets retried when the epoch changed during one.
 ATTEMPTS = 3
+
+
+def bars_stored(broker: KafkaBroker, bars: BulkPublisher[MarketBar]) -> Callable[[], Awaitable[dict[int, int]]]:
+    """How the bar stage learns which bars database-service stored: the offsets its bar group has
+    committed, per ``market.bars.v1`` partition (``bars`` tells how many partitions there are)."""
+
+    async def committed() -> dict[int, int]:
+        return await committed_offsets(broker, BARS_STORAGE_GROUP, MarketBar.TOPIC, await bars.partition_count())
+
+    return committed
 
 
 class CheckpointOffsets(Protocol):

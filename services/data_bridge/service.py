@@ -6,11 +6,10 @@ from services.data_bridge import bar_stage
 from services.data_bridge.admission import install_inflight_limit
 from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.ingest import router
-from services.data_bridge.progress import BARS_STORAGE_GROUP, IngestProgress
+from services.data_bridge.progress import IngestProgress, bars_stored
 from services.data_bridge.settings import DataBridgeSettings
 from services.data_bridge.state import DataBridge, IngestMetrics
 from shared.bus.epoch import BrokerEpoch
-from shared.bus.offsets import committed_offsets
 from shared.events import MarketBar, MarketTick
 from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, Postgres, TokenAuth
@@ -31,12 +30,14 @@ async def start(rt: Runtime[DataBridgeSettings, DataBridge]) -> DataBridge:
     rt.on_stop(epoch.close)  # registered first, so it runs after the stage's last checkpoint
     checkpoints = bar_stage.CheckpointStore(rt.postgres)
     bars = rt.bus.publisher(MarketBar)
-
-    async def bars_stored() -> dict[int, int]:
-        return await committed_offsets(rt.bus.broker, BARS_STORAGE_GROUP, MarketBar.TOPIC, await bars.partition_count())
-
     stage = bar_stage.BarStage(
-        settings, checkpoints, epoch, bars, rt.bus.dead_letters(bar_stage.GROUP), rt.registry, bars_stored
+        settings,
+        checkpoints,
+        epoch,
+        bars,
+        rt.bus.dead_letters(bar_stage.GROUP),
+        rt.registry,
+        bars_stored(rt.bus.broker, bars),
     )
     pacer = bar_stage.subscribe(rt.bus, stage, rt.platform.kafka_fetch_max_wait_ms)
     rt.background("poll-pacer", pacer.run)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+
+from tests.support import free_port
 
 
 class TcpProxy:
@@ -89,10 +90,3 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     finally:
         with contextlib.suppress(Exception):
             writer.close()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (the kernel's pick: it does not hand out one in use)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -38,21 +38,20 @@ from infra import kafka
 from services.data_bridge import bar_stage
 from services.data_bridge.bar_stage import BarStage, Checkpoint, Checkpoints, CheckpointStore, Snapshot
 from services.data_bridge.domain.bars import BarBuilder, bars_from_ticks
-from services.data_bridge.progress import BARS_STORAGE_GROUP
+from services.data_bridge.progress import bars_stored
 from services.data_bridge.service import CONTRACT, SERVICE
 from services.data_bridge.settings import DataBridgeSettings
 from shared import topics
 from shared.bus.broker import create_broker, ensure_topics
 from shared.bus.epoch import BrokerEpoch
-from shared.bus.offsets import committed_offsets
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketBar, MarketTick, decode_event, encode_event
 from shared.kit.bus import ServiceBus
 from shared.kit.contract import ContractUse
 from shared.kit.migrations import migrate_postgres
-from tests.faults.proxy import TcpProxy, free_port
+from tests.faults.proxy import TcpProxy
 from tests.integration.test_delivery_restarts import market_tick
-from tests.support import eventually, own_database
+from tests.support import eventually, free_port, own_database
 
 pytestmark = pytest.mark.slow
 
@@ -167,11 +166,7 @@ def build_stage(
     settings: DataBridgeSettings, store: Checkpoints, epochs: BrokerEpoch, bus: ServiceBus, publisher: HeldPublisher
 ) -> BarStage:
     """The one place a test builds a ``BarStage``, wired as ``services/data_bridge/service.py`` wires it."""
-    bars = bus.publisher(MarketBar)
-
-    async def bars_stored() -> dict[int, int]:  # no database-service on this broker: none are, ever
-        return await committed_offsets(bus.broker, BARS_STORAGE_GROUP, MarketBar.TOPIC, await bars.partition_count())
-
+    # No database-service on this broker: no bar is ever stored, so no checkpoint is confirmed.
     return BarStage(
         settings,
         store,
@@ -179,7 +174,7 @@ def build_stage(
         cast(BulkPublisher[MarketBar], publisher),
         bus.dead_letters(bar_stage.GROUP),
         CollectorRegistry(),
-        bars_stored,
+        bars_stored(bus.broker, bus.publisher(MarketBar)),
     )
 
 

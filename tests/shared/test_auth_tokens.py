@@ -7,7 +7,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import socket
 import time
 import uuid
 
@@ -42,7 +41,7 @@ from shared.bus.broker import ensure_topics
 from shared.events import ClientTokensRevoked, TokenRevoked, encode_event, now_ns
 from shared.kit.bus import ServiceBus
 from shared.kit.contract import Consumes, Contract, ContractUse
-from tests.support import ServedApp, eventually
+from tests.support import ServedApp, eventually, free_port
 
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "hats-api"
@@ -550,12 +549,6 @@ async def test_unknown_kids_refetch_at_most_once_per_interval(http):
         clock.now += 5.0
         await refused(v, mint(key=bogus[0]))
         assert server.hits == 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_gateway_down_fails_fast_with_keys_unavailable(http):
