@@ -64,6 +64,38 @@ def murmur2(key: bytes) -> int:
     return hashed
 
 
+def forbid_topic_auto_creation() -> None:
+    """Make every metadata request of aiokafka ask the broker *not* to create unknown topics.
+
+    aiokafka has no client setting for it (Java's ``allow.auto.create.topics``): its
+    ``MetadataRequest`` sends ``allow_auto_topic_creation=True`` from protocol v4 on, and both
+    its client and its admin client build one by name. On production Kafka the broker refuses
+    anyway (``KAFKA_AUTO_CREATE_TOPICS_ENABLE: "false"`` in docker-compose.yml), but the
+    embedded Tansu has no such switch and honours the request: after a broker restart, the
+    first consumer, producer or epoch reader to ask about a topic created it with 4 partitions
+    and none of the project's configs before the supervisor could create it properly (measured:
+    15 restarts of 15 gave ``hats.epoch.v1`` 4 partitions), and a produce racing that creation
+    was refused for ever (``AlreadyExists`` on the partition) -- the broker-kill stall of issue 9.
+    Topics are created only by ``shared.bus.broker.ensure_topics``. Idempotent;
+    ``shared.bus`` calls it on import.
+    """
+    import aiokafka.admin.client
+    import aiokafka.client
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    if getattr(aiokafka.client.MetadataRequest, "forbids_auto_creation", False):
+        return
+
+    class MetadataRequestWithoutAutoCreation(MetadataRequest):
+        forbids_auto_creation = True
+
+        def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = False) -> None:
+            super().__init__(topics, allow_auto_topic_creation)
+
+    aiokafka.client.MetadataRequest = MetadataRequestWithoutAutoCreation
+    aiokafka.admin.client.MetadataRequest = MetadataRequestWithoutAutoCreation
+
+
 # -- FastStream --------------------------------------------------------------------------------
 
 

@@ -123,8 +123,10 @@ class BrokerEpoch:
         """The value of the first record that can be read, or None if there is none.
 
         Tansu (memory storage) has been seen to keep a record that no fetch returns after a
-        kill -9 and restart raced with the topic's creation; such a record is passed over, as
-        by every reader, so readers still agree on the first one they can all read.
+        kill -9 and restart, when a reader's lookup auto-created the topic while the supervisor
+        created it (no lookup creates a topic any more: ``compat.forbid_topic_auto_creation``).
+        Should it happen again, such a record is passed over, as by every reader, so readers
+        still agree on the first one they can all read.
         """
         begin = (await consumer.beginning_offsets([_PARTITION]))[_PARTITION]
         end = (await consumer.end_offsets([_PARTITION]))[_PARTITION]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from infra import kafka
@@ -18,6 +19,7 @@ from shared.bus.broker import create_broker, ensure_topics
 from shared.bus.epoch import BrokerEpoch, EpochUnavailable
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketTick, tick_event_id
+from shared.topics import BROKER_EPOCH, PARTITIONS
 from tests.conftest import PORT_OFFSET
 
 #: A broker of this module's own (beside the session's), so that it can be restarted.
@@ -76,6 +78,30 @@ async def test_readers_of_a_new_log_agree_and_a_restarted_broker_has_a_new_epoch
             await readers[0].current()
         assert readers[0].last == second[0]
     finally:
+        for reader in readers:
+            await reader.close()
+
+
+async def test_no_reader_creates_the_epoch_topic_of_a_restarted_broker_before_the_supervisor_does(own_broker):
+    """A restarted broker has no topics; readers asking it meanwhile must not create them (Tansu
+    would, with 4 partitions and none of our configs, and a produce racing the supervisor's own
+    creation was refused for ever). They get no epoch until the topics exist, then agree."""
+    readers = [BrokerEpoch(own_broker.servers, f"early-{i}", timeout_s=1) for i in range(3)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=own_broker.servers)
+    await admin.start()
+    try:
+        for reader in readers:
+            with pytest.raises(EpochUnavailable):
+                await reader.current()
+        assert BROKER_EPOCH not in await admin.list_topics()
+
+        assert BROKER_EPOCH in await ensure_topics(own_broker.servers)
+        epochs = await asyncio.gather(*(settled(r) for r in readers))
+        assert len(set(epochs)) == 1
+        (described,) = await admin.describe_topics([BROKER_EPOCH])
+        assert len(described["partitions"]) == PARTITIONS[BROKER_EPOCH]
+    finally:
+        await admin.close()
         for reader in readers:
             await reader.close()
 

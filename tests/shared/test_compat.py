@@ -84,6 +84,23 @@ async def test_the_batch_parser_parts_build_faststreams_message():
     assert isinstance(message, message_class) and message.raw_message == (record,)
 
 
+def test_aiokafka_metadata_requests_never_ask_the_broker_to_create_a_topic():
+    import aiokafka.admin.client
+    import aiokafka.client
+    from aiokafka.protocol.metadata import MetadataRequest_v0, MetadataRequest_v5
+
+    import shared.bus  # noqa: F401  (installs it on import)
+
+    compat.forbid_topic_auto_creation()  # a second call changes nothing
+    for module in (aiokafka.client, aiokafka.admin.client):
+        # Both build their requests by this module-level name, with the topics only.
+        assert re.search(r"MetadataRequest\((list\(topics\)|topics)", inspect.getsource(module))
+        request = module.MetadataRequest(["a.topic"])
+        assert request.build(MetadataRequest_v5).allow_auto_topic_creation is False
+        assert request.build(MetadataRequest_v0).topics == ["a.topic"]
+    assert aiokafka.client.MetadataRequest is aiokafka.admin.client.MetadataRequest
+
+
 def test_the_broker_config_holds_the_admin_client():
     config = KafkaBroker("localhost:9").config  # a composition that delegates to the Kafka config
     assert isinstance(inspect.getattr_static(type(config.broker_config), "admin_client"), property)
