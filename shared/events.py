@@ -31,19 +31,33 @@ __all__ = [
     "SYMBOL_PATTERN",
     "SYMBOL_PATTERN_PY",
     "ClientTokensRevoked",
+    "Contribution",
     "DirectoryChanged",
     "Event",
     "EventDecodeError",
+    "FeatureDrift",
+    "FeatureVector",
     "MarketBar",
     "MarketTick",
+    "ModelLifecycle",
+    "Prediction",
+    "PredictionRefused",
+    "Reason",
+    "RejectedSignal",
+    "Signal",
+    "Skipped",
     "TickRecord",
     "Timeframe",
     "TokenRevoked",
+    "ValidatedSignal",
     "bar_event_id",
     "decode_event",
     "encode_event",
     "encode_tick",
+    "feature_vector_id",
     "now_ns",
+    "prediction_id",
+    "signal_id",
     "tick_event_id",
     "tick_event_id_text",
     "uuid5_text",
@@ -233,6 +247,247 @@ class DirectoryChanged(Event):
 
     def partition_key(self) -> bytes:
         return self.tenant.encode()
+
+
+# -- Intelligence: bars -> features -> predictions -> signals -> verdicts ------------------------
+
+#: A feature's or model's name: lower-case words, digits and ``_ . -`` (``rsi_14``, ``xgb-direction``).
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+#: A probability, weight or confidence.
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+#: A signed strength: -1 (fully short) .. +1 (fully long).
+Signed = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
+#: A machine-readable reason: ``stale_data``, ``deadline``, ``feature_list_mismatch``, ...
+ReasonCode = Annotated[str, Field(min_length=1, max_length=48, pattern=r"^[a-z][a-z0-9_]*$")]
+Direction = Literal["long", "short", "flat"]
+
+
+class FeatureVector(Event):
+    """The features of one symbol at the close of one bar (``ts_event`` = the bar's open time).
+
+    ``features`` keeps its order: a model's feature list is compared with it name by name. A
+    value is ``None`` (never 0) until its indicator's warm-up is complete. Every value is
+    computed from this bar and earlier ones only.
+    """
+
+    TOPIC: ClassVar[str] = topics.FEATURES
+
+    event_type: Literal["features.vector"] = "features.vector"
+    schema_version: Literal[1] = 1
+    symbol: Symbol
+    timeframe: Timeframe
+    #: The ``event_id`` of the bar whose close this vector describes.
+    bar_event_id: uuid.UUID
+    #: Names the definition the values come from (indicators, parameters, order), e.g. ``core-1``.
+    feature_set: Name
+    features: dict[Name, Annotated[float, Field(allow_inf_nan=False)] | None]
+
+    def partition_key(self) -> bytes:
+        return self.symbol.encode()
+
+
+class Prediction(Event):
+    """One model's prediction from one feature vector (``ts_event`` = the bar's open time).
+
+    ``score`` is the model's view as one signed number (a classifier's ``2 * p_up - 1``, a
+    regressor's forward return scaled by its training spread and clipped): what the ensemble
+    weighs. ``probability_up`` (classifiers) and ``expected_return`` (regressors) are the raw outputs.
+    """
+
+    TOPIC: ClassVar[str] = topics.PREDICTIONS
+
+    event_type: Literal["ml.prediction"] = "ml.prediction"
+    schema_version: Literal[1] = 1
+    symbol: Symbol
+    timeframe: Timeframe
+    feature_vector_id: uuid.UUID
+    model_id: uuid.UUID
+    model_name: Name
+    model_version: Annotated[int, Field(ge=1)]
+    #: ``xgboost``, ``lightgbm``, ``lstm``, ``transformer``.
+    model_kind: Name
+    #: ``direction`` (classifier) or ``return`` (regressor), over ``horizon_bars`` bars.
+    task: Literal["direction", "return"]
+    horizon_bars: Annotated[int, Field(ge=1)]
+    score: Signed
+    probability_up: Unit | None = None
+    expected_return: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+    def partition_key(self) -> bytes:
+        return self.symbol.encode()
+
+
+class PredictionRefused(Event):
+    """A model did not predict from a feature vector, and why (e.g. ``feature_list_mismatch``)."""
+
+    TOPIC: ClassVar[str] = topics.PREDICTION_REFUSALS
+
+    event_type: Literal["ml.prediction_refused"] = "ml.prediction_refused"
+    schema_version: Literal[1] = 1
+    symbol: Symbol
+    timeframe: Timeframe
+    feature_vector_id: uuid.UUID
+    model_id: uuid.UUID
+    model_name: Name
+    model_version: Annotated[int, Field(ge=1)]
+    reason: ReasonCode
+    detail: Annotated[str, Field(max_length=2000)]
+
+    def partition_key(self) -> bytes:
+        return self.symbol.encode()
+
+
+class ModelLifecycle(Event):
+    """A change of a registered model: ``registered``, ``promoted`` (to champion), ``retired``,
+    ``flagged`` (expired, drifted: orchestration stops trusting it) or ``unflagged``."""
+
+    TOPIC: ClassVar[str] = topics.MODEL_LIFECYCLE
+
+    event_type: Literal["ml.model_lifecycle"] = "ml.model_lifecycle"
+    schema_version: Literal[1] = 1
+    model_id: uuid.UUID
+    model_name: Name
+    model_version: Annotated[int, Field(ge=1)]
+    model_kind: Name
+    action: Literal["registered", "promoted", "retired", "flagged", "unflagged"]
+    #: Status after the change.
+    status: Literal["candidate", "champion", "retired"]
+    #: Why, for ``flagged``/``retired``: ``expired``, ``drift``, ``replaced``, ...
+    reason: ReasonCode | None = None
+    #: Who: a token's ``sub``, or the service that acted on its own.
+    actor: Annotated[str, Field(max_length=128)]
+    details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    def partition_key(self) -> bytes:
+        return self.model_name.encode()
+
+
+class FeatureDrift(Event):
+    """A model's live inputs drifted from its training distribution: population stability index
+    per feature (``psi``) above ``threshold`` for at least one of them."""
+
+    TOPIC: ClassVar[str] = topics.FEATURE_DRIFT
+
+    event_type: Literal["ml.feature_drift"] = "ml.feature_drift"
+    schema_version: Literal[1] = 1
+    symbol: Symbol
+    timeframe: Timeframe
+    model_id: uuid.UUID
+    model_name: Name
+    model_version: Annotated[int, Field(ge=1)]
+    threshold: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    #: Every feature's PSI over the live window, drifted or not.
+    psi: dict[Name, Annotated[float, Field(ge=0, allow_inf_nan=False)]]
+    drifted: list[Name]
+    window_bars: Annotated[int, Field(ge=1)]
+
+    def partition_key(self) -> bytes:
+        return self.model_name.encode()
+
+
+class Contribution(BaseModel):
+    """One member of an ensemble signal: which model (or rule), what it said, how much it counted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: ``None`` for a rule member (the RSI strategy), which has no registry entry.
+    model_id: uuid.UUID | None
+    model_name: Name
+    model_version: Annotated[int, Field(ge=1)]
+    model_kind: Name
+    score: Signed
+    weight: Unit
+    #: The member's recent out-of-sample hit rate the weight came from (``None``: not enough history).
+    hit_rate: Unit | None = None
+
+
+class Skipped(BaseModel):
+    """A member left out of a signal, and why (``deadline``, ``flagged``, ``refused``, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_id: uuid.UUID | None
+    model_name: Name
+    model_version: Annotated[int, Field(ge=1)]
+    reason: ReasonCode
+
+
+class Signal(Event):
+    """The one signal of a symbol and bar (``ts_event`` = the bar's open time), combined from
+    every prediction in time, with what went into it."""
+
+    TOPIC: ClassVar[str] = topics.SIGNALS
+
+    event_type: Literal["signals.signal"] = "signals.signal"
+    schema_version: Literal[1] = 1
+    symbol: Symbol
+    timeframe: Timeframe
+    feature_vector_id: uuid.UUID
+    direction: Direction
+    #: ``enter_long``, ``enter_short``, ``exit_long``, ``exit_short`` or ``hold``.
+    action: Literal["enter_long", "enter_short", "exit_long", "exit_short", "hold"]
+    strength: Unit
+    #: Calibrated: of past signals with this confidence, this share was right.
+    confidence: Unit
+    #: Names the combination rule and its parameters, e.g. ``ensemble-1``.
+    strategy: Name
+    contributions: list[Contribution]
+    skipped: list[Skipped] = Field(default_factory=list)
+
+    def partition_key(self) -> bytes:
+        return self.symbol.encode()
+
+
+class Reason(BaseModel):
+    """One finding of pattern-validator about a signal, machine-readable (``code``) and for people."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: ReasonCode
+    detail: Annotated[str, Field(max_length=500)]
+
+
+class ValidatedSignal(Event):
+    """A signal pattern-validator accepted (``notes``: findings that did not reject it)."""
+
+    TOPIC: ClassVar[str] = topics.SIGNALS_VALIDATED
+
+    event_type: Literal["signals.validated"] = "signals.validated"
+    schema_version: Literal[1] = 1
+    signal: Signal
+    notes: list[Reason] = Field(default_factory=list)
+
+    def partition_key(self) -> bytes:
+        return self.signal.symbol.encode()
+
+
+class RejectedSignal(Event):
+    """A signal pattern-validator rejected, with every reason."""
+
+    TOPIC: ClassVar[str] = topics.SIGNALS_REJECTED
+
+    event_type: Literal["signals.rejected"] = "signals.rejected"
+    schema_version: Literal[1] = 1
+    signal: Signal
+    reasons: Annotated[list[Reason], Field(min_length=1)]
+
+    def partition_key(self) -> bytes:
+        return self.signal.symbol.encode()
+
+
+def feature_vector_id(symbol: str, timeframe: Timeframe, open_time_ns: int, feature_set: str) -> uuid.UUID:
+    """Deterministic id of a feature vector: recomputing one (after a restart) is the same event."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"features|{symbol}|{timeframe.value}|{open_time_ns}|{feature_set}")
+
+
+def prediction_id(model_id: uuid.UUID, vector_id: uuid.UUID) -> uuid.UUID:
+    """Deterministic id of one model's prediction from one feature vector."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"prediction|{model_id}|{vector_id}")
+
+
+def signal_id(symbol: str, timeframe: Timeframe, open_time_ns: int, strategy: str) -> uuid.UUID:
+    """Deterministic id of the signal of a symbol and bar under one combination rule."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"signal|{symbol}|{timeframe.value}|{open_time_ns}|{strategy}")
 
 
 class EventDecodeError(ValueError):

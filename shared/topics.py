@@ -14,6 +14,22 @@ DIRECTORY_CHANGES = "users.directory.v1"
 DEAD_LETTERS = "system.deadletters.v1"
 #: The broker epoch: one record at the log's start naming the log's incarnation (``shared.bus.epoch``).
 BROKER_EPOCH = "hats.epoch.v1"
+#: One feature vector per closed bar (feature-engineering).
+FEATURES = "features.vectors.v1"
+#: One prediction per champion model per feature vector (ml-supervised, ml-deep-learning).
+PREDICTIONS = "ml.predictions.v1"
+#: Feature vectors a model refused to predict on (e.g. a feature list that is not its own).
+PREDICTION_REFUSALS = "ml.refusals.v1"
+#: Registry changes and flags of models: registered, promoted, retired, flagged (expiry, drift).
+MODEL_LIFECYCLE = "ml.models.v1"
+#: Feature drift of a model's inputs against its training distribution (pattern-validator).
+FEATURE_DRIFT = "ml.drift.v1"
+#: One signal per symbol and bar, combined from the predictions (ai-orchestration).
+SIGNALS = "signals.v1"
+#: Signals pattern-validator accepted: what the trading engine acts on.
+SIGNALS_VALIDATED = "signals.validated.v1"
+#: Signals pattern-validator rejected, with machine-readable reasons.
+SIGNALS_REJECTED = "signals.rejected.v1"
 
 #: Partition counts used when the project creates the topics itself. Market topics
 #: are keyed by symbol, so the partition count bounds how far a consumer group scales out.
@@ -25,6 +41,14 @@ PARTITIONS: dict[str, int] = {
     DIRECTORY_CHANGES: 3,
     DEAD_LETTERS: 1,
     BROKER_EPOCH: 1,
+    FEATURES: 6,
+    PREDICTIONS: 6,
+    PREDICTION_REFUSALS: 1,
+    MODEL_LIFECYCLE: 1,
+    FEATURE_DRIFT: 1,
+    SIGNALS: 6,
+    SIGNALS_VALIDATED: 6,
+    SIGNALS_REJECTED: 6,
 }
 
 
@@ -45,6 +69,16 @@ RETENTION_MS: dict[str, int] = {
     AUTH_CLIENT_REVOCATIONS: 7 * 24 * _HOUR_MS,
     DIRECTORY_CHANGES: 30 * 24 * _HOUR_MS,
     DEAD_LETTERS: 14 * 24 * _HOUR_MS,
+    # The intelligence flow's records are recomputable from bars, and its consumers act on
+    # the newest ones; a week like the market topics. Lifecycle and drift wait for a human.
+    FEATURES: 7 * 24 * _HOUR_MS,
+    PREDICTIONS: 7 * 24 * _HOUR_MS,
+    PREDICTION_REFUSALS: 14 * 24 * _HOUR_MS,
+    MODEL_LIFECYCLE: 30 * 24 * _HOUR_MS,
+    FEATURE_DRIFT: 14 * 24 * _HOUR_MS,
+    SIGNALS: 7 * 24 * _HOUR_MS,
+    SIGNALS_VALIDATED: 7 * 24 * _HOUR_MS,
+    SIGNALS_REJECTED: 7 * 24 * _HOUR_MS,
     # Its first record names the log's incarnation and must never be deleted (not compacted
     # either, which could drop it): no time retention, and no size retention below.
     BROKER_EPOCH: -1,

@@ -84,3 +84,46 @@ def test_tick_ids_ignore_trailing_zeros_but_not_values():
     assert tick_event_id("EURUSD", 1, Decimal("1.10"), Decimal("1.200"), None, Decimal("0.0"), 6) == base
     assert tick_event_id("EURUSD", 1, Decimal("1.1"), Decimal("1.2"), None, Decimal(0), 2) != base
     assert tick_event_id("EURUSD", 2, Decimal("1.1"), Decimal("1.2"), None, Decimal(0), 6) != base
+
+
+def _vector(**features):
+    from shared.events import FeatureVector, Timeframe, feature_vector_id
+
+    open_ns = 1_700_000_040_000_000_000
+    return FeatureVector(
+        event_id=feature_vector_id("EURUSD", Timeframe.M1, open_ns, "core-1"),
+        ts_event=open_ns,
+        ts_init=open_ns,
+        symbol="EURUSD",
+        timeframe=Timeframe.M1,
+        bar_event_id=uuid.uuid4(),
+        feature_set="core-1",
+        features=features,
+    )
+
+
+def test_a_feature_vector_keeps_its_order_and_missing_values_and_refuses_non_finite_ones():
+    import pytest
+    from pydantic import ValidationError
+
+    from shared.events import FeatureVector
+
+    vector = _vector(sma_20=1.1, rsi_14=None, macd=-0.5)
+    again = decode_event(FeatureVector, encode_event(vector))
+    assert list(again.features) == ["sma_20", "rsi_14", "macd"] and again.features["rsi_14"] is None
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValidationError):
+            _vector(rsi_14=bad)
+    with pytest.raises(ValidationError):
+        _vector(**{"RSI 14": 1.0})  # names are lower-case identifiers
+
+
+def test_intelligence_ids_are_deterministic_and_distinct():
+    from shared.events import Timeframe, feature_vector_id, prediction_id, signal_id
+
+    vector = feature_vector_id("EURUSD", Timeframe.M1, 60, "core-1")
+    assert vector == feature_vector_id("EURUSD", Timeframe.M1, 60, "core-1")
+    assert vector != feature_vector_id("EURUSD", Timeframe.M5, 60, "core-1")
+    model = uuid.uuid4()
+    assert prediction_id(model, vector) == prediction_id(model, vector) != prediction_id(uuid.uuid4(), vector)
+    assert signal_id("EURUSD", Timeframe.M1, 60, "ensemble-1") != signal_id("EURUSD", Timeframe.M1, 120, "ensemble-1")
