@@ -27,7 +27,8 @@ from typing import Any
 import httpx
 
 from client.data_collector.buffer import Batch, Receipt, Refusal, TickBuffer, TickStore
-from client.data_collector.server import NoCredentials, ServerClient, TokenRequestFailed, retry_after_s
+from client.data_collector.server import ServerClient
+from shared.auth.client import retry_after_s
 from shared.bus.epoch import EPOCH_HEADER
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class Forwarder:
     async def _post(self, ticks: list[dict[str, Any]], headers: dict[str, str] | None) -> httpx.Response | None:
         try:
             response = await self._server.post(INGEST_PATH, {"source": self._source, "ticks": ticks}, headers)
-        except (httpx.HTTPError, TokenRequestFailed, NoCredentials) as exc:
+        except httpx.HTTPError as exc:  # token troubles (NoCredentials, TokenRequestFailed) are HTTPErrors too
             # Unreachable, or no token to be had: keep everything buffered and retry.
             self._failed(f"{type(exc).__name__}: {exc}")
             return None

@@ -13,13 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from client.data_collector.server import (
-    ClientCredentials,
-    NoCredentials,
-    ServerClient,
-    TokenRequestFailed,
-    credentials_from_file,
-)
+from client.data_collector.server import ServerClient
+from shared.auth.client import ClientCredentials, NoCredentials, TokenRequestFailed, credentials_from_file
 from tests.support import ServedApp
 
 CLIENT = ClientCredentials("hc_collector", "s3cret")
@@ -123,5 +118,5 @@ async def test_wrong_or_missing_credentials_are_errors_the_forwarder_can_wait_ou
         (tmp_path / "credentials.json").write_text(
             '{"data-collector": {"client_id": "hc_collector", "client_secret": "s3cret"}}'
         )
-        assert credentials_from_file(tmp_path / "credentials.json") == CLIENT
+        assert credentials_from_file(tmp_path / "credentials.json", "data-collector") == CLIENT
         assert (await missing.post("/api/v1/ingest/ticks", {"ticks": []})).status_code == 202
