@@ -28,6 +28,11 @@ class Service:
     ``shared.kit.service.ServiceDefinition``); ``None`` means the service is specified by
     the design but not built yet, so the supervisor leaves it out. The service's settings
     are read under ``env_prefix``, derived from ``name``.
+
+    ``identity`` lists the scopes of the service's own OAuth2 client, the one it calls other
+    services with (``shared.kit.deps.ServiceIdentity`` in its declaration, which must name the
+    same scopes: the kit refuses to load it otherwise). user-service provisions one client per
+    implemented row that has them, without importing the services' code.
     """
 
     name: str
@@ -36,6 +41,7 @@ class Service:
     job: str
     module: str | None = None
     extra_ports: tuple[int, ...] = ()
+    identity: tuple[str, ...] = ()
 
     @property
     def implemented(self) -> bool:
@@ -151,6 +157,11 @@ def service(name: str) -> Service:
 def implemented_services() -> tuple[Service, ...]:
     """Services that exist and are started by ``hats up``, server side first, client tier last."""
     return tuple(s for s in SERVICES if s.implemented)
+
+
+def service_identities() -> dict[str, tuple[str, ...]]:
+    """The scopes of each implemented service's own OAuth2 client, by service (``Service.identity``)."""
+    return {s.name: s.identity for s in implemented_services() if s.identity}
 
 
 def all_ports(entry: Service) -> tuple[int, ...]:

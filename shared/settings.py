@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import ports
@@ -38,6 +38,30 @@ class PoolSettings(ServiceSettings):
     #: PostgreSQL connections the service keeps open at least / at most.
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=4, ge=1)
+
+
+#: An operator-chosen client id (``HATS_ADMIN_CLIENT_ID``, ``<PREFIX>CLIENT_ID``).
+OPERATOR_CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
+#: An operator-chosen client secret must be at least as strong as a generated one is long.
+MIN_OPERATOR_SECRET_CHARS = 32
+
+
+class IdentitySettings(ServiceSettings):
+    """Mixin for the settings of a service with its own OAuth2 client (kit dependency ``ServiceIdentity``).
+
+    ``<PREFIX>CLIENT_ID`` / ``<PREFIX>CLIENT_SECRET`` choose the client (production: give the same
+    two to user-service, which registers the client with that secret and writes no file); unset,
+    user-service generates them into ``<HATS_VAR_DIR>/service-credentials/<service>.json``.
+    """
+
+    client_id: str | None = Field(default=None, pattern=OPERATOR_CLIENT_ID_PATTERN)
+    client_secret: SecretStr | None = Field(default=None, min_length=MIN_OPERATOR_SECRET_CHARS)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> IdentitySettings:
+        if (self.client_id is None) != (self.client_secret is None):
+            raise ValueError("set both CLIENT_ID and CLIENT_SECRET of the service, or neither")
+        return self
 
 
 class PlatformSettings(BaseSettings):

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import orjson
 
-from services.user_service.outbox import BOOTSTRAP_ACTOR, client_tokens_revoked, directory_changed
+from services.user_service.outbox import BOOTSTRAP_ACTOR, Changes
 from services.user_service.repository import Directory, Store
 from services.user_service.secrets import SecretHasher, new_client_id, new_secret
 from shared.auth.scopes import ADMIN, COMPLIANCE, MARKET_READ, MARKET_WRITE, PLATFORM_TENANT, TRADE
 from shared.events import Event
 from shared.private_files import write_private
+from shared.settings import MIN_OPERATOR_SECRET_CHARS, OPERATOR_CLIENT_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,8 @@ ADMIN_SCOPES = (ADMIN, COMPLIANCE, MARKET_READ, TRADE)
 ADMIN_GRANTS = ("client_credentials", "refresh_token")
 COLLECTOR_SCOPES = (MARKET_WRITE,)
 COLLECTOR_GRANTS = ("client_credentials",)
-#: An operator-chosen admin secret must be at least as strong as a generated one is long.
-MIN_OVERRIDE_SECRET_LENGTH = 32
-_CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
+MIN_OVERRIDE_SECRET_LENGTH = MIN_OPERATOR_SECRET_CHARS
+_CLIENT_ID_PATTERN = re.compile(OPERATOR_CLIENT_ID_PATTERN)
 
 
 class BootstrapError(RuntimeError):
@@ -112,32 +112,17 @@ async def bootstrap(
     return result
 
 
-class _Run:
+class _Run(Changes):
     """The state of one bootstrap: what it created, which secrets it generated, its events."""
 
     def __init__(self, hasher: SecretHasher, override: AdminOverride | None, token_lifetime_s: float) -> None:
+        super().__init__(BOOTSTRAP_ACTOR, token_lifetime_s)
         self.hasher = hasher
         self.override = override
-        self.token_lifetime_s = token_lifetime_s
         self.created: list[str] = []
         #: Generated secrets by purpose; the operator's admin secret is never among them.
         self.secrets: dict[str, str] = {}
         self.admin_secret_changed = False
-        self.events: list[Event] = []
-
-    def emit(self, tenant: str, entity: str, entity_id: str, action: str, **details) -> None:
-        self.events.append(
-            directory_changed(
-                tenant=tenant, entity=entity, entity_id=entity_id, action=action, actor=BOOTSTRAP_ACTOR, details=details
-            )
-        )
-
-    async def revoke_tokens(self, directory: Directory, client_id: str, reason: str) -> None:
-        revocation = client_tokens_revoked(
-            tenant=PLATFORM_TENANT, client_id=client_id, reason=reason, token_lifetime_s=self.token_lifetime_s
-        )
-        await directory.mark_tokens_revoked(client_id, revocation.issued_before)
-        self.events.append(revocation)
 
     async def ensure_admin(self, directory: Directory) -> str:
         if self.override is None:

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
-from services.user_service.repository import Store
+from services.user_service.repository import Directory, Store
+from shared.auth.scopes import PLATFORM_TENANT
 from shared.bus.publish import BulkPublisher
 from shared.events import EVENT_NAMESPACE, ClientTokensRevoked, DirectoryChanged, Event, now_ns
 
@@ -71,6 +72,33 @@ def client_tokens_revoked(
         expires_at=issued_before + math.ceil(token_lifetime_s),
         reason=reason[:64],
     )
+
+
+class Changes:
+    """The events of one transaction's changes made by ``actor``, to record with them (``Directory.record``)."""
+
+    def __init__(self, actor: str, token_lifetime_s: float) -> None:
+        self.actor = actor
+        self.token_lifetime_s = token_lifetime_s
+        self.events: list[Event] = []
+
+    def emit(self, tenant: str, entity: str, entity_id: str, action: str, **details: Any) -> None:
+        """One ``DirectoryChanged`` (``details`` hold no secret)."""
+        self.events.append(
+            directory_changed(
+                tenant=tenant, entity=entity, entity_id=entity_id, action=action, actor=self.actor, details=details
+            )
+        )
+
+    async def revoke_tokens(
+        self, directory: Directory, client_id: str, reason: str, tenant: str = PLATFORM_TENANT
+    ) -> None:
+        """Every token of ``client_id`` issued up to now dies (``ClientTokensRevoked``), its cut-off remembered."""
+        revocation = client_tokens_revoked(
+            tenant=tenant, client_id=client_id, reason=reason, token_lifetime_s=self.token_lifetime_s
+        )
+        await directory.mark_tokens_revoked(client_id, revocation.issued_before)
+        self.events.append(revocation)
 
 
 class Outbox:

@@ -382,6 +382,25 @@ class Directory:
             client_id,
         )
 
+    async def bootstrap_clients(self, purpose_prefix: str) -> dict[str, str]:
+        """Client ids of the bootstrap clients whose purpose starts with ``purpose_prefix``, by purpose."""
+        rows = await self.conn.fetch(
+            "SELECT purpose, client_id FROM users.bootstrap_clients WHERE starts_with(purpose, $1)", purpose_prefix
+        )
+        return {r["purpose"]: r["client_id"] for r in rows}
+
+    async def forget_bootstrap_client(self, purpose: str) -> None:
+        """The client stays (disabled by the caller); it is no longer the one for ``purpose``."""
+        await self.conn.execute("DELETE FROM users.bootstrap_clients WHERE purpose = $1", purpose)
+
+    async def set_client_scopes(self, tenant: str, client_id: str, scopes: Sequence[str]) -> None:
+        await self.conn.execute(
+            "UPDATE users.clients SET scopes = $3 WHERE tenant_id = $1 AND client_id = $2",
+            tenant,
+            client_id,
+            sorted(set(scopes)),
+        )
+
     async def is_bootstrap_client(self, client_id: str) -> str | None:
         """The purpose this client was bootstrapped for, or None."""
         return await self.conn.fetchval("SELECT purpose FROM users.bootstrap_clients WHERE client_id = $1", client_id)

@@ -7,6 +7,7 @@ from services.user_service.bootstrap import bootstrap
 from services.user_service.outbox import Outbox
 from services.user_service.repository import Store
 from services.user_service.secrets import SecretHasher
+from services.user_service.service_clients import declared_identities, provision_service_clients
 from services.user_service.settings import UserServiceSettings
 from services.user_service.state import Services
 from shared.events import ClientTokensRevoked, DirectoryChanged
@@ -30,11 +31,20 @@ async def start(rt: Runtime[UserServiceSettings, Services]) -> Services:
         override=settings.admin_override(),
         token_lifetime_s=settings.token_lifetime_s,
     )
+    # The services' own clients, on every start: created, re-keyed if their file was lost, re-scoped.
+    accounts = await provision_service_clients(
+        store,
+        hasher,
+        declared_identities(),
+        var_dir=rt.platform.hats_var_dir,
+        token_url=rt.platform.token_issuer + "/oauth2/token",
+        token_lifetime_s=settings.token_lifetime_s,
+    )
     publishers = {event.TOPIC: rt.bus.publisher(event) for event in (DirectoryChanged, ClientTokensRevoked)}
     outbox = Outbox(store, publishers, grace_s=settings.outbox_grace_s)
 
     async def publish_bootstrap_changes() -> None:
-        await outbox.deliver(started.events)
+        await outbox.deliver([*started.events, *accounts.events])
         await outbox.announce_recent_revocations(settings.token_lifetime_s)
 
     async def sweep_outbox() -> None:

@@ -14,6 +14,7 @@ ClickHouse()   ``rt.clickhouse``           ``clickhouse``; applies the service's
 Bus()          ``rt.bus`` (ServiceBus)     ``kafka``
 TokenAuth()    ``require(...)`` on routes  ``revocations`` (the gateway's list read once)
 HttpClient()   ``rt.http`` + ``rt.url_of``  —
+ServiceIdentity(scopes=...)  ``rt.http`` carries the service's own token  ``identity``
 =============  ==========================  ==============================================
 """
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from shared.auth.tokens import TokenVerifier
     from shared.clickhouse import ClickHouse as ClickHouseClient
     from shared.kit.bus import ServiceBus
-    from shared.kit.service import Runtime
+    from shared.kit.service import Runtime, ServiceDefinition
 
 
 class Resource:
@@ -65,6 +66,9 @@ class Dependency:
 
     async def open(self, rt: Runtime[Any, Any]) -> Resource:
         raise NotImplementedError
+
+    def check_definition(self, definition: ServiceDefinition[Any, Any]) -> None:
+        """Raise ``ValueError`` if ``definition`` cannot use this dependency (checked when it is declared)."""
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
@@ -262,6 +266,51 @@ class HttpClient(Dependency):
         return HttpClientResource(httpx.AsyncClient(**kwargs))
 
 
+@dataclass(frozen=True)
+class ServiceIdentity(Dependency):
+    """The service's own OAuth2 client ("service account"), holding only ``scopes``: every request
+    ``rt.http`` sends to a service of the contract's ``calls`` carries its access token.
+
+    user-service provisions the client (tenant ``platform``, grant ``client_credentials``) from the
+    service's port-matrix row, whose ``identity`` must list the same scopes. The credentials are
+    ``<PREFIX>CLIENT_ID`` / ``<PREFIX>CLIENT_SECRET`` (the settings must be ``IdentitySettings``), else
+    the file user-service writes (``<HATS_VAR_DIR>/service-credentials/<service>.json``): until it
+    exists ``/readyz`` says so under ``identity`` and the file is looked for again every half second,
+    so start-up converges in any order. The token comes from the gateway's ``/oauth2/token``, is
+    renewed before it expires and replaced once on a 401 (``shared.auth.client.ClientIdentity``).
+    """
+
+    scopes: tuple[str, ...] = ()
+    contract = Contract(calls=("api-gateway",))
+    requires = (HttpClient,)
+
+    def __post_init__(self) -> None:
+        from shared.auth.scopes import CLIENT_SCOPES
+
+        if not self.scopes or len(set(self.scopes)) != len(self.scopes):
+            raise ValueError("ServiceIdentity needs its scopes, each once")
+        if unknown := set(self.scopes) - CLIENT_SCOPES:
+            raise ValueError(f"ServiceIdentity: not a client scope: {', '.join(sorted(unknown))}")
+
+    def check_definition(self, definition: ServiceDefinition[Any, Any]) -> None:
+        from shared.settings import IdentitySettings
+
+        entry = definition.entry
+        if not issubclass(definition.settings, IdentitySettings):
+            raise ValueError(f"{entry.name}: a ServiceIdentity needs settings that are IdentitySettings")
+        # user-service provisions what the row says: a declaration that differs would get other scopes.
+        if entry.implemented and sorted(self.scopes) != sorted(entry.identity):
+            raise ValueError(
+                f"{entry.name}: ServiceIdentity scopes {sorted(self.scopes)} differ from its row's identity "
+                f"{sorted(entry.identity)} in shared/ports.py; user-service provisions the row's"
+            )
+
+    async def open(self, rt: Runtime[Any, Any]) -> Resource:
+        from shared.kit.identity import open_service_account
+
+        return open_service_account(rt, rt.http)
+
+
 __all__ = [
     "Bus",
     "ClickHouse",
@@ -269,5 +318,6 @@ __all__ = [
     "HttpClient",
     "Postgres",
     "Resource",
+    "ServiceIdentity",
     "TokenAuth",
 ]

@@ -52,6 +52,7 @@ from shared.kit.deps import (
     HttpClientResource,
     PostgresPool,
     Resource,
+    ServiceIdentity,
     TokenVerification,
 )
 from shared.settings import PlatformSettings
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from shared.auth.tokens import TokenVerifier
     from shared.clickhouse import ClickHouse
     from shared.kit.bus import ServiceBus
+    from shared.kit.identity import ServiceAccount
 
 S = TypeVar("S", bound=BaseSettings)
 T = TypeVar("T")
@@ -109,6 +111,11 @@ class ServiceDefinition(Generic[S, T]):
             if type(dependency) in seen:
                 raise ValueError(f"{self.name}: {type(dependency).__name__} is declared twice")
             seen.append(type(dependency))
+            dependency.check_definition(self)
+        if self.entry.implemented and self.entry.identity and ServiceIdentity not in seen:
+            raise ValueError(
+                f"{self.name}: its row in shared/ports.py gives it an identity; declare ServiceIdentity(scopes=...)"
+            )
 
     @property
     def entry(self) -> ports.Service:
@@ -246,9 +253,23 @@ class Runtime(Generic[S, T]):
     def verifier(self) -> TokenVerifier:
         return self._resource(TokenVerification).verifier
 
+    @property
+    def identity(self) -> ServiceAccount:
+        """The service's own OAuth2 client (``ServiceIdentity``): ``await rt.identity.ready()`` waits for a token."""
+        from shared.kit.identity import ServiceAccount
+
+        return self._resource(ServiceAccount)
+
     def url_of(self, service: str, *, override: str | None = None) -> str:
-        """Base URL of another service (``override`` if configured); the contract must declare the call."""
+        """Base URL of another service (``override`` if configured); the contract must declare the call.
+        With a ``ServiceIdentity``, requests to it carry the service's token (an override's too)."""
         self.use.call(service)
+        if override is not None:
+            from shared.kit.identity import ServiceAccount
+
+            for resource in self._resources.values():
+                if isinstance(resource, ServiceAccount):
+                    resource.targets.allow(override)
         return override or self.platform.url_of(service)
 
     # -- what the service registers during ``start`` ----------------------------------------
