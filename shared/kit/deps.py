@@ -6,16 +6,16 @@ wired its handlers (the bus begins consuming), and closes them in reverse order.
 A dependency may imply declarations (``TokenAuth`` reads revocations and calls the
 gateway's JWKS): they join the service's contract and show in the generated docs.
 
-=============  ==========================  ==============================================
-declaration    reached as                  readiness
-=============  ==========================  ==============================================
-Postgres()     ``rt.postgres`` (a pool)    ``postgres``; applies the service's migrations
-ClickHouse()   ``rt.clickhouse``           ``clickhouse``; applies the service's migrations
-Bus()          ``rt.bus`` (ServiceBus)     ``kafka``
-TokenAuth()    ``require(...)`` on routes  ``revocations`` (the gateway's list read once)
-HttpClient()   ``rt.http`` + ``rt.url_of``  —
-ServiceIdentity(scopes=...)  ``rt.http`` carries the service's own token  ``identity``
-=============  ==========================  ==============================================
+=================  ============================  ==============================================
+declaration        reached as                    readiness
+=================  ============================  ==============================================
+Postgres()         ``rt.postgres`` (a pool)      ``postgres``; applies the service's migrations
+ClickHouse()       ``rt.clickhouse``             ``clickhouse``; applies the service's migrations
+Bus()              ``rt.bus`` (ServiceBus)       ``kafka``
+TokenAuth()        ``require(...)`` on routes    ``revocations`` (the gateway's list read once)
+HttpClient()       ``rt.http`` + ``rt.url_of``    —
+ServiceIdentity()  ``rt.http`` sends its token   ``identity`` (credentials found, token held)
+=================  ============================  ==============================================
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@ from services.user_service.bootstrap import bootstrap
 from services.user_service.repository import Store
 from services.user_service.secrets import SecretHasher
 from services.user_service.service_clients import DeclaredIdentity, provision_service_clients
+from services.user_service.settings import UserServiceSettings
+from shared import ports
 from shared.auth.client import ClientCredentials, service_credentials_file
 from shared.events import ClientTokensRevoked, DirectoryChanged
+from shared.settings import PlatformSettings
 
 TOKEN_URL = "http://127.0.0.1:8000/oauth2/token"
 READER = DeclaredIdentity("feature-engineering", ("market:read",))
@@ -147,3 +150,26 @@ async def test_concurrent_starts_create_one_client(fresh, hasher, tmp_path):
     assert (
         await fresh.pool.fetchval("SELECT count(*) FROM users.clients WHERE name = 'service feature-engineering'") == 1
     )
+
+
+async def test_user_service_provisions_the_matrixs_identities_at_every_start(
+    new_database, start_app, infra_env, tmp_path, monkeypatch, directory_events
+):
+    # The matrix declares no identity yet on this branch; give one row an identity for this start.
+    monkeypatch.setattr(ports, "service_identities", lambda: {"feature-engineering": ("market:read",)})
+    _, _, session = infra_env
+    async with new_database() as url:
+        platform = PlatformSettings(
+            hats_var_dir=tmp_path,
+            hats_port_offset=session.hats_port_offset,
+            kafka_bootstrap_servers=session.kafka_servers,
+            database_url=url,
+        )
+        path = service_credentials_file(tmp_path, "feature-engineering")
+        async with start_app(platform, UserServiceSettings()):
+            written = orjson.loads(path.read_bytes())
+        # Published after the start (the outbox), with no secret in it.
+        created = await directory_events.wait_for(lambda e: e.entity_id == written["client_id"])
+        assert created.action == "created" and written["client_secret"] not in created.model_dump_json()
+        async with start_app(platform, UserServiceSettings()):
+            assert orjson.loads(path.read_bytes()) == written  # a second start reuses it
