@@ -15,7 +15,12 @@ from shared.events import Symbol
 from shared.kit.problems import Problem
 
 MAX_TICKS = 50_000
-TIMEFRAMES = ("M1", "M5", "M15", "M30", "H1", "H4", "D1")
+#: The most bars one ``/rates/range`` answer holds (a real terminal's default "Max bars in chart").
+MAX_RANGE_BARS = 100_000
+#: What a terminal that does not report ``maxbars`` is assumed to accept per request.
+DEFAULT_MAXBARS = 100_000
+TIMEFRAME_SECONDS = {"M1": 60, "M5": 300, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14_400, "D1": 86_400}
+TIMEFRAMES = tuple(TIMEFRAME_SECONDS)
 
 router = APIRouter(prefix="/api/v1/mt5", tags=["mt5"])
 
@@ -109,30 +114,100 @@ async def ticks(
     return Response(orjson.dumps(_ticks_json(symbol, digits, got[mask][:limit])), media_type="application/json")
 
 
+def _rates_json(rates: np.ndarray, digits: int) -> list[dict]:
+    """MT5 rates rows as JSON; prices rounded to the symbol's digits, so that their shortest
+    decimal form is the price the terminal shows (a reader takes them as decimals)."""
+    return [
+        {
+            "time": int(r["time"]),
+            "open": round(float(r["open"]), digits),
+            "high": round(float(r["high"]), digits),
+            "low": round(float(r["low"]), digits),
+            "close": round(float(r["close"]), digits),
+            "tick_volume": int(r["tick_volume"]),
+            "spread": int(r["spread"]),
+            "real_volume": int(r["real_volume"]),
+        }
+        for r in rates
+    ]
+
+
+def _timeframe(term: Terminal, timeframe: str) -> int:
+    if timeframe not in TIMEFRAMES:
+        raise Problem(422, f"timeframe: one of {', '.join(TIMEFRAMES)}")
+    return int(getattr(term.mt5, f"TIMEFRAME_{timeframe}"))
+
+
 @router.get("/rates", operation_id="mt5_rates", summary="The latest bars of one symbol, oldest first")
 async def rates(
     term: TerminalDep, symbol: Symbol, timeframe: str = "M1", count: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> Response:
-    if timeframe not in TIMEFRAMES:
-        raise Problem(422, f"timeframe: one of {', '.join(TIMEFRAMES)}")
-    got = await term.call("copy_rates_from_pos", symbol, getattr(term.mt5, f"TIMEFRAME_{timeframe}"), 0, count)
+    code = _timeframe(term, timeframe)
+    digits = await _symbol_digits(term, symbol)
+    got = await term.call("copy_rates_from_pos", symbol, code, 0, count)
     if got is None:
         raise await term.fail(f"rates of {symbol}")
-    return Response(
-        orjson.dumps(
-            [
-                {
-                    "time": int(r["time"]),
-                    "open": float(r["open"]),
-                    "high": float(r["high"]),
-                    "low": float(r["low"]),
-                    "close": float(r["close"]),
-                    "tick_volume": int(r["tick_volume"]),
-                    "spread": int(r["spread"]),
-                    "real_volume": int(r["real_volume"]),
-                }
-                for r in got
-            ]
-        ),
-        media_type="application/json",
-    )
+    return Response(orjson.dumps(_rates_json(got, digits)), media_type="application/json")
+
+
+@router.get(
+    "/rates/range",
+    operation_id="mt5_rates_range",
+    summary="Closed bars of one symbol opening in [from, to], oldest first, at most `limit`",
+)
+async def rates_range(
+    term: TerminalDep,
+    symbol: Symbol,
+    start: Annotated[dt.datetime, Query(alias="from", description="first open time (ISO 8601 or Unix seconds, UTC)")],
+    end: Annotated[dt.datetime, Query(alias="to", description="last open time, inclusive")],
+    timeframe: str = "M1",
+    limit: Annotated[int, Query(ge=1, le=MAX_RANGE_BARS)] = 10_000,
+) -> Response:
+    """``copy_rates_range`` in requests the terminal accepts: it refuses a range that could hold more
+    than its ``maxbars`` bars, whatever it holds, so the range is asked for in chunks of that many.
+
+    Only closed bars: the bar forming now is left out (it is the last one, and the symbol's last
+    tick is inside it), since history stored from it would stay partial. A page of ``limit`` bars
+    may have more after it: ask again from its last ``time`` + 1.
+    """
+    code = _timeframe(term, timeframe)
+    first, last = _unix(start), _unix(end)
+    if last < first:
+        raise Problem(422, "to: must not be before from")
+    digits = await _symbol_digits(term, symbol)
+    info = await term.call("terminal_info")
+    maxbars = int(getattr(info, "maxbars", 0) or DEFAULT_MAXBARS)
+    period = TIMEFRAME_SECONDS[timeframe]
+    # (to - from) // period stays below maxbars; and no chunk is longer than one page needs.
+    span = max(1, min(maxbars - 1, limit + 1)) * period
+    pages: list[np.ndarray] = []
+    held, cursor = 0, first
+    while cursor <= last and held <= limit:  # one bar past the limit proves the limit's last bar closed
+        chunk_end = min(last, cursor + span - 1)
+        got = await term.call("copy_rates_range", symbol, code, _utc(cursor), _utc(chunk_end))
+        if got is None:
+            raise await term.fail(f"rates of {symbol}")
+        got = got[(got["time"] >= cursor) & (got["time"] <= chunk_end)]
+        pages.append(got)
+        held += got.size
+        cursor = chunk_end + 1
+    bars = np.concatenate(pages)  # at least one: first <= last
+    if bars.size > limit:
+        bars = bars[:limit]
+    elif bars.size:
+        tick = await term.call("symbol_info_tick", symbol)
+        newest = int(tick.time) if tick is not None else None
+        if newest is None or int(bars[-1]["time"]) + period > newest:
+            bars = bars[:-1]  # still forming (or no tick says otherwise)
+    return Response(orjson.dumps(_rates_json(bars, digits)), media_type="application/json")
+
+
+def _unix(value: dt.datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)  # naive times are UTC, as everywhere in the platform
+    return int(value.timestamp())
+
+
+def _utc(seconds: int) -> dt.datetime:
+    # The MetaTrader5 package takes datetimes in UTC (its documentation), as the simulator does.
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)

@@ -20,6 +20,8 @@ async def start(rt: Runtime[ConnectorSettings, Terminal]) -> Terminal:
             seed=settings.seed,
             symbols=settings.symbols,
             csv_dir=settings.csv_dir,
+            # The simulated terminal's "now" (a test's fixed Wednesday); a real one has its server's.
+            **({"clock": rt.overrides.wall_clock} if rt.overrides.wall_clock else {}),
         )
     )
     if not await term.call("initialize"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from services.data_bridge import bar_stage
 from services.data_bridge.admission import install_inflight_limit
+from services.data_bridge.bar_ingest import router as bars_router
+from services.data_bridge.bar_store import BarStore
 from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.ingest import router
 from services.data_bridge.progress import IngestProgress, bars_stored
@@ -12,7 +14,7 @@ from services.data_bridge.state import DataBridge, IngestMetrics
 from shared.bus.epoch import BrokerEpoch
 from shared.events import MarketBar, MarketTick
 from shared.kit.contract import Consumes, Contract
-from shared.kit.deps import Bus, Postgres, TokenAuth
+from shared.kit.deps import Bus, HttpClient, Postgres, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 
 CONTRACT = Contract(
@@ -20,6 +22,7 @@ CONTRACT = Contract(
     consumes=(
         Consumes(MarketTick, group=bar_stage.GROUP, purpose="build M1-H1 bars (state checkpointed in PostgreSQL)"),
     ),
+    calls=("database-service",),  # stores historical bars (POST /api/v1/ingest/bars)
 )
 
 
@@ -51,15 +54,24 @@ async def start(rt: Runtime[DataBridgeSettings, DataBridge]) -> DataBridge:
     )
     ticks = rt.bus.publisher(MarketTick)
     progress = IngestProgress(rt.bus.broker, epoch, checkpoints, ticks)
-    return DataBridge(settings, validator, ticks, IngestMetrics(rt.registry), epoch, progress)
+    history = BarStore(
+        rt.http,
+        rt.url_of("database-service"),
+        symbols=settings.symbols or None,
+        max_bars=settings.max_bars_per_request,
+        max_future_s=settings.max_future_s,
+        timeout_s=settings.store_timeout_s,
+        registry=rt.registry,
+    )
+    return DataBridge(settings, validator, ticks, IngestMetrics(rt.registry), epoch, progress, history)
 
 
 SERVICE = ServiceDefinition(
     "data-bridge",
     settings=DataBridgeSettings,
     contract=CONTRACT,
-    uses=(Postgres(), Bus(), TokenAuth()),
-    routers=(router,),
+    uses=(Postgres(), Bus(), TokenAuth(), HttpClient()),
+    routers=(router, bars_router),
     start=start,
     configure=install_inflight_limit,
 )

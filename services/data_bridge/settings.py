@@ -6,12 +6,18 @@ from decimal import Decimal
 
 from pydantic import Field
 
+from shared.bar_history import DEFAULT_MAX_BARS_PER_REQUEST
 from shared.settings import ServiceSettings
 
 
 class DataBridgeSettings(ServiceSettings):
     #: Largest tick batch one ingest request may carry (bigger ones get 413).
     max_ticks_per_request: int = 10_000
+    #: Largest batch of historical bars one ``POST /api/v1/ingest/bars`` may carry (bigger ones get 413).
+    max_bars_per_request: int = Field(default=DEFAULT_MAX_BARS_PER_REQUEST, ge=1)
+    #: How long storing one batch of historical bars in database-service may take, seconds
+    #: (keep it below ``API_GATEWAY_UPSTREAM_TIMEOUT_S``, so the caller hears why).
+    store_timeout_s: float = Field(default=8.0, gt=0)
     #: Ingest requests handled at once; beyond it a request gets 503 with ``Retry-After`` at
     #: once, its body unread and nothing published (``services/data_bridge/admission.py``).
     max_inflight_requests: int = Field(default=16, ge=1)

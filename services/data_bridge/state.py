@@ -7,6 +7,7 @@ from typing import Annotated
 
 from prometheus_client import CollectorRegistry, Counter
 
+from services.data_bridge.bar_store import BarStore
 from services.data_bridge.domain.validation import TickValidator
 from services.data_bridge.progress import IngestProgress
 from services.data_bridge.settings import DataBridgeSettings
@@ -36,6 +37,8 @@ class DataBridge:
     #: Labels receipts (its ``last`` value, read before the publish) and answers progress.
     epoch: BrokerEpoch
     progress: IngestProgress
+    #: Where historical bars go (``POST /api/v1/ingest/bars``): database-service's import.
+    history: BarStore
 
 
 #: ``bridge: Bridge`` in a route's parameters gives the running service's state.

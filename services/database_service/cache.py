@@ -59,6 +59,12 @@ class BarCache:
         self._series: dict[SeriesKey, _Series] = {}
         #: False until the feed has replayed the topic up to where it stood at start-up.
         self.caught_up = False
+        #: Per series, how many history imports were merged: a ClickHouse read of the series that
+        #: began before one (it may lack its bars) is read again (``MarketData._read_series``).
+        self._history: dict[SeriesKey, int] = {}
+
+    def history_version(self, key: SeriesKey) -> int:
+        return self._history.get(key, 0)
 
     def apply(self, symbol: str, timeframe: Timeframe, row: BarRow) -> None:
         """A bar from the feed."""
@@ -84,6 +90,27 @@ class BarCache:
                 series.rows.insert(i, row)
         full = len(stored) >= self.capacity
         series.complete_from = stored[0].ts_ms if full and stored else ALL_HISTORY
+        series.trim(self.capacity)
+
+    def merge_history(self, key: SeriesKey, stored: Sequence[BarRow]) -> None:
+        """Bars this instance just stored from history (``POST /api/v1/market/bars/import``).
+
+        They never reach the feed (history is not on ``market.bars.v1``), so a loaded series
+        would miss the ones inside its complete range. Only those are merged, and only where
+        the series has no bar of that time (a live bar wins, as in the store). An unloaded
+        series reads ClickHouse when first asked, and older bars are read there anyway.
+        """
+        self._history[key] = self._history.get(key, 0) + 1
+        series = self._series.get(key)
+        if series is None or series.complete_from is None:
+            return
+        for row in stored:
+            if row.ts_ms < series.complete_from:
+                continue
+            i = bisect_left(series.ts, row.ts_ms)
+            if i == len(series.ts) or series.ts[i] != row.ts_ms:
+                series.ts.insert(i, row.ts_ms)
+                series.rows.insert(i, row)
         series.trim(self.capacity)
 
     def get(self, key: SeriesKey, *, start_ms: int | None, end_ms: int | None, limit: int) -> list[BarRow] | None:

@@ -40,6 +40,27 @@ def _utc(ns: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=ns // 1000)
 
 
+#: ``built_at`` of a bar stored from history (``insert_missing_bars``): older than any live bar's.
+HISTORY_BUILT_AT = _EPOCH
+
+
+def _bar_row(b: MarketBar, built_at: dt.datetime) -> tuple:
+    """A bar as a row of ``BAR_COLUMNS``."""
+    return (
+        b.symbol,
+        b.timeframe.value,
+        _utc(b.ts_event),
+        b.open,
+        b.high,
+        b.low,
+        b.close,
+        b.volume,
+        b.real_volume,
+        b.event_id,
+        built_at,
+    )
+
+
 def tick_row(t: AnyTick) -> tuple:
     """A tick as a row of ``TICK_COLUMNS``."""
     return (t.symbol, _utc(t.ts_event), t.event_id, t.bid, t.ask, t.last, t.volume, t.flags, t.source, _utc(t.ts_init))
@@ -205,26 +226,38 @@ class MarketRepository:
         return [t for key, t in unique.items() if key not in stored]
 
     async def insert_bars(self, bars: Sequence[MarketBar]) -> None:
-        await self.ch.insert(
-            "market.bars",
-            BAR_COLUMNS,
-            [
-                (
-                    b.symbol,
-                    b.timeframe.value,
-                    _utc(b.ts_event),
-                    b.open,
-                    b.high,
-                    b.low,
-                    b.close,
-                    b.volume,
-                    b.real_volume,
-                    b.event_id,
-                    _utc(b.ts_init),
-                )
-                for b in bars
-            ],
-        )
+        await self.ch.insert("market.bars", BAR_COLUMNS, [_bar_row(b, _utc(b.ts_init)) for b in bars])
+
+    async def insert_missing_bars(self, bars: Sequence[MarketBar]) -> list[MarketBar]:
+        """Store the historical ``bars`` (one series) whose open time is not stored yet; returns them.
+
+        History never replaces a stored bar: a live bar is what live features were computed
+        from. The rows it writes carry ``built_at`` = the epoch (``HISTORY_BUILT_AT``), the
+        lowest version ``ReplacingMergeTree(built_at)`` can see, so a live bar of the same
+        minute stored later (or racing this insert) replaces the historical one, never the
+        reverse. The caller serialises imports (two racing on one key would both insert).
+        """
+        if not bars:
+            return []
+        symbol, timeframe = bars[0].symbol, bars[0].timeframe
+        first = min(b.ts_event for b in bars) // 1_000_000
+        last = max(b.ts_event for b in bars) // 1_000_000
+        stored = {
+            int(r[0])
+            for r in await self.ch.rows(
+                f"SELECT toUnixTimestamp64Milli(ts) FROM market.bars WHERE symbol = {literal(symbol)} "
+                f"AND timeframe = {literal(timeframe.value)} AND ts BETWEEN fromUnixTimestamp64Milli({first}) "
+                f"AND fromUnixTimestamp64Milli({last})"
+            )
+        }
+        fresh: dict[int, MarketBar] = {}
+        for b in bars:
+            ts_ms = b.ts_event // 1_000_000
+            if ts_ms not in stored:
+                fresh.setdefault(ts_ms, b)
+        if fresh:
+            await self.ch.insert("market.bars", BAR_COLUMNS, [_bar_row(b, HISTORY_BUILT_AT) for b in fresh.values()])
+        return list(fresh.values())
 
     async def bars(
         self, symbol: str, timeframe: Timeframe, *, start_ms: int | None, end_ms: int | None, limit: int

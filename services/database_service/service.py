@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.database_service import consumers
 from services.database_service.bars_fast_path import install_bars_fast_path
 from services.database_service.cache import BarCache
+from services.database_service.history import router as history_router
 from services.database_service.repository import MarketRepository
 from services.database_service.routes import router
 from services.database_service.settings import DatabaseServiceSettings
@@ -42,7 +43,7 @@ SERVICE = ServiceDefinition(
     settings=DatabaseServiceSettings,
     contract=CONTRACT,
     uses=(ClickHouse(), Bus(), TokenAuth()),
-    routers=(router,),
+    routers=(router, history_router),
     start=start,
     configure=install_bars_fast_path,
 )

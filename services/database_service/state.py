@@ -21,6 +21,8 @@ class MarketData:
         self.repo = repo
         self.cache = cache
         self._loading: dict[SeriesKey, asyncio.Future[None]] = {}
+        #: Held while history is looked up and inserted (``history.py``).
+        self.history_lock = asyncio.Lock()
 
     async def bars(
         self, symbol: str, timeframe: Timeframe, *, start_ms: int | None, end_ms: int | None, limit: int
@@ -47,7 +49,13 @@ class MarketData:
             raise
 
     async def _read_series(self, key: SeriesKey) -> None:
-        rows = await self.repo.bars(key[0], key[1], start_ms=None, end_ms=None, limit=self.cache.capacity)
+        while True:
+            # History stored while this read ran may be missing from it and was not merged
+            # (the series was not loaded yet): read again then (``BarCache.merge_history``).
+            version = self.cache.history_version(key)
+            rows = await self.repo.bars(key[0], key[1], start_ms=None, end_ms=None, limit=self.cache.capacity)
+            if self.cache.history_version(key) == version:
+                break
         self.cache.load(key, rows)
 
 
