@@ -1,4 +1,4 @@
-"""The ``hats`` command: up, down, status, ports, contract, new-service, serve."""
+"""The ``hats`` command: up, down, status, ports, contract, new-service, serve, import-bars."""
 
 from __future__ import annotations
 
@@ -172,6 +172,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args.service)
 
 
+def cmd_import_bars(args: argparse.Namespace) -> int:
+    from infra.import_bars import cmd_import_bars as run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hats", description="Hybrid AI Trading System")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run one service in this process")
     serve.add_argument("service")
     serve.set_defaults(fn=cmd_serve)
+    bars = sub.add_parser("import-bars", help="import an MT5 bar export (CSV) into the market store")
+    bars.add_argument("file", type=Path)
+    bars.add_argument("--symbol", required=True, help="the bars' symbol, e.g. EURUSD")
+    bars.add_argument("--timeframe", required=True, choices=("M1", "M5", "M15", "H1"))
+    bars.add_argument("--server", help="the gateway (default: this host's, HATS_PORT_OFFSET applied)")
+    bars.add_argument(
+        "--client-id",
+        default=os.environ.get("DATA_COLLECTOR_CLIENT_ID"),
+        help="default: DATA_COLLECTOR_CLIENT_ID, else the data-collector client in var/credentials.json",
+    )
+    bars.add_argument("--client-secret", default=os.environ.get("DATA_COLLECTOR_CLIENT_SECRET"))
+    bars.add_argument("--batch", type=int, default=5000, help="bars per request (default 5000)")
+    bars.set_defaults(fn=cmd_import_bars)
     args = parser.parse_args(argv)
     try:
         code = args.fn(args)

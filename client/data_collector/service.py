@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from prometheus_client import Gauge
 
+from client.data_collector.backfill import Backfills
 from client.data_collector.buffer import TickBuffer, TickStore
 from client.data_collector.confirmation import Confirmer
 from client.data_collector.forwarder import Forwarder
@@ -67,9 +68,10 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
         clock=clock,
     )
     rt.on_stop(buffer.close)
+    connector_url = rt.url_of("metatrader-connector", override=settings.connector_url)
     connector = ConnectorSource(
         rt.http,
-        rt.url_of("metatrader-connector", override=settings.connector_url),
+        connector_url,
         settings.symbols,
         buffer,
         backfill_s=settings.backfill_s,
@@ -100,6 +102,15 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
         retry_max_s=settings.retry_max_s,
     )
     confirmer = Confirmer(server, buffer, forwarder, interval_s=settings.confirm_interval_s)
+    backfills = Backfills(
+        rt.http,
+        connector_url,
+        server,
+        page_bars=settings.backfill_page_bars,
+        headers=client_key_headers(rt.platform),
+        clock=clock,
+    )
+    rt.on_stop(backfills.close)
     held = Gauge("collector_ticks", "Ticks in the collector's buffer, by state", ["state"], registry=rt.registry)
 
     async def collect() -> None:
@@ -155,7 +166,7 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
     rt.background("collect", lambda: _every(settings.poll_interval_ms / 1000, collect))
     rt.background("purge", lambda: _every(60, purge))
     rt.background("metrics", lambda: _every(5, count))
-    return Collector(buffer, forwarder, confirmer, server, connector)
+    return Collector(buffer, forwarder, confirmer, server, connector, backfills, settings.symbols)
 
 
 SERVICE = ServiceDefinition(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from shared.settings import ServiceSettings
@@ -44,6 +44,9 @@ class CollectorSettings(ServiceSettings):
     #: again; doubles up to ``retry_max_s``.
     retry_first_s: float = 5.0
     retry_max_s: float = 60.0
+    #: Bars per page of a backfill: asked of the connector, then sent to the server in one request
+    #: (data-bridge takes at most ``DATA_BRIDGE_MAX_BARS_PER_REQUEST``, 10,000 by default).
+    backfill_page_bars: int = Field(default=5000, ge=1, le=100_000)
 
     @field_validator("symbols", mode="before")
     @classmethod

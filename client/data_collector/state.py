@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from client.data_collector.backfill import Backfills
 from client.data_collector.buffer import TickBuffer
 from client.data_collector.confirmation import Confirmer
 from client.data_collector.forwarder import Forwarder
@@ -20,6 +21,9 @@ class Collector:
     confirmer: Confirmer
     server: ServerClient
     connector: ConnectorSource
+    backfills: Backfills
+    #: The symbols a backfill takes when it names none (``DATA_COLLECTOR_SYMBOLS``).
+    symbols: tuple[str, ...]
 
 
 #: ``collector: CollectorDep`` in a route's parameters gives the running collector.

@@ -16,7 +16,9 @@ Bar export::
     2024.01.02	00:00:00	1.10371	1.10390	1.10350	1.10380	57	0	8
 
 Columns are matched by their header name, so exports without <TIME> (daily
-bars) or with columns in another order load too.  Files may be UTF-8 or
+bars) or with columns in another order load too.  A bar export without a
+header line is read in the order above (without <TIME> if it has 8 fields).
+Times may omit the seconds (``HH:MM``).  Files may be UTF-8 or
 UTF-16 (with a BOM), tab- or comma-separated.  A malformed line raises
 ``ValueError`` naming the file and line number.  Times are taken as server
 time; the simulated server runs on UTC.
@@ -25,6 +27,7 @@ time; the simulated server runs on UTC.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -57,7 +60,7 @@ class CsvExport:
 class _Reader:
     """Line-by-line parsing state shared by both export kinds."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, headerless_bars: bool = False) -> None:
         self.path = Path(path)
         raw = self.path.read_bytes()
         text = raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
@@ -67,6 +70,15 @@ class _Reader:
         header = self.lines[0].strip()
         self.sep = "\t" if "\t" in header or "," not in header else ","
         self.columns = [name.strip().upper() for name in header.split(self.sep)]
+        #: Index in ``lines`` of the first data line (1 after a header line).
+        self.first = 1
+        if headerless_bars and not header.startswith("<"):
+            # No header: MT5's bar columns in their order (daily exports have no <TIME>).
+            width = len(self.columns)
+            self.columns = list(BAR_COLUMNS) if width != len(BAR_COLUMNS) - 1 else [
+                name for name in BAR_COLUMNS if name != "<TIME>"
+            ]  # fmt: skip
+            self.first = 0
         self._dates: dict[str, int] = {}
         self.max_decimals = 0
 
@@ -87,7 +99,7 @@ class _Reader:
     def rows(self):
         """(line number, cells) of every non-blank data line."""
         width = len(self.columns)
-        for lineno, line in enumerate(self.lines[1:], start=2):
+        for lineno, line in enumerate(self.lines[self.first :], start=self.first + 1):
             if not line.strip():
                 continue
             cells = line.rstrip("\r\n").split(self.sep)
@@ -107,13 +119,13 @@ class _Reader:
             self._dates[day] = days
         try:
             hms, _, frac = clock.strip().partition(".")
-            h, mi, s = hms.split(":")
+            h, mi, s = (hms + ":00").split(":")[:3] if hms.count(":") == 1 else hms.split(":")
             ms = int((frac + "000")[:3]) if frac else 0
             seconds = int(h) * 3600 + int(mi) * 60 + int(s)
             if not (0 <= int(h) < 24 and 0 <= int(mi) < 60 and 0 <= int(s) < 60):
                 raise ValueError
         except ValueError:
-            raise self.error(lineno, f"bad time {clock!r}, expected HH:MM:SS[.mmm]") from None
+            raise self.error(lineno, f"bad time {clock!r}, expected HH:MM[:SS[.mmm]]") from None
         return (days * 86_400 + seconds) * 1000 + ms
 
     def number(self, lineno: int, text: str, column: str, price: bool = False) -> float:
@@ -186,22 +198,87 @@ def _load_ticks(reader: _Reader) -> CsvExport:
     return CsvExport("ticks", data, reader.max_decimals)
 
 
+@dataclass(frozen=True, slots=True)
+class BarLine:
+    """One bar of an export as written: ``time`` in Unix seconds, prices as their text (exact decimals)."""
+
+    lineno: int
+    time: int
+    open: str
+    high: str
+    low: str
+    close: str
+    tick_volume: int
+    volume: str
+    spread: int
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """A line of an export that cannot be read as a bar, and why (the message names file and line)."""
+
+    lineno: int
+    error: str
+
+
+class _BarColumns:
+    """Where each bar field is in ``reader``'s lines (by header name, or MT5's order without one)."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+        self.date, self.time = reader.index("<DATE>", True), reader.index("<TIME>", False)
+        self.prices = [reader.index(name, True) for name in ("<OPEN>", "<HIGH>", "<LOW>", "<CLOSE>")]
+        self.tickvol = reader.index("<TICKVOL>", False)
+        self.vol, self.spread = reader.index("<VOL>", False), reader.index("<SPREAD>", False)
+
+    def parse(self, lineno: int, cells: list[str]) -> BarLine:
+        """The line's bar; ``ValueError`` naming the file, line and field if a cell is not one."""
+        reader = self.reader
+        clock = cells[self.time] if self.time is not None else "00:00:00"
+        seconds = reader.timestamp_msc(lineno, cells[self.date], clock) // 1000
+        o, h, low, c = (self._price(lineno, cells, i) for i in self.prices)
+        tickvol = _optional_int(reader, lineno, cells, self.tickvol)
+        volume = "0"
+        if self.vol is not None and _has(cells, self.vol):
+            reader.number(lineno, cells[self.vol], "<VOL>")
+            volume = cells[self.vol].strip()
+        spread = _optional_int(reader, lineno, cells, self.spread)
+        return BarLine(lineno, seconds, o, h, low, c, tickvol, volume, spread)
+
+    def _price(self, lineno: int, cells: list[str], index: int) -> str:
+        self.reader.number(lineno, cells[index], self.reader.columns[index], price=True)  # a finite number
+        return cells[index].strip()
+
+
+def read_bar_lines(path: Path) -> Iterator[BarLine | BadLine]:
+    """Every data line of an MT5 bar export (with or without its header line), in file order,
+    as a bar or as why it is not one: a bad line does not stop the others (``hats import-bars``
+    reports each). Raises ``ValueError`` only if the file as a whole is not a bar export."""
+    reader = _Reader(path, headerless_bars=True)
+    columns = _BarColumns(reader)
+    width = len(reader.columns)
+    for lineno, line in enumerate(reader.lines[reader.first :], start=reader.first + 1):
+        if not line.strip():
+            continue
+        cells = line.rstrip("\r\n").split(reader.sep)
+        if len(cells) != width:
+            yield BadLine(lineno, f"{reader.path}:{lineno}: expected {width} fields, got {len(cells)}: {line!r}")
+            continue
+        try:
+            yield columns.parse(lineno, cells)
+        except ValueError as exc:
+            yield BadLine(lineno, str(exc))
+
+
 def _load_bars(reader: _Reader) -> CsvExport:
-    i_date, i_time = reader.index("<DATE>", True), reader.index("<TIME>", False)
-    prices = [reader.index(name, True) for name in ("<OPEN>", "<HIGH>", "<LOW>", "<CLOSE>")]
-    i_tickvol = reader.index("<TICKVOL>", False)
-    i_vol, i_spread = reader.index("<VOL>", False), reader.index("<SPREAD>", False)
+    columns = _BarColumns(reader)
     rows = []
     for lineno, cells in reader.rows():
-        clock = cells[i_time] if i_time is not None else "00:00:00"
-        seconds = reader.timestamp_msc(lineno, cells[i_date], clock) // 1000
-        o, h, low, close = (reader.number(lineno, cells[i], reader.columns[i], price=True) for i in prices)
+        bar = columns.parse(lineno, cells)
+        o, h, low, close = (float(p) for p in (bar.open, bar.high, bar.low, bar.close))
         if not low <= min(o, close) <= max(o, close) <= h:
             raise reader.error(lineno, f"inconsistent OHLC {o} {h} {low} {close}")
-        tickvol = _optional_int(reader, lineno, cells, i_tickvol)
-        vol = reader.number(lineno, cells[i_vol], "<VOL>") if i_vol is not None and _has(cells, i_vol) else 0.0
-        spread = _optional_int(reader, lineno, cells, i_spread)
-        rows.append((seconds, o, h, low, close, tickvol, spread, vol))
+        rows.append((bar.time, o, h, low, close, bar.tick_volume, bar.spread, float(bar.volume)))
     data = np.array(rows, dtype=WORK_DTYPE)
     return CsvExport("bars", np.sort(data, order="time"), reader.max_decimals)
 
