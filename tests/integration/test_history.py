@@ -333,7 +333,8 @@ T0 = 1_706_918_400  # 2024-02-03T00:00:00Z
     ],
 )
 async def test_each_rule_of_the_bar_ingest_names_the_row_and_field(mesh, http, bad, field, words):
-    body = {"symbol": "TSTBARRULES", "timeframe": "M1", "bars": [bar(T0), bad, bar(T0 + 120)]}
+    symbol = f"TSTRULE{uuid.uuid4().hex[:8].upper()}"  # its own series: nothing another case stored
+    body = {"symbol": symbol, "timeframe": "M1", "bars": [bar(T0), bad, bar(T0 + 120)]}
     r = await http.post(mesh.url("data-bridge") + "/api/v1/ingest/bars", json=body)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
@@ -342,7 +343,7 @@ async def test_each_rule_of_the_bar_ingest_names_the_row_and_field(mesh, http, b
     assert words in problem["detail"]
     assert [e["loc"] for e in problem["errors"]] == [["body", "bars", 1, field]]
     # All or nothing: the good rows of a refused request are not stored.
-    got = await stored_bars(http, mesh.url("database-service"), "TSTBARRULES", "M1", iso(T0), iso(T0 + 120))
+    got = await stored_bars(http, mesh.url("database-service"), symbol, "M1", iso(T0), iso(T0 + 120))
     assert got == []
 
 
