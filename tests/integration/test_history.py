@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -55,12 +56,12 @@ def iso(seconds: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def client_tier(mesh: Any, var: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def client_tier(mesh: Any, var: Path, clock: Any = lambda: NOW) -> AsyncIterator[httpx.AsyncClient]:
     """The connector (simulated terminal at ``NOW``) on a real port, and a collector using it and
     the mesh's gateway with the client the first ``hats up`` registered; yields the collector's API."""
     platform = PlatformSettings(hats_var_dir=var)
     connector = CONNECTOR.create_app(
-        platform=platform, settings=ConnectorSettings(mode="simulated"), overrides=Overrides(wall_clock=lambda: NOW)
+        platform=platform, settings=ConnectorSettings(mode="simulated"), overrides=Overrides(wall_clock=clock)
     )
     credentials = json.loads((mesh.var / "credentials.json").read_text())["data-collector"]
     async with serve(connector) as connector_url:
@@ -73,9 +74,7 @@ async def client_tier(mesh: Any, var: Path) -> AsyncIterator[httpx.AsyncClient]:
             inbox_dir=var / "inbox",
             backfill_page_bars=500,
         )
-        collector = COLLECTOR.create_app(
-            platform=platform, settings=settings, overrides=Overrides(wall_clock=lambda: NOW)
-        )
+        collector = COLLECTOR.create_app(platform=platform, settings=settings, overrides=Overrides(wall_clock=clock))
         transport = httpx.ASGITransport(app=collector)
         async with (
             collector.router.lifespan_context(collector),
@@ -213,6 +212,29 @@ async def test_a_backfill_stores_the_terminals_bars_once_and_keeps_live_ones(mes
 
 def got_live(got: list[dict[str, Any]], minute: int) -> dict[str, Any]:
     return next(b for b in got if b["ts"] == iso(minute))
+
+
+async def test_rows_the_server_refuses_are_reported_and_the_rest_of_their_page_stored(mesh, http, tmp_path):
+    """The terminal's clock runs an hour ahead of the server's: the bars it has of the server's
+    future are refused by data-bridge (not closed yet, by its clock) row by row; the collector
+    reports them and stores the rest of each page. BTCUSD trades every day, so the weekday does
+    not matter; the mesh's own collector streams it live, so some minutes are stored already."""
+    server_now = time.time()
+    start = int(server_now) // 60 * 60 - 600
+    end = start + 1800
+    async with client_tier(mesh, tmp_path, clock=lambda: time.time() + 3600) as collector:
+        body = {"symbols": ["BTCUSD"], "timeframes": ["M1"], "start": iso(start), "end": iso(end)}
+        job = await run_backfill(collector, body)
+    series = job["series"][0]
+    assert series["fetched"] == 31  # every minute of the range: the terminal's clock is past all of it
+    assert series["fetched"] == series["inserted"] + series["already_stored"] + len(series["refused"])
+    refused = [row["time"] for row in series["refused"]]
+    assert {row["field"] for row in series["refused"]} == {"time"}
+    assert all("has not closed yet" in row["msg"] for row in series["refused"])
+    # Refused: the bars opening after the server's now (give or take the seconds the job took).
+    assert refused == list(range(refused[0], end + 1, 60)) and start + 600 < refused[0] <= start + 780
+    got = await stored_bars(http, mesh.url("api-gateway"), "BTCUSD", "M1", iso(start), iso(end))
+    assert [b["ts"] for b in got] == [iso(t) for t in range(start, refused[0], 60)]
 
 
 async def test_a_backfill_request_is_checked(mesh, tmp_path):
