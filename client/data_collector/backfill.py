@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 import httpx
 
-from client.data_collector.server import NoCredentials, ServerClient, TokenRequestFailed, retry_after_s
+from client.data_collector.server import ServerClient
+from shared.auth.client import NoCredentials, TokenRequestFailed, retry_after_s
 from shared.events import Timeframe
 
 log = logging.getLogger(__name__)
