@@ -232,14 +232,15 @@ class ATR(Indicator):
 
 
 class NATR(ATR):
-    """``ta_NATR.c``: ATR / close * 100 (0 when the close is zero)."""
+    """``ta_NATR.c``: ATR / close * 100 (0 when the close is zero). With a period of 1 TA-Lib
+    returns the plain true range, not normalised; so does this."""
 
     name = "NATR"
 
     def update(self, open_: float, high: float, low: float, close: float, volume: float) -> Outputs:
         atr = self._atr(high, low, close)
-        if atr is None:
-            return _NONE1
+        if atr is None or self.period <= 1:
+            return (atr,)
         return ((atr / close) * 100.0 if not is_zero(close) else 0.0,)
 
 
@@ -397,15 +398,18 @@ class OBV(Indicator):
 
 class MFI(Indicator):
     """``ta_MFI.c``: positive and negative money flow (typical price x volume) over ``timeperiod``
-    moves of the typical price, in a circular buffer. TA-Lib 0.8 counts a move within its scaled
-    epsilon as no move, and answers 0 only when both flows are 0."""
+    moves of the typical price, in a circular buffer. As in TA-Lib 0.8, a move within the scaled
+    epsilon is no move, and a window without flow of one sign counts that side as exactly 0 (the
+    running sum keeps float residue after its last flow left); no flow at all gives 0."""
 
     name = "MFI"
-    _fields = ("prev_tp", "count", "index", "positive", "negative", "pos_sum", "neg_sum")
+    _fields = ("prev_tp", "count", "index", "positive", "negative", "pos_sum", "neg_sum", "pos_n", "neg_n")
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
         self.period: int = params["timeperiod"]
+        self.pos_n = 0  # slots of the window holding a non-zero flow of each sign
+        self.neg_n = 0
         self.prev_tp: float | None = None
         self.count = 0
         self.index = 0
@@ -416,35 +420,38 @@ class MFI(Indicator):
 
     def update(self, open_: float, high: float, low: float, close: float, volume: float) -> Outputs:
         tp = (high + low + close) / 3.0
-        if self.prev_tp is None:
-            self.prev_tp = tp
+        prev_tp = self.prev_tp
+        self.prev_tp = tp
+        if prev_tp is None:
             return _NONE1
         i = self.index
-        warm = self.count >= self.period
-        if warm:
-            self.pos_sum -= self.positive[i]
-            self.neg_sum -= self.negative[i]
+        positive, negative = self.positive, self.negative
+        if self.count >= self.period:
+            self.pos_sum -= positive[i]
+            self.neg_sum -= negative[i]
+            self.pos_n -= positive[i] != 0.0
+            self.neg_n -= negative[i] != 0.0
         else:
             self.count += 1
-        prev_tp = self.prev_tp
         diff = tp - prev_tp
-        self.prev_tp = tp
         flow = tp * volume
-        if is_zero_scaled(diff, abs(tp) + abs(prev_tp)):
-            self.positive[i] = self.negative[i] = 0.0
-        elif diff < 0:
-            self.negative[i], self.positive[i] = flow, 0.0
-            self.neg_sum += flow
-        elif diff > 0:
-            self.positive[i], self.negative[i] = flow, 0.0
-            self.pos_sum += flow
-        else:
-            self.positive[i] = self.negative[i] = 0.0
+        positive[i] = negative[i] = 0.0
+        if not is_zero_scaled(diff, abs(tp) + abs(prev_tp)):
+            if diff < 0:
+                negative[i] = flow
+                self.neg_sum += flow
+                self.neg_n += flow != 0.0
+            else:
+                positive[i] = flow
+                self.pos_sum += flow
+                self.pos_n += flow != 0.0
         self.index = (i + 1) % self.period
         if self.count < self.period:
             return _NONE1
-        total = self.pos_sum + self.neg_sum
-        return (0.0 if total <= 0.0 else 100.0 * (self.pos_sum / total),)
+        pos = self.pos_sum if self.pos_n else 0.0
+        neg = self.neg_sum if self.neg_n else 0.0
+        total = pos + neg
+        return (0.0 if total <= 0.0 else 100.0 * (pos / total),)
 
 
 class WILLR(Indicator):
