@@ -4,7 +4,7 @@ factory, and the batch path ``compute``, which runs the streaming objects over t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,11 +161,11 @@ def from_state(state: dict[str, Any]) -> Indicator:
 def compute(
     name: str,
     params: Mapping[str, object] | None,
-    open_: Sequence[float],
-    high: Sequence[float],
-    low: Sequence[float],
-    close: Sequence[float],
-    volume: Sequence[float],
+    open_: Iterable[float],
+    high: Iterable[float],
+    low: Iterable[float],
+    close: Iterable[float],
+    volume: Iterable[float],
 ) -> dict[str, list[float | None]]:
     """The batch path: one list per output, as long as the input, ``None`` where TA-Lib gives NaN.
 
