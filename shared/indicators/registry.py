@@ -104,7 +104,7 @@ _SPECS = (
     ),
     IndicatorSpec(
         "BBANDS",
-        (_period("timeperiod", 5), _dev("nbdevup"), _dev("nbdevdn"), _matype("matype")),
+        (_period("timeperiod", 20), _dev("nbdevup"), _dev("nbdevdn"), _matype("matype")),
         ("upperband", "middleband", "lowerband"),
         lambda p: p["timeperiod"] - 1,
         library.BBANDS,

@@ -196,3 +196,12 @@ def test_unknown_names_and_parameters_are_refused_naming_the_field() -> None:
     with pytest.raises(IndicatorError) as exc:
         create("STOCH", {"slowd_matype": 8})
     assert exc.value.field == "params.slowd_matype"
+
+
+@pytest.mark.parametrize("name", sorted(INDICATORS))
+def test_defaults_ranges_and_outputs_are_talibs(name: str) -> None:
+    import talib.abstract
+
+    info = talib.abstract.Function(name).info  # type: ignore[attr-defined]
+    assert dict(info["parameters"]) == defaults(name)
+    assert tuple(info["output_names"]) == spec_of(name).outputs
