@@ -11,6 +11,7 @@ from its first live bar). ``POST /api/v1/features/compute`` runs the same indica
 
 from __future__ import annotations
 
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
@@ -36,6 +37,20 @@ CONTRACT = Contract(
 )
 
 
+class ForgetOnRebalance(ConsumerRebalanceListener):
+    """At a rebalance the in-memory states are dropped: a series whose partition moved may have been
+    advanced by another instance meanwhile, so it is read from PostgreSQL again."""
+
+    def __init__(self, pipeline: FeaturePipeline) -> None:
+        self._pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._pipeline.forget()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._pipeline.forget()
+
+
 async def start(rt: Runtime[FeatureEngineeringSettings, FeatureEngineering]) -> FeatureEngineering:
     settings = rt.settings
     history = HttpBarHistory(
@@ -57,13 +72,14 @@ async def start(rt: Runtime[FeatureEngineeringSettings, FeatureEngineering]) -> 
         batch=True,
         max_records=500,
         auto_offset_reset="earliest",
+        listener=ForgetOnRebalance(pipeline),
         ack_policy=AckPolicy.NACK_ON_ERROR,  # a failure rewinds the batch: the applied bars are skipped then
         batch_timeout_ms=20,
         **RAW_BATCH,
     )
     async def on_bars(msg: KafkaMessage) -> None:
-        for _, bar in await decode_records(MarketBar, msg.raw_message, dead_letters):
-            await pipeline.on_bar(bar)
+        decoded = await decode_records(MarketBar, msg.raw_message, dead_letters)
+        await pipeline.on_bars([bar for _, bar in decoded])
 
     return FeatureEngineering(settings, pipeline)
 

@@ -158,3 +158,34 @@ async def test_a_failing_history_is_counted_and_the_series_goes_on() -> None:
         await p.on_bar(bar)
     assert [v.features for v in published] == reference(bars)
     assert registry.get_sample_value("feature_history_failures_total") == 1
+
+
+async def test_a_batch_of_two_series_publishes_once_and_saves_each_series_once() -> None:
+    eur, gbp = make_bars("EURUSD", 40), make_bars("GBPUSD", 40, seed=3)
+    checkpoints = MemoryCheckpoints()
+    saves: list[str] = []
+    save = checkpoints.save
+
+    async def counting_save(symbol, *args):
+        saves.append(symbol)
+        await save(symbol, *args)
+
+    checkpoints.save = counting_save  # type: ignore[method-assign]
+    published = Published()
+    calls: list[int] = []
+
+    async def publish(events):
+        calls.append(len(events))
+        await published(events)
+
+    p, _ = pipeline(checkpoints=checkpoints, published=publish)  # type: ignore[arg-type]
+    batch = [b for pair in zip(eur[:20], gbp[:20], strict=True) for b in pair] + [eur[5], gbp[19]]
+    await p.on_bars(batch)
+    assert calls == [40] and sorted(saves) == ["EURUSD", "GBPUSD"]
+    published.fail_next = True
+    second = [b for pair in zip(eur[20:], gbp[20:], strict=True) for b in pair]
+    with pytest.raises(TimeoutError):
+        await p.on_bars(second)
+    await p.on_bars(second)  # redelivered after the failed publish
+    assert [v.features for v in published if v.symbol == "EURUSD"] == reference(eur)
+    assert [v.features for v in published if v.symbol == "GBPUSD"] == reference(gbp)
