@@ -167,7 +167,12 @@ class FeatureSetState:
         self.returns.append(values[-len(_RETURN_PERIODS)])  # the 1-bar return
         values.append(_realised_volatility(self.returns))
         values.extend(_time_features(bar.ts_event))
-        return dict(zip(self.feature_set.names, values, strict=True))
+        # A non-finite value (an overflow on absurd input) is missing, like a cold one: a vector
+        # must never carry NaN or infinity.
+        return {
+            name: value if value is None or math.isfinite(value) else None
+            for name, value in zip(self.feature_set.names, values, strict=True)
+        }
 
     def state(self) -> dict[str, Any]:
         """JSON-serialisable; ``FeatureSet.restore`` continues from it."""

@@ -10,7 +10,7 @@ behind; the bar is redelivered (its offset was not committed), is newer than the
 and is applied again to the same state, giving the same values and the same deterministic
 event id (``feature_vector_id``): a duplicate downstream recognises. The other order (save,
 then publish) could lose a vector for good: the redelivered bar would be "older or equal" and
-skipped.
+skipped. A batch of bars is published at once, then each series it advanced is saved once.
 """
 
 from __future__ import annotations
@@ -79,40 +79,55 @@ class FeaturePipeline:
 
     async def on_bar(self, bar: MarketBar) -> FeatureVector | None:
         """Apply one closed bar; publish and return its vector, or ``None`` if the bar is not new."""
-        key = (bar.symbol, bar.timeframe)
-        series = self._series.get(key) or await self._load(bar.symbol, bar.timeframe)
-        if series is not None and bar.ts_event <= series.last_open_ns:
-            self._metrics.skipped.inc()
-            return None
+        vectors = await self.on_bars([bar])
+        return vectors[0] if vectors else None
+
+    async def on_bars(self, bars: Sequence[MarketBar]) -> list[FeatureVector]:
+        """Apply a batch of closed bars in order; publish their vectors at once, then save the state
+        of every series they advanced (once each). Returns the vectors published."""
+        vectors: list[FeatureVector] = []
+        touched: dict[tuple[str, Timeframe], Series] = {}
         try:
-            series = await self._warm_up(bar, series)
-            started = time.perf_counter()
-            values = series.state.update(bar)
-            self._metrics.update_seconds.observe(time.perf_counter() - started)
-            vector = FeatureVector(
-                event_id=feature_vector_id(bar.symbol, bar.timeframe, bar.ts_event, self.feature_set.name),
-                ts_event=bar.ts_event,
-                ts_init=now_ns(),
-                symbol=bar.symbol,
-                timeframe=bar.timeframe,
-                bar_event_id=bar.event_id,
-                feature_set=self.feature_set.name,
-                features=values,
-            )
-            await self._publish([vector])  # first (see the module docstring), then the state
+            for bar in bars:
+                key = (bar.symbol, bar.timeframe)
+                series = self._series.get(key) or await self._load(bar.symbol, bar.timeframe)
+                if series is not None and bar.ts_event <= series.last_open_ns:
+                    self._metrics.skipped.inc()
+                    continue
+                series = await self._warm_up(bar, series)
+                self._series[key] = touched[key] = series
+                vectors.append(self._apply(bar, series))
+            if vectors:
+                await self._publish(vectors)  # first (see the module docstring), then the states
         except BaseException:
-            # The state may hold this bar now, but its vector is not out: the redelivered bar must
-            # meet the last saved state, not this one (it would count the bar twice).
-            self._series.pop(key, None)
+            # These states may hold bars whose vectors are not out: the redelivered bars must meet
+            # the last saved states, not these (they would count a bar twice).
+            for key in touched:
+                self._series.pop(key, None)
             raise
-        self._metrics.vectors.inc()
+        self._metrics.vectors.inc(len(vectors))
+        self._metrics.bars.inc(len(vectors))
+        for (symbol, timeframe), series in touched.items():
+            await self._checkpoints.save(
+                symbol, timeframe.value, self.feature_set.name, series.last_open_ns, series.state.state()
+            )
+        return vectors
+
+    def _apply(self, bar: MarketBar, series: Series) -> FeatureVector:
+        started = time.perf_counter()
+        values = series.state.update(bar)
         series.last_open_ns = bar.ts_event
-        self._series[key] = series
-        await self._checkpoints.save(
-            bar.symbol, bar.timeframe.value, self.feature_set.name, bar.ts_event, series.state.state()
+        self._metrics.update_seconds.observe(time.perf_counter() - started)
+        return FeatureVector(
+            event_id=feature_vector_id(bar.symbol, bar.timeframe, bar.ts_event, self.feature_set.name),
+            ts_event=bar.ts_event,
+            ts_init=now_ns(),
+            symbol=bar.symbol,
+            timeframe=bar.timeframe,
+            bar_event_id=bar.event_id,
+            feature_set=self.feature_set.name,
+            features=values,
         )
-        self._metrics.bars.inc()
-        return vector
 
     def forget(self) -> None:
         """Drop the in-memory states (after a rebalance another instance may have advanced them)."""
