@@ -15,6 +15,8 @@ directory on offset ports, then measures:
    the gateway's latency overhead, its closed-loop throughput as a share of direct, and
    its CPU per proxied request (from /proc);
 4. token issuance (client_credentials) per second.
+
+Before the mesh starts: feature update per closed bar (``bench/features.py``), in this process.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer
 
+from bench import features
 from bench.loadgen import LoadResult, run_in_subprocess
 from bench.synthetic import synthetic_ticks
 from shared import topics
@@ -380,7 +383,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="alternating fixed-rate rounds per path")
     parser.add_argument("--token-senders", type=int, default=4)
+    parser.add_argument("--feature-bars", type=int, default=5000)
     args = parser.parse_args()
+    features.report(args.feature_bars)  # in this process, before the mesh takes the cores
     var = Path(tempfile.mkdtemp(prefix="hats-bench-"))
     var.chmod(0o755)
     mesh = start_mesh(var)

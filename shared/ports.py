@@ -85,7 +85,13 @@ SERVICES: tuple[Service, ...] = (
         "tenants, users, roles, OAuth2 clients",
         module="services.user_service.service:SERVICE",
     ),
-    Service("feature-engineering", Group.AI, 8011, "streaming technical indicators and features"),
+    Service(
+        "feature-engineering",
+        Group.AI,
+        8011,
+        "streaming technical indicators and features",
+        module="services.feature_engineering.service:SERVICE",
+    ),
     Service("ml-supervised", Group.AI, 8012, "XGBoost / LightGBM training, registry, inference"),
     Service("ml-deep-learning", Group.AI, 8013, "LSTM / Transformer (torch) training and inference"),
     Service("pattern-validator", Group.AI, 8014, "validates signals (patterns, regime, drift, duplicates)"),
@@ -144,6 +150,7 @@ ROUTES: dict[str, str] = {
     "market": "database-service",
     "ingest": "data-bridge",
     "users": "user-service",
+    "features": "feature-engineering",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}

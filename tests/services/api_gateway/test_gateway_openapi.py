@@ -27,9 +27,10 @@ class Item(BaseModel):
 
 @pytest.fixture(scope="module")
 async def docs(infra_env):
-    """The real gateway; database-service and data-bridge up, user-service down until a test serves it."""
+    """The real gateway; database-service, data-bridge and feature-engineering up, user-service down until a
+    test serves it."""
     async with edge_mesh(
-        infra_env, GatewaySettings(), areas=("market", "ingest"), item_models={"ingest": Item}
+        infra_env, GatewaySettings(), areas=("market", "ingest", "features"), item_models={"ingest": Item}
     ) as mesh:
         merged = mesh.gateway.app.openapi.__self__  # the document install_merged_openapi gave the app
         assert isinstance(merged, MergedOpenAPI)

@@ -1,0 +1,94 @@
+"""feature-engineering (8011): streaming technical indicators and features.
+
+Consumes ``market.bars.v1`` (group ``feature-engineering``), keeps one ``core-1`` feature state
+per (symbol, timeframe) (``shared/features.py``), publishes one ``FeatureVector`` per closed bar
+and checkpoints the state in PostgreSQL after publishing (``pipeline.py`` explains the order).
+A series without state is warmed up from stored bars (database-service's bars API, through
+``rt.http``; server-to-server calls need the service's own token, which the kit's service
+identity adds to ``rt.http``; without it the warm-up is logged as failed and the series starts
+from its first live bar). ``POST /api/v1/features/compute`` runs the same indicators over posted rows.
+"""
+
+from __future__ import annotations
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from services.feature_engineering.checkpoints import FeatureCheckpoints
+from services.feature_engineering.history import HttpBarHistory
+from services.feature_engineering.pipeline import FeatureMetrics, FeaturePipeline
+from services.feature_engineering.routes import router
+from services.feature_engineering.settings import FeatureEngineeringSettings
+from services.feature_engineering.state import FeatureEngineering
+from shared.bus.consume import RAW_BATCH, decode_records
+from shared.events import FeatureVector, MarketBar
+from shared.features import FeatureSet
+from shared.kit.contract import Consumes, Contract
+from shared.kit.deps import Bus, HttpClient, Postgres, TokenAuth
+from shared.kit.service import Runtime, ServiceDefinition
+
+GROUP = "feature-engineering"
+
+CONTRACT = Contract(
+    produces=(FeatureVector,),
+    consumes=(Consumes(MarketBar, group=GROUP, purpose="one feature vector per closed bar (state in PostgreSQL)"),),
+    calls=("database-service",),
+)
+
+
+class ForgetOnRebalance(ConsumerRebalanceListener):
+    """At a rebalance the in-memory states are dropped: a series whose partition moved may have been
+    advanced by another instance meanwhile, so it is read from PostgreSQL again."""
+
+    def __init__(self, pipeline: FeaturePipeline) -> None:
+        self._pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._pipeline.forget()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._pipeline.forget()
+
+
+async def start(rt: Runtime[FeatureEngineeringSettings, FeatureEngineering]) -> FeatureEngineering:
+    settings = rt.settings
+    history = HttpBarHistory(
+        rt.http, rt.url_of("database-service"), settings.history_page_bars, settings.history_timeout_s
+    )
+    pipeline = FeaturePipeline(
+        FeatureSet.core(),
+        FeatureCheckpoints(rt.postgres),
+        history,
+        rt.bus.publisher(FeatureVector).publish,
+        FeatureMetrics(rt.registry),
+        warmup_bars=settings.warmup_bars,
+    )
+    dead_letters = rt.bus.dead_letters(GROUP)
+
+    @rt.bus.subscriber(
+        MarketBar,
+        group=GROUP,
+        batch=True,
+        max_records=500,
+        auto_offset_reset="earliest",
+        listener=ForgetOnRebalance(pipeline),
+        ack_policy=AckPolicy.NACK_ON_ERROR,  # a failure rewinds the batch: the applied bars are skipped then
+        batch_timeout_ms=20,
+        **RAW_BATCH,
+    )
+    async def on_bars(msg: KafkaMessage) -> None:
+        decoded = await decode_records(MarketBar, msg.raw_message, dead_letters)
+        await pipeline.on_bars([bar for _, bar in decoded])
+
+    return FeatureEngineering(settings, pipeline)
+
+
+SERVICE = ServiceDefinition(
+    "feature-engineering",
+    settings=FeatureEngineeringSettings,
+    contract=CONTRACT,
+    uses=(Postgres(), Bus(), TokenAuth(), HttpClient()),
+    routers=(router,),
+    start=start,
+)
