@@ -91,6 +91,7 @@ SERVICES: tuple[Service, ...] = (
         8011,
         "streaming technical indicators and features",
         module="services.feature_engineering.service:SERVICE",
+        identity=("market:read",),
     ),
     Service("ml-supervised", Group.AI, 8012, "XGBoost / LightGBM training, registry, inference"),
     Service("ml-deep-learning", Group.AI, 8013, "LSTM / Transformer (torch) training and inference"),

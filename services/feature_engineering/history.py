@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import httpx
@@ -28,14 +30,25 @@ def _ns(text: str) -> int:
 class HttpBarHistory:
     """``GET <database-service>/api/v1/market/bars`` paged forward from ``start``.
 
-    The calls carry whatever ``client`` carries: server-to-server calls need a token, which
-    the kit's service identity is to add to ``rt.http`` (see the service's docstring).
+    The calls carry the service's own token (the kit's ``ServiceIdentity`` adds it to ``rt.http``);
+    ``ready`` waits until there is one, for at most the request time limit, so the first bars after
+    a start are not warmed up without it while user-service is still writing the credentials.
     """
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, page: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        page: int,
+        timeout_s: float,
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._client, self._url, self._page, self._timeout = client, base_url + "/api/v1/market/bars", page, timeout_s
+        self._ready = ready
 
     async def bars(self, symbol: str, timeframe: Timeframe, start_ns: int, end_ns: int) -> list[Bar]:
+        if self._ready is not None:
+            await asyncio.wait_for(self._ready(), self._timeout)
         out: list[Bar] = []
         start = start_ns
         while start <= end_ns:

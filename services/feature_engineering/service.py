@@ -4,9 +4,8 @@ Consumes ``market.bars.v1`` (group ``feature-engineering``), keeps one ``core-1`
 per (symbol, timeframe) (``shared/features.py``), publishes one ``FeatureVector`` per closed bar
 and checkpoints the state in PostgreSQL after publishing (``pipeline.py`` explains the order).
 A series without state is warmed up from stored bars (database-service's bars API, through
-``rt.http``; server-to-server calls need the service's own token, which the kit's service
-identity adds to ``rt.http``; without it the warm-up is logged as failed and the series starts
-from its first live bar). ``POST /api/v1/features/compute`` runs the same indicators over posted rows.
+``rt.http``, with the service's own ``market:read`` token: ``ServiceIdentity``; a failed warm-up is
+logged and the series starts from its first live bar). ``POST /api/v1/features/compute`` runs the same indicators over posted rows.
 """
 
 from __future__ import annotations
@@ -21,11 +20,12 @@ from services.feature_engineering.pipeline import FeatureMetrics, FeaturePipelin
 from services.feature_engineering.routes import router
 from services.feature_engineering.settings import FeatureEngineeringSettings
 from services.feature_engineering.state import FeatureEngineering
+from shared.auth.scopes import MARKET_READ
 from shared.bus.consume import RAW_BATCH, decode_records
 from shared.events import FeatureVector, MarketBar
 from shared.features import FeatureSet
 from shared.kit.contract import Consumes, Contract
-from shared.kit.deps import Bus, HttpClient, Postgres, TokenAuth
+from shared.kit.deps import Bus, HttpClient, Postgres, ServiceIdentity, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 
 GROUP = "feature-engineering"
@@ -54,7 +54,11 @@ class ForgetOnRebalance(ConsumerRebalanceListener):
 async def start(rt: Runtime[FeatureEngineeringSettings, FeatureEngineering]) -> FeatureEngineering:
     settings = rt.settings
     history = HttpBarHistory(
-        rt.http, rt.url_of("database-service"), settings.history_page_bars, settings.history_timeout_s
+        rt.http,
+        rt.url_of("database-service"),
+        settings.history_page_bars,
+        settings.history_timeout_s,
+        ready=rt.identity.ready,
     )
     pipeline = FeaturePipeline(
         FeatureSet.core(),
@@ -88,7 +92,7 @@ SERVICE = ServiceDefinition(
     "feature-engineering",
     settings=FeatureEngineeringSettings,
     contract=CONTRACT,
-    uses=(Postgres(), Bus(), TokenAuth(), HttpClient()),
+    uses=(Postgres(), Bus(), TokenAuth(), HttpClient(), ServiceIdentity(scopes=(MARKET_READ,))),
     routers=(router,),
     start=start,
 )
