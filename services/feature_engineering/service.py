@@ -5,7 +5,8 @@ per (symbol, timeframe) (``shared/features.py``), publishes one ``FeatureVector`
 and checkpoints the state in PostgreSQL after publishing (``pipeline.py`` explains the order).
 A series without state is warmed up from stored bars (database-service's bars API, through
 ``rt.http``, with the service's own ``market:read`` token: ``ServiceIdentity``; a failed warm-up is
-logged and the series starts from its first live bar). ``POST /api/v1/features/compute`` runs the same indicators over posted rows.
+logged and the series starts from its first live bar). ``POST /api/v1/features/compute`` runs the
+same indicators over posted rows.
 """
 
 from __future__ import annotations
