@@ -144,6 +144,8 @@ ROUTES: dict[str, str] = {
     "market": "database-service",
     "ingest": "data-bridge",
     "users": "user-service",
+    "models": "ml-supervised",
+    "predict": "ml-supervised",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}

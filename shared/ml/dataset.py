@@ -111,7 +111,7 @@ class BarSeries:
         """The series as the live ``MarketBar`` events (ids as data-bridge gives them)."""
 
         def price(x: float) -> Decimal:
-            return Decimal(repr(x)).quantize(Decimal("1e-8")).normalize()
+            return Decimal(str(float(x))).quantize(Decimal("1e-8")).normalize()
 
         return [
             MarketBar(
