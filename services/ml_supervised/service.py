@@ -9,6 +9,7 @@ Training reads stored bars from database-service and runs the live feature set o
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import socket
 import time
@@ -28,7 +29,7 @@ from shared.kit.service import Runtime, ServiceDefinition
 from shared.ml import REGISTRY_MIGRATIONS
 from shared.ml.artifacts import ArtifactStore
 from shared.ml.bars import HttpBarSource
-from shared.ml.dataset import core_feature_set
+from shared.ml.dataset import FeatureSetFactory
 from shared.ml.jobs import JobRunner, JobStore, RunnerSettings, worker_pool
 from shared.ml.registry import ModelRegistry
 from shared.ml.trees import TREE_KINDS
@@ -42,6 +43,12 @@ CONTRACT = Contract(
     ),
     calls=("database-service",),
 )
+
+
+def _feature_set(path: str) -> FeatureSetFactory:
+    module, _, name = path.partition(":")
+    factory: FeatureSetFactory = getattr(importlib.import_module(module), name)
+    return factory
 
 
 async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised:
@@ -60,7 +67,7 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
         jobs,
         registry,
         HttpBarSource(rt.http, rt.url_of("database-service")),
-        core_feature_set,
+        _feature_set(settings.feature_set),
         RunnerSettings(
             kinds=TREE_KINDS,
             poll_interval_s=settings.job_poll_interval_s,

@@ -20,3 +20,6 @@ class MlSupervisedSettings(PoolSettings):
     job_stale_after_s: float = Field(default=30.0, gt=0)
     #: Niceness of the training worker process (0-19; higher = yields more to the services).
     worker_niceness: int = Field(default=10, ge=0, le=19)
+    #: The feature set training runs over the bars (``module:callable``): the live one by default, so
+    #: research and live compute features with the same code.
+    feature_set: str = Field(default="shared.ml.dataset:core_feature_set", pattern=r"^[\w.]+:\w+$")
