@@ -88,7 +88,7 @@ def runner_for(pool, tmp_path, executor, registered=None) -> JobRunner:
 
 async def train(runner: JobRunner, s: TrainSpec):
     job_id = await runner.store.create(s, "client:test")
-    stages = []
+    stages: list[str] = []
 
     async def watch():
         while True:
@@ -101,6 +101,7 @@ async def train(runner: JobRunner, s: TrainSpec):
     assert await runner.run_one()
     watcher.cancel()
     view = await runner.store.view(job_id)
+    assert view is not None
     return view, [*stages, view["stage"]]
 
 
