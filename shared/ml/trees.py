@@ -88,6 +88,7 @@ class XGBoostKind:
     def load(self, task: Task, artifact: bytes, threads: int) -> Trained:
         booster = xgb.Booster(params={"nthread": threads})
         booster.load_model(bytearray(artifact))
+        booster.set_param({"nthread": threads})  # the loaded configuration carries the training's
         return XGBoostModel(booster)
 
 
