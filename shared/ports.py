@@ -93,7 +93,14 @@ SERVICES: tuple[Service, ...] = (
         module="services.feature_engineering.service:SERVICE",
         identity=("market:read",),
     ),
-    Service("ml-supervised", Group.AI, 8012, "XGBoost / LightGBM training, registry, inference"),
+    Service(
+        "ml-supervised",
+        Group.AI,
+        8012,
+        "XGBoost / LightGBM training, registry, inference",
+        module="services.ml_supervised.service:SERVICE",
+        identity=("market:read",),
+    ),
     Service("ml-deep-learning", Group.AI, 8013, "LSTM / Transformer (torch) training and inference"),
     Service("pattern-validator", Group.AI, 8014, "validates signals (patterns, regime, drift, duplicates)"),
     Service("telegram-service", Group.OPS, 8015, "notifications and guarded commands"),
@@ -152,6 +159,8 @@ ROUTES: dict[str, str] = {
     "ingest": "data-bridge",
     "users": "user-service",
     "features": "feature-engineering",
+    "models": "ml-supervised",
+    "predict": "ml-supervised",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}

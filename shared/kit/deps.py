@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -92,10 +93,13 @@ class PostgresPool(Resource):
 class Postgres(Dependency):
     """A pool on ``DATABASE_URL`` (or the embedded server), after applying the service's
     ``migrations/postgres/*.sql``. A service whose settings are ``PoolSettings`` sizes its
-    pool from them (``<PREFIX>POOL_MIN_SIZE`` / ``POOL_MAX_SIZE``) instead of these defaults."""
+    pool from them (``<PREFIX>POOL_MIN_SIZE`` / ``POOL_MAX_SIZE``) instead of these defaults.
+    ``shared_migrations``: sets of tables several services share, applied first
+    (``shared.kit.migrations``), e.g. ``(shared.ml.REGISTRY_MIGRATIONS,)``."""
 
     min_size: int = 1
     max_size: int = 4
+    shared_migrations: tuple[tuple[str, Path], ...] = ()
 
     async def open(self, rt: Runtime[Any, Any]) -> Resource:
         import asyncpg
@@ -104,7 +108,7 @@ class Postgres(Dependency):
         from shared.kit.migrations import migrate_postgres
 
         url = database_url(rt.platform)
-        applied = await migrate_postgres(url, rt.name, rt.definition.migrations_dir("postgres"))
+        applied = await migrate_postgres(url, rt.name, rt.definition.migrations_dir("postgres"), self.shared_migrations)
         if applied:
             rt.log.info("applied PostgreSQL migrations: %s", ", ".join(applied))
         min_size, max_size = self.min_size, self.max_size

@@ -15,6 +15,13 @@ nothing off the shelf migrates chdb, so one runner serves both stores with the s
   a change is a new file, never an edit;
 * re-running is a no-op; concurrent PostgreSQL runners serialise on an advisory lock.
 
+A set of tables several services share (the model registry: ml-supervised and ml-deep-learning
+write it, others read it) cannot live in one service's folder. It is a *shared set*: a name and a
+folder (``("model-registry", Path(".../shared/ml/migrations/postgres"))``) that each service using
+it declares (``Postgres(shared_migrations=...)``); it is applied before the service's own files,
+in the same transaction and under the same lock, and recorded as ``<set>/NNN_name``, so whichever
+service starts first applies it and the others find it done.
+
 Stores migrated before migrations moved into the services recorded bare versions
 (``001_data_bridge_checkpoints``); a bare record whose checksum equals a service's
 file is adopted for that file instead of running it again.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -111,10 +119,18 @@ class _PostgresLedger:
         )
 
 
-async def migrate_postgres(url: str, service: str, directory: Path) -> list[str]:
-    """Apply ``service``'s pending PostgreSQL migrations in one transaction; the versions applied now."""
-    migrations = discover(directory)
-    if not migrations:
+#: A migration set several services share: its name (recorded as ``<name>/NNN_file``) and folder.
+SharedMigrations = tuple[str, Path]
+
+
+async def migrate_postgres(
+    url: str, service: str, directory: Path, shared: Sequence[SharedMigrations] = ()
+) -> list[str]:
+    """Apply the pending PostgreSQL migrations of the ``shared`` sets, then ``service``'s own, in one
+    transaction; the versions applied now."""
+    sets = [(name, discover(folder)) for name, folder in (*shared, (service, directory))]
+    sets = [(name, migrations) for name, migrations in sets if migrations]
+    if not sets:
         return []
     conn = await asyncpg.connect(url)
     try:
@@ -124,7 +140,8 @@ async def migrate_postgres(url: str, service: str, directory: Path) -> list[str]
                 "CREATE TABLE IF NOT EXISTS public.schema_migrations (version text PRIMARY KEY, "
                 "checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            return await _apply(_PostgresLedger(conn), service, migrations)
+            ledger = _PostgresLedger(conn)
+            return [version for name, migrations in sets for version in await _apply(ledger, name, migrations)]
     finally:
         await conn.close()
 
@@ -161,4 +178,4 @@ async def migrate_clickhouse(ch: ClickHouse, service: str, directory: Path) -> l
     return await _apply(_ClickHouseLedger(ch), service, migrations)
 
 
-__all__ = ["Migration", "MigrationChanged", "discover", "migrate_clickhouse", "migrate_postgres"]
+__all__ = ["Migration", "MigrationChanged", "SharedMigrations", "discover", "migrate_clickhouse", "migrate_postgres"]

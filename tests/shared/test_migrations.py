@@ -83,3 +83,22 @@ async def test_clickhouse_follows_the_same_rules(tmp_path):
             await migrate_clickhouse(ch, "svc", folder)
     finally:
         ch.close()
+
+
+async def test_a_shared_set_is_applied_first_once_whichever_service_starts_first(database, tmp_path):
+    # The model registry's tables: ml-supervised and ml-deep-learning both declare the set.
+    shared = tmp_path / "registry"
+    write(shared, "001_models.sql", "CREATE TABLE models (id int PRIMARY KEY);")  # a second run would fail
+    own_a, own_b = tmp_path / "a", tmp_path / "b"
+    write(own_a, "001_uses_models.sql", "CREATE TABLE a_things (model int REFERENCES models (id));")
+    write(own_b, "001_uses_models.sql", "CREATE TABLE b_things (model int REFERENCES models (id));")
+    registry = (("model-registry", shared),)
+    assert await migrate_postgres(database, "svc-a", own_a, registry) == [
+        "model-registry/001_models",
+        "svc-a/001_uses_models",
+    ]
+    assert await migrate_postgres(database, "svc-b", own_b, registry) == ["svc-b/001_uses_models"]
+    assert await migrate_postgres(database, "svc-a", own_a, registry) == []
+    write(shared, "001_models.sql", "CREATE TABLE models (id bigint PRIMARY KEY);")
+    with pytest.raises(MigrationChanged, match="model-registry/001_models"):
+        await migrate_postgres(database, "svc-b", own_b, registry)
