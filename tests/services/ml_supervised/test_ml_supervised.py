@@ -5,6 +5,7 @@ inference through the broker (predictions, refusals, dead letters), drift and ex
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import time
@@ -13,7 +14,7 @@ import uuid
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from joserfc.jwk import KeySet, OKPKey
 
 from services.ml_supervised.service import SERVICE
@@ -40,13 +41,21 @@ START = "2026-01-01T00:00:00Z"
 END = "2026-01-02T00:00:00Z"
 
 
-def bars_app() -> FastAPI:
-    """database-service's ``GET /api/v1/market/bars`` over generated bars (paged like the real one)."""
+#: The service's own OAuth2 client (ServiceIdentity), as an operator would set it.
+CLIENT_ID, CLIENT_SECRET = "svc-ml-supervised-test", "s" * 40
+
+
+def bars_app(verifier: TokenVerifier) -> FastAPI:
+    """database-service's ``GET /api/v1/market/bars`` over generated bars (paged like the real one),
+    serving only a caller whose token verifies and holds ``market:read``, as the real one does."""
     app = FastAPI()
     series = {s: random_walk(1500, seed=sum(map(ord, s)), symbol=s) for s in ("EURUSD", "GBPUSD")}
 
     @app.get("/api/v1/market/bars")
-    async def bars(symbol: str, timeframe: str, start: str, end: str, limit: int):
+    async def bars(request: Request, symbol: str, timeframe: str, start: str, end: str, limit: int):
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme != "Bearer" or "market:read" not in (await verifier.verify(value)).scopes:
+            raise HTTPException(401)
         s = series[symbol]
         lo = int(dt.datetime.fromisoformat(start).timestamp()) * 10**9
         hi = int(dt.datetime.fromisoformat(end).timestamp()) * 10**9
@@ -64,6 +73,21 @@ def bars_app() -> FastAPI:
             if lo <= t <= hi
         ]
         return rows[:limit]
+
+    return app
+
+
+def token_app(mint) -> FastAPI:
+    """The gateway's ``POST /oauth2/token`` for the service's client (client credentials, HTTP Basic)."""
+    app = FastAPI()
+
+    @app.post("/oauth2/token")
+    async def issue(request: Request):
+        form = await request.form()
+        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if form.get("grant_type") != "client_credentials" or request.headers.get("authorization") != expected:
+            raise HTTPException(401)
+        return {"access_token": mint("market:read"), "token_type": "Bearer", "expires_in": 600}
 
     return app
 
@@ -109,7 +133,7 @@ async def ml(infra_env, tmp_path_factory):
             revoked=RevokedTokens(),
         )
 
-        def token(*scopes: str) -> dict[str, str]:
+        def mint(*scopes: str) -> str:
             value, _ = mint_access_token(
                 key,
                 issuer=platform.token_issuer,
@@ -120,14 +144,23 @@ async def ml(infra_env, tmp_path_factory):
                 scopes=scopes,
                 ttl_s=600,
             )
-            return {"Authorization": f"Bearer {value}"}
+            return value
 
-        settings = MlSupervisedSettings(feature_set="tests.shared.ml.stand_in:stand_in", job_poll_interval_s=0.2)
+        def token(*scopes: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {mint(*scopes)}"}
+
+        settings = MlSupervisedSettings(
+            feature_set="tests.shared.ml.stand_in:stand_in",
+            job_poll_interval_s=0.2,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+        )
         port = platform.port_of("database-service")
         feed = Feed(session.kafka_servers, (Prediction, PredictionRefused, ModelLifecycle))
         await feed.consumer.start()
         follower = asyncio.create_task(feed.follow())
-        async with serve(bars_app(), _socket(port)):
+        gateway = _socket(platform.port_of("api-gateway"))
+        async with serve(bars_app(verifier), _socket(port)), serve(token_app(mint), gateway):
             app = SERVICE.create_app(
                 platform=platform,
                 settings=settings,
