@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from shared.events import Timeframe
 from shared.settings import ServiceSettings
 
 
@@ -47,6 +48,16 @@ class CollectorSettings(ServiceSettings):
     #: Bars per page of a backfill: asked of the connector, then sent to the server in one request
     #: (data-bridge takes at most ``DATA_BRIDGE_MAX_BARS_PER_REQUEST``, 10,000 by default).
     backfill_page_bars: int = Field(default=5000, ge=1, le=100_000)
+    #: Days of bars (``history_timeframes``) backfilled from the terminal at every start, so models
+    #: and indicators have history from the first minute; 0 = none. The server keeps what it has
+    #: (a backfill adds only missing bars), so a restart costs a re-check, not duplicates.
+    history_days: float = Field(default=7.0, ge=0, le=365)
+    history_timeframes: Annotated[tuple[Timeframe, ...], NoDecode] = (Timeframe.M1, Timeframe.H1)
+
+    @field_validator("history_timeframes", mode="before")
+    @classmethod
+    def _split_timeframes(cls, value: object) -> object:
+        return tuple(s.strip() for s in value.split(",") if s.strip()) if isinstance(value, str) else value
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ import uuid
 from functools import partial
 
 from services.ml_supervised import consumers
+from services.ml_supervised.bootstrap import ColdStart, ColdStartPlan
 from services.ml_supervised.inference import Champions
 from services.ml_supervised.lifecycle import Lifecycle
 from services.ml_supervised.routes import predict_router, router
@@ -64,10 +65,11 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
     champions = Champions(registry, TREE_KINDS)
     await champions.reload()
     jobs = JobStore(rt.postgres)
+    bars = HttpBarSource(rt.http, rt.url_of("database-service"))
     runner = JobRunner(
         jobs,
         registry,
-        HttpBarSource(rt.http, rt.url_of("database-service")),
+        bars,
         _feature_set(settings.feature_set),
         RunnerSettings(
             kinds=TREE_KINDS,
@@ -80,7 +82,21 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
         executor=partial(worker_pool, settings.worker_niceness),
         on_registered=lifecycle.registered,
     )
+    cold_start = ColdStart(
+        ColdStartPlan(
+            settings.bootstrap_symbols, settings.bootstrap_days, settings.bootstrap_min_bars, settings.bootstrap_wait_s
+        ),
+        registry,
+        jobs,
+        runner,
+        lifecycle,
+        champions,
+        bars,
+        clock,
+        rt.identity.ready,
+    )
     consumers.subscribe(rt.bus, champions, lifecycle, rt.platform.kafka_fetch_max_wait_ms)
+    rt.background("cold-start", cold_start.run, restart_after_s=30.0)
     rt.background("training-jobs", runner.run, restart_after_s=5.0)
     rt.background(
         "expiry-check", partial(lifecycle.run_expiry_checks, settings.expiry_check_interval_s), restart_after_s=30.0

@@ -114,66 +114,80 @@ async def _first(events, predicate):
 
 @pytest.fixture(scope="module")
 async def ml(infra_env, tmp_path_factory):
-    _, env, session = infra_env
+    # These tests train and promote themselves; the cold start has its own test (test_cold_start.py).
+    _, env, _ = infra_env
+    async with (
+        own_database(env["DATABASE_URL"], "mlsup") as db,
+        running_ml(infra_env, tmp_path_factory, db, time.time(), bootstrap_symbols=()) as running,
+    ):
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_ml(infra_env, tmp_path_factory, db: str, now_s: float, **settings_given):
+    """ml-supervised in-process (on the database at ``db``, its clock at ``now_s``), with stand-ins
+    for database-service's bars and the gateway's token endpoint on their ports, and a feed of what
+    it publishes: yields ``(http, token, feed, app, now)``."""
+    _, _, session = infra_env
     key = OKPKey.generate_key("Ed25519", private=True)
     key.ensure_kid()
     keys = KeySet([key])
-    now = [time.time()]
-    async with own_database(env["DATABASE_URL"], "mlsup") as db:
-        platform = PlatformSettings(
-            hats_var_dir=tmp_path_factory.mktemp("ml-var"),
-            hats_port_offset=session.hats_port_offset,
-            kafka_bootstrap_servers=session.kafka_servers,
-            database_url=db,
-        )
-        verifier = TokenVerifier(
+    now = [now_s]
+    platform = PlatformSettings(
+        hats_var_dir=tmp_path_factory.mktemp("ml-var"),
+        hats_port_offset=session.hats_port_offset,
+        kafka_bootstrap_servers=session.kafka_servers,
+        database_url=db,
+    )
+    verifier = TokenVerifier(
+        issuer=platform.token_issuer,
+        audience=platform.hats_token_audience,
+        keys=LocalKeySource(lambda: keys),
+        revoked=RevokedTokens(),
+    )
+
+    def mint(*scopes: str) -> str:
+        value, _ = mint_access_token(
+            key,
             issuer=platform.token_issuer,
             audience=platform.hats_token_audience,
-            keys=LocalKeySource(lambda: keys),
-            revoked=RevokedTokens(),
+            subject="client:tester",
+            client_id="tester",
+            tenant="platform",
+            scopes=scopes,
+            ttl_s=600,
         )
+        return value
 
-        def mint(*scopes: str) -> str:
-            value, _ = mint_access_token(
-                key,
-                issuer=platform.token_issuer,
-                audience=platform.hats_token_audience,
-                subject="client:tester",
-                client_id="tester",
-                tenant="platform",
-                scopes=scopes,
-                ttl_s=600,
-            )
-            return value
+    def token(*scopes: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint(*scopes)}"}
 
-        def token(*scopes: str) -> dict[str, str]:
-            return {"Authorization": f"Bearer {mint(*scopes)}"}
-
-        settings = MlSupervisedSettings(
-            feature_set="tests.shared.ml.stand_in:stand_in",
-            job_poll_interval_s=0.2,
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
+    settings = MlSupervisedSettings(
+        feature_set="tests.shared.ml.stand_in:stand_in",
+        job_poll_interval_s=0.2,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        **settings_given,
+    )
+    port = platform.port_of("database-service")
+    feed = Feed(session.kafka_servers, (Prediction, PredictionRefused, ModelLifecycle))
+    await feed.consumer.start()
+    follower = asyncio.create_task(feed.follow())
+    gateway = _socket(platform.port_of("api-gateway"))
+    async with serve(bars_app(verifier), _socket(port)), serve(token_app(mint), gateway):
+        app = SERVICE.create_app(
+            platform=platform,
+            settings=settings,
+            overrides=Overrides(token_verifier=verifier, wall_clock=lambda: now[0]),
         )
-        port = platform.port_of("database-service")
-        feed = Feed(session.kafka_servers, (Prediction, PredictionRefused, ModelLifecycle))
-        await feed.consumer.start()
-        follower = asyncio.create_task(feed.follow())
-        gateway = _socket(platform.port_of("api-gateway"))
-        async with serve(bars_app(verifier), _socket(port)), serve(token_app(mint), gateway):
-            app = SERVICE.create_app(
-                platform=platform,
-                settings=settings,
-                overrides=Overrides(token_verifier=verifier, wall_clock=lambda: now[0]),
-            )
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://ml", timeout=30) as http:
-                    yield http, token, feed, app, now
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-        await feed.consumer.stop()
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ml", timeout=30) as http:
+                yield http, token, feed, app, now
+    follower.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await follower
+    await feed.consumer.stop()
 
 
 def _socket(port: int):
