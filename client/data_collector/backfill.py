@@ -139,6 +139,26 @@ class Backfills:
         """This collector's clock (Unix seconds)."""
         return self._clock()
 
+    async def history(self, symbols: list[str], timeframes: list[Timeframe], seconds: int) -> None:
+        """Backfill the last ``seconds`` until one job of it succeeds, then idle (a background task).
+
+        On a first start the collector's credentials are written by user-service after the
+        collector may have started, and the server may still be starting: a failed job is tried
+        again after a pause that doubles up to a minute.
+        """
+        pause = self._first_pause
+        while True:
+            end = int(self._clock())
+            job = self.submit(symbols, timeframes, end - seconds, end)
+            while job.state in ("queued", "running"):
+                await asyncio.sleep(0.5)
+            if job.state == "done":
+                break
+            log.info("history backfill failed (%s); trying again in %.0f s", job.error, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 60.0)
+        await asyncio.Event().wait()
+
     def get(self, job_id: str) -> BackfillJob | None:
         return self._jobs.get(job_id)
 

@@ -112,13 +112,9 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
     )
     rt.on_stop(backfills.close)
 
-    async def backfill_history() -> None:
-        if settings.history_days > 0 and settings.history_timeframes:
-            end = int(backfills.now())
-            start = end - int(settings.history_days * 86_400)
-            backfills.submit(list(settings.symbols), list(settings.history_timeframes), start, end)
-
-    rt.after_start(backfill_history)
+    if settings.history_days > 0 and settings.history_timeframes:
+        history = (list(settings.symbols), list(settings.history_timeframes), int(settings.history_days * 86_400))
+        rt.background("history", lambda: backfills.history(*history), restart_after_s=RESTART_AFTER_S)
     held = Gauge("collector_ticks", "Ticks in the collector's buffer, by state", ["state"], registry=rt.registry)
 
     async def collect() -> None:
