@@ -29,6 +29,10 @@ from shared.features import FeatureSet, FeatureSetState
 
 log = logging.getLogger(__name__)
 
+#: A series still short of its warm-up asks storage again this often (seconds): on a first start
+#: its history may be stored (the collector's backfill) only after its first live bars arrived.
+COLD_RETRY_S = 30.0
+
 Publish = Callable[[Sequence[FeatureVector]], Awaitable[object]]
 
 
@@ -76,6 +80,9 @@ class FeaturePipeline:
         self._metrics = metrics
         self._warmup_bars = warmup_bars
         self._series: dict[tuple[str, Timeframe], Series] = {}
+        #: When a cold series may next be rebuilt from storage (monotonic seconds), by series.
+        self._cold_retry_at: dict[tuple[str, Timeframe], float] = {}
+        self.cold_retry_s = COLD_RETRY_S
 
     async def on_bar(self, bar: MarketBar) -> FeatureVector | None:
         """Apply one closed bar; publish and return its vector, or ``None`` if the bar is not new."""
@@ -143,9 +150,13 @@ class FeaturePipeline:
         """A new series starts from up to ``warmup_bars`` stored bars before ``bar``; a saved one
         more than one bar behind gets the stored bars in between (up to ``warmup_bars`` of them)."""
         step = bar.timeframe.nanos
+        if series is not None and series.state.bars < self.feature_set.warmup_bars:
+            return await self._rebuild_cold(bar, series)
         if series is None:
             series = Series(-1, self.feature_set.new_state())
             start = bar.ts_event - self._warmup_bars * step
+            # Warmed up from what storage holds now; if that is short, asked again later, not at once.
+            self._cold_retry_at[(bar.symbol, bar.timeframe)] = time.monotonic() + self.cold_retry_s
         elif bar.ts_event - series.last_open_ns > step:
             start = max(series.last_open_ns + step, bar.ts_event - self._warmup_bars * step)
         else:
@@ -157,7 +168,7 @@ class FeaturePipeline:
             stored = await self._history.bars(bar.symbol, bar.timeframe, start, end)
         except Exception as exc:  # storage away: go on without, and say so
             self._metrics.history_failures.inc()
-            log.warning("warm-up of %s %s from stored bars failed: %s", bar.symbol, bar.timeframe.value, exc)
+            log.warning("warm-up of %s %s from stored bars failed: %r", bar.symbol, bar.timeframe.value, exc)
             return series
         for old in stored:
             if series.last_open_ns < old.ts_event < bar.ts_event:
@@ -165,3 +176,32 @@ class FeaturePipeline:
                 series.last_open_ns = old.ts_event
                 self._metrics.warmed.inc()
         return series
+
+    async def _rebuild_cold(self, bar: MarketBar, series: Series) -> Series:
+        """A series short of its warm-up is rebuilt from the stored bars before ``bar`` when storage
+        holds more of them than the series has seen, and reaches at least as far (its own live bars
+        are stored too, so nothing it applied is lost); asked at most every ``cold_retry_s``."""
+        key = (bar.symbol, bar.timeframe)
+        now = time.monotonic()
+        if self._warmup_bars == 0 or now < self._cold_retry_at.get(key, 0.0):
+            return series
+        self._cold_retry_at[key] = now + self.cold_retry_s
+        step = bar.timeframe.nanos
+        try:
+            stored = await self._history.bars(
+                bar.symbol, bar.timeframe, bar.ts_event - self._warmup_bars * step, bar.ts_event - step
+            )
+        except Exception as exc:  # storage away: go on cold, and ask again later
+            self._metrics.history_failures.inc()
+            log.warning("warm-up of %s %s from stored bars failed: %r", bar.symbol, bar.timeframe.value, exc)
+            return series
+        before = [old for old in stored if old.ts_event < bar.ts_event]
+        if len(before) <= series.state.bars or before[-1].ts_event < series.last_open_ns:
+            return series
+        rebuilt = Series(-1, self.feature_set.new_state())
+        for old in before:
+            rebuilt.state.update(old)
+            rebuilt.last_open_ns = old.ts_event
+        self._metrics.warmed.inc(len(before))
+        log.info("%s %s rebuilt from %d stored bars", bar.symbol, bar.timeframe.value, len(before))
+        return rebuilt

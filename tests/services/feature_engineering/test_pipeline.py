@@ -121,18 +121,18 @@ async def test_a_new_series_is_warmed_up_from_stored_bars() -> None:
 
 
 async def test_a_gap_after_the_saved_state_is_filled_from_stored_bars() -> None:
-    bars = make_bars("XAUUSD", 100)
+    bars = make_bars("XAUUSD", 130)
     checkpoints = MemoryCheckpoints()
     p, _ = pipeline(checkpoints=checkpoints)
-    for bar in bars[:40]:
+    for bar in bars[:70]:  # warm (the core set needs 50 bars)
         await p.on_bar(bar)
-    history = FakeHistory(bars)  # bars 40..69 reached storage but not this service
+    history = FakeHistory(bars)  # bars 70..99 reached storage but not this service
     published = Published()
     p2, _ = pipeline(history=history, checkpoints=checkpoints, published=published, warmup_bars=500)
-    for bar in bars[70:]:
+    for bar in bars[100:]:
         await p2.on_bar(bar)
-    assert history.asked == [(bars[40].ts_event, bars[69].ts_event)]
-    assert [v.features for v in published] == reference(bars)[70:]
+    assert history.asked == [(bars[70].ts_event, bars[99].ts_event)]
+    assert [v.features for v in published] == reference(bars)[100:]
 
 
 async def test_a_failed_publish_leaves_the_state_for_the_redelivered_bar() -> None:
@@ -189,3 +189,25 @@ async def test_a_batch_of_two_series_publishes_once_and_saves_each_series_once()
     await p.on_bars(second)  # redelivered after the failed publish
     assert [v.features for v in published if v.symbol == "EURUSD"] == reference(eur)
     assert [v.features for v in published if v.symbol == "GBPUSD"] == reference(gbp)
+
+
+async def test_a_series_that_started_cold_is_rebuilt_once_its_history_is_stored() -> None:
+    """First start: live bars came before the collector's backfill was stored. Once storage holds
+    the history (and the live bars, which database-service stores too), the series is rebuilt."""
+    bars = make_bars("EURUSD", 130)
+    history = FakeHistory([])
+    published = Published()
+    p, registry = pipeline(history=history, published=published, warmup_bars=200)
+    p.cold_retry_s = 0.0
+    for bar in bars[100:105]:  # no history yet: cold
+        await p.on_bar(bar)
+    assert published[-1].features["rsi_14"] is None
+    history.stored = FakeHistory(bars[:105]).stored  # the backfill and the live bars, stored
+    for bar in bars[105:]:
+        await p.on_bar(bar)
+    assert [v.features for v in published[5:]] == reference(bars)[105:]
+    assert registry.get_sample_value("feature_warmup_bars_total") == 105
+    history.stored = []  # warm now: storage is not asked again
+    asked = len(history.asked)
+    await p.on_bar(make_bars("EURUSD", 131)[-1])
+    assert len(history.asked) == asked
