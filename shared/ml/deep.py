@@ -40,6 +40,7 @@ from shared.ml.sequence import SequenceParams, sequence_hyperparameters
 
 #: Written into every artifact's header; a file without it is not one of ours.
 FORMAT = "hats-sequence-1"
+_HEADER_KEY = "hats"
 #: Rows per forward pass when predicting many windows (bounds memory).
 _PREDICT_CHUNK = 1024
 
@@ -143,24 +144,27 @@ class SequenceModel:
             "format": FORMAT,
             "kind": self.kind,
             "task": self.task,
-            "hyperparameters": json.dumps(self.params.model_dump(), sort_keys=True),
-            "features": str(self._mean.shape[0]),
+            "hyperparameters": self.params.model_dump(),
+            "features": int(self._mean.shape[0]),
         }
-        return save_tensors(tensors, metadata=header)
+        # One metadata key: safetensors writes its metadata map in no fixed order, so several
+        # keys would make the same model's bytes (and sha256) differ from one save to the next.
+        return save_tensors(tensors, metadata={_HEADER_KEY: json.dumps(header, sort_keys=True)})
 
 
-def artifact_header(artifact: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file (its 8-byte little-endian header length, then JSON)."""
+def artifact_header(artifact: bytes) -> dict[str, Any]:
+    """Our header in a safetensors file (8-byte little-endian header length, then JSON whose
+    ``__metadata__`` holds it); ``ValueError`` if the bytes are not such a file."""
     if len(artifact) < 8:
         raise ValueError("not a safetensors file: too short")
     (size,) = struct.unpack("<Q", artifact[:8])
     if size > len(artifact) - 8:
         raise ValueError("not a safetensors file: its header runs past the end")
-    header = json.loads(artifact[8 : 8 + size])
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict):
-        raise ValueError("not a safetensors file: __metadata__ is not an object")
-    return {str(k): str(v) for k, v in meta.items()}
+    meta = json.loads(artifact[8 : 8 + size]).get("__metadata__") or {}
+    if not isinstance(meta, dict) or _HEADER_KEY not in meta:
+        raise ValueError(f"not a {FORMAT} artifact: no {_HEADER_KEY} header")
+    header: dict[str, Any] = json.loads(meta[_HEADER_KEY])
+    return header
 
 
 def _seeded(seed: int, threads: int) -> torch.Generator:
@@ -277,7 +281,7 @@ class SequenceKind:
                 f"artifact is {header.get('format')}/{header.get('kind')}/{header.get('task')}, "
                 f"not a {FORMAT} {self.name} {task} model"
             )
-        p = SequenceParams.model_validate(json.loads(header["hyperparameters"]))
+        p = SequenceParams.model_validate(header["hyperparameters"])
         tensors = load_tensors(artifact)
         stats = {k: tensors.pop(k).numpy() for k in ("input.mean", "input.std", "target.mean", "target.std")}
         net = _NETS[self.name](int(header["features"]), p)
