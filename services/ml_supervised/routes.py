@@ -20,6 +20,7 @@ from shared.kit.problems import Problem
 from shared.ml.artifacts import ArtifactIntegrityError
 from shared.ml.kinds import kind_of
 from shared.ml.registry import ModelNotFound, ModelRecord, ModelRetired
+from shared.ml.sequence import SEQUENCE_KINDS, sequence_hyperparameters
 from shared.ml.training import TrainSpec
 from shared.ml.trees import TREE_KINDS
 
@@ -35,12 +36,21 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
+#: Every kind a job may ask for: the trees trained here, the sequence kinds by ml-deep-learning
+#: (whose runner claims their jobs from the same queue).
+KINDS = TREE_KINDS + SEQUENCE_KINDS
+
+
 def _checked(spec: TrainSpec) -> TrainSpec:
-    """Beyond the spec's own validation: a kind this service trains, hyperparameters that kind knows."""
-    if spec.kind not in TREE_KINDS:
-        raise Problem(422, f"kind: {spec.kind!r} is not trained here (one of {', '.join(TREE_KINDS)})")
+    """Beyond the spec's own validation: a known kind, hyperparameters that kind knows (checked
+    without loading torch here: ``shared.ml.sequence``)."""
+    if spec.kind not in KINDS:
+        raise Problem(422, f"kind: {spec.kind!r} is not a model kind (one of {', '.join(KINDS)})")
     try:
-        kind_of(spec.kind).hyperparameters(spec.hyperparameters)
+        if spec.kind in SEQUENCE_KINDS:
+            sequence_hyperparameters(spec.hyperparameters)
+        else:
+            kind_of(spec.kind).hyperparameters(spec.hyperparameters)
     except ValueError as exc:
         raise Problem(422, f"hyperparameters.{exc}") from None
     return spec
@@ -96,9 +106,8 @@ async def get_model(model_id: uuid.UUID, service: MlSupervisedDep, _: Reader) ->
 @router.post("/{model_id}/promote", operation_id="promote_model", summary="Make a model its slot's champion")
 async def promote(model_id: uuid.UUID, service: MlSupervisedDep, principal: Admin) -> ModelRecord:
     """Retires the champion it replaces; both changes are announced on ``ml.models.v1``."""
-    model = await _model(service, model_id)
-    if model.kind not in TREE_KINDS:
-        raise Problem(409, f"{model.kind} models are promoted by the service that runs them")
+    await _model(service, model_id)
+    # Any kind: the registry is shared; the service running the kind reloads on the event.
     try:
         promotion = await service.lifecycle.promote(model_id, principal.subject)
     except ModelNotFound:

@@ -9,7 +9,6 @@ Training reads stored bars from database-service and runs the live feature set o
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import os
 import socket
 import time
@@ -18,7 +17,7 @@ from functools import partial
 
 from services.ml_supervised import consumers
 from services.ml_supervised.inference import Champions
-from services.ml_supervised.lifecycle import Lifecycle
+from services.ml_supervised.lifecycle import SERVICE_ACTOR, Lifecycle
 from services.ml_supervised.routes import predict_router, router
 from services.ml_supervised.settings import MlSupervisedSettings
 from services.ml_supervised.state import MlSupervised
@@ -29,9 +28,9 @@ from shared.kit.service import Runtime, ServiceDefinition
 from shared.ml import REGISTRY_MIGRATIONS
 from shared.ml.artifacts import ArtifactStore
 from shared.ml.bars import HttpBarSource
-from shared.ml.dataset import FeatureSetFactory
 from shared.ml.jobs import JobRunner, JobStore, RunnerSettings, worker_pool
 from shared.ml.registry import ModelRegistry
+from shared.ml.training import load_factory
 from shared.ml.trees import TREE_KINDS
 
 CONTRACT = Contract(
@@ -45,12 +44,6 @@ CONTRACT = Contract(
 )
 
 
-def _feature_set(path: str) -> FeatureSetFactory:
-    module, _, name = path.partition(":")
-    factory: FeatureSetFactory = getattr(importlib.import_module(module), name)
-    return factory
-
-
 async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised:
     settings = rt.settings
     wall = rt.overrides.wall_clock or time.time
@@ -59,7 +52,7 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
         return dt.datetime.fromtimestamp(wall(), dt.UTC)
 
     registry = ModelRegistry(rt.postgres, ArtifactStore(rt.platform.hats_var_dir / "models"))
-    lifecycle = Lifecycle(registry, rt.bus.publisher(ModelLifecycle), TREE_KINDS, clock)
+    lifecycle = Lifecycle(registry, rt.bus.publisher(ModelLifecycle), TREE_KINDS, clock, SERVICE_ACTOR)
     champions = Champions(registry, TREE_KINDS)
     await champions.reload()
     jobs = JobStore(rt.postgres)
@@ -67,7 +60,7 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
         jobs,
         registry,
         HttpBarSource(rt.http, rt.url_of("database-service")),
-        _feature_set(settings.feature_set),
+        load_factory(settings.feature_set),
         RunnerSettings(
             kinds=TREE_KINDS,
             poll_interval_s=settings.job_poll_interval_s,

@@ -13,6 +13,7 @@ picklable values only, so the job runner can hand them to a lower-priority proce
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -90,6 +91,13 @@ class Dataset:
 
 class NotEnoughData(ValueError):
     """Too few labelled rows for the folds asked."""
+
+
+def load_factory(path: str) -> FeatureSetFactory:
+    """The feature-set factory named ``module:callable`` (a setting: the live set by default)."""
+    module, _, name = path.partition(":")
+    factory: FeatureSetFactory = getattr(importlib.import_module(module), name)
+    return factory
 
 
 def features(series: list[BarSeries], feature_set: FeatureSetFactory) -> list[FeatureMatrix]:
@@ -272,5 +280,6 @@ __all__ = [
     "fit_final",
     "fit_fold",
     "folds_of",
+    "load_factory",
     "metrics_of",
 ]
