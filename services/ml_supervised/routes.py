@@ -7,7 +7,8 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+import httpx
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ml_supervised.inference import Loaded, Refusal, predict
@@ -166,7 +167,10 @@ class PredictRequest(BaseModel):
     #: The model; or ``name``: that name's champion.
     model_id: uuid.UUID | None = None
     name: Name | None = None
-    features: dict[Name, Annotated[float, Field(allow_inf_nan=False)] | None]
+    #: A row model's input.
+    features: dict[Name, Annotated[float, Field(allow_inf_nan=False)] | None] | None = None
+    #: A sequence model's input: its ``window`` feature rows, oldest first (answered by ml-deep-learning).
+    window: list[dict[Name, Annotated[float, Field(allow_inf_nan=False)] | None]] | None = None
 
 
 class PredictAnswer(BaseModel):
@@ -184,8 +188,12 @@ class PredictAnswer(BaseModel):
     flagged: str | None
 
 
-@predict_router.post("", operation_id="predict", summary="One prediction from a model and a feature dict")
-async def predict_once(body: PredictRequest, service: MlSupervisedDep, _: Reader) -> PredictAnswer:
+@predict_router.post(
+    "", operation_id="predict", summary="One prediction from a model and a feature dict", response_model=PredictAnswer
+)
+async def predict_once(body: PredictRequest, request: Request, service: MlSupervisedDep, _: Reader) -> Any:
+    """A tree model answers here; a sequence model's request (``window``) is forwarded to
+    ml-deep-learning with the caller's token, and its answer returned as it is."""
     if (body.model_id is None) == (body.name is None):
         raise Problem(422, "model_id: give either model_id or name")
     if body.model_id is not None:
@@ -195,8 +203,12 @@ async def predict_once(body: PredictRequest, service: MlSupervisedDep, _: Reader
         if not found:
             raise Problem(404, f"no champion named {body.name}")
         record = found[0]
+    if record.kind in SEQUENCE_KINDS:
+        return await _forward(service, request, record, body)
     if record.kind not in TREE_KINDS:
         raise Problem(422, f"model_id: a {record.kind} model; ask the service that runs it")
+    if body.features is None:
+        raise Problem(422, "features: a feature dict is what a tree model predicts from")
     loaded = service.champions.loaded.get(record.id)
     if loaded is None:
         try:
@@ -219,3 +231,18 @@ async def predict_once(body: PredictRequest, service: MlSupervisedDep, _: Reader
         expected_return=out.expected_return,
         flagged=record.flag_reason,
     )
+
+
+async def _forward(service: MlSupervised, request: Request, record: ModelRecord, body: PredictRequest) -> Response:
+    if body.window is None:
+        raise Problem(422, f"window: a {record.kind} model predicts from a window of feature rows")
+    payload = {"model_id": str(record.id), "window": body.window}
+    try:
+        answer = await service.http.post(
+            service.deep_url + "/api/v1/predict",
+            json=payload,
+            headers={"Authorization": request.headers.get("authorization", "")},
+        )
+    except httpx.HTTPError as exc:
+        raise Problem(503, f"ml-deep-learning is unreachable: {type(exc).__name__}") from None
+    return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type"))

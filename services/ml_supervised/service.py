@@ -40,7 +40,7 @@ CONTRACT = Contract(
         Consumes(ModelLifecycle, group=None, purpose="reload the champions when the registry changes"),
         Consumes(FeatureDrift, group=consumers.DRIFT_GROUP, purpose="flag a model whose inputs drifted"),
     ),
-    calls=("database-service",),
+    calls=("database-service", "ml-deep-learning"),
 )
 
 
@@ -78,7 +78,9 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
         "expiry-check", partial(lifecycle.run_expiry_checks, settings.expiry_check_interval_s), restart_after_s=30.0
     )
     rt.on_stop(runner.close)
-    return MlSupervised(settings, registry, jobs, runner, champions, lifecycle, clock)
+    return MlSupervised(
+        settings, registry, jobs, runner, champions, lifecycle, clock, rt.http, rt.url_of("ml-deep-learning")
+    )
 
 
 SERVICE = ServiceDefinition(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 
 import httpx
@@ -90,7 +89,7 @@ async def mesh(infra_env, tmp_path_factory):
             async with sup.router.lifespan_context(sup):
                 client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sup), base_url="http://sup", timeout=30)
                 async with client as http:
-                    yield http, token, feed, deep_app
+                    yield http, token, feed, deep_app, platform.port_of("ml-deep-learning")
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
@@ -103,10 +102,11 @@ def features(i: int) -> dict[str, float]:
 
 
 async def test_a_sequence_model_trains_here_and_predicts_from_full_windows_through_the_broker(mesh, infra_env):
-    http, token, feed, deep_app = mesh
+    http, token, feed, deep_app, deep_port = mesh
     servers = infra_env[2].kafka_servers
     app = deep_app()
-    async with app.router.lifespan_context(app):
+    # In-process, and on its port too: ml-supervised forwards sequence predictions there.
+    async with app.router.lifespan_context(app), serve(app, _socket(deep_port), lifespan="off"):
         deep = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://deep", timeout=30)
         state = app.runtime.state
 
@@ -153,6 +153,13 @@ async def test_a_sequence_model_trains_here_and_predicts_from_full_windows_throu
         assert r.status_code == 200 and r.json()["score"] == prediction.score, r.text
         r = await deep.post("/api/v1/predict", json=body | {"window": body["window"][1:]}, headers=token("market:read"))
         assert r.status_code == 422 and "window" in r.json()["detail"]
+        r = await http.post("/api/v1/predict", json=body, headers=token("market:read"))
+        assert r.status_code == 200 and r.json()["score"] == prediction.score, r.text
+        r = await http.post(
+            "/api/v1/predict", json={"name": "lstm-direction", "features": full.features}, headers=token("market:read")
+        )
+        assert r.status_code == 422 and "window" in r.json()["detail"], r.text
+        assert (await http.post("/api/v1/predict", json=body)).status_code == 401
 
         # A vector of another feature list is refused, never predicted from.
         foreign = vector({"ret_1": 0.0, "close": 1.1, "ret_3": 0.0}, minute=200, feature_set="other-1")
