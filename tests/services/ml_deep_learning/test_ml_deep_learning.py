@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 
 import httpx
 import numpy as np
 import pytest
+from aiokafka import AIOKafkaConsumer
 from joserfc.jwk import KeySet, OKPKey
 
 from services.ml_deep_learning.service import SERVICE as DEEP
 from services.ml_deep_learning.settings import MlDeepLearningSettings
 from services.ml_supervised.service import SERVICE as SUPERVISED
 from services.ml_supervised.settings import MlSupervisedSettings
+from shared import topics
 from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
 from shared.events import ModelLifecycle, Prediction, PredictionRefused, encode_event, prediction_id
 from shared.kit.service import Overrides
@@ -130,7 +133,11 @@ async def test_a_sequence_model_trains_here_and_predicts_from_full_windows_throu
         await eventually(lambda: _loaded(state, model_id), timeout_s=30)
 
         vectors = [vector(features(i), minute=100 + i) for i in range(WINDOW + 1)]
-        await publish(servers, *[(v.partition_key(), encode_event(v)) for v in vectors[:WINDOW]])
+        await publish(
+            servers,
+            (b"EURUSD", b'{"not": "a window"}'),  # parked on the dead-letter topic; nothing else stops
+            *[(v.partition_key(), encode_event(v)) for v in vectors[:WINDOW]],
+        )
         for v in vectors[: WINDOW - 1]:
             refusal = await feed.first(
                 lambda e, v=v: isinstance(e, PredictionRefused) and e.feature_vector_id == v.event_id
@@ -182,3 +189,23 @@ async def test_a_sequence_model_trains_here_and_predicts_from_full_windows_throu
 
 async def _loaded(state, model_id):
     return model_id in state.champions.loaded or None
+
+
+async def test_the_malformed_vector_was_dead_lettered(mesh, infra_env):
+    consumer = AIOKafkaConsumer(
+        topics.DEAD_LETTERS, bootstrap_servers=infra_env[2].kafka_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        found = None
+        deadline = time.monotonic() + 20
+        while found is None and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    headers = dict(record.headers)
+                    group = headers.get("x-consumer-group")
+                    if group == b"ml-deep-learning" and record.value == b'{"not": "a window"}':
+                        found = headers
+        assert found is not None and found["x-dlq-reason"] == b"malformed"
+    finally:
+        await consumer.stop()
