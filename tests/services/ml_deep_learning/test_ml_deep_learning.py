@@ -22,19 +22,31 @@ from services.ml_supervised.service import SERVICE as SUPERVISED
 from services.ml_supervised.settings import MlSupervisedSettings
 from shared import topics
 from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
-from shared.events import ModelLifecycle, Prediction, PredictionRefused, encode_event, prediction_id
+from shared.events import (
+    FeatureVector,
+    ModelLifecycle,
+    Prediction,
+    PredictionRefused,
+    Timeframe,
+    encode_event,
+    feature_vector_id,
+    prediction_id,
+)
 from shared.kit.service import Overrides
 from shared.ml.kinds import score
 from shared.settings import PlatformSettings
-from tests.services.ml_supervised.test_ml_supervised import END, START, Feed, _socket, bars_app, publish, vector
+from tests.services.ml_supervised.test_ml_supervised import END, START, Feed, _socket, bars_app, publish
 from tests.support import eventually, own_database, serve
 
 STAND_IN = "tests.shared.ml.stand_in:stand_in"
+SYMBOL = "GBPUSD"
 WINDOW = 6
 TRAIN = {
     "name": "lstm-direction",
     "kind": "lstm",
-    "symbols": ["EURUSD"],
+    # Its own symbol: other tests on this session's broker publish EURUSD vectors, which would sit
+    # in the EURUSD window (rightly refused there: another feature list).
+    "symbols": [SYMBOL],
     "start": START,
     "end": END,
     "horizon_bars": 5,
@@ -99,6 +111,20 @@ async def mesh(infra_env, tmp_path_factory):
         await feed.consumer.stop()
 
 
+def vector(features: dict, *, minute: int, feature_set: str = "stand-in-1") -> FeatureVector:
+    ts = 1_767_312_000 * 10**9 + minute * 60 * 10**9
+    return FeatureVector(
+        event_id=feature_vector_id(SYMBOL, Timeframe.M1, ts, feature_set),
+        ts_event=ts,
+        ts_init=ts,
+        symbol=SYMBOL,
+        timeframe=Timeframe.M1,
+        bar_event_id=uuid.uuid4(),
+        feature_set=feature_set,
+        features=features,
+    )
+
+
 def features(i: int) -> dict[str, float]:
     close = 1.1 + 0.0003 * np.sin(i)
     return {"close": float(close), "ret_1": float(0.0003 * np.cos(i)), "ret_3": float(0.0005 * np.sin(i / 2))}
@@ -135,7 +161,7 @@ async def test_a_sequence_model_trains_here_and_predicts_from_full_windows_throu
         vectors = [vector(features(i), minute=100 + i) for i in range(WINDOW + 1)]
         await publish(
             servers,
-            (b"EURUSD", b'{"not": "a window"}'),  # parked on the dead-letter topic; nothing else stops
+            (SYMBOL.encode(), b'{"not": "a window"}'),  # parked on the dead-letter topic; nothing else stops
             *[(v.partition_key(), encode_event(v)) for v in vectors[:WINDOW]],
         )
         for v in vectors[: WINDOW - 1]:
@@ -180,7 +206,7 @@ async def test_a_sequence_model_trains_here_and_predicts_from_full_windows_throu
     # A restart: the windows come back from PostgreSQL, so the next bar predicts at once.
     app = deep_app()
     async with app.router.lifespan_context(app):
-        assert len(app.runtime.state.windows.series[("EURUSD", vectors[0].timeframe)]) == WINDOW + 1
+        assert len(app.runtime.state.windows.series[(SYMBOL, Timeframe.M1)]) == WINDOW + 1
         nxt = vectors[WINDOW]
         await publish(servers, (nxt.partition_key(), encode_event(nxt)))
         after = await feed.first(lambda e: isinstance(e, Prediction) and e.feature_vector_id == nxt.event_id)
