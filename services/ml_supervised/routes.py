@@ -7,7 +7,8 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+import httpx
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ml_supervised.inference import Loaded, Refusal, predict
@@ -20,6 +21,7 @@ from shared.kit.problems import Problem
 from shared.ml.artifacts import ArtifactIntegrityError
 from shared.ml.kinds import kind_of
 from shared.ml.registry import ModelNotFound, ModelRecord, ModelRetired
+from shared.ml.sequence import SEQUENCE_KINDS, sequence_hyperparameters
 from shared.ml.training import TrainSpec
 from shared.ml.trees import TREE_KINDS
 
@@ -35,12 +37,21 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
+#: Every kind a job may ask for: the trees trained here, the sequence kinds by ml-deep-learning
+#: (whose runner claims their jobs from the same queue).
+KINDS = TREE_KINDS + SEQUENCE_KINDS
+
+
 def _checked(spec: TrainSpec) -> TrainSpec:
-    """Beyond the spec's own validation: a kind this service trains, hyperparameters that kind knows."""
-    if spec.kind not in TREE_KINDS:
-        raise Problem(422, f"kind: {spec.kind!r} is not trained here (one of {', '.join(TREE_KINDS)})")
+    """Beyond the spec's own validation: a known kind, hyperparameters that kind knows (checked
+    without loading torch here: ``shared.ml.sequence``)."""
+    if spec.kind not in KINDS:
+        raise Problem(422, f"kind: {spec.kind!r} is not a model kind (one of {', '.join(KINDS)})")
     try:
-        kind_of(spec.kind).hyperparameters(spec.hyperparameters)
+        if spec.kind in SEQUENCE_KINDS:
+            sequence_hyperparameters(spec.hyperparameters)
+        else:
+            kind_of(spec.kind).hyperparameters(spec.hyperparameters)
     except ValueError as exc:
         raise Problem(422, f"hyperparameters.{exc}") from None
     return spec
@@ -96,9 +107,8 @@ async def get_model(model_id: uuid.UUID, service: MlSupervisedDep, _: Reader) ->
 @router.post("/{model_id}/promote", operation_id="promote_model", summary="Make a model its slot's champion")
 async def promote(model_id: uuid.UUID, service: MlSupervisedDep, principal: Admin) -> ModelRecord:
     """Retires the champion it replaces; both changes are announced on ``ml.models.v1``."""
-    model = await _model(service, model_id)
-    if model.kind not in TREE_KINDS:
-        raise Problem(409, f"{model.kind} models are promoted by the service that runs them")
+    await _model(service, model_id)
+    # Any kind: the registry is shared; the service running the kind reloads on the event.
     try:
         promotion = await service.lifecycle.promote(model_id, principal.subject)
     except ModelNotFound:
@@ -157,7 +167,10 @@ class PredictRequest(BaseModel):
     #: The model; or ``name``: that name's champion.
     model_id: uuid.UUID | None = None
     name: Name | None = None
-    features: dict[Name, Annotated[float, Field(allow_inf_nan=False)] | None]
+    #: A row model's input.
+    features: dict[Name, Annotated[float, Field(allow_inf_nan=False)] | None] | None = None
+    #: A sequence model's input: its ``window`` feature rows, oldest first (answered by ml-deep-learning).
+    window: list[dict[Name, Annotated[float, Field(allow_inf_nan=False)] | None]] | None = None
 
 
 class PredictAnswer(BaseModel):
@@ -175,8 +188,12 @@ class PredictAnswer(BaseModel):
     flagged: str | None
 
 
-@predict_router.post("", operation_id="predict", summary="One prediction from a model and a feature dict")
-async def predict_once(body: PredictRequest, service: MlSupervisedDep, _: Reader) -> PredictAnswer:
+@predict_router.post(
+    "", operation_id="predict", summary="One prediction from a model and a feature dict", response_model=PredictAnswer
+)
+async def predict_once(body: PredictRequest, request: Request, service: MlSupervisedDep, _: Reader) -> Any:
+    """A tree model answers here; a sequence model's request (``window``) is forwarded to
+    ml-deep-learning with the caller's token, and its answer returned as it is."""
     if (body.model_id is None) == (body.name is None):
         raise Problem(422, "model_id: give either model_id or name")
     if body.model_id is not None:
@@ -186,8 +203,12 @@ async def predict_once(body: PredictRequest, service: MlSupervisedDep, _: Reader
         if not found:
             raise Problem(404, f"no champion named {body.name}")
         record = found[0]
+    if record.kind in SEQUENCE_KINDS:
+        return await _forward(service, request, record, body)
     if record.kind not in TREE_KINDS:
         raise Problem(422, f"model_id: a {record.kind} model; ask the service that runs it")
+    if body.features is None:
+        raise Problem(422, "features: a feature dict is what a tree model predicts from")
     loaded = service.champions.loaded.get(record.id)
     if loaded is None:
         try:
@@ -210,3 +231,18 @@ async def predict_once(body: PredictRequest, service: MlSupervisedDep, _: Reader
         expected_return=out.expected_return,
         flagged=record.flag_reason,
     )
+
+
+async def _forward(service: MlSupervised, request: Request, record: ModelRecord, body: PredictRequest) -> Response:
+    if body.window is None:
+        raise Problem(422, f"window: a {record.kind} model predicts from a window of feature rows")
+    payload = {"model_id": str(record.id), "window": body.window}
+    try:
+        answer = await service.http.post(
+            service.deep_url + "/api/v1/predict",
+            json=payload,
+            headers={"Authorization": request.headers.get("authorization", "")},
+        )
+    except httpx.HTTPError as exc:
+        raise Problem(503, f"ml-deep-learning is unreachable: {type(exc).__name__}") from None
+    return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type"))

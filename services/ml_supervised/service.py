@@ -9,7 +9,6 @@ Training reads stored bars from database-service and runs the live feature set o
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import os
 import socket
 import time
@@ -19,7 +18,7 @@ from functools import partial
 from services.ml_supervised import consumers
 from services.ml_supervised.bootstrap import ColdStart, ColdStartPlan
 from services.ml_supervised.inference import Champions
-from services.ml_supervised.lifecycle import Lifecycle
+from services.ml_supervised.lifecycle import SERVICE_ACTOR, Lifecycle
 from services.ml_supervised.routes import predict_router, router
 from services.ml_supervised.settings import MlSupervisedSettings
 from services.ml_supervised.state import MlSupervised
@@ -31,9 +30,9 @@ from shared.kit.service import Runtime, ServiceDefinition
 from shared.ml import REGISTRY_MIGRATIONS
 from shared.ml.artifacts import ArtifactStore
 from shared.ml.bars import HttpBarSource
-from shared.ml.dataset import FeatureSetFactory
 from shared.ml.jobs import JobRunner, JobStore, RunnerSettings, worker_pool
 from shared.ml.registry import ModelRegistry
+from shared.ml.training import load_factory
 from shared.ml.trees import TREE_KINDS
 
 CONTRACT = Contract(
@@ -43,14 +42,8 @@ CONTRACT = Contract(
         Consumes(ModelLifecycle, group=None, purpose="reload the champions when the registry changes"),
         Consumes(FeatureDrift, group=consumers.DRIFT_GROUP, purpose="flag a model whose inputs drifted"),
     ),
-    calls=("database-service",),
+    calls=("database-service", "ml-deep-learning"),
 )
-
-
-def _feature_set(path: str) -> FeatureSetFactory:
-    module, _, name = path.partition(":")
-    factory: FeatureSetFactory = getattr(importlib.import_module(module), name)
-    return factory
 
 
 async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised:
@@ -61,7 +54,7 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
         return dt.datetime.fromtimestamp(wall(), dt.UTC)
 
     registry = ModelRegistry(rt.postgres, ArtifactStore(rt.platform.hats_var_dir / "models"))
-    lifecycle = Lifecycle(registry, rt.bus.publisher(ModelLifecycle), TREE_KINDS, clock)
+    lifecycle = Lifecycle(registry, rt.bus.publisher(ModelLifecycle), TREE_KINDS, clock, SERVICE_ACTOR)
     champions = Champions(registry, TREE_KINDS)
     await champions.reload()
     jobs = JobStore(rt.postgres)
@@ -70,7 +63,7 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
         jobs,
         registry,
         bars,
-        _feature_set(settings.feature_set),
+        load_factory(settings.feature_set),
         RunnerSettings(
             kinds=TREE_KINDS,
             poll_interval_s=settings.job_poll_interval_s,
@@ -102,7 +95,9 @@ async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised
         "expiry-check", partial(lifecycle.run_expiry_checks, settings.expiry_check_interval_s), restart_after_s=30.0
     )
     rt.on_stop(runner.close)
-    return MlSupervised(settings, registry, jobs, runner, champions, lifecycle, clock)
+    return MlSupervised(
+        settings, registry, jobs, runner, champions, lifecycle, clock, rt.http, rt.url_of("ml-deep-learning")
+    )
 
 
 SERVICE = ServiceDefinition(

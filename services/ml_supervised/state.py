@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import httpx
+
 from services.ml_supervised.inference import Champions
 from services.ml_supervised.lifecycle import Lifecycle
 from services.ml_supervised.settings import MlSupervisedSettings
@@ -24,6 +26,9 @@ class MlSupervised:
     champions: Champions
     lifecycle: Lifecycle
     clock: Callable[[], dt.datetime]
+    #: Where sequence models' ad-hoc predictions are forwarded (ml-deep-learning), and the client.
+    http: httpx.AsyncClient
+    deep_url: str
 
 
 #: ``service: MlSupervisedDep`` in a route's parameters gives the running service's state.

@@ -41,6 +41,7 @@ import asyncpg
 from shared.ml import training
 from shared.ml.bars import BarSource
 from shared.ml.dataset import FeatureSetFactory
+from shared.ml.kinds import kind_of, window_of
 from shared.ml.registry import ModelRecord, ModelRegistry, NewModel
 from shared.ml.training import TrainSpec
 
@@ -278,8 +279,9 @@ class JobRunner:
         await self._stage(job_id, "features", 10)
         matrices = await self._in_worker(training.features, series, self.feature_set)
         await self._stage(job_id, "labels", 30)
-        data = training.assemble(spec, matrices)
         params = _hyperparameters(spec)
+        data = training.assemble(spec, matrices, window_of(kind_of(spec.kind), params))
+        embargo_ns = spec.embargo * spec.timeframe.nanos
         folds = training.folds_of(spec, data)
         per_fold = []
         for i, (train, test, removed) in enumerate(folds, 1):
@@ -295,10 +297,13 @@ class JobRunner:
                 params,
                 spec.seed,
                 spec.threads,
+                training.Intervals(data.start_ns[train], data.end_ns[train], embargo_ns),
             )
             per_fold.append(scores | {k: float(v) for k, v in removed.items()})
         await self._stage(job_id, "training final", 85)
-        final = await self._in_worker(training.fit_final, spec.kind, spec.task, data, params, spec.seed, spec.threads)
+        final = await self._in_worker(
+            training.fit_final, spec.kind, spec.task, data, params, spec.seed, spec.threads, embargo_ns
+        )
         await self._stage(job_id, "registering", 95)
         train_end = _time(data.last_bar_ns)
         days = spec.expires_after_days or self.settings.expires_after_days
@@ -326,6 +331,7 @@ class JobRunner:
                     "embargo_bars": spec.embargo,
                     "past_only": spec.past_only,
                     "training_seconds": round(time.monotonic() - began, 3),
+                    **({"final": final.info} if final.info else {}),
                 },
                 score_scale=final.score_scale,
                 data_fingerprint=final.fingerprint,
@@ -343,8 +349,6 @@ class JobRunner:
 
 
 def _hyperparameters(spec: TrainSpec) -> dict[str, Any]:
-    from shared.ml.kinds import kind_of
-
     return kind_of(spec.kind).hyperparameters(spec.hyperparameters)
 
 

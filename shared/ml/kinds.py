@@ -1,9 +1,14 @@
 """Model kinds: how each library trains, saves, loads and predicts, behind one small interface.
 
-A kind (``xgboost``, ``lightgbm``; ``lstm`` and ``transformer`` register the same way from the
-deep-learning service) turns a feature matrix and a target into a ``Trained`` model, saves it
-in its library's own format (never pickle), loads it back and predicts. The registry, the job
-runner and online inference see only this interface, so they do not care which kind it is.
+A kind (``xgboost``, ``lightgbm``; ``lstm`` and ``transformer`` from ``shared.ml.deep``) turns a
+feature matrix and a target into a ``Trained`` model, saves it in its library's own format (never
+pickle), loads it back and predicts. The registry, the job runner and online inference see only
+this interface, so they do not care which kind it is.
+
+A sequence kind's sample is a window of rows (``window_of``): its ``x`` has one more axis
+(samples x window x features) and ``predict_row`` takes one window. A kind with
+``fit_validated(task, x, y, x_val, y_val, params, seed, threads)`` stops early on a validation
+slice, which training cuts from the end of the training rows, purged (``shared.ml.training``).
 
 ``predict`` gives the raw output: a classifier's probability of *up*, a regressor's expected
 log return. ``score`` turns it into ``shared.events.Prediction.score`` in [-1, 1].
@@ -26,11 +31,11 @@ class Trained(Protocol):
     """A model ready to predict, as a kind loads or trains it."""
 
     def predict(self, x: Floats) -> Floats:
-        """Raw outputs for the rows of ``x`` (2-D, the model's feature order)."""
+        """Raw outputs for the rows of ``x`` (2-D, the model's feature order; a sequence kind: 3-D windows)."""
         ...
 
     def predict_row(self, x: Floats) -> float:
-        """The raw output for one row (1-D): the online fast path."""
+        """The raw output for one row (1-D; a sequence kind: one window, 2-D): the online fast path."""
         ...
 
     def to_bytes(self) -> bytes:
@@ -68,12 +73,26 @@ def register_kind(kind: ModelKind) -> None:
 
 
 def kind_of(name: str) -> ModelKind:
-    """The registered kind ``name`` (the tree kinds are always registered); ``KeyError`` otherwise."""
+    """The registered kind ``name`` (the tree and sequence kinds register on first use, so a
+    spawned training worker finds them too); ``KeyError`` otherwise."""
     if name not in _KINDS:
-        from shared.ml import trees  # registers xgboost and lightgbm
+        from shared.ml.sequence import SEQUENCE_KINDS
 
-        trees.register()
+        if name in SEQUENCE_KINDS:
+            from shared.ml import deep  # imports torch: only where a sequence kind is used
+
+            deep.register()
+        else:
+            from shared.ml import trees  # registers xgboost and lightgbm
+
+            trees.register()
     return _KINDS[name]
+
+
+def window_of(kind: ModelKind, params: Mapping[str, Any]) -> int | None:
+    """Bars a sample of ``kind`` spans (a sequence kind's ``window``), or ``None`` for a row model."""
+    window = getattr(kind, "window", None)
+    return None if window is None else int(window(params))
 
 
 def score(task: Task, raw: float, scale: float) -> float:
@@ -83,4 +102,4 @@ def score(task: Task, raw: float, scale: float) -> float:
     return 0.0 if math.isnan(s) else max(-1.0, min(1.0, s))
 
 
-__all__ = ["ModelKind", "Task", "Trained", "kind_of", "register_kind", "score"]
+__all__ = ["ModelKind", "Task", "Trained", "kind_of", "register_kind", "score", "window_of"]

@@ -63,4 +63,30 @@ def walk_forward(start: Ints, end: Ints, folds: int, embargo: int, *, past_only:
     return out
 
 
-__all__ = ["Fold", "walk_forward"]
+def holdout_tail(start: Ints, end: Ints, fraction: float, embargo: int) -> Fold:
+    """A validation slice from the END of the samples (early stopping), purged and embargoed like a
+    walk-forward test window: ``test`` is the last ``fraction`` of the samples (at least one),
+    ``train`` the earlier ones whose label interval does not reach into the slice's window.
+
+    (Samples are in time order, so none start after the slice and the embargo only matters when
+    several series merged by time interleave around its start.)
+    """
+    n = start.shape[0]
+    if end.shape[0] != n:
+        raise ValueError("start and end differ in length")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError("fraction must be in (0, 1)")
+    size = max(1, round(n * fraction))
+    if n - size < 1:
+        raise ValueError(f"{n} samples leave nothing to train on after a validation slice of {size}")
+    lo = n - size
+    test = np.arange(lo, n, dtype=np.int64)
+    t0, t1 = int(start[lo]), int(end[lo:].max())
+    candidates = np.arange(0, lo, dtype=np.int64)
+    overlaps = (start[candidates] <= t1) & (end[candidates] >= t0)
+    embargoed = ~overlaps & (start[candidates] > t1) & (start[candidates] <= t1 + embargo)
+    keep = candidates[~overlaps & ~embargoed]
+    return Fold(keep, test, (t0, t1), int(overlaps.sum()), int(embargoed.sum()))
+
+
+__all__ = ["Fold", "holdout_tail", "walk_forward"]

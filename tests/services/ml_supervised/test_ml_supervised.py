@@ -379,7 +379,8 @@ async def _done(http, url, token):
     ("change", "field"),
     [
         ({"horizon_bars": 0}, "horizon_bars"),
-        ({"kind": "lstm"}, "kind"),
+        ({"kind": "svm"}, "kind"),
+        ({"kind": "lstm", "hyperparameters": {"window": 1}}, "hyperparameters.window"),
         ({"hyperparameters": {"max_depth": 99}}, "hyperparameters.max_depth"),
         ({"hyperparameters": {"pickle": 1}}, "hyperparameters.pickle"),
         ({"symbols": []}, "symbols"),
