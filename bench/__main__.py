@@ -16,7 +16,8 @@ directory on offset ports, then measures:
    its CPU per proxied request (from /proc);
 4. token issuance (client_credentials) per second.
 
-Before the mesh starts: feature update per closed bar (``bench/features.py``), in this process.
+Before the mesh starts, in this process: feature update per closed bar (``bench/features.py``), and
+single-row inference of each model kind (``bench/tree_inference.py``, ``bench/deep_inference.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer
 
-from bench import features
+from bench import deep_inference, features, tree_inference
 from bench.loadgen import LoadResult, run_in_subprocess
 from bench.synthetic import synthetic_ticks
 from shared import topics
@@ -385,7 +386,10 @@ def main() -> int:
     parser.add_argument("--token-senders", type=int, default=4)
     parser.add_argument("--feature-bars", type=int, default=5000)
     args = parser.parse_args()
-    features.report(args.feature_bars)  # in this process, before the mesh takes the cores
+    # In this process, before the mesh takes the cores.
+    features.report(args.feature_bars)
+    tree_inference.report()
+    deep_inference.report()
     var = Path(tempfile.mkdtemp(prefix="hats-bench-"))
     var.chmod(0o755)
     mesh = start_mesh(var)
