@@ -63,7 +63,13 @@ SERVICES: tuple[Service, ...] = (
         module="services.data_bridge.service:SERVICE",
     ),
     Service("performance-analytics", Group.CORE, 8002, "PnL, equity, risk/return metrics, per-model attribution"),
-    Service("ai-orchestration", Group.CORE, 8003, "combines model outputs into signals (ensemble, fallbacks)"),
+    Service(
+        "ai-orchestration",
+        Group.CORE,
+        8003,
+        "combines model outputs into signals (ensemble, fallbacks)",
+        module="services.ai_orchestration.service:SERVICE",
+    ),
     Service("trading-engine", Group.CORE, 8007, "order management, pre-trade risk, venues, positions"),
     Service(
         "database-service",
@@ -82,7 +88,13 @@ SERVICES: tuple[Service, ...] = (
     Service("feature-engineering", Group.AI, 8011, "streaming technical indicators and features"),
     Service("ml-supervised", Group.AI, 8012, "XGBoost / LightGBM training, registry, inference"),
     Service("ml-deep-learning", Group.AI, 8013, "LSTM / Transformer (torch) training and inference"),
-    Service("pattern-validator", Group.AI, 8014, "validates signals (patterns, regime, drift, duplicates)"),
+    Service(
+        "pattern-validator",
+        Group.AI,
+        8014,
+        "validates signals (patterns, regime, drift, duplicates)",
+        module="services.pattern_validator.service:SERVICE",
+    ),
     Service("telegram-service", Group.OPS, 8015, "notifications and guarded commands"),
     Service("backtesting-engine", Group.AI, 8016, "strategy validation on history, same code as live"),
     Service("compliance-monitor", Group.COMPLIANCE, 8017, "real-time surveillance and pre/post-trade controls"),
@@ -138,6 +150,8 @@ ROUTES: dict[str, str] = {
     "market": "database-service",
     "ingest": "data-bridge",
     "users": "user-service",
+    "orchestration": "ai-orchestration",
+    "signals": "pattern-validator",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}
