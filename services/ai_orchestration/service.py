@@ -1,28 +1,95 @@
-"""ai-orchestration (8003): combines model outputs into signals (ensemble, fallbacks)."""
+"""ai-orchestration (8003): combines model outputs into signals (ensemble, fallbacks).
+
+Per symbol and bar: the feature vector starts a deadline; the champions' predictions for it
+are collected until all are in or the deadline passes; one ``Signal`` goes out (a weighted
+ensemble of the models and the seeds' RSI rule, with a calibrated confidence). See
+docs/intelligence.md.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
+from services.ai_orchestration import consumers
+from services.ai_orchestration.catalog import Champions, ModelCatalog, NoModels
+from services.ai_orchestration.checkpoint import SeriesStore
+from services.ai_orchestration.orchestrator import Orchestrator
 from services.ai_orchestration.routes import router
+from services.ai_orchestration.series import SeriesState
 from services.ai_orchestration.settings import AiOrchestrationSettings
 from services.ai_orchestration.state import AiOrchestration
-from shared.kit.contract import Contract
+from shared.bus.positioned import unpositioned
+from shared.events import FeatureVector, MarketBar, ModelLifecycle, Prediction, PredictionRefused, Signal, Timeframe
+from shared.kit.contract import Consumes, Contract
+from shared.kit.deps import Bus, Postgres, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 
-#: What this service publishes (event classes), consumes (Consumes(event, group, purpose)) and calls.
-CONTRACT = Contract()
-
-
-async def start(rt: Runtime[AiOrchestrationSettings, AiOrchestration]) -> AiOrchestration:
-    """Wire the service: publishers and subscribers from rt.bus, pools from rt.postgres..., and
-    rt.background(...) for loops. Everything declared in CONTRACT must be used here."""
-    return AiOrchestration(rt.settings)
-
-
-SERVICE = ServiceDefinition(
-    "ai-orchestration",
-    settings=AiOrchestrationSettings,
-    contract=CONTRACT,
-    uses=(),  # e.g. (Postgres(), Bus(), TokenAuth()) from shared.kit.deps
-    routers=(router,),
-    start=start,
+#: No group anywhere: every instance reads every event (consumers.py says why).
+CONTRACT = Contract(
+    produces=(Signal,),
+    consumes=(
+        Consumes(FeatureVector, group=None, purpose="start a bar's signal; the trend filter's higher timeframe"),
+        Consumes(Prediction, group=None, purpose="the ensemble's members; scored later for their hit rates"),
+        Consumes(PredictionRefused, group=None, purpose="a member that refused is skipped as refused"),
+        Consumes(MarketBar, group=None, purpose="realised outcomes: hit rates and confidence calibration"),
+        Consumes(ModelLifecycle, group=None, purpose="flagged (expired, drifted) models are not trusted"),
+    ),
 )
+
+CatalogFactory = Callable[[Runtime[AiOrchestrationSettings, AiOrchestration]], ModelCatalog]
+
+
+def definition(catalog: CatalogFactory) -> ServiceDefinition[AiOrchestrationSettings, AiOrchestration]:
+    """The service with its champions read from ``catalog(rt)`` (the model registry; tests give a fake)."""
+
+    async def start(rt: Runtime[AiOrchestrationSettings, AiOrchestration]) -> AiOrchestration:
+        settings = rt.settings
+        store = SeriesStore(rt.postgres)
+        states = {
+            (symbol, Timeframe(tf)): SeriesState.from_json(settings, data)
+            for (symbol, tf), data in (await store.load()).items()
+        }
+        publisher = rt.bus.publisher(Signal)
+
+        async def publish(signal: Signal) -> None:
+            await publisher.publish([signal])
+
+        champions = Champions(catalog(rt), settings.catalog_refresh_s)
+        orchestrator = Orchestrator(settings, champions, publish, states)
+        subscribers = consumers.subscribe(
+            rt.bus, orchestrator, settings.start_from, rt.platform.kafka_fetch_max_wait_ms
+        )
+
+        async def feeds_positioned() -> str | None:
+            return await unpositioned(subscribers)
+
+        async def checkpoint() -> None:
+            await store.save(orchestrator.take_dirty())
+
+        async def checkpoints() -> None:
+            while True:
+                await asyncio.sleep(settings.checkpoint_interval_s)
+                await checkpoint()
+
+        async def stop() -> None:
+            await orchestrator.close()
+            await checkpoint()
+
+        rt.add_check("feeds", feeds_positioned)
+        rt.background("checkpoints", checkpoints)
+        rt.on_stop(stop)
+        return AiOrchestration(settings, orchestrator)
+
+    return ServiceDefinition(
+        "ai-orchestration",
+        settings=AiOrchestrationSettings,
+        contract=CONTRACT,
+        uses=(Postgres(), Bus(), TokenAuth()),
+        routers=(router,),
+        start=start,
+    )
+
+
+#: Until the model registry is wired in, no model is a champion: signals come from the RSI rule.
+SERVICE = definition(lambda rt: NoModels())

@@ -1,10 +1,11 @@
-"""What ai-orchestration's routes and handlers share while it runs, reached as ``AiOrchestrationDep``."""
+"""What ai-orchestration's routes share while it runs, reached as ``OrchestrationDep``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
 
+from services.ai_orchestration.orchestrator import Orchestrator
 from services.ai_orchestration.settings import AiOrchestrationSettings
 from shared.kit.service import state_of
 
@@ -12,7 +13,8 @@ from shared.kit.service import state_of
 @dataclass(frozen=True)
 class AiOrchestration:
     settings: AiOrchestrationSettings
+    orchestrator: Orchestrator
 
 
-#: ``service: AiOrchestrationDep`` in a route's parameters gives the running service's state.
-AiOrchestrationDep = Annotated[AiOrchestration, state_of(AiOrchestration)]
+#: ``service: OrchestrationDep`` in a route's parameters gives the running service's state.
+OrchestrationDep = Annotated[AiOrchestration, state_of(AiOrchestration)]

@@ -1,4 +1,4 @@
-"""What pattern-validator's routes and handlers share while it runs, reached as ``PatternValidatorDep``."""
+"""What pattern-validator's routes share while it runs, reached as ``ValidatorDep``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from services.pattern_validator.settings import PatternValidatorSettings
+from services.pattern_validator.validator import Validator
 from shared.kit.service import state_of
 
 
 @dataclass(frozen=True)
 class PatternValidator:
     settings: PatternValidatorSettings
+    validator: Validator
 
 
-#: ``service: PatternValidatorDep`` in a route's parameters gives the running service's state.
-PatternValidatorDep = Annotated[PatternValidator, state_of(PatternValidator)]
+#: ``service: ValidatorDep`` in a route's parameters gives the running service's state.
+ValidatorDep = Annotated[PatternValidator, state_of(PatternValidator)]

@@ -1,0 +1,107 @@
+"""The seeds' RSI strategy as one ensemble member (``infobot_bots_service.ru.md``).
+
+RSI(14) <= 29 enters long, >= 71 enters short; a long exits at >= 65, a short at <= 35. Two
+filters: *maturity* (a series needs ``maturity_bars`` closed bars before the rule trades) and
+the *trend* of a higher timeframe (no long while its close is below its average, no short while
+above). The rule proposes; the ensemble decides (``ensemble.decide``); only the action that was
+actually signalled moves the rule's position (``commit``), so an entry the ensemble vetoed is
+proposed again on the next bar while RSI still says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Position = Literal["flat", "long", "short"]
+Action = Literal["enter_long", "enter_short", "exit_long", "exit_short", "hold"]
+#: ``up``: the higher timeframe's close is at or above its average; ``None``: not known yet.
+Trend = Literal["up", "down"] | None
+
+RULE_NAME = "rsi-14"
+RULE_VERSION = 1
+RULE_KIND = "rule"
+
+
+@dataclass(frozen=True)
+class RsiThresholds:
+    enter_long: float = 29.0
+    enter_short: float = 71.0
+    exit_long: float = 65.0
+    exit_short: float = 35.0
+    maturity_bars: int = 50
+    #: Without a trend reading, ``True`` blocks entries.
+    trend_required: bool = False
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the rule would do on this bar, and its view as a signed score for the ensemble."""
+
+    action: Action
+    #: +1 long, -1 short, 0 flat: the position the rule would hold after ``action``.
+    score: float
+    #: ``False`` while the series is not mature: the rule then takes no part (skipped, ``immature``).
+    mature: bool
+
+
+@dataclass
+class RsiSeries:
+    """The rule's state for one symbol and timeframe (checkpointed with the series)."""
+
+    position: Position = "flat"
+    bars: int = 0
+
+    def propose(self, rsi: float | None, trend: Trend, rules: RsiThresholds) -> Proposal:
+        """The rule's proposal for a newly closed bar (counts the bar towards maturity)."""
+        self.bars += 1
+        mature = self.bars >= rules.maturity_bars and rsi is not None
+        if not mature or rsi is None:
+            return Proposal("hold", _score(self.position), False)
+        if self.position == "long" and rsi >= rules.exit_long:
+            return Proposal("exit_long", 0.0, True)
+        if self.position == "short" and rsi <= rules.exit_short:
+            return Proposal("exit_short", 0.0, True)
+        if self.position == "flat":
+            if rsi <= rules.enter_long and _allows(trend, "up", rules):
+                return Proposal("enter_long", 1.0, True)
+            if rsi >= rules.enter_short and _allows(trend, "down", rules):
+                return Proposal("enter_short", -1.0, True)
+        return Proposal("hold", _score(self.position), True)
+
+    def commit(self, action: Action) -> None:
+        """Move the position by the action the signal carried."""
+        if action == "enter_long":
+            self.position = "long"
+        elif action == "enter_short":
+            self.position = "short"
+        elif action in ("exit_long", "exit_short"):
+            self.position = "flat"
+
+    def to_json(self) -> dict[str, object]:
+        return {"position": self.position, "bars": self.bars}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> RsiSeries:
+        position = str(data.get("position", "flat"))
+        bars = data.get("bars", 0)
+        return cls(
+            position if position in ("flat", "long", "short") else "flat", int(bars) if isinstance(bars, int) else 0
+        )  # type: ignore[arg-type]
+
+
+def trend_of(price: float | None, average: float | None) -> Trend:
+    """The trend filter's reading of a higher-timeframe feature vector."""
+    if price is None or average is None:
+        return None
+    return "up" if price >= average else "down"
+
+
+def _allows(trend: Trend, needed: Literal["up", "down"], rules: RsiThresholds) -> bool:
+    if trend is None:
+        return not rules.trend_required
+    return trend == needed
+
+
+def _score(position: Position) -> float:
+    return {"flat": 0.0, "long": 1.0, "short": -1.0}[position]

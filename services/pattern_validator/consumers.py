@@ -1,0 +1,75 @@
+"""pattern-validator's consumers.
+
+* Signals: one group (``pattern-validator.signals``), committed after each batch's verdicts are
+  stored and published; a failure (PostgreSQL, the broker) rewinds the batch (redelivered
+  signals get their stored verdict). Undecodable signals are dead-lettered.
+* Bars and feature vectors: no group, every instance keeps every series' recent window (the
+  signals of any symbol can come to it after a rebalance). They start from the earliest record
+  by default: after a restart the windows are rebuilt from the topics, not from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from services.pattern_validator.inputs import Inputs
+from services.pattern_validator.validator import Validator
+from shared.bus.consume import RAW_BATCH, decode_records
+from shared.events import FeatureVector, MarketBar, Signal
+from shared.kit.bus import ServiceBus
+
+log = logging.getLogger(__name__)
+
+SIGNALS_GROUP = "pattern-validator.signals"
+BARS = "pattern-validator.bars"
+VECTORS = "pattern-validator.vectors"
+RETRY_PAUSE_S = 1.0
+
+
+def subscribe(
+    bus: ServiceBus, validator: Validator, inputs: Inputs, feeds_start_from: str, fetch_max_wait_ms: int
+) -> Sequence[Any]:
+    """Feed the validator; returns the group-less subscribers (for the readiness check)."""
+    fast: dict[str, Any] = {"batch": True, "batch_timeout_ms": 5, "fetch_max_wait_ms": fetch_max_wait_ms, **RAW_BATCH}
+    signal_dlq, bar_dlq, vector_dlq = (bus.dead_letters(g) for g in (SIGNALS_GROUP, BARS, VECTORS))
+
+    @bus.subscriber(
+        Signal,
+        group=SIGNALS_GROUP,
+        max_records=200,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **fast,
+    )
+    async def signals(msg: KafkaMessage) -> None:
+        try:
+            for _, signal in await decode_records(Signal, msg.raw_message, signal_dlq):
+                await validator.handle(signal)
+        except Exception:
+            log.exception("validating a batch of signals failed; it will be redelivered")
+            await asyncio.sleep(RETRY_PAUSE_S)
+            raise
+
+    bars_sub = bus.subscriber(MarketBar, group=None, max_records=5000, auto_offset_reset=feeds_start_from, **fast)
+
+    @bars_sub
+    async def bars(msg: KafkaMessage) -> None:
+        for _, bar in await decode_records(MarketBar, msg.raw_message, bar_dlq):
+            inputs.add_bar(bar)
+
+    vectors_sub = bus.subscriber(
+        FeatureVector, group=None, max_records=2000, auto_offset_reset=feeds_start_from, **fast
+    )
+
+    @vectors_sub
+    async def vectors(msg: KafkaMessage) -> None:
+        for _, vector in await decode_records(FeatureVector, msg.raw_message, vector_dlq):
+            inputs.add_vector(vector)
+
+    return (bars_sub, vectors_sub)
