@@ -83,11 +83,11 @@ class RsiSeries:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> RsiSeries:
-        position = str(data.get("position", "flat"))
+        position: Position = "flat"
+        if data.get("position") in ("long", "short"):
+            position = "long" if data["position"] == "long" else "short"
         bars = data.get("bars", 0)
-        return cls(
-            position if position in ("flat", "long", "short") else "flat", int(bars) if isinstance(bars, int) else 0
-        )  # type: ignore[arg-type]
+        return cls(position, bars if isinstance(bars, int) else 0)
 
 
 def trend_of(price: float | None, average: float | None) -> Trend:

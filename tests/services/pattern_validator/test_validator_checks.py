@@ -114,7 +114,7 @@ def test_a_bullish_engulfing_confirms_a_long_and_contradicts_a_short():
 
 def test_a_bearish_engulfing_rejects_a_long():
     rows = [(1.00 + i * 0.002, 1.003 + i * 0.002, 0.999 + i * 0.002, 1.002 + i * 0.002) for i in range(12)]
-    bars = candles(rows + [(1.024, 1.027, 1.0235, 1.026), (1.0265, 1.027, 1.021, 1.0225)])
+    bars = candles([*rows, (1.024, 1.027, 1.0235, 1.026), (1.0265, 1.027, 1.021, 1.0225)])
     found = checks.patterns_at_last(bars)
     assert found.get("CDLENGULFING", 0) < 0
     assert codes(checks.patterns(signal(), found))[0] == ("pattern_contradiction", True)
