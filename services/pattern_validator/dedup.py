@@ -37,8 +37,7 @@ class SignalDeduplicator:
         """Whether ``fp`` is a duplicate at ``ts_ns``; remembers it if not."""
         self._expire(ts_ns)
         self.stats.checked += 1
-        first = self._seen.get(fp)
-        if first is not None and ts_ns - first < self.window_ns:
+        if fp in self._seen:  # still within the window: _expire dropped the older ones
             self.stats.duplicates += 1
             return True
         self._seen[fp] = ts_ns
