@@ -9,6 +9,13 @@ symbols by configuration, not by group). What must survive a restart is checkpoi
 PostgreSQL (``checkpoint.py``); the consumers start at ``latest`` (``AI_ORCHESTRATION_START_FROM``):
 a signal for a bar that closed while the service was down would be stale anyway. Model
 lifecycle events are read from the earliest: flags must be complete.
+
+Pace (the embedded broker answers a fetch only after its wait, docs/architecture.md "The
+embedded broker polls"): the signal's path (vectors, predictions, refusals) polls at the
+platform's ``KAFKA_FETCH_MAX_WAIT_MS`` while records flow and at ``IDLE_FETCH_MAX_WAIT_MS`` after
+``IDLE_AFTER_S`` without any, one ``PollPacer`` for the three (a vector announces its predictions).
+Bars (outcomes: weights and calibration a bar later) and lifecycle events are off the signal's
+path and always poll at ``SLOW_FEED_FETCH_MAX_WAIT_MS``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from typing import Any
 from faststream.kafka.annotations import KafkaMessage
 
 from services.ai_orchestration.orchestrator import Orchestrator
+from services.ai_orchestration.settings import AiOrchestrationSettings
 from shared.bus.consume import RAW_BATCH, RecentIds, decode_records
+from shared.bus.pacing import Pace, PollPacer
 from shared.events import FeatureVector, MarketBar, ModelLifecycle, Prediction, PredictionRefused
 from shared.kit.bus import ServiceBus
 
@@ -31,15 +40,28 @@ BARS = "ai-orchestration.bars"
 LIFECYCLE = "ai-orchestration.lifecycle"
 
 
-def subscribe(bus: ServiceBus, orchestrator: Orchestrator, start_from: str, fetch_max_wait_ms: int) -> Sequence[Any]:
-    """Feed ``orchestrator`` from the bus; returns the subscribers (for the readiness check)."""
+#: FastStream's wait between polls on the fast and on the slow pace.
+ACTIVE_BATCH_TIMEOUT_MS = 5
+IDLE_BATCH_TIMEOUT_MS = 50
+
+
+def subscribe(
+    bus: ServiceBus, orchestrator: Orchestrator, settings: AiOrchestrationSettings, fetch_max_wait_ms: int
+) -> tuple[Sequence[Any], PollPacer]:
+    """Feed ``orchestrator`` from the bus; returns the subscribers (for the readiness check) and the
+    pacer of the signal's path (it must run while the bus does)."""
     live: dict[str, Any] = {
         "batch": True,
         "max_records": 500,
-        "batch_timeout_ms": 5,
+        "batch_timeout_ms": ACTIVE_BATCH_TIMEOUT_MS,
         "fetch_max_wait_ms": fetch_max_wait_ms,
-        "auto_offset_reset": start_from,
+        "auto_offset_reset": settings.start_from,
         **RAW_BATCH,
+    }
+    slow = {
+        **live,
+        "batch_timeout_ms": IDLE_BATCH_TIMEOUT_MS,
+        "fetch_max_wait_ms": settings.slow_feed_fetch_max_wait_ms,
     }
     seen_predictions, seen_refusals = RecentIds(100_000), RecentIds(20_000)
     subs = []
@@ -55,6 +77,7 @@ def subscribe(bus: ServiceBus, orchestrator: Orchestrator, start_from: str, fetc
 
     @sub
     async def vectors(msg: KafkaMessage) -> None:
+        pacer.saw_records()
         for _, vector in await decode_records(FeatureVector, msg.raw_message, vector_dlq):
             await orchestrator.on_vector(vector)
 
@@ -63,6 +86,7 @@ def subscribe(bus: ServiceBus, orchestrator: Orchestrator, start_from: str, fetc
 
     @sub
     async def predictions(msg: KafkaMessage) -> None:
+        pacer.saw_records()
         decoded = await decode_records(Prediction, msg.raw_message, prediction_dlq)
         for prediction in seen_predictions.fresh(event for _, event in decoded):
             await orchestrator.on_prediction(prediction)
@@ -72,12 +96,19 @@ def subscribe(bus: ServiceBus, orchestrator: Orchestrator, start_from: str, fetc
 
     @sub
     async def refusals(msg: KafkaMessage) -> None:
+        pacer.saw_records()
         decoded = await decode_records(PredictionRefused, msg.raw_message, refusal_dlq)
         for refusal in seen_refusals.fresh(event for _, event in decoded):
             await orchestrator.on_refusal(refusal)
 
     subs.append(sub)
-    sub = bus.subscriber(MarketBar, group=None, **live)
+    pacer = PollPacer(
+        *subs,
+        active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
+        idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
+        idle_after_s=settings.idle_after_s,
+    )
+    sub = bus.subscriber(MarketBar, group=None, **slow)
 
     @sub
     async def bars(msg: KafkaMessage) -> None:
@@ -85,7 +116,7 @@ def subscribe(bus: ServiceBus, orchestrator: Orchestrator, start_from: str, fetc
             orchestrator.on_bar(bar)  # idempotent: a bar not newer than the series' newest changes nothing
 
     subs.append(sub)
-    sub = bus.subscriber(ModelLifecycle, group=None, **{**live, "auto_offset_reset": "earliest"})
+    sub = bus.subscriber(ModelLifecycle, group=None, **{**slow, "auto_offset_reset": "earliest"})
 
     @sub
     async def lifecycle(msg: KafkaMessage) -> None:
@@ -93,4 +124,4 @@ def subscribe(bus: ServiceBus, orchestrator: Orchestrator, start_from: str, fetc
             orchestrator.on_lifecycle(event)
 
     subs.append(sub)
-    return subs
+    return subs, pacer

@@ -57,9 +57,7 @@ def definition(catalog: CatalogFactory) -> ServiceDefinition[AiOrchestrationSett
 
         champions = Champions(catalog(rt), settings.catalog_refresh_s)
         orchestrator = Orchestrator(settings, champions, publish, states)
-        subscribers = consumers.subscribe(
-            rt.bus, orchestrator, settings.start_from, rt.platform.kafka_fetch_max_wait_ms
-        )
+        subscribers, pacer = consumers.subscribe(rt.bus, orchestrator, settings, rt.platform.kafka_fetch_max_wait_ms)
 
         async def feeds_positioned() -> str | None:
             return await unpositioned(subscribers)
@@ -78,6 +76,7 @@ def definition(catalog: CatalogFactory) -> ServiceDefinition[AiOrchestrationSett
 
         rt.add_check("feeds", feeds_positioned)
         rt.background("checkpoints", checkpoints)
+        rt.background("poll-pacer", pacer.run)
         rt.on_stop(stop)
         return AiOrchestration(settings, orchestrator)
 

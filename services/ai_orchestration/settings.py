@@ -50,6 +50,16 @@ class AiOrchestrationSettings(PoolSettings):
     calibration_window: int = Field(default=500, ge=10)
     calibration_prior: float = Field(default=10.0, ge=0.0)
 
+    # -- polling (the embedded broker holds each fetch for its whole wait) --
+    #: The signal's feeds (vectors, predictions, refusals) poll at the platform's
+    #: ``KAFKA_FETCH_MAX_WAIT_MS`` until this long passes without a record, then at
+    #: ``idle_fetch_max_wait_ms`` (the first record after that may wait that much longer). The
+    #: default outlasts the gap between two M1 bars: fast while bars flow, slow when markets close.
+    idle_after_s: float = Field(default=90.0, gt=0)
+    idle_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
+    #: Bars (outcomes) and model lifecycle events, off the signal's path, always poll this slowly.
+    slow_feed_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
+
     #: How often changed series state is written to PostgreSQL.
     checkpoint_interval_s: float = Field(default=1.0, gt=0)
     #: Where the group-less consumers start without state: ``latest`` (live) or ``earliest`` (the log).

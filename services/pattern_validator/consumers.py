@@ -6,6 +6,9 @@
 * Bars and feature vectors: no group, every instance keeps every series' recent window (the
   signals of any symbol can come to it after a rebalance). They start from the earliest record
   by default: after a restart the windows are rebuilt from the topics, not from memory.
+* Pace: the three are on a signal's path (a signal waits for its own bar and vector), so one
+  ``PollPacer`` keeps them at the platform's ``KAFKA_FETCH_MAX_WAIT_MS`` while records flow and at
+  ``IDLE_FETCH_MAX_WAIT_MS`` after ``IDLE_AFTER_S`` without any (a bar announces its signal).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from services.pattern_validator.inputs import Inputs
+from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.validator import Validator
 from shared.bus.consume import RAW_BATCH, decode_records
+from shared.bus.pacing import Pace, PollPacer
 from shared.events import FeatureVector, MarketBar, Signal
 from shared.kit.bus import ServiceBus
 
@@ -30,16 +35,26 @@ SIGNALS_GROUP = "pattern-validator.signals"
 BARS = "pattern-validator.bars"
 VECTORS = "pattern-validator.vectors"
 RETRY_PAUSE_S = 1.0
+#: FastStream's wait between polls on the fast and on the slow pace.
+ACTIVE_BATCH_TIMEOUT_MS = 5
+IDLE_BATCH_TIMEOUT_MS = 50
 
 
 def subscribe(
-    bus: ServiceBus, validator: Validator, inputs: Inputs, feeds_start_from: str, fetch_max_wait_ms: int
-) -> Sequence[Any]:
-    """Feed the validator; returns the group-less subscribers (for the readiness check)."""
-    fast: dict[str, Any] = {"batch": True, "batch_timeout_ms": 5, "fetch_max_wait_ms": fetch_max_wait_ms, **RAW_BATCH}
+    bus: ServiceBus, validator: Validator, inputs: Inputs, settings: PatternValidatorSettings, fetch_max_wait_ms: int
+) -> tuple[Sequence[Any], PollPacer]:
+    """Feed the validator; returns the group-less subscribers (for the readiness check) and the
+    pacer of the three feeds (it must run while the bus does)."""
+    feeds_start_from = settings.feeds_start_from
+    fast: dict[str, Any] = {
+        "batch": True,
+        "batch_timeout_ms": ACTIVE_BATCH_TIMEOUT_MS,
+        "fetch_max_wait_ms": fetch_max_wait_ms,
+        **RAW_BATCH,
+    }
     signal_dlq, bar_dlq, vector_dlq = (bus.dead_letters(g) for g in (SIGNALS_GROUP, BARS, VECTORS))
 
-    @bus.subscriber(
+    signals_sub = bus.subscriber(
         Signal,
         group=SIGNALS_GROUP,
         max_records=200,
@@ -47,7 +62,10 @@ def subscribe(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         **fast,
     )
+
+    @signals_sub
     async def signals(msg: KafkaMessage) -> None:
+        pacer.saw_records()
         try:
             for _, signal in await decode_records(Signal, msg.raw_message, signal_dlq):
                 await validator.handle(signal)
@@ -60,6 +78,7 @@ def subscribe(
 
     @bars_sub
     async def bars(msg: KafkaMessage) -> None:
+        pacer.saw_records()
         for _, bar in await decode_records(MarketBar, msg.raw_message, bar_dlq):
             inputs.add_bar(bar)
 
@@ -69,7 +88,16 @@ def subscribe(
 
     @vectors_sub
     async def vectors(msg: KafkaMessage) -> None:
+        pacer.saw_records()
         for _, vector in await decode_records(FeatureVector, msg.raw_message, vector_dlq):
             inputs.add_vector(vector)
 
-    return (bars_sub, vectors_sub)
+    pacer = PollPacer(
+        signals_sub,
+        bars_sub,
+        vectors_sub,
+        active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
+        idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
+        idle_after_s=settings.idle_after_s,
+    )
+    return (bars_sub, vectors_sub), pacer

@@ -35,19 +35,25 @@ class SignalDeduplicator:
 
     def check(self, fp: str, ts_ns: int) -> bool:
         """Whether ``fp`` is a duplicate at ``ts_ns``; remembers it if not."""
+        if self.seen(fp, ts_ns):
+            return True
+        self.remember(fp, ts_ns)
+        return False
+
+    def seen(self, fp: str, ts_ns: int) -> bool:
+        """Whether ``fp`` is a duplicate at ``ts_ns``, without remembering it (``remember`` does,
+        once the verdict that carries it is stored)."""
         self._expire(ts_ns)
         self.stats.checked += 1
         if fp in self._seen:  # still within the window: _expire dropped the older ones
             self.stats.duplicates += 1
             return True
-        self._seen[fp] = ts_ns
-        self._seen.move_to_end(fp)
-        self.stats.tracked = len(self._seen)
         return False
 
     def remember(self, fp: str, ts_ns: int) -> None:
-        """Restore a fingerprint (from the verdict store, after a restart)."""
+        """Remember a fingerprint (a stored verdict's, also when restoring them after a restart)."""
         self._seen[fp] = ts_ns
+        self._seen.move_to_end(fp)
         self.stats.tracked = len(self._seen)
 
     def _expire(self, now_ns: int) -> None:

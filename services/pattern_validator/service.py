@@ -64,14 +64,13 @@ def definition(distributions: DistributionsFactory) -> ServiceDefinition[Pattern
             rt.overrides.wall_clock or time.time,
         )
         await validator.restore()
-        feeds = consumers.subscribe(
-            rt.bus, validator, inputs, settings.feeds_start_from, rt.platform.kafka_fetch_max_wait_ms
-        )
+        feeds, pacer = consumers.subscribe(rt.bus, validator, inputs, settings, rt.platform.kafka_fetch_max_wait_ms)
 
         async def feeds_positioned() -> str | None:
             return await unpositioned(feeds)
 
         rt.add_check("feeds", feeds_positioned)
+        rt.background("poll-pacer", pacer.run)
         return PatternValidator(settings, validator)
 
     return ServiceDefinition(

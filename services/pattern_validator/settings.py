@@ -55,6 +55,13 @@ class PatternValidatorSettings(PoolSettings):
     # -- duplicate (the seeds' SignalDeduplicator) --
     dedup_window_s: float = Field(default=300.0, gt=0)
 
+    # -- polling (the embedded broker holds each fetch for its whole wait) --
+    #: Signals, bars and vectors poll at the platform's ``KAFKA_FETCH_MAX_WAIT_MS`` until this long
+    #: passes without a record, then at ``idle_fetch_max_wait_ms`` (the first record after that may
+    #: wait that much longer). The default outlasts the gap between two M1 bars.
+    idle_after_s: float = Field(default=90.0, gt=0)
+    idle_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
+
     #: Largest ``limit`` of ``GET /api/v1/signals``.
     max_signals_per_request: int = Field(default=500, ge=1)
     #: Where the group-less bar and vector feeds start: ``earliest`` rebuilds the recent windows

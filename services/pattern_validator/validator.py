@@ -11,6 +11,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from services.pattern_validator import checks
@@ -25,6 +26,8 @@ from shared.events import FeatureDrift, FeatureVector, RejectedSignal, Signal, V
 log = logging.getLogger(__name__)
 
 Verdict = ValidatedSignal | RejectedSignal
+#: Signal ids remembered as decided by this process.
+DECIDED_KEPT = 50_000
 
 
 def verdict_id(signal_id: uuid.UUID) -> uuid.UUID:
@@ -65,6 +68,8 @@ class Validator:
         )
         #: model id -> wall-clock time of its last FeatureDrift event (the rate limit).
         self._drift_alerted: dict[uuid.UUID, float] = {}
+        #: Signals decided by this process (stored), newest last: a redelivery of one is not decided again.
+        self._decided: OrderedDict[uuid.UUID, None] = OrderedDict()
 
     async def restore(self) -> None:
         """Reload the fingerprints of the dedup window from the stored verdicts."""
@@ -73,18 +78,31 @@ class Validator:
             self.dedup.remember(fp, ts)
 
     async def handle(self, signal: Signal) -> Verdict:
-        stored = await self.store.stored_event(signal.event_id)
-        if stored is not None:
-            verdict = _decode_verdict(stored)
-            await self._publish_verdict(verdict)
-            return verdict
+        # A signal this process decided is a redelivery: its stored verdict is republished. Any
+        # other is decided and inserted at once (one round trip, not a look-up first); if a verdict
+        # was stored for it already (decided before a restart), the insert keeps that one and it
+        # is what goes out again.
+        if signal.event_id in self._decided:
+            stored = await self.store.stored_event(signal.event_id)
+            if stored is not None:
+                verdict = _decode_verdict(stored)
+                await self._publish_verdict(verdict)
+                return verdict
         verdict, fp = await self.decide(signal)
-        if not await self.store.insert(verdict, fp):
-            # Another delivery decided first (concurrent redelivery): its verdict stands.
+        if await self.store.insert(verdict, fp):
+            if fp is not None:  # only a stored verdict's fingerprint counts (a failed batch is decided again)
+                self.dedup.remember(fp, signal.ts_event)
+        else:
             stored = await self.store.stored_event(signal.event_id)
             verdict = _decode_verdict(stored) if stored else verdict
+        self._remember_decided(signal.event_id)
         await self._publish_verdict(verdict)
         return verdict
+
+    def _remember_decided(self, signal_id: uuid.UUID) -> None:
+        self._decided[signal_id] = None
+        while len(self._decided) > DECIDED_KEPT:
+            self._decided.popitem(last=False)
 
     async def decide(self, signal: Signal) -> tuple[Verdict, str | None]:
         settings, inputs = self.settings, self.inputs
@@ -104,7 +122,7 @@ class Validator:
         fp = None
         if signal.action != "hold":
             candidate = fingerprint(signal.symbol, signal.direction, signal.strategy, signal.ts_event)
-            if self.dedup.check(candidate, signal.ts_event):
+            if self.dedup.seen(candidate, signal.ts_event):
                 findings.append(
                     checks.finding(
                         "duplicate", f"a {signal.direction} {signal.strategy} signal of this minute was seen", True

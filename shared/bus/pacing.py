@@ -13,6 +13,11 @@ it back. The price: the first record after an idle spell may wait up to ``idle_w
 longer. A real Kafka answers a waiting fetch as soon as data arrives, so there the
 pacer only lowers the idle poll rate.
 
+One pacer can drive several subscribers that wake together (``PollPacer(a, b, c, ...)``): a record
+on any of them puts them all on the active pace. The intelligence services use that for a chain
+of feeds (ai-orchestration's vectors, predictions and refusals; pattern-validator's signals,
+bars and vectors), where the first record of a bar announces the others within milliseconds.
+
 It sets two attributes the libraries read on every poll (FastStream's
 ``batch_timeout_ms`` of the subscriber, aiokafka's fetcher ``_fetch_max_wait_ms``), through
 ``shared.compat``; ``tests/shared/test_poll_pacer.py`` fails if either stops working.
@@ -42,18 +47,18 @@ class Pace:
 
 
 class PollPacer:
-    """Switches one batch subscriber between an ``active`` and an ``idle`` pace."""
+    """Switches one or more batch subscribers (together) between an ``active`` and an ``idle`` pace."""
 
     def __init__(
         self,
         subscriber: Any,
-        *,
+        *more: Any,
         active: Pace,
         idle: Pace,
         idle_after_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._subscriber = subscriber
+        self._subscribers = (subscriber, *more)
         self.active, self.idle = active, idle
         self._idle_after_s = idle_after_s
         self._clock = clock
@@ -89,9 +94,14 @@ class PollPacer:
                 await task
 
     def _apply(self, pace: Pace) -> None:
-        if not compat.set_fetch_max_wait(compat.running_consumer(self._subscriber), pace.fetch_max_wait_ms):
-            return  # not started yet (or stopping): the next check tries again
-        compat.set_batch_timeout(self._subscriber, pace.batch_timeout_ms)
+        applied = True
+        for subscriber in self._subscribers:
+            if compat.set_fetch_max_wait(compat.running_consumer(subscriber), pace.fetch_max_wait_ms):
+                compat.set_batch_timeout(subscriber, pace.batch_timeout_ms)
+            else:
+                applied = False  # not started yet (or stopping): the next check or record tries again
+        if not applied:
+            return
         self.current = pace
         log.debug("consumer pace now %s", pace)
 
