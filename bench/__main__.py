@@ -14,7 +14,9 @@ directory on offset ports, then measures:
    closed-loop maximum in alternating rounds too, from a separate load-generator process;
    the gateway's latency overhead, its closed-loop throughput as a share of direct, and
    its CPU per proxied request (from /proc);
-4. token issuance (client_credentials) per second.
+4. token issuance (client_credentials) per second;
+5. after the mesh has stopped, feature vector -> signal -> verdict published p50/p99 through the
+   broker (``bench.signals``: ai-orchestration and pattern-validator on a broker of their own).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer
 
+from bench import signals
 from bench.loadgen import LoadResult, run_in_subprocess
 from bench.synthetic import synthetic_ticks
 from shared import topics
@@ -380,6 +383,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="alternating fixed-rate rounds per path")
     parser.add_argument("--token-senders", type=int, default=4)
+    parser.add_argument("--signal-samples", type=int, default=200, help="bars timed by bench.signals (0: skip)")
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="hats-bench-"))
     var.chmod(0o755)
@@ -390,6 +394,8 @@ def main() -> int:
         mesh.send_signal(signal.SIGTERM)
         mesh.wait(60)
         shutil.rmtree(var, ignore_errors=True)
+    if args.signal_samples:
+        signals.run(args.signal_samples)  # on its own broker, once the mesh no longer shares the cores
     return 0
 
 

@@ -5,7 +5,8 @@ fresh directory, on the bench's offset ports), runs ai-orchestration and pattern
 in this process on them, and times, per bar: the bar and its feature vector published, one
 fake champion's prediction published right after (a quick member set: one model that answers
 at once, plus the RSI rule), the ``Signal`` seen on ``signals.v1`` and the verdict seen on
-``signals.validated.v1``/``signals.rejected.v1``. Prints p50/p99 of both hops with the
+``signals.validated.v1``/``signals.rejected.v1``. ``make bench`` runs it last
+(``--signal-samples``). Prints p50/p99 of both hops with the
 conditions. Target (issue 10): bar -> validated signal p99 < 50 ms; this measures the part from
 the feature vector on (the lead extends it to the bar once feature-engineering and the models run).
 """
@@ -156,6 +157,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=300)
     args = parser.parse_args()
+    run(args.samples)
+    return 0
+
+
+def run(samples: int) -> None:
+    """Start the bench's own broker and PostgreSQL, measure ``samples`` bars, print, clean up."""
     var = Path(tempfile.mkdtemp(prefix="hats-bench-signals-"))
     var.chmod(0o755)
     settings = PlatformSettings(hats_var_dir=var, hats_port_offset=OFFSET)
@@ -169,8 +176,9 @@ def main() -> int:
                 hats_port_offset=OFFSET,
                 kafka_bootstrap_servers=settings.kafka_servers,
                 database_url=url,
+                hats_log_level="WARNING",
             )
-            asyncio.run(measure(run_settings, args.samples))
+            asyncio.run(measure(run_settings, samples))
         finally:
             postgres.stop_embedded(var)
     finally:
@@ -178,7 +186,6 @@ def main() -> int:
         with contextlib.suppress(Exception):
             broker.wait(10)
         shutil.rmtree(var, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
