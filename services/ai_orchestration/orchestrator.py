@@ -16,9 +16,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from services.ai_orchestration.catalog import Champion, Champions
-from services.ai_orchestration.ensemble import Vote, combine, decide
+from services.ai_orchestration.ensemble import EntryRule, Situation, Vote, combine
 from services.ai_orchestration.outcomes import Call
-from services.ai_orchestration.rsi_rule import RULE_KIND, RULE_NAME, RULE_VERSION, RsiThresholds, trend_of
+from services.ai_orchestration.rsi_rule import (
+    RULE_KIND,
+    RULE_NAME,
+    RULE_VERSION,
+    RsiThresholds,
+    trend_allows,
+    trend_of,
+)
 from services.ai_orchestration.series import MemberInfo, SeriesState
 from services.ai_orchestration.settings import AiOrchestrationSettings
 from shared.events import (
@@ -85,6 +92,7 @@ class Orchestrator:
             settings.rsi_maturity_bars,
             settings.trend_required,
         )
+        self._entry = EntryRule(settings.entry_min_strength, settings.entry_min_confidence)
         self.published = 0
 
     def state(self, symbol: str, timeframe: Timeframe) -> SeriesState:
@@ -233,12 +241,24 @@ class Orchestrator:
             skipped.append(Skipped(model_id=None, model_name=RULE_NAME, model_version=RULE_VERSION, reason="immature"))
 
         combined = combine(votes, settings.dead_zone)
-        action = decide(proposal.action, combined.direction)
+        confidence = state.calibration.confidence(combined.strength)
+        rule_vote = _sign(proposal.score) if proposal.mature else 0
+        action = state.book.decide(
+            Situation(
+                combined,
+                confidence,
+                mature=state.rsi.bars >= settings.rsi_maturity_bars,
+                long_allowed=trend_allows(trend, "up", settings.trend_required),
+                short_allowed=trend_allows(trend, "down", settings.trend_required),
+                rule_vote=rule_vote,
+                rule_action=proposal.action if proposal.mature else "hold",
+            ),
+            self._entry,
+        )
         if proposal.mature:
-            state.rsi.commit(action)
-            if proposal.score != 0 or action.startswith("enter"):
-                held = {"enter_long": 1, "enter_short": -1}.get(action, _sign(proposal.score))
-                state.realiser.expect(Call(vector.ts_event, settings.rsi_horizon_bars, RULE_NAME, held))
+            state.rsi.commit(proposal.action)  # the rule's own position, whatever the signal did
+            if rule_vote != 0:
+                state.realiser.expect(Call(vector.ts_event, settings.rsi_horizon_bars, RULE_NAME, rule_vote))
         state.realiser.expect(
             Call(
                 vector.ts_event,
@@ -271,7 +291,7 @@ class Orchestrator:
             direction=combined.direction,  # type: ignore[arg-type]
             action=action,
             strength=_unit(combined.strength),
-            confidence=_unit(state.calibration.confidence(combined.strength)),
+            confidence=_unit(confidence),
             strategy=settings.strategy,
             contributions=contributions,
             skipped=skipped,

@@ -77,6 +77,9 @@ async def members(
     return {
         "symbol": symbol,
         "timeframe": timeframe.value,
+        # The signals' position and who opened it (the rule's own view is in its member row).
+        "position": state.book.position,
+        "position_owner": state.book.owner,
         "members": sorted(rows.values(), key=lambda r: (r["name"], r["version"])),
         "calibration": {"outcomes": state.calibration.observed()},
     }

@@ -3,9 +3,10 @@
 RSI(14) <= 29 enters long, >= 71 enters short; a long exits at >= 65, a short at <= 35. Two
 filters: *maturity* (a series needs ``maturity_bars`` closed bars before the rule trades) and
 the *trend* of a higher timeframe (no long while its close is below its average, no short while
-above). The rule proposes; the ensemble decides (``ensemble.decide``); only the action that was
-actually signalled moves the rule's position (``commit``), so an entry the ensemble vetoed is
-proposed again on the next bar while RSI still says so.
+above). The rule is one member of the ensemble: it keeps its own position, as the seeds' strategy
+trading alone would (``commit`` its own proposal), and votes it (+1 long, -1 short, 0 flat). The
+signal's position is the ensemble's (``ensemble.Book``); an exit of the rule closes a position the
+rule opened there.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class RsiSeries:
         return Proposal("hold", _score(self.position), True)
 
     def commit(self, action: Action) -> None:
-        """Move the position by the action the signal carried."""
+        """Move the rule's own position by its proposal."""
         if action == "enter_long":
             self.position = "long"
         elif action == "enter_short":
@@ -97,10 +98,16 @@ def trend_of(price: float | None, average: float | None) -> Trend:
     return "up" if price >= average else "down"
 
 
-def _allows(trend: Trend, needed: Literal["up", "down"], rules: RsiThresholds) -> bool:
+def trend_allows(trend: Trend, needed: Literal["up", "down"], trend_required: bool) -> bool:
+    """The trend filter: an entry needs the higher timeframe's trend on its side (``up`` for a long);
+    without a reading, it passes unless ``trend_required``."""
     if trend is None:
-        return not rules.trend_required
+        return not trend_required
     return trend == needed
+
+
+def _allows(trend: Trend, needed: Literal["up", "down"], rules: RsiThresholds) -> bool:
+    return trend_allows(trend, needed, rules.trend_required)
 
 
 def _score(position: Position) -> float:

@@ -1,13 +1,14 @@
 """Everything ai-orchestration remembers about one symbol and timeframe, checkpointed as one JSON
-document (``checkpoint.py``): the RSI rule's position and maturity, the trend reading it gives
-lower timeframes, the recent closes and pending calls, the members' hit-rate windows and the
-confidence calibration."""
+document (``checkpoint.py``): the signals' position, the RSI rule's own position and maturity,
+the trend reading it gives lower timeframes, the recent closes and pending calls, the members'
+hit-rate windows and the confidence calibration."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from services.ai_orchestration.calibration import Calibrator
+from services.ai_orchestration.ensemble import Book
 from services.ai_orchestration.outcomes import HitRates, Realiser
 from services.ai_orchestration.rsi_rule import RsiSeries, Trend
 from services.ai_orchestration.settings import AiOrchestrationSettings
@@ -27,6 +28,8 @@ class SeriesState:
     hits: HitRates
     calibration: Calibrator
     rsi: RsiSeries = field(default_factory=RsiSeries)
+    #: The signals' position (what the signals opened and closed), besides the rule's own.
+    book: Book = field(default_factory=Book)
     realiser: Realiser = field(default_factory=Realiser)
     #: Open time (ns) of the newest feature vector handled: a replayed older one is skipped.
     last_vector: int = -1
@@ -44,6 +47,7 @@ class SeriesState:
     def to_json(self) -> dict[str, object]:
         return {
             "rsi": self.rsi.to_json(),
+            "book": self.book.to_json(),
             "realiser": self.realiser.to_json(),
             "hits": self.hits.to_json(),
             "calibration": self.calibration.to_json(),
@@ -56,6 +60,7 @@ class SeriesState:
     def from_json(cls, settings: AiOrchestrationSettings, data: dict) -> SeriesState:
         state = cls.new(settings)
         state.rsi = RsiSeries.from_json(data.get("rsi", {}))
+        state.book = Book.from_json(data.get("book", {}))
         state.realiser = Realiser.from_json(data.get("realiser", {}))
         state.hits.load(data.get("hits", {}))
         state.calibration.load(data.get("calibration", []))

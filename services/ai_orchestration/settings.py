@@ -17,6 +17,11 @@ class AiOrchestrationSettings(PoolSettings):
     signal_timeframes: list[Timeframe] = Field(default_factory=lambda: list(Timeframe))
     #: |ensemble score| below this is ``flat``.
     dead_zone: float = Field(default=0.1, ge=0.0, lt=1.0)
+    #: A flat series enters when the ensemble's strength (|weighted score|) and its calibrated
+    #: confidence reach these (and the maturity and trend filters pass); the models can open a
+    #: position on their own. Confidence is 0.5 until outcomes exist: raise it to demand a shown edge.
+    entry_min_strength: float = Field(default=0.3, ge=0.0, le=1.0)
+    entry_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
 
     # -- the feature names used (feature-engineering's names, kept here only) --
     rsi_feature: str = "rsi_14"

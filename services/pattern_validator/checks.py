@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import talib
 
-from services.pattern_validator.calendar import TradingCalendar
 from services.pattern_validator.inputs import Candle
 from shared.events import Reason, Signal, Timeframe
+from shared.market_hours import MarketHours
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def missing_bars(
     have: set[int],
     first_seen: int,
     window: int,
-    calendar: TradingCalendar,
+    calendar: MarketHours,
 ) -> list[int]:
     """Open times in the ``window`` bars ending at ``open_time`` that the market was open for and
     that have no bar (times before the first bar ever seen are not counted: that is before us)."""

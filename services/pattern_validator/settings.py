@@ -19,8 +19,8 @@ class PatternValidatorSettings(PoolSettings):
     gap_window_bars: int = Field(default=30, ge=2)
     #: Missing bars tolerated in that window (a quiet minute without a tick has no bar).
     max_missing_bars: int = Field(default=3, ge=0)
-    #: Trading-session calendar per symbol (``fx``, ``metal``, ``crypto``) beyond the simulated
-    #: terminal's symbol table; unknown symbols are ``fx`` (closed Fri 22:00 - Sun 22:00 UTC).
+    #: Trading-session calendar per symbol (``fx``, ``metal``, ``crypto``) beyond the platform's
+    #: (``shared.market_hours``); unknown symbols are ``fx`` (closed Fri 22:00 - Sun 22:00 UTC).
     sessions: dict[str, str] = Field(default_factory=dict)
 
     # -- patterns --

@@ -15,13 +15,13 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from services.pattern_validator import checks
-from services.pattern_validator.calendar import TradingCalendar
 from services.pattern_validator.dedup import SignalDeduplicator, fingerprint
 from services.pattern_validator.inputs import Inputs
 from services.pattern_validator.psi import TrainingDistributions, psi
 from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.store import VerdictStore
 from shared.events import FeatureDrift, FeatureVector, RejectedSignal, Signal, ValidatedSignal, now_ns, uuid5_text
+from shared.market_hours import MarketHours
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Validator:
         self._publish_verdict = publish_verdict
         self._publish_drift = publish_drift
         self._clock = wall_clock
-        self.calendar = TradingCalendar(settings.sessions)
+        self.calendar = MarketHours(settings.sessions)
         self.dedup = SignalDeduplicator(settings.dedup_window_s)
         self.rules = checks.RegimeRules(
             settings.adx_trend,

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from services.ai_orchestration.calibration import Calibrator
-from services.ai_orchestration.ensemble import Vote, combine, decide
+from services.ai_orchestration.ensemble import Book, EntryRule, Situation, Vote, combine
 from services.ai_orchestration.outcomes import Call, HitRates, Realiser
 from services.ai_orchestration.rsi_rule import RsiSeries, RsiThresholds, trend_of
 
@@ -59,20 +59,58 @@ def test_trend_filter_blocks_entries_against_the_higher_timeframe():
     assert RsiSeries().propose(20.0, None, strict).action == "hold"
 
 
-def test_a_vetoed_entry_is_proposed_again():
+def test_the_rule_keeps_its_own_position_as_the_seeds_strategy_alone_would():
     s = mature(RsiSeries())
-    assert s.propose(20.0, None, RULES).action == "enter_long"
-    s.commit(decide("enter_long", "short"))  # the ensemble vetoed it
-    assert s.position == "flat"
-    assert s.propose(20.0, None, RULES).action == "enter_long"
+    p = s.propose(20.0, None, RULES)
+    assert (p.action, p.score) == ("enter_long", 1.0)
+    s.commit(p.action)
+    assert s.position == "long"
+    assert s.propose(50.0, None, RULES).score == 1.0  # it keeps voting its long until its exit
 
 
-def test_action_rule():
-    assert decide("enter_long", "long") == "enter_long"
-    assert decide("enter_long", "flat") == "hold"
-    assert decide("enter_short", "long") == "hold"
-    assert decide("exit_long", "long") == "exit_long"  # exits always go out
-    assert decide("hold", "long") == "hold"  # models alone never open a position
+ENTRY = EntryRule(min_strength=0.3, min_confidence=0.55)
+
+
+def now(score: float, confidence: float = 0.6, *, mature=True, long_ok=True, short_ok=True, vote=0, rule="hold"):
+    return Situation(combine([Vote("m", score, 1.0)], dead_zone=0.1), confidence, mature, long_ok, short_ok, vote, rule)
+
+
+def test_the_models_alone_open_a_position_when_strong_and_confident_enough():
+    book = Book()
+    assert book.decide(now(0.29), ENTRY) == "hold"  # too weak
+    assert book.decide(now(0.5, confidence=0.54), ENTRY) == "hold"  # not confident enough
+    assert book.decide(now(0.3, confidence=0.55), ENTRY) == "enter_long"  # both thresholds reached
+    assert (book.position, book.owner) == ("long", "ensemble")
+    assert book.decide(now(0.9), ENTRY) == "hold"  # already long
+    book = Book()
+    assert book.decide(now(-0.6), ENTRY) == "enter_short"
+
+
+def test_maturity_and_trend_filter_every_entry():
+    assert Book().decide(now(0.9, mature=False), ENTRY) == "hold"
+    assert Book().decide(now(0.9, long_ok=False), ENTRY) == "hold"
+    assert Book().decide(now(-0.9, short_ok=False), ENTRY) == "hold"
+    assert Book().decide(now(-0.9, long_ok=False), ENTRY) == "enter_short"
+
+
+def test_a_reversal_exits_any_position_and_the_rules_exit_only_its_own():
+    book = Book()
+    assert book.decide(now(0.8, vote=1, rule="enter_long"), ENTRY) == "enter_long"
+    assert book.owner == "rule"  # the rule voted for it
+    assert book.decide(now(0.8, vote=0, rule="exit_long"), ENTRY) == "exit_long"  # the rule's exit closes it
+    models = Book()
+    assert models.decide(now(0.8, vote=0), ENTRY) == "enter_long"
+    assert models.owner == "ensemble"
+    assert models.decide(now(0.8, rule="exit_long"), ENTRY) == "hold"  # not the rule's position
+    assert models.decide(now(0.05), ENTRY) == "hold"  # flat is no reversal
+    assert models.decide(now(-0.2), ENTRY) == "exit_long"  # the ensemble turned short
+    assert models.position == "flat"
+
+
+def test_the_book_survives_its_checkpoint():
+    book = Book("short", "rule")
+    assert Book.from_json(book.to_json()) == book
+    assert Book.from_json({}) == Book()
 
 
 # -- outcomes without look-ahead -----------------------------------------------------------------

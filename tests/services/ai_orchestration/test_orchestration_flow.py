@@ -201,6 +201,20 @@ async def test_the_signal_goes_out_as_soon_as_every_expected_member_answered(
         assert sum(c.weight for c in signal.contributions) == pytest.approx(1.0)
 
 
+async def test_the_models_alone_open_and_close_a_position_once_the_series_is_mature(app, catalog, signals, producer):
+    symbol = unique_symbol("MO")
+    model = champion("opener")
+    catalog.by_symbol[symbol] = [model]
+    actions = []
+    for i, score in enumerate((0.8, 0.8, 0.8, -0.5)):  # the RSI rule stays neutral (RSI 50) throughout
+        v = vector(symbol, i)
+        await producer.send(v, prediction(v, model, score))
+        signal = await signals.wait_for(lambda s, t=v.ts_event: s.symbol == symbol and s.ts_event == t)
+        actions.append(signal.action)
+    # bar 0: not mature yet (2 bars); bar 1: the model alone enters; bar 2: holds; bar 3: reversal exits.
+    assert actions == ["hold", "enter_long", "hold", "exit_long"]
+
+
 async def test_a_flag_from_the_lifecycle_topic_stops_trust_at_the_next_bar(app, catalog, signals, producer):
     symbol = unique_symbol("FL")
     m = champion("drifty")
@@ -285,6 +299,7 @@ async def rsi_rule_across_a_restart(service, platform, settings, symbol, signals
         assert r.status_code == 200, r.text
         [rule] = [m for m in r.json()["members"] if m["name"] == "rsi-14"]
         assert rule["position"] == "long" and rule["bars"] == 2 and rule["mature"]
+        assert (r.json()["position"], r.json()["position_owner"]) == ("long", "rule")  # the signals' own
         await producer.send(vector(symbol, 2, 70.0, tf=M5))  # >= 65: the long exits (the position was restored)
         exited = await signals.wait_for(at(2))
         assert exited.action == "exit_long"

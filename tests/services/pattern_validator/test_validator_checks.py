@@ -10,11 +10,11 @@ import uuid
 import pytest
 
 from services.pattern_validator import checks
-from services.pattern_validator.calendar import TradingCalendar
 from services.pattern_validator.dedup import SignalDeduplicator, fingerprint
 from services.pattern_validator.inputs import Candle
 from services.pattern_validator.psi import Bins, live_shares, psi
 from shared.events import Contribution, Signal, Timeframe, now_ns, signal_id
+from shared.market_hours import MarketHours
 
 M1 = Timeframe.M1
 MIN = M1.nanos
@@ -66,7 +66,7 @@ def test_stale_when_arriving_long_after_the_bar_closed():
 
 
 def test_gappy_counts_missing_bars_in_open_market():
-    cal = TradingCalendar()
+    cal = MarketHours()
     have = {WED - i * MIN for i in range(30)} - {WED - 5 * MIN, WED - 6 * MIN}
     assert len(checks.missing_bars("EURUSD", M1, WED, have, 0, 30, cal)) == 2
     assert checks.gappy(signal(), [WED - 5 * MIN, WED - 6 * MIN], 2) == []
@@ -77,7 +77,7 @@ def test_gappy_counts_missing_bars_in_open_market():
 
 
 def test_the_weekend_closure_is_not_a_gap_for_fx_but_is_for_crypto():
-    cal = TradingCalendar()
+    cal = MarketHours()
     sunday_open = SAT + 46 * 3600 * 10**9  # Sunday 22:00 UTC: FX reopens
     first = sunday_open + 2 * MIN
     have = {sunday_open, sunday_open + MIN, first}  # three bars since the reopening; before: Friday 22:00
@@ -86,7 +86,7 @@ def test_the_weekend_closure_is_not_a_gap_for_fx_but_is_for_crypto():
 
 
 def test_bars_before_the_first_one_seen_are_not_gaps():
-    cal = TradingCalendar()
+    cal = MarketHours()
     have = {WED, WED - MIN}
     assert checks.missing_bars("EURUSD", M1, WED, have, WED - MIN, 30, cal) == []
 
