@@ -28,6 +28,7 @@ from services.ai_orchestration.rsi_rule import (
 )
 from services.ai_orchestration.series import MemberInfo, SeriesState
 from services.ai_orchestration.settings import AiOrchestrationSettings
+from shared.bus.consume import RecentIds
 from shared.events import (
     Contribution,
     FeatureVector,
@@ -84,6 +85,8 @@ class Orchestrator:
         self._early: OrderedDict[uuid.UUID, list[Prediction | PredictionRefused]] = OrderedDict()
         self._finished: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Vectors handled by this process (a redelivery is recognised by its id).
+        self._handled = RecentIds(100_000)
         self._rules = RsiThresholds(
             settings.rsi_enter_long,
             settings.rsi_enter_short,
@@ -106,11 +109,16 @@ class Orchestrator:
 
     async def on_vector(self, vector: FeatureVector) -> None:
         state = self.state(vector.symbol, vector.timeframe)
-        if vector.ts_event <= state.last_vector:
-            return  # handled before (a redelivery, or a replay after a restart)
-        state.last_vector = vector.ts_event
+        if vector.event_id in self._handled or vector.ts_event <= state.replay_floor:
+            return  # handled before: a redelivery, or a replay of what the checkpoint already covers
+        self._handled.fresh((vector,))
+        # Newer than every vector before it, as a rule; an older one not handled yet comes after a
+        # broker restart (its new log read again from the start, shared.bus.rewind): it still gets
+        # its signal, but does not set the trend back.
+        newest = vector.ts_event > state.last_vector
+        state.last_vector = max(state.last_vector, vector.ts_event)
         self.dirty.add((vector.symbol, vector.timeframe))
-        if vector.timeframe == self.settings.trend_timeframe:
+        if newest and vector.timeframe == self.settings.trend_timeframe:
             state.trend = trend_of(
                 vector.features.get(self.settings.trend_price_feature),
                 vector.features.get(self.settings.trend_average_feature),

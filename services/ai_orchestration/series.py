@@ -31,8 +31,10 @@ class SeriesState:
     #: The signals' position (what the signals opened and closed), besides the rule's own.
     book: Book = field(default_factory=Book)
     realiser: Realiser = field(default_factory=Realiser)
-    #: Open time (ns) of the newest feature vector handled: a replayed older one is skipped.
+    #: Open time (ns) of the newest feature vector handled (checkpointed).
     last_vector: int = -1
+    #: ``last_vector`` as restored from the checkpoint: a vector not newer is a replay, skipped.
+    replay_floor: int = -1
     #: This series' reading as the trend filter of lower timeframes (when it is the trend timeframe).
     trend: Trend = None
     members: dict[str, MemberInfo] = field(default_factory=dict)
@@ -64,7 +66,7 @@ class SeriesState:
         state.realiser = Realiser.from_json(data.get("realiser", {}))
         state.hits.load(data.get("hits", {}))
         state.calibration.load(data.get("calibration", []))
-        state.last_vector = int(data.get("last_vector", -1))
+        state.last_vector = state.replay_floor = int(data.get("last_vector", -1))
         trend = data.get("trend")
         state.trend = trend if trend in ("up", "down") else None
         state.members = {

@@ -19,7 +19,9 @@ from services.ai_orchestration.routes import router
 from services.ai_orchestration.series import SeriesState
 from services.ai_orchestration.settings import AiOrchestrationSettings
 from services.ai_orchestration.state import AiOrchestration
+from shared.bus.epoch import BrokerEpoch
 from shared.bus.positioned import unpositioned
+from shared.bus.rewind import RewindOnNewLog
 from shared.events import FeatureVector, MarketBar, ModelLifecycle, Prediction, PredictionRefused, Signal, Timeframe
 from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, Postgres, TokenAuth
@@ -77,6 +79,10 @@ def definition(catalog: CatalogFactory) -> ServiceDefinition[AiOrchestrationSett
         rt.add_check("feeds", feeds_positioned)
         rt.background("checkpoints", checkpoints)
         rt.background("poll-pacer", pacer.run)
+        # The group-less feeds read a restarted embedded broker's new log from its start.
+        epoch = BrokerEpoch(rt.platform.kafka_servers, client_id="ai-orchestration")
+        rt.background("rewind-on-new-log", RewindOnNewLog(subscribers, epoch).run)
+        rt.on_stop(epoch.close)
         rt.on_stop(stop)
         return AiOrchestration(settings, orchestrator)
 

@@ -18,7 +18,9 @@ from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.state import PatternValidator
 from services.pattern_validator.store import VerdictStore
 from services.pattern_validator.validator import Validator, Verdict
+from shared.bus.epoch import BrokerEpoch
 from shared.bus.positioned import unpositioned
+from shared.bus.rewind import RewindOnNewLog
 from shared.events import FeatureDrift, FeatureVector, MarketBar, RejectedSignal, Signal, ValidatedSignal
 from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, Postgres, TokenAuth
@@ -71,6 +73,10 @@ def definition(distributions: DistributionsFactory) -> ServiceDefinition[Pattern
 
         rt.add_check("feeds", feeds_positioned)
         rt.background("poll-pacer", pacer.run)
+        # The group-less feeds read a restarted embedded broker's new log from its start.
+        epoch = BrokerEpoch(rt.platform.kafka_servers, client_id="pattern-validator")
+        rt.background("rewind-on-new-log", RewindOnNewLog(feeds, epoch).run)
+        rt.on_stop(epoch.close)
         return PatternValidator(settings, validator)
 
     return ServiceDefinition(
