@@ -62,6 +62,10 @@ class AiOrchestrationSettings(PoolSettings):
     #: default outlasts the gap between two M1 bars: fast while bars flow, slow when markets close.
     idle_after_s: float = Field(default=90.0, gt=0)
     idle_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
+    #: For ``burst_s`` after each record they poll every ``burst_fetch_max_wait_ms``: a bar's records
+    #: come in a chain (bar, vector, predictions, signal) within milliseconds of each other.
+    burst_s: float = Field(default=0.5, ge=0)
+    burst_fetch_max_wait_ms: int = Field(default=2, ge=1, le=5000)
     #: Bars (outcomes) and model lifecycle events, off the signal's path, always poll this slowly.
     slow_feed_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
 

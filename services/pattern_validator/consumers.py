@@ -36,6 +36,7 @@ BARS = "pattern-validator.bars"
 VECTORS = "pattern-validator.vectors"
 RETRY_PAUSE_S = 1.0
 #: FastStream's wait between polls on the fast and on the slow pace.
+BURST_BATCH_TIMEOUT_MS = 2
 ACTIVE_BATCH_TIMEOUT_MS = 5
 IDLE_BATCH_TIMEOUT_MS = 50
 
@@ -99,5 +100,7 @@ def subscribe(
         active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
         idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
         idle_after_s=settings.idle_after_s,
+        burst=Pace(settings.burst_fetch_max_wait_ms, BURST_BATCH_TIMEOUT_MS) if settings.burst_s > 0 else None,
+        burst_s=settings.burst_s,
     )
     return (bars_sub, vectors_sub), pacer

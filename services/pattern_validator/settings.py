@@ -61,6 +61,10 @@ class PatternValidatorSettings(PoolSettings):
     #: wait that much longer). The default outlasts the gap between two M1 bars.
     idle_after_s: float = Field(default=90.0, gt=0)
     idle_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
+    #: For ``burst_s`` after each record they poll every ``burst_fetch_max_wait_ms``: a bar's records
+    #: come in a chain (bar, vector, predictions, signal) within milliseconds of each other.
+    burst_s: float = Field(default=0.5, ge=0)
+    burst_fetch_max_wait_ms: int = Field(default=2, ge=1, le=5000)
 
     #: Largest ``limit`` of ``GET /api/v1/signals``.
     max_signals_per_request: int = Field(default=500, ge=1)

@@ -13,6 +13,10 @@ it back. The price: the first record after an idle spell may wait up to ``idle_w
 longer. A real Kafka answers a waiting fetch as soon as data arrives, so there the
 pacer only lowers the idle poll rate.
 
+A ``burst`` pace, faster still, can follow each record for ``burst_s``: where one record announces
+others within milliseconds (a bar its feature vector, a vector its predictions and signal), the
+feeds poll every couple of milliseconds for that moment only.
+
 One pacer can drive several subscribers that wake together (``PollPacer(a, b, c, ...)``): a record
 on any of them puts them all on the active pace. The intelligence services use that for a chain
 of feeds (ai-orchestration's vectors, predictions and refusals; pattern-validator's signals,
@@ -47,7 +51,8 @@ class Pace:
 
 
 class PollPacer:
-    """Switches one or more batch subscribers (together) between an ``active`` and an ``idle`` pace."""
+    """Switches one or more batch subscribers (together) between an ``active`` and an ``idle`` pace,
+    and, if given one, a ``burst`` pace for ``burst_s`` after each record."""
 
     def __init__(
         self,
@@ -56,11 +61,14 @@ class PollPacer:
         active: Pace,
         idle: Pace,
         idle_after_s: float = 2.0,
+        burst: Pace | None = None,
+        burst_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._subscribers = (subscriber, *more)
-        self.active, self.idle = active, idle
+        self.active, self.idle, self.burst = active, idle, burst
         self._idle_after_s = idle_after_s
+        self._burst_s = burst_s
         self._clock = clock
         self._last_records_at = clock()
         self.current = active
@@ -68,18 +76,26 @@ class PollPacer:
     def saw_records(self) -> None:
         """Call from the handler: records arrived, poll fast (now, if idle before)."""
         self._last_records_at = self._clock()
-        if self.current is not self.active:
-            self._apply(self.active)
+        fastest = self.burst or self.active
+        if self.current is not fastest:
+            self._apply(fastest)
 
     def check(self) -> None:
-        """Switch to the idle pace if nothing arrived for ``idle_after_s``."""
-        if self.current is self.active and self._clock() - self._last_records_at >= self._idle_after_s:
+        """Step down: from the burst pace after ``burst_s`` without records, from the active one
+        after ``idle_after_s``."""
+        quiet = self._clock() - self._last_records_at
+        if self.current is self.burst and quiet >= self._burst_s:
+            self._apply(self.active)
+        if self.current is self.active and quiet >= self._idle_after_s:
             self._apply(self.idle)
 
     async def run(self) -> None:
         """Check periodically until cancelled."""
+        interval = self._idle_after_s / 4
+        if self.burst is not None:  # a burst may begin at any record: check often enough to end it on time
+            interval = min(interval, self._burst_s / 2)
         while True:
-            await asyncio.sleep(self._idle_after_s / 4)
+            await asyncio.sleep(interval)
             self.check()
 
     @contextlib.asynccontextmanager

@@ -65,3 +65,57 @@ async def test_an_idle_consumer_polls_slowly_and_wakes_on_the_first_record(infra
             await _eventually(lambda: pacer.current is IDLE)
     finally:
         await broker.stop()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Subscriber:
+    """What the pacer touches of a running FastStream subscriber (the real ones: the test above)."""
+
+    def __init__(self) -> None:
+        self.batch_timeout_ms = 5
+        self.consumer = type("Consumer", (), {})()
+        self.consumer._fetcher = type("Fetcher", (), {"_fetch_max_wait_ms": 10})()
+
+    @property
+    def pace(self) -> tuple[int, int]:
+        return self.consumer._fetcher._fetch_max_wait_ms, self.batch_timeout_ms
+
+
+def test_subscribers_of_one_pacer_wake_together_burst_and_step_down():
+    burst = Pace(fetch_max_wait_ms=2, batch_timeout_ms=2)
+    clock, subs = _Clock(), [_Subscriber(), _Subscriber(), _Subscriber()]
+    pacer = PollPacer(*subs, active=ACTIVE, idle=IDLE, idle_after_s=90, burst=burst, burst_s=0.5, clock=clock)
+    clock.t = 90.0
+    pacer.check()
+    assert pacer.current is IDLE and all(s.pace == (300, 50) for s in subs)
+    pacer.saw_records()  # a record on any one of them
+    assert pacer.current is burst and all(s.pace == (2, 2) for s in subs)
+    clock.t += 0.25
+    pacer.check()
+    assert pacer.current is burst  # still within the burst
+    clock.t += 0.25
+    pacer.check()
+    assert pacer.current is ACTIVE and all(s.pace == (10, 5) for s in subs)
+    clock.t += 89.25
+    pacer.check()
+    assert pacer.current is ACTIVE  # 89.75 s after the record
+    clock.t += 0.25
+    pacer.check()
+    assert pacer.current is IDLE and all(s.pace == (300, 50) for s in subs)
+
+
+def test_without_a_burst_pace_records_put_every_subscriber_on_the_active_pace():
+    clock, subs = _Clock(), [_Subscriber(), _Subscriber()]
+    pacer = PollPacer(*subs, active=ACTIVE, idle=IDLE, idle_after_s=2, clock=clock)
+    clock.t = 2.0
+    pacer.check()
+    assert all(s.pace == (300, 50) for s in subs)
+    pacer.saw_records()
+    assert pacer.current is ACTIVE and all(s.pace == (10, 5) for s in subs)

@@ -11,8 +11,10 @@ import pytest
 
 from services.pattern_validator import checks
 from services.pattern_validator.dedup import SignalDeduplicator, fingerprint
-from services.pattern_validator.inputs import Candle
-from services.pattern_validator.psi import Bins, live_shares, psi
+from services.pattern_validator.inputs import Candle, Inputs
+from services.pattern_validator.psi import Bins, NoDistributions, live_shares, psi
+from services.pattern_validator.settings import PatternValidatorSettings
+from services.pattern_validator.validator import Validator
 from shared.events import Contribution, Signal, Timeframe, now_ns, signal_id
 from shared.market_hours import MarketHours
 
@@ -196,3 +198,50 @@ def test_the_fingerprint_is_the_seeds_and_unique_within_the_window():
     assert d.check(a, WED + 299_000_000_000)
     assert not d.check(a, WED + 301_000_000_000)  # the window passed: new again
     assert (d.stats.checked, d.stats.duplicates, d.stats.tracked) == (3, 1, 1)
+
+
+# -- a verdict that could not be stored ------------------------------------------------------------
+
+
+class FlakyStore:
+    """The verdict store's interface in memory; its first insert fails (PostgreSQL went away)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, str] = {}
+        self.fail_next = True
+
+    async def stored_event(self, signal_id: uuid.UUID) -> str | None:
+        return self.rows.get(signal_id)
+
+    async def insert(self, verdict, fingerprint: str | None) -> bool:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("PostgreSQL went away")
+        if verdict.signal.event_id in self.rows:
+            return False
+        self.rows[verdict.signal.event_id] = verdict.model_dump_json()
+        return True
+
+    async def recent_fingerprints(self, since_ns: int) -> list[tuple[str, int]]:
+        return []
+
+
+async def test_a_signal_whose_verdict_was_not_stored_is_no_duplicate_of_itself_when_redelivered():
+    published = []
+
+    async def publish(verdict) -> None:
+        published.append(verdict)
+
+    async def no_drift(event) -> None: ...
+
+    settings = PatternValidatorSettings(input_wait_ms=0, max_delay_s=10**9)
+    store = FlakyStore()
+    validator = Validator(settings, Inputs(10), store, NoDistributions(), publish, no_drift, lambda: WED / 1e9)  # type: ignore[arg-type]
+    s = signal()
+    with pytest.raises(ConnectionError):
+        await validator.handle(s)  # the batch fails and is redelivered
+    verdict = await validator.handle(s)
+    assert "duplicate" not in {r.code for r in getattr(verdict, "reasons", getattr(verdict, "notes", []))}
+    assert published == [verdict] and s.event_id in store.rows
+    again = await validator.handle(s)  # a later redelivery: the stored verdict again
+    assert again.event_id == verdict.event_id and again.ts_init == verdict.ts_init
