@@ -53,8 +53,11 @@ from shared.settings import PlatformSettings
 
 OFFSET = 12500
 M1 = Timeframe.M1
-#: The pause before each of the spaced bars: longer than the feeds' burst.
-SPACED_GAP_S = 1.0
+#: The spaced bars come one per ``SPACED_PERIOD_S``, just after each multiple of it, with the services
+#: told to expect them then (``bars_every_s``) for ``SPACED_WINDOW_S``: as the mesh's bars come on
+#: the minute, but 10 times as often, and the feeds idle (200 ms polls) between two of them.
+SPACED_PERIOD_S = 6.0
+SPACED_WINDOW_S = 1.0
 MODEL = Champion(uuid.UUID(int=1), "bench-model", 1, "xgboost")
 
 
@@ -92,8 +95,13 @@ async def measure(settings: PlatformSettings, samples: int, spaced: int) -> None
     from tests.intelligence_support import new_key, running  # the apps in-process, as the tests run them
 
     key = new_key()
-    orch_settings = AiOrchestrationSettings(signal_timeframes=[M1], rsi_maturity_bars=5)
-    val_settings = PatternValidatorSettings(max_delay_s=10**9)  # bars of the past: staleness by the clock is not timed
+    orch_settings = AiOrchestrationSettings(
+        signal_timeframes=[M1], rsi_maturity_bars=5, bars_every_s=SPACED_PERIOD_S, bars_window_s=SPACED_WINDOW_S
+    )
+    # Bars of the past: staleness by the clock is not timed.
+    val_settings = PatternValidatorSettings(
+        max_delay_s=10**9, bars_every_s=SPACED_PERIOD_S, bars_window_s=SPACED_WINDOW_S
+    )
     servers = settings.kafka_servers
     async with (
         running(orchestration(lambda rt: OneModel()), settings, orch_settings, key),
@@ -119,10 +127,12 @@ async def measure(settings: PlatformSettings, samples: int, spaced: int) -> None
                 await producer.send(e.TOPIC, encode_event(e), key=e.partition_key())
             await producer.flush()
 
-        async def timed(first: int, count: int, gap_s: float) -> tuple[list[float], list[float]]:
-            """Bars ``first``.. one at a time, ``gap_s`` apart; ms to the signal and to the verdict."""
+        async def timed(first: int, count: int, spaced: bool) -> tuple[list[float], list[float]]:
+            """Bars ``first``.. one at a time (``spaced``: on the period's grid); ms to the signal and verdict."""
             to_signal, to_verdict = [], []
             for i in range(first, first + count):
+                if spaced:  # just after the next multiple of the period, as a bar closes on the minute
+                    await asyncio.sleep(SPACED_PERIOD_S - time.time() % SPACED_PERIOD_S + 0.02)
                 bar, vector, prediction = inputs(symbol, i, t0)
                 await send(bar)
                 start = time.perf_counter()
@@ -142,15 +152,13 @@ async def measure(settings: PlatformSettings, samples: int, spaced: int) -> None
                                 verdicts["validated" if r.topic == topics.SIGNALS_VALIDATED else "rejected"] += 1
                 to_signal.append(((signal_at or verdict_at) - start) * 1000)
                 to_verdict.append((verdict_at - start) * 1000)
-                await asyncio.sleep(gap_s)
             return to_signal, to_verdict
 
-        await timed(0, 20, 0)  # the first ones warm up connections and caches
-        rows = [("back to back", samples, await timed(20, samples, 0))]
+        await timed(0, 20, False)  # the first ones warm up connections and caches
+        rows = [("back to back", samples, await timed(20, samples, False))]
         if spaced:
-            # Each bar after a quiet second: the feeds' burst pace (orchestration/validator BURST_S) has
-            # ended, as for a bar of the mesh, which comes once a minute per series.
-            rows.append((f"{SPACED_GAP_S:.0f} s apart", spaced, await timed(20 + samples, spaced, SPACED_GAP_S)))
+            label = f"one per {SPACED_PERIOD_S:.0f} s, feeds idle between"
+            rows.append((label, spaced, await timed(20 + samples, spaced, True)))
         await consumer.stop()
         await producer.stop()
     for label, count, (to_signal, to_verdict) in rows:
@@ -163,7 +171,9 @@ async def measure(settings: PlatformSettings, samples: int, spaced: int) -> None
         f"champion answering at once + the RSI rule; deadline {orch_settings.deadline_ms} ms (not reached: every "
         f"expected member answers); verdicts {verdicts}; embedded Tansu + PostgreSQL 18; both services and the load "
         f"generator in one process; KAFKA_FETCH_MAX_WAIT_MS={settings.kafka_fetch_max_wait_ms}, burst "
-        f"{orch_settings.burst_fetch_max_wait_ms} ms for {orch_settings.burst_s} s after a record; "
+        f"{orch_settings.burst_fetch_max_wait_ms} ms for {orch_settings.burst_s} s after a record and from 0.5 s "
+        f"before to {SPACED_WINDOW_S:.0f} s after each multiple of {SPACED_PERIOD_S:.0f} s, idle "
+        f"{orch_settings.idle_fetch_max_wait_ms} ms after {orch_settings.idle_after_s} s without records; "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
 
@@ -171,13 +181,13 @@ async def measure(settings: PlatformSettings, samples: int, spaced: int) -> None
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=300, help="bars sent back to back")
-    parser.add_argument("--spaced", type=int, default=30, help=f"bars sent {SPACED_GAP_S:.0f} s apart (0: none)")
+    parser.add_argument("--spaced", type=int, default=15, help=f"bars one per {SPACED_PERIOD_S:.0f} s (0: none)")
     args = parser.parse_args()
     run(args.samples, args.spaced)
     return 0
 
 
-def run(samples: int, spaced: int = 30) -> None:
+def run(samples: int, spaced: int = 15) -> None:
     """Start the bench's own broker and PostgreSQL, measure ``samples`` bars, print, clean up."""
     var = Path(tempfile.mkdtemp(prefix="hats-bench-signals-"))
     var.chmod(0o755)

@@ -17,6 +17,10 @@ A ``burst`` pace, faster still, can follow each record for ``burst_s``: where on
 others within milliseconds (a bar its feature vector, a vector its predictions and signal), the
 feeds poll every couple of milliseconds for that moment only.
 
+And where records come at known times (bars close on the minute), an ``expected`` predicate
+(``around_period``) puts the pacer on its fastest pace just before they are due, so the first
+record does not pay for an idle spell; outside those moments it may idle after a short quiet.
+
 One pacer can drive several subscribers that wake together (``PollPacer(a, b, c, ...)``): a record
 on any of them puts them all on the active pace. The intelligence services use that for a chain
 of feeds (ai-orchestration's vectors, predictions and refusals; pattern-validator's signals,
@@ -50,6 +54,25 @@ class Pace:
     batch_timeout_ms: int
 
 
+#: How often a pacer with an ``expected`` predicate asks it (at most).
+EXPECTED_CHECK_S = 0.25
+
+
+def around_period(
+    period_s: float, *, before_s: float, after_s: float, clock: Callable[[], float] = time.time
+) -> Callable[[], bool]:
+    """A predicate for ``PollPacer(expected=...)``: true from ``before_s`` before each multiple of
+    ``period_s`` (of ``clock``, UTC seconds) until ``after_s`` after it. Bars of every timeframe
+    close on the minute, and what follows a bar (its feature vector, predictions, signal) comes
+    right after: ``around_period(60, before_s=0.5, after_s=3)``."""
+
+    def expected() -> bool:
+        phase = clock() % period_s
+        return phase < after_s or phase >= period_s - before_s
+
+    return expected
+
+
 class PollPacer:
     """Switches one or more batch subscribers (together) between an ``active`` and an ``idle`` pace,
     and, if given one, a ``burst`` pace for ``burst_s`` after each record."""
@@ -63,6 +86,7 @@ class PollPacer:
         idle_after_s: float = 2.0,
         burst: Pace | None = None,
         burst_s: float = 0.5,
+        expected: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._subscribers = (subscriber, *more)
@@ -71,6 +95,9 @@ class PollPacer:
         self._burst_s = burst_s
         self._clock = clock
         self._last_records_at = clock()
+        #: Whether records are due now (e.g. ``around_period``: just around a bar's close); while
+        #: it says so, the pacer acts as if records arrived, so the first one finds the fast pace.
+        self._expected = expected
         self.current = active
 
     def saw_records(self) -> None:
@@ -83,6 +110,8 @@ class PollPacer:
     def check(self) -> None:
         """Step down: from the burst pace after ``burst_s`` without records, from the active one
         after ``idle_after_s``."""
+        if self._expected is not None and self._expected():
+            self.saw_records()
         quiet = self._clock() - self._last_records_at
         if self.current is self.burst and quiet >= self._burst_s:
             self._apply(self.active)
@@ -92,8 +121,9 @@ class PollPacer:
     async def run(self) -> None:
         """Check periodically until cancelled."""
         interval = self._idle_after_s / 4
-        if self.burst is not None:  # a burst may begin at any record: check often enough to end it on time
-            interval = min(interval, self._burst_s / 2)
+        if self.burst is not None or self._expected is not None:
+            # A burst may begin at any record and an expected spell at any moment: check often enough.
+            interval = min(interval, self._burst_s / 2, EXPECTED_CHECK_S)
         while True:
             await asyncio.sleep(interval)
             self.check()
@@ -122,4 +152,4 @@ class PollPacer:
         log.debug("consumer pace now %s", pace)
 
 
-__all__ = ["Pace", "PollPacer"]
+__all__ = ["Pace", "PollPacer", "around_period"]

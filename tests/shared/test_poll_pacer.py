@@ -9,7 +9,7 @@ import uuid
 from faststream.kafka import KafkaBroker
 
 from shared.bus.broker import ensure_topics
-from shared.bus.pacing import Pace, PollPacer
+from shared.bus.pacing import Pace, PollPacer, around_period
 
 ACTIVE, IDLE = Pace(fetch_max_wait_ms=10, batch_timeout_ms=5), Pace(fetch_max_wait_ms=300, batch_timeout_ms=50)
 
@@ -119,3 +119,37 @@ def test_without_a_burst_pace_records_put_every_subscriber_on_the_active_pace():
     assert all(s.pace == (300, 50) for s in subs)
     pacer.saw_records()
     assert pacer.current is ACTIVE and all(s.pace == (10, 5) for s in subs)
+
+
+def test_around_period_is_true_just_before_and_after_each_multiple():
+    clock = _Clock()
+    due = around_period(60, before_s=0.5, after_s=3, clock=clock)
+    for t, expected in ((59.0, False), (59.5, True), (60.0, True), (62.9, True), (63.0, False), (119.5, True)):
+        clock.t = t
+        assert due() is expected, t
+
+
+def test_an_expected_spell_puts_idle_subscribers_on_the_fastest_pace_before_any_record():
+    burst = Pace(fetch_max_wait_ms=2, batch_timeout_ms=2)
+    clock, wall, subs = _Clock(), _Clock(), [_Subscriber(), _Subscriber()]
+    due = around_period(60, before_s=0.5, after_s=3, clock=wall)
+    pacer = PollPacer(
+        *subs, active=ACTIVE, idle=IDLE, idle_after_s=2, burst=burst, burst_s=0.5, expected=due, clock=clock
+    )
+    wall.t, clock.t = 10.0, 10.0
+    pacer.check()
+    assert pacer.current is IDLE  # nothing due, nothing arrived
+    wall.t = clock.t = 59.5
+    pacer.check()
+    assert pacer.current is burst and all(s.pace == (2, 2) for s in subs)  # before the bar, not after it
+    wall.t = clock.t = 62.75  # still due (the pacer asks every 0.25 s)
+    pacer.check()
+    wall.t = clock.t = 63.0  # the spell is over: the burst runs out, then the active pace, then idle
+    pacer.check()
+    assert pacer.current is burst
+    wall.t = clock.t = 63.5
+    pacer.check()
+    assert pacer.current is ACTIVE
+    wall.t = clock.t = 65.0
+    pacer.check()
+    assert pacer.current is IDLE
