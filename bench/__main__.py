@@ -14,7 +14,9 @@ directory on offset ports, then measures:
    closed-loop maximum in alternating rounds too, from a separate load-generator process;
    the gateway's latency overhead, its closed-loop throughput as a share of direct, and
    its CPU per proxied request (from /proc);
-4. token issuance (client_credentials) per second.
+4. token issuance (client_credentials) per second;
+5. after the mesh has stopped, feature vector -> signal -> verdict published p50/p99 through the
+   broker (``bench.signals``: ai-orchestration and pattern-validator on a broker of their own).
 
 Before the mesh starts, in this process: feature update per closed bar (``bench/features.py``), and
 single-row inference of each model kind (``bench/tree_inference.py``, ``bench/deep_inference.py``).
@@ -41,7 +43,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer
 
-from bench import deep_inference, features, tree_inference
+from bench import deep_inference, features, signals, tree_inference
 from bench.loadgen import LoadResult, run_in_subprocess
 from bench.synthetic import synthetic_ticks
 from shared import topics
@@ -385,6 +387,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating fixed-rate rounds per path")
     parser.add_argument("--token-senders", type=int, default=4)
     parser.add_argument("--feature-bars", type=int, default=5000)
+    parser.add_argument("--signal-samples", type=int, default=200, help="bars timed by bench.signals (0: skip)")
     args = parser.parse_args()
     # In this process, before the mesh takes the cores.
     features.report(args.feature_bars)
@@ -399,6 +402,8 @@ def main() -> int:
         mesh.send_signal(signal.SIGTERM)
         mesh.wait(60)
         shutil.rmtree(var, ignore_errors=True)
+    if args.signal_samples:
+        signals.run(args.signal_samples)  # on its own broker, once the mesh no longer shares the cores
     return 0
 
 

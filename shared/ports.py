@@ -69,7 +69,13 @@ SERVICES: tuple[Service, ...] = (
         module="services.data_bridge.service:SERVICE",
     ),
     Service("performance-analytics", Group.CORE, 8002, "PnL, equity, risk/return metrics, per-model attribution"),
-    Service("ai-orchestration", Group.CORE, 8003, "combines model outputs into signals (ensemble, fallbacks)"),
+    Service(
+        "ai-orchestration",
+        Group.CORE,
+        8003,
+        "combines model outputs into signals (ensemble, fallbacks)",
+        module="services.ai_orchestration.service:SERVICE",
+    ),
     Service("trading-engine", Group.CORE, 8007, "order management, pre-trade risk, venues, positions"),
     Service(
         "database-service",
@@ -109,7 +115,13 @@ SERVICES: tuple[Service, ...] = (
         module="services.ml_deep_learning.service:SERVICE",
         identity=("market:read",),
     ),
-    Service("pattern-validator", Group.AI, 8014, "validates signals (patterns, regime, drift, duplicates)"),
+    Service(
+        "pattern-validator",
+        Group.AI,
+        8014,
+        "validates signals (patterns, regime, drift, duplicates)",
+        module="services.pattern_validator.service:SERVICE",
+    ),
     Service("telegram-service", Group.OPS, 8015, "notifications and guarded commands"),
     Service("backtesting-engine", Group.AI, 8016, "strategy validation on history, same code as live"),
     Service("compliance-monitor", Group.COMPLIANCE, 8017, "real-time surveillance and pre/post-trade controls"),
@@ -168,6 +180,8 @@ ROUTES: dict[str, str] = {
     "features": "feature-engineering",
     "models": "ml-supervised",
     "predict": "ml-supervised",
+    "orchestration": "ai-orchestration",
+    "signals": "pattern-validator",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,6 +19,7 @@ import asyncpg
 import httpx
 import uvicorn
 
+from infra import kafka
 from shared.events import MarketTick, tick_event_id
 
 
@@ -195,3 +197,20 @@ def quote_tick(symbol: str, ms: int, bid: Decimal) -> MarketTick:
         bid=bid,
         ask=ask,
     )
+
+
+class OwnBroker:
+    """An embedded broker on ``port`` that a test can restart (a new, empty log) or stop."""
+
+    def __init__(self, port: int, log: Path) -> None:
+        self.port, self.log = port, log
+        self.servers = f"127.0.0.1:{port}"
+        self.process = kafka.start_broker(port, log)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.process = kafka.start_broker(self.port, self.log)

@@ -13,6 +13,19 @@ it back. The price: the first record after an idle spell may wait up to ``idle_w
 longer. A real Kafka answers a waiting fetch as soon as data arrives, so there the
 pacer only lowers the idle poll rate.
 
+A ``burst`` pace, faster still, can follow each record for ``burst_s``: where one record announces
+others within milliseconds (a bar its feature vector, a vector its predictions and signal), the
+feeds poll every couple of milliseconds for that moment only.
+
+And where records come at known times (bars close on the minute), an ``expected`` predicate
+(``around_period``) puts the pacer on its fastest pace just before they are due, so the first
+record does not pay for an idle spell; outside those moments it may idle after a short quiet.
+
+One pacer can drive several subscribers that wake together (``PollPacer(a, b, c, ...)``): a record
+on any of them puts them all on the active pace. The intelligence services use that for a chain
+of feeds (ai-orchestration's vectors, predictions and refusals; pattern-validator's signals,
+bars and vectors), where the first record of a bar announces the others within milliseconds.
+
 It sets two attributes the libraries read on every poll (FastStream's
 ``batch_timeout_ms`` of the subscriber, aiokafka's fetcher ``_fetch_max_wait_ms``), through
 ``shared.compat``; ``tests/shared/test_poll_pacer.py`` fails if either stops working.
@@ -41,40 +54,78 @@ class Pace:
     batch_timeout_ms: int
 
 
+#: How often a pacer with an ``expected`` predicate asks it (at most).
+EXPECTED_CHECK_S = 0.25
+
+
+def around_period(
+    period_s: float, *, before_s: float, after_s: float, clock: Callable[[], float] = time.time
+) -> Callable[[], bool]:
+    """A predicate for ``PollPacer(expected=...)``: true from ``before_s`` before each multiple of
+    ``period_s`` (of ``clock``, UTC seconds) until ``after_s`` after it. Bars of every timeframe
+    close on the minute, and what follows a bar (its feature vector, predictions, signal) comes
+    right after: ``around_period(60, before_s=0.5, after_s=3)``."""
+
+    def expected() -> bool:
+        phase = clock() % period_s
+        return phase < after_s or phase >= period_s - before_s
+
+    return expected
+
+
 class PollPacer:
-    """Switches one batch subscriber between an ``active`` and an ``idle`` pace."""
+    """Switches one or more batch subscribers (together) between an ``active`` and an ``idle`` pace,
+    and, if given one, a ``burst`` pace for ``burst_s`` after each record."""
 
     def __init__(
         self,
         subscriber: Any,
-        *,
+        *more: Any,
         active: Pace,
         idle: Pace,
         idle_after_s: float = 2.0,
+        burst: Pace | None = None,
+        burst_s: float = 0.5,
+        expected: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._subscriber = subscriber
-        self.active, self.idle = active, idle
+        self._subscribers = (subscriber, *more)
+        self.active, self.idle, self.burst = active, idle, burst
         self._idle_after_s = idle_after_s
+        self._burst_s = burst_s
         self._clock = clock
         self._last_records_at = clock()
+        #: Whether records are due now (e.g. ``around_period``: just around a bar's close); while
+        #: it says so, the pacer acts as if records arrived, so the first one finds the fast pace.
+        self._expected = expected
         self.current = active
 
     def saw_records(self) -> None:
         """Call from the handler: records arrived, poll fast (now, if idle before)."""
         self._last_records_at = self._clock()
-        if self.current is not self.active:
-            self._apply(self.active)
+        fastest = self.burst or self.active
+        if self.current is not fastest:
+            self._apply(fastest)
 
     def check(self) -> None:
-        """Switch to the idle pace if nothing arrived for ``idle_after_s``."""
-        if self.current is self.active and self._clock() - self._last_records_at >= self._idle_after_s:
+        """Step down: from the burst pace after ``burst_s`` without records, from the active one
+        after ``idle_after_s``."""
+        if self._expected is not None and self._expected():
+            self.saw_records()
+        quiet = self._clock() - self._last_records_at
+        if self.current is self.burst and quiet >= self._burst_s:
+            self._apply(self.active)
+        if self.current is self.active and quiet >= self._idle_after_s:
             self._apply(self.idle)
 
     async def run(self) -> None:
         """Check periodically until cancelled."""
+        interval = self._idle_after_s / 4
+        if self.burst is not None or self._expected is not None:
+            # A burst may begin at any record and an expected spell at any moment: check often enough.
+            interval = min(interval, self._burst_s / 2, EXPECTED_CHECK_S)
         while True:
-            await asyncio.sleep(self._idle_after_s / 4)
+            await asyncio.sleep(interval)
             self.check()
 
     @contextlib.asynccontextmanager
@@ -89,11 +140,16 @@ class PollPacer:
                 await task
 
     def _apply(self, pace: Pace) -> None:
-        if not compat.set_fetch_max_wait(compat.running_consumer(self._subscriber), pace.fetch_max_wait_ms):
-            return  # not started yet (or stopping): the next check tries again
-        compat.set_batch_timeout(self._subscriber, pace.batch_timeout_ms)
+        applied = True
+        for subscriber in self._subscribers:
+            if compat.set_fetch_max_wait(compat.running_consumer(subscriber), pace.fetch_max_wait_ms):
+                compat.set_batch_timeout(subscriber, pace.batch_timeout_ms)
+            else:
+                applied = False  # not started yet (or stopping): the next check or record tries again
+        if not applied:
+            return
         self.current = pace
         log.debug("consumer pace now %s", pace)
 
 
-__all__ = ["Pace", "PollPacer"]
+__all__ = ["Pace", "PollPacer", "around_period"]

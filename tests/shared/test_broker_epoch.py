@@ -14,38 +14,21 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
-from infra import kafka
 from shared.bus.broker import create_broker, ensure_topics
 from shared.bus.epoch import BrokerEpoch, EpochUnavailable
 from shared.bus.publish import BulkPublisher
 from shared.events import MarketTick, tick_event_id
 from shared.topics import BROKER_EPOCH, PARTITIONS
 from tests.conftest import PORT_OFFSET
+from tests.support import OwnBroker
 
 #: A broker of this module's own (beside the session's), so that it can be restarted.
 PORT = 9092 + PORT_OFFSET + 1500
 
 
-class OwnBroker:
-    """An embedded broker on ``PORT`` that the test can restart (a new, empty log) or stop."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        self.servers = f"127.0.0.1:{PORT}"
-        self.process = kafka.start_broker(PORT, log)
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.process = kafka.start_broker(PORT, self.log)
-
-
 @pytest.fixture
 def own_broker(tmp_path: Path):
-    broker = OwnBroker(tmp_path / "kafka.log")
+    broker = OwnBroker(PORT, tmp_path / "kafka.log")
     yield broker
     broker.stop()
 

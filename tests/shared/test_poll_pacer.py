@@ -9,7 +9,7 @@ import uuid
 from faststream.kafka import KafkaBroker
 
 from shared.bus.broker import ensure_topics
-from shared.bus.pacing import Pace, PollPacer
+from shared.bus.pacing import Pace, PollPacer, around_period
 
 ACTIVE, IDLE = Pace(fetch_max_wait_ms=10, batch_timeout_ms=5), Pace(fetch_max_wait_ms=300, batch_timeout_ms=50)
 
@@ -65,3 +65,91 @@ async def test_an_idle_consumer_polls_slowly_and_wakes_on_the_first_record(infra
             await _eventually(lambda: pacer.current is IDLE)
     finally:
         await broker.stop()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Subscriber:
+    """What the pacer touches of a running FastStream subscriber (the real ones: the test above)."""
+
+    def __init__(self) -> None:
+        self.batch_timeout_ms = 5
+        self.consumer = type("Consumer", (), {})()
+        self.consumer._fetcher = type("Fetcher", (), {"_fetch_max_wait_ms": 10})()
+
+    @property
+    def pace(self) -> tuple[int, int]:
+        return self.consumer._fetcher._fetch_max_wait_ms, self.batch_timeout_ms
+
+
+def test_subscribers_of_one_pacer_wake_together_burst_and_step_down():
+    burst = Pace(fetch_max_wait_ms=2, batch_timeout_ms=2)
+    clock, subs = _Clock(), [_Subscriber(), _Subscriber(), _Subscriber()]
+    pacer = PollPacer(*subs, active=ACTIVE, idle=IDLE, idle_after_s=90, burst=burst, burst_s=0.5, clock=clock)
+    clock.t = 90.0
+    pacer.check()
+    assert pacer.current is IDLE and all(s.pace == (300, 50) for s in subs)
+    pacer.saw_records()  # a record on any one of them
+    assert pacer.current is burst and all(s.pace == (2, 2) for s in subs)
+    clock.t += 0.25
+    pacer.check()
+    assert pacer.current is burst  # still within the burst
+    clock.t += 0.25
+    pacer.check()
+    assert pacer.current is ACTIVE and all(s.pace == (10, 5) for s in subs)
+    clock.t += 89.25
+    pacer.check()
+    assert pacer.current is ACTIVE  # 89.75 s after the record
+    clock.t += 0.25
+    pacer.check()
+    assert pacer.current is IDLE and all(s.pace == (300, 50) for s in subs)
+
+
+def test_without_a_burst_pace_records_put_every_subscriber_on_the_active_pace():
+    clock, subs = _Clock(), [_Subscriber(), _Subscriber()]
+    pacer = PollPacer(*subs, active=ACTIVE, idle=IDLE, idle_after_s=2, clock=clock)
+    clock.t = 2.0
+    pacer.check()
+    assert all(s.pace == (300, 50) for s in subs)
+    pacer.saw_records()
+    assert pacer.current is ACTIVE and all(s.pace == (10, 5) for s in subs)
+
+
+def test_around_period_is_true_just_before_and_after_each_multiple():
+    clock = _Clock()
+    due = around_period(60, before_s=0.5, after_s=3, clock=clock)
+    for t, expected in ((59.0, False), (59.5, True), (60.0, True), (62.9, True), (63.0, False), (119.5, True)):
+        clock.t = t
+        assert due() is expected, t
+
+
+def test_an_expected_spell_puts_idle_subscribers_on_the_fastest_pace_before_any_record():
+    burst = Pace(fetch_max_wait_ms=2, batch_timeout_ms=2)
+    clock, wall, subs = _Clock(), _Clock(), [_Subscriber(), _Subscriber()]
+    due = around_period(60, before_s=0.5, after_s=3, clock=wall)
+    pacer = PollPacer(
+        *subs, active=ACTIVE, idle=IDLE, idle_after_s=2, burst=burst, burst_s=0.5, expected=due, clock=clock
+    )
+    wall.t, clock.t = 10.0, 10.0
+    pacer.check()
+    assert pacer.current is IDLE  # nothing due, nothing arrived
+    wall.t = clock.t = 59.5
+    pacer.check()
+    assert pacer.current is burst and all(s.pace == (2, 2) for s in subs)  # before the bar, not after it
+    wall.t = clock.t = 62.75  # still due (the pacer asks every 0.25 s)
+    pacer.check()
+    wall.t = clock.t = 63.0  # the spell is over: the burst runs out, then the active pace, then idle
+    pacer.check()
+    assert pacer.current is burst
+    wall.t = clock.t = 63.5
+    pacer.check()
+    assert pacer.current is ACTIVE
+    wall.t = clock.t = 65.0
+    pacer.check()
+    assert pacer.current is IDLE

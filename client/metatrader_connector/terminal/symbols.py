@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import constants as c
+# The trading calendar is the platform's one (shared.market_hours): the validator counts missing
+# bars against the same sessions this terminal trades in.
+from shared.market_hours import DEFAULT_SESSIONS, SAT, open_hours
 
-HOURS = 24
-# Python weekday numbers (Monday=0 ... Sunday=6), as datetime.weekday() uses.
-MON, TUE, WED, THU, FRI, SAT, SUN = range(7)
+from . import constants as c
 
 # Share of an ordinary trading day's price variance that accrues during each
 # hour the market is *closed*.  The latent price keeps drifting over the
@@ -76,27 +76,6 @@ class SymbolSpec:
         # neighbouring hour's.
         profile = np.where(profile > 0, profile, np.roll(profile, 1))
         return profile / profile.sum()
-
-
-def open_hours(session: str) -> np.ndarray:
-    """Boolean table [weekday, utc_hour]: is the market open in that hour?
-
-    FX and metals trade from Sunday 22:00 to Friday 22:00 UTC; metals also
-    pause every day 21:00-22:00 UTC (which makes gold's Friday close 21:00);
-    crypto trades around the clock.
-    """
-    table = np.zeros((7, HOURS), dtype=bool)
-    if session == "crypto":
-        table[:] = True
-        return table
-    table[MON:FRI] = True  # Monday..Thursday, all day
-    table[FRI, :22] = True
-    table[SUN, 22:] = True
-    if session == "metal":
-        table[:, 21] = False
-    elif session != "fx":
-        raise ValueError(f"unknown session calendar {session!r}")
-    return table
 
 
 def hourly_tables(spec: SymbolSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,7 +139,7 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
             digits=5,
             ref_price=1.08,
             annual_vol=0.075,
-            session="fx",
+            session=DEFAULT_SESSIONS["EURUSD"],
             ticks_per_hour=_FX_TICKS,
             spread_points=6,
             min_spread_points=2,
@@ -182,7 +161,7 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
             digits=5,
             ref_price=1.27,
             annual_vol=0.085,
-            session="fx",
+            session=DEFAULT_SESSIONS["GBPUSD"],
             ticks_per_hour=tuple(0.9 * t for t in _FX_TICKS),
             spread_points=10,
             min_spread_points=3,
@@ -203,7 +182,7 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
             digits=2,
             ref_price=2000.0,
             annual_vol=0.15,
-            session="metal",
+            session=DEFAULT_SESSIONS["XAUUSD"],
             ticks_per_hour=_METAL_TICKS,
             spread_points=18,
             min_spread_points=8,
@@ -224,7 +203,7 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
             digits=2,
             ref_price=60_000.0,
             annual_vol=0.55,
-            session="crypto",
+            session=DEFAULT_SESSIONS["BTCUSD"],
             ticks_per_hour=_CRYPTO_TICKS,
             spread_points=2000,
             min_spread_points=500,

@@ -1,0 +1,111 @@
+"""pattern-validator's consumers.
+
+* Signals: one group (``pattern-validator.signals``), committed after each batch's verdicts are
+  stored and published; a failure (PostgreSQL, the broker) rewinds the batch (redelivered
+  signals get their stored verdict). Undecodable signals are dead-lettered.
+* Bars and feature vectors: no group, every instance keeps every series' recent window (the
+  signals of any symbol can come to it after a rebalance). They start from the earliest record
+  by default: after a restart the windows are rebuilt from the topics, not from memory.
+* Pace: the three are on a signal's path (a signal waits for its own bar and vector), so one
+  ``PollPacer`` keeps them at the platform's ``KAFKA_FETCH_MAX_WAIT_MS`` while records flow and at
+  ``IDLE_FETCH_MAX_WAIT_MS`` after ``IDLE_AFTER_S`` without any (a bar announces its signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from services.pattern_validator.inputs import Inputs
+from services.pattern_validator.settings import PatternValidatorSettings
+from services.pattern_validator.validator import Validator
+from shared.bus.consume import RAW_BATCH, decode_records
+from shared.bus.pacing import Pace, PollPacer, around_period
+from shared.events import FeatureVector, MarketBar, Signal
+from shared.kit.bus import ServiceBus
+
+log = logging.getLogger(__name__)
+
+SIGNALS_GROUP = "pattern-validator.signals"
+BARS = "pattern-validator.bars"
+VECTORS = "pattern-validator.vectors"
+RETRY_PAUSE_S = 1.0
+#: FastStream's wait between polls on the fast and on the slow pace.
+BURST_BATCH_TIMEOUT_MS = 2
+#: How long before a bar is due its feeds start polling fast (the pacer looks every 0.25 s).
+BARS_DUE_BEFORE_S = 0.5
+ACTIVE_BATCH_TIMEOUT_MS = 5
+IDLE_BATCH_TIMEOUT_MS = 50
+
+
+def subscribe(
+    bus: ServiceBus, validator: Validator, inputs: Inputs, settings: PatternValidatorSettings, fetch_max_wait_ms: int
+) -> tuple[Sequence[Any], PollPacer]:
+    """Feed the validator; returns the group-less subscribers (for the readiness check) and the
+    pacer of the three feeds (it must run while the bus does)."""
+    feeds_start_from = settings.feeds_start_from
+    fast: dict[str, Any] = {
+        "batch": True,
+        "batch_timeout_ms": ACTIVE_BATCH_TIMEOUT_MS,
+        "fetch_max_wait_ms": fetch_max_wait_ms,
+        **RAW_BATCH,
+    }
+    signal_dlq, bar_dlq, vector_dlq = (bus.dead_letters(g) for g in (SIGNALS_GROUP, BARS, VECTORS))
+
+    signals_sub = bus.subscriber(
+        Signal,
+        group=SIGNALS_GROUP,
+        max_records=200,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **fast,
+    )
+
+    @signals_sub
+    async def signals(msg: KafkaMessage) -> None:
+        pacer.saw_records()
+        try:
+            for _, signal in await decode_records(Signal, msg.raw_message, signal_dlq):
+                await validator.handle(signal)
+        except Exception:
+            log.exception("validating a batch of signals failed; it will be redelivered")
+            await asyncio.sleep(RETRY_PAUSE_S)
+            raise
+
+    bars_sub = bus.subscriber(MarketBar, group=None, max_records=5000, auto_offset_reset=feeds_start_from, **fast)
+
+    @bars_sub
+    async def bars(msg: KafkaMessage) -> None:
+        pacer.saw_records()
+        for _, bar in await decode_records(MarketBar, msg.raw_message, bar_dlq):
+            inputs.add_bar(bar)
+
+    vectors_sub = bus.subscriber(
+        FeatureVector, group=None, max_records=2000, auto_offset_reset=feeds_start_from, **fast
+    )
+
+    @vectors_sub
+    async def vectors(msg: KafkaMessage) -> None:
+        pacer.saw_records()
+        for _, vector in await decode_records(FeatureVector, msg.raw_message, vector_dlq):
+            inputs.add_vector(vector)
+
+    pacer = PollPacer(
+        signals_sub,
+        bars_sub,
+        vectors_sub,
+        active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
+        idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
+        idle_after_s=settings.idle_after_s,
+        burst=Pace(settings.burst_fetch_max_wait_ms, BURST_BATCH_TIMEOUT_MS) if settings.burst_s > 0 else None,
+        burst_s=settings.burst_s,
+        expected=around_period(settings.bars_every_s, before_s=BARS_DUE_BEFORE_S, after_s=settings.bars_window_s)
+        if settings.bars_every_s > 0
+        else None,
+    )
+    return (bars_sub, vectors_sub), pacer
