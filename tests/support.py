@@ -68,6 +68,34 @@ async def client_token(gateway: str, client_id: str, client_secret: str, scope: 
     return r.json()["access_token"]
 
 
+#: Added to the session's port offset by ``own_infra``. Clear of the fault meshes (+500), the epoch
+#: tests' broker (+1500) and the delivery meshes (+2500).
+STAND_IN_PORT_SHIFT = 1100
+
+
+@contextlib.asynccontextmanager
+async def own_infra(infra_env: Any, log_dir: Path) -> AsyncIterator[Any]:
+    """``infra_env`` with a broker of its own (topics created) and matrix ports shifted by
+    ``STAND_IN_PORT_SHIFT``, the session's PostgreSQL kept. For a test module that runs a mesh
+    service in-process: the session mesh (started by the integration tests, up for the whole
+    run) runs the same service in the same consumer groups on the session's broker, and holds
+    the session offset's ports that the module's stand-ins (database-service, the gateway) bind."""
+    from shared.bus.broker import ensure_topics
+
+    var, env, session = infra_env
+    shifted = session.model_copy(update={"hats_port_offset": session.hats_port_offset + STAND_IN_PORT_SHIFT})
+    port = shifted.port_of("kafka")
+    process = kafka.start_broker(port, log_dir / "kafka.log")
+    servers = f"127.0.0.1:{port}"
+    shifted = shifted.model_copy(update={"kafka_bootstrap_servers": servers})
+    try:
+        await ensure_topics(servers)
+        yield var, {**env, "KAFKA_BOOTSTRAP_SERVERS": servers}, shifted
+    finally:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     """A loopback port nothing listens on (the kernel's pick: it does not hand out one in use)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

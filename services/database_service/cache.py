@@ -60,7 +60,7 @@ class BarCache:
         #: False until the feed has replayed the topic up to where it stood at start-up.
         self.caught_up = False
         #: Per series, how many history imports were merged: a ClickHouse read of the series that
-        #: began before one (it may lack its bars) is read again (``MarketData._read_series``).
+        #: began before one (it may lack its bars) is read again (``MarketData``'s series reader).
         self._history: dict[SeriesKey, int] = {}
 
     def history_version(self, key: SeriesKey) -> int:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from services.api_gateway.openapi_merge import MergedOpenAPI
 from services.api_gateway.settings import GatewaySettings
+from shared import ports
 from shared.auth.scopes import CLIENT_SCOPES, INTERNAL
 from tests.docs_checks import assert_docs_work_offline
 
@@ -27,11 +28,10 @@ class Item(BaseModel):
 
 @pytest.fixture(scope="module")
 async def docs(infra_env):
-    """The real gateway; database-service, data-bridge and feature-engineering up, user-service down until a
-    test serves it."""
-    async with edge_mesh(
-        infra_env, GatewaySettings(), areas=("market", "ingest", "features"), item_models={"ingest": Item}
-    ) as mesh:
+    """The real gateway; every routed service up but user-service, down until a test serves it
+    (ml-supervised's second area, ``predict``, is served by its ``models`` upstream's port)."""
+    up = tuple(area for area, service in ports.ROUTES.items() if service != "user-service" and area != "predict")
+    async with edge_mesh(infra_env, GatewaySettings(), areas=up, item_models={"ingest": Item}) as mesh:
         merged = mesh.gateway.app.openapi.__self__  # the document install_merged_openapi gave the app
         assert isinstance(merged, MergedOpenAPI)
         merged.retry_after_s = RETRY_S  # shipped: 30 s

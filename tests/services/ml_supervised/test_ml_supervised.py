@@ -35,10 +35,17 @@ from shared.events import (
 from shared.kit.service import Overrides
 from shared.settings import PlatformSettings
 from tests.shared.ml.stand_in import StandInFeatureSet, random_walk
-from tests.support import eventually, own_database, serve
+from tests.support import eventually, own_database, own_infra, serve
 
 START = "2026-01-01T00:00:00Z"
 END = "2026-01-02T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+async def infra_env(infra_env, tmp_path_factory):
+    """The session's, with a broker and matrix ports of this module's own (``own_infra``)."""
+    async with own_infra(infra_env, tmp_path_factory.mktemp("own-kafka")) as env:
+        yield env
 
 
 #: The service's own OAuth2 client (ServiceIdentity), as an operator would set it.
@@ -104,7 +111,7 @@ class Feed:
         async for record in self.consumer:
             self.events.append(self.kinds[record.topic].model_validate_json(record.value))
 
-    async def first(self, predicate, timeout_s: float = 30.0):
+    async def first(self, predicate, timeout_s: float = 90.0):  # a loaded 2-core machine trains slowly
         return await eventually(lambda: _first(self.events, predicate), timeout_s=timeout_s)
 
 

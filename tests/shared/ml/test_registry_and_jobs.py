@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 
 import asyncpg
 import numpy as np
@@ -88,18 +89,16 @@ def runner_for(pool, tmp_path, executor, registered=None) -> JobRunner:
 
 async def train(runner: JobRunner, s: TrainSpec):
     job_id = await runner.store.create(s, "client:test")
-    stages: list[str] = []
+    stages: list[str] = [(await runner.store.view(job_id))["stage"]]
+    store_progress = runner.store.progress
 
-    async def watch():
-        while True:
-            view = await runner.store.view(job_id)
-            if not stages or stages[-1] != view["stage"]:
-                stages.append(view["stage"])
-            await asyncio.sleep(0.01)
+    async def progress(job: uuid.UUID, stage: str, percent: float) -> None:
+        # Every stage the runner writes (polling the row could miss a short one on a loaded machine).
+        stages.append(stage)
+        await store_progress(job, stage, percent)
 
-    watcher = asyncio.create_task(watch())
+    runner.store.progress = progress  # type: ignore[method-assign]
     assert await runner.run_one()
-    watcher.cancel()
     view = await runner.store.view(job_id)
     assert view is not None
     return view, [*stages, view["stage"]]
