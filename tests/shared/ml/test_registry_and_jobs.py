@@ -97,7 +97,7 @@ async def train(runner: JobRunner, s: TrainSpec):
         stages.append(stage)
         await store_progress(job, stage, percent)
 
-    runner.store.progress = progress  # type: ignore[method-assign]
+    runner.store.progress = progress  # type: ignore[method-assign,assignment]
     assert await runner.run_one()
     view = await runner.store.view(job_id)
     assert view is not None
