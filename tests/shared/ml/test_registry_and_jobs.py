@@ -89,7 +89,9 @@ def runner_for(pool, tmp_path, executor, registered=None) -> JobRunner:
 
 async def train(runner: JobRunner, s: TrainSpec):
     job_id = await runner.store.create(s, "client:test")
-    stages: list[str] = [(await runner.store.view(job_id))["stage"]]
+    queued = await runner.store.view(job_id)
+    assert queued is not None
+    stages: list[str] = [queued["stage"]]
     store_progress = runner.store.progress
 
     async def progress(job: uuid.UUID, stage: str, percent: float) -> None:
