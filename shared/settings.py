@@ -46,6 +46,25 @@ OPERATOR_CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
 MIN_OPERATOR_SECRET_CHARS = 32
 
 
+class SignalPathPolling(ServiceSettings):
+    """Mixin for the settings of a service whose feeds carry a bar's signal (``shared.bus.pacing.signal_path_pacer``).
+
+    The embedded broker holds each fetch for its whole wait (docs/intelligence.md, "Latency"): the
+    feeds poll every ``burst_fetch_max_wait_ms`` from just before each multiple of ``bars_every_s``
+    (wall clock: bars close on the minute) until ``bars_window_s`` after it, and for ``burst_s``
+    after any record; then at the platform's ``KAFKA_FETCH_MAX_WAIT_MS`` until ``idle_after_s``
+    without a record; then at ``idle_fetch_max_wait_ms``. A record outside those moments (a bar
+    closing late) may wait up to the idle wait. ``bars_every_s`` 0: no schedule.
+    """
+
+    bars_every_s: float = Field(default=60.0, ge=0)
+    bars_window_s: float = Field(default=3.0, ge=0)
+    burst_s: float = Field(default=0.5, ge=0)
+    burst_fetch_max_wait_ms: int = Field(default=2, ge=1, le=5000)
+    idle_after_s: float = Field(default=2.0, gt=0)
+    idle_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
+
+
 class IdentitySettings(ServiceSettings):
     """Mixin for the settings of a service with its own OAuth2 client (kit dependency ``ServiceIdentity``).
 

@@ -28,7 +28,7 @@ from faststream.kafka.annotations import KafkaMessage
 from services.ai_orchestration.orchestrator import Orchestrator
 from services.ai_orchestration.settings import AiOrchestrationSettings
 from shared.bus.consume import RAW_BATCH, RecentIds, decode_records
-from shared.bus.pacing import Pace, PollPacer, around_period
+from shared.bus.pacing import ACTIVE_BATCH_TIMEOUT_MS, IDLE_BATCH_TIMEOUT_MS, PollPacer, signal_path_pacer
 from shared.events import FeatureVector, MarketBar, ModelLifecycle, Prediction, PredictionRefused
 from shared.kit.bus import ServiceBus
 
@@ -38,14 +38,6 @@ PREDICTIONS = "ai-orchestration.predictions"
 REFUSALS = "ai-orchestration.refusals"
 BARS = "ai-orchestration.bars"
 LIFECYCLE = "ai-orchestration.lifecycle"
-
-
-#: FastStream's wait between polls on the fast and on the slow pace.
-BURST_BATCH_TIMEOUT_MS = 2
-#: How long before a bar is due its feeds start polling fast (the pacer looks every 0.25 s).
-BARS_DUE_BEFORE_S = 0.5
-ACTIVE_BATCH_TIMEOUT_MS = 5
-IDLE_BATCH_TIMEOUT_MS = 50
 
 
 def subscribe(
@@ -105,16 +97,10 @@ def subscribe(
             await orchestrator.on_refusal(refusal)
 
     subs.append(sub)
-    pacer = PollPacer(
+    pacer = signal_path_pacer(
         *subs,
-        active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
-        idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
-        idle_after_s=settings.idle_after_s,
-        burst=Pace(settings.burst_fetch_max_wait_ms, BURST_BATCH_TIMEOUT_MS) if settings.burst_s > 0 else None,
-        burst_s=settings.burst_s,
-        expected=around_period(settings.bars_every_s, before_s=BARS_DUE_BEFORE_S, after_s=settings.bars_window_s)
-        if settings.bars_every_s > 0
-        else None,
+        settings=settings,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     sub = bus.subscriber(MarketBar, group=None, **slow)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from shared.events import Timeframe
-from shared.settings import PoolSettings
+from shared.settings import PoolSettings, SignalPathPolling
 
 
-class AiOrchestrationSettings(PoolSettings):
+class AiOrchestrationSettings(PoolSettings, SignalPathPolling):
     #: How long after a feature vector arrives its signal waits for the expected predictions.
     deadline_ms: int = Field(default=250, ge=1, le=60_000)
     #: Names the combination rule in every signal (``Signal.strategy``, part of its id).
@@ -55,18 +55,6 @@ class AiOrchestrationSettings(PoolSettings):
     calibration_window: int = Field(default=500, ge=10)
     calibration_prior: float = Field(default=10.0, ge=0.0)
 
-    # -- polling (the embedded broker holds each fetch for its whole wait; docs/intelligence.md "Latency") --
-    #: The signal's feeds (vectors, predictions, refusals) poll every ``burst_fetch_max_wait_ms`` from just before
-    #: each multiple of ``bars_every_s`` (wall clock: bars close on the minute) until ``bars_window_s``
-    #: after it, and for ``burst_s`` after any record; then at the platform's ``KAFKA_FETCH_MAX_WAIT_MS``
-    #: until ``idle_after_s`` without a record; then at ``idle_fetch_max_wait_ms``. A record outside
-    #: those moments (a bar closing late) may wait up to the idle wait. ``bars_every_s`` 0: no schedule.
-    bars_every_s: float = Field(default=60.0, ge=0)
-    bars_window_s: float = Field(default=3.0, ge=0)
-    burst_s: float = Field(default=0.5, ge=0)
-    burst_fetch_max_wait_ms: int = Field(default=2, ge=1, le=5000)
-    idle_after_s: float = Field(default=2.0, gt=0)
-    idle_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
     #: Bars (outcomes) and model lifecycle events, off the signal's path, always poll this slowly.
     slow_feed_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
 

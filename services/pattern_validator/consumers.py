@@ -25,7 +25,7 @@ from services.pattern_validator.inputs import Inputs
 from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.validator import Validator
 from shared.bus.consume import RAW_BATCH, decode_records
-from shared.bus.pacing import Pace, PollPacer, around_period
+from shared.bus.pacing import ACTIVE_BATCH_TIMEOUT_MS, PollPacer, signal_path_pacer
 from shared.events import FeatureVector, MarketBar, Signal
 from shared.kit.bus import ServiceBus
 
@@ -35,12 +35,6 @@ SIGNALS_GROUP = "pattern-validator.signals"
 BARS = "pattern-validator.bars"
 VECTORS = "pattern-validator.vectors"
 RETRY_PAUSE_S = 1.0
-#: FastStream's wait between polls on the fast and on the slow pace.
-BURST_BATCH_TIMEOUT_MS = 2
-#: How long before a bar is due its feeds start polling fast (the pacer looks every 0.25 s).
-BARS_DUE_BEFORE_S = 0.5
-ACTIVE_BATCH_TIMEOUT_MS = 5
-IDLE_BATCH_TIMEOUT_MS = 50
 
 
 def subscribe(
@@ -95,17 +89,11 @@ def subscribe(
         for _, vector in await decode_records(FeatureVector, msg.raw_message, vector_dlq):
             inputs.add_vector(vector)
 
-    pacer = PollPacer(
+    pacer = signal_path_pacer(
         signals_sub,
         bars_sub,
         vectors_sub,
-        active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
-        idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
-        idle_after_s=settings.idle_after_s,
-        burst=Pace(settings.burst_fetch_max_wait_ms, BURST_BATCH_TIMEOUT_MS) if settings.burst_s > 0 else None,
-        burst_s=settings.burst_s,
-        expected=around_period(settings.bars_every_s, before_s=BARS_DUE_BEFORE_S, after_s=settings.bars_window_s)
-        if settings.bars_every_s > 0
-        else None,
+        settings=settings,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     return (bars_sub, vectors_sub), pacer

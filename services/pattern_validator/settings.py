@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import PoolSettings
+from shared.settings import PoolSettings, SignalPathPolling
 
 
-class PatternValidatorSettings(PoolSettings):
+class PatternValidatorSettings(PoolSettings, SignalPathPolling):
     # -- stale_data --
     #: A signal whose bar is more than this many bars older than the newest bar seen for its series.
     stale_bars: int = Field(default=2, ge=0)
@@ -54,19 +54,6 @@ class PatternValidatorSettings(PoolSettings):
 
     # -- duplicate (the seeds' SignalDeduplicator) --
     dedup_window_s: float = Field(default=300.0, gt=0)
-
-    # -- polling (the embedded broker holds each fetch for its whole wait; docs/intelligence.md "Latency") --
-    #: Signals, bars and vectors poll every ``burst_fetch_max_wait_ms`` from just before
-    #: each multiple of ``bars_every_s`` (wall clock: bars close on the minute) until ``bars_window_s``
-    #: after it, and for ``burst_s`` after any record; then at the platform's ``KAFKA_FETCH_MAX_WAIT_MS``
-    #: until ``idle_after_s`` without a record; then at ``idle_fetch_max_wait_ms``. A record outside
-    #: those moments (a bar closing late) may wait up to the idle wait. ``bars_every_s`` 0: no schedule.
-    bars_every_s: float = Field(default=60.0, ge=0)
-    bars_window_s: float = Field(default=3.0, ge=0)
-    burst_s: float = Field(default=0.5, ge=0)
-    burst_fetch_max_wait_ms: int = Field(default=2, ge=1, le=5000)
-    idle_after_s: float = Field(default=2.0, gt=0)
-    idle_fetch_max_wait_ms: int = Field(default=200, ge=1, le=5000)
 
     #: Largest ``limit`` of ``GET /api/v1/signals``.
     max_signals_per_request: int = Field(default=500, ge=1)

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import compat
+from shared.settings import SignalPathPolling
 
 log = logging.getLogger(__name__)
 
@@ -152,4 +153,36 @@ class PollPacer:
         log.debug("consumer pace now %s", pace)
 
 
-__all__ = ["Pace", "PollPacer", "around_period"]
+#: The signal path's pacer: FastStream's wait between polls on the burst, active and idle paces
+#: (subscribers start on the active one).
+_BURST_BATCH_TIMEOUT_MS = 2
+ACTIVE_BATCH_TIMEOUT_MS = 5
+IDLE_BATCH_TIMEOUT_MS = 50
+#: How long before a bar is due its feeds start polling fast (the pacer looks every 0.25 s).
+_BARS_DUE_BEFORE_S = 0.5
+
+
+def signal_path_pacer(*subscribers: Any, settings: SignalPathPolling, fetch_max_wait_ms: int) -> PollPacer:
+    """One pacer for the feeds that carry a bar's signal (ai-orchestration's, pattern-validator's),
+    paced as ``SignalPathPolling`` says; ``fetch_max_wait_ms`` is the platform's active wait."""
+    return PollPacer(
+        *subscribers,
+        active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
+        idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
+        idle_after_s=settings.idle_after_s,
+        burst=Pace(settings.burst_fetch_max_wait_ms, _BURST_BATCH_TIMEOUT_MS) if settings.burst_s > 0 else None,
+        burst_s=settings.burst_s,
+        expected=around_period(settings.bars_every_s, before_s=_BARS_DUE_BEFORE_S, after_s=settings.bars_window_s)
+        if settings.bars_every_s > 0
+        else None,
+    )
+
+
+__all__ = [
+    "ACTIVE_BATCH_TIMEOUT_MS",
+    "IDLE_BATCH_TIMEOUT_MS",
+    "Pace",
+    "PollPacer",
+    "around_period",
+    "signal_path_pacer",
+]
