@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import pytest
 import uvicorn
 
 from infra import kafka
@@ -242,3 +243,11 @@ class OwnBroker:
     def restart(self) -> None:
         self.stop()
         self.process = kafka.start_broker(self.port, self.log)
+
+
+@pytest.fixture(scope="module", name="infra_env")
+async def own_infra_env(infra_env: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """``infra_env`` as ``own_infra`` makes it, for the modules of a test directory whose conftest
+    imports this: their in-process services run the same consumers as the session mesh's."""
+    async with own_infra(infra_env, tmp_path_factory.mktemp("own-kafka")) as env:
+        yield env

@@ -46,7 +46,7 @@ from tests.services.ml_supervised.test_ml_supervised import (
     publish,
     token_app,
 )
-from tests.support import eventually, own_database, own_infra, serve
+from tests.support import eventually, own_database, serve
 
 STAND_IN = "tests.shared.ml.stand_in:stand_in"
 SYMBOL = "GBPUSD"
@@ -63,13 +63,6 @@ TRAIN = {
     "folds": 2,
     "hyperparameters": {"window": WINDOW, "hidden": 8, "epochs": 3, "batch_size": 64},
 }
-
-
-@pytest.fixture(scope="module")
-async def infra_env(infra_env, tmp_path_factory):
-    """The session's, with a broker and matrix ports of this module's own (``own_infra``)."""
-    async with own_infra(infra_env, tmp_path_factory.mktemp("own-kafka")) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from services.ml_supervised.bootstrap import ACTOR, NAME
 from shared.events import ModelLifecycle
 from tests.services.ml_supervised.test_ml_supervised import running_ml
 from tests.shared.ml.stand_in import T0_NS
-from tests.support import eventually, own_database, own_infra
+from tests.support import eventually, own_database
 
 #: The stand-in serves 1,500 M1 bars per symbol from T0: the clock stands just after them.
 AFTER_THE_BARS_S = T0_NS / 1e9 + 1500 * 60 + 30
-
-
-@pytest.fixture(scope="module")
-async def infra_env(infra_env, tmp_path_factory):
-    """The session's, with a broker and matrix ports of this module's own (``own_infra``)."""
-    async with own_infra(infra_env, tmp_path_factory.mktemp("own-kafka")) as env:
-        yield env
 
 
 async def _champions(http, token):

@@ -35,17 +35,10 @@ from shared.events import (
 from shared.kit.service import Overrides
 from shared.settings import PlatformSettings
 from tests.shared.ml.stand_in import StandInFeatureSet, random_walk
-from tests.support import eventually, own_database, own_infra, serve
+from tests.support import eventually, own_database, serve
 
 START = "2026-01-01T00:00:00Z"
 END = "2026-01-02T00:00:00Z"
-
-
-@pytest.fixture(scope="module")
-async def infra_env(infra_env, tmp_path_factory):
-    """The session's, with a broker and matrix ports of this module's own (``own_infra``)."""
-    async with own_infra(infra_env, tmp_path_factory.mktemp("own-kafka")) as env:
-        yield env
 
 
 #: The service's own OAuth2 client (ServiceIdentity), as an operator would set it.
