@@ -85,7 +85,9 @@ async def own_infra(infra_env: Any, log_dir: Path) -> AsyncIterator[Any]:
 
     var, env, session = infra_env
     shifted = session.model_copy(update={"hats_port_offset": session.hats_port_offset + STAND_IN_PORT_SHIFT})
-    port = shifted.port_of("kafka")
+    # A port of its own each time: a module's clients must never meet the previous module's
+    # broker's successor on the same address (metadata and group state cached by address).
+    port = free_port()
     process = kafka.start_broker(port, log_dir / "kafka.log")
     servers = f"127.0.0.1:{port}"
     shifted = shifted.model_copy(update={"kafka_bootstrap_servers": servers})
