@@ -66,12 +66,20 @@ async def test_market_data_is_the_same_reference_data_for_every_tenant_and_only_
     acme = await _register(gateway, admin_token, name="acme-reader", scopes=["market:read"], tenant="acme")
     acme_token = await client_token(gateway, acme["client_id"], acme["client_secret"])
     async with httpx.AsyncClient(timeout=30) as http:
-        platform = await http.get(
-            gateway + "/api/v1/market/symbols", headers={"Authorization": f"Bearer {market_token}"}
-        )
-        theirs = await http.get(gateway + "/api/v1/market/symbols", headers={"Authorization": f"Bearer {acme_token}"})
-        assert platform.status_code == theirs.status_code == 200
-        assert theirs.json() == platform.json()
+
+        async def same_for_both() -> bool:
+            # Live ticks keep arriving, so a tick may land between the two reads: the
+            # answers must agree on some pair of reads, not on the first one.
+            platform = await http.get(
+                gateway + "/api/v1/market/symbols", headers={"Authorization": f"Bearer {market_token}"}
+            )
+            theirs = await http.get(
+                gateway + "/api/v1/market/symbols", headers={"Authorization": f"Bearer {acme_token}"}
+            )
+            assert platform.status_code == theirs.status_code == 200, (platform.text, theirs.text)
+            return bool(theirs.json() == platform.json())
+
+        assert await eventually(same_for_both, timeout_s=20)
         # ... which the tenant cannot change: market:write is not its to hold.
         r = await http.post(
             gateway + "/api/v1/ingest/ticks", json={"ticks": []}, headers={"Authorization": f"Bearer {acme_token}"}
