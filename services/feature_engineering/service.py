@@ -23,6 +23,7 @@ from services.feature_engineering.settings import FeatureEngineeringSettings
 from services.feature_engineering.state import FeatureEngineering
 from shared.auth.scopes import MARKET_READ
 from shared.bus.consume import RAW_BATCH, decode_records
+from shared.bus.pacing import ACTIVE_BATCH_TIMEOUT_MS, signal_path_pacer
 from shared.events import FeatureVector, MarketBar
 from shared.features import FeatureSet
 from shared.kit.contract import Consumes, Contract
@@ -71,7 +72,7 @@ async def start(rt: Runtime[FeatureEngineeringSettings, FeatureEngineering]) -> 
     )
     dead_letters = rt.bus.dead_letters(GROUP)
 
-    @rt.bus.subscriber(
+    bars_sub = rt.bus.subscriber(
         MarketBar,
         group=GROUP,
         batch=True,
@@ -79,12 +80,20 @@ async def start(rt: Runtime[FeatureEngineeringSettings, FeatureEngineering]) -> 
         auto_offset_reset="earliest",
         listener=ForgetOnRebalance(pipeline),
         ack_policy=AckPolicy.NACK_ON_ERROR,  # a failure rewinds the batch: the applied bars are skipped then
-        batch_timeout_ms=20,
+        batch_timeout_ms=ACTIVE_BATCH_TIMEOUT_MS,
+        fetch_max_wait_ms=rt.platform.kafka_fetch_max_wait_ms,
         **RAW_BATCH,
     )
+
+    @bars_sub
     async def on_bars(msg: KafkaMessage) -> None:
+        pacer.saw_records()
         decoded = await decode_records(MarketBar, msg.raw_message, dead_letters)
         await pipeline.on_bars([bar for _, bar in decoded])
+
+    # The first hop of a bar's signal: paced like the rest of the path (fast around each minute).
+    pacer = signal_path_pacer(bars_sub, settings=settings, fetch_max_wait_ms=rt.platform.kafka_fetch_max_wait_ms)
+    rt.background("poll-pacer", pacer.run)
 
     return FeatureEngineering(settings, pipeline)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import IdentitySettings
+from shared.settings import IdentitySettings, SignalPathPolling
 
 
-class FeatureEngineeringSettings(IdentitySettings):
+class FeatureEngineeringSettings(IdentitySettings, SignalPathPolling):
     #: Stored bars (database-service) a series without a saved state is warmed up on before its
     #: first live bar; also the longest gap after a saved state that is filled from storage.
     warmup_bars: int = Field(default=500, ge=0, le=100_000)

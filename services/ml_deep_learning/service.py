@@ -13,13 +13,6 @@ training runs in a worker process at ``worker_niceness`` (10) with the job's ``t
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import socket
-import time
-import uuid
-from functools import partial
-
 from services.ml_deep_learning import consumers
 from services.ml_deep_learning.inference import SequenceChampions
 from services.ml_deep_learning.routes import router
@@ -32,14 +25,9 @@ from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, HttpClient, Postgres, ServiceIdentity, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 from shared.ml import REGISTRY_MIGRATIONS
-from shared.ml.artifacts import ArtifactStore
-from shared.ml.bars import HttpBarSource
 from shared.ml.deep import configure_inference_threads
-from shared.ml.jobs import JobRunner, JobStore, RunnerSettings, worker_pool
-from shared.ml.lifecycle import Lifecycle
-from shared.ml.registry import ModelRegistry
 from shared.ml.sequence import SEQUENCE_KINDS
-from shared.ml.training import load_factory
+from shared.ml.service import model_runtime
 
 #: Who acts when the service acts on its own (expiry, drift).
 SERVICE_ACTOR = "service:ml-deep-learning"
@@ -58,40 +46,13 @@ CONTRACT = Contract(
 async def start(rt: Runtime[MlDeepLearningSettings, MlDeepLearning]) -> MlDeepLearning:
     settings = rt.settings
     configure_inference_threads(settings.inference_threads)
-    wall = rt.overrides.wall_clock or time.time
-
-    def clock() -> dt.datetime:
-        return dt.datetime.fromtimestamp(wall(), dt.UTC)
-
-    registry = ModelRegistry(rt.postgres, ArtifactStore(rt.platform.hats_var_dir / "models"))
-    lifecycle = Lifecycle(registry, rt.bus.publisher(ModelLifecycle), SEQUENCE_KINDS, clock, SERVICE_ACTOR)
-    champions = SequenceChampions(registry)
+    models = model_runtime(rt, settings, SEQUENCE_KINDS, SERVICE_ACTOR)
+    champions = SequenceChampions(models.registry)
     await champions.reload()
     windows = Windows(rt.postgres, settings.window_bars)
     rt.log.info("feature vectors restored for the sequence windows: %d", await windows.load())
-    runner = JobRunner(
-        JobStore(rt.postgres),
-        registry,
-        HttpBarSource(rt.http, rt.url_of("database-service")),
-        load_factory(settings.feature_set),
-        RunnerSettings(
-            kinds=SEQUENCE_KINDS,
-            poll_interval_s=settings.job_poll_interval_s,
-            heartbeat_s=settings.job_heartbeat_s,
-            stale_after_s=settings.job_stale_after_s,
-            expires_after_days=settings.expires_after_days,
-        ),
-        worker=f"{rt.name}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-        executor=partial(worker_pool, settings.worker_niceness),
-        on_registered=lifecycle.registered,
-    )
-    consumers.subscribe(rt.bus, champions, windows, lifecycle, rt.platform.kafka_fetch_max_wait_ms)
-    rt.background("training-jobs", runner.run, restart_after_s=5.0)
-    rt.background(
-        "expiry-check", partial(lifecycle.run_expiry_checks, settings.expiry_check_interval_s), restart_after_s=30.0
-    )
-    rt.on_stop(runner.close)
-    return MlDeepLearning(settings, registry, runner, champions, lifecycle, windows)
+    consumers.subscribe(rt, champions, windows, models.lifecycle)
+    return MlDeepLearning(settings, models.registry, models.runner, champions, models.lifecycle, windows)
 
 
 SERVICE = ServiceDefinition(

@@ -1,86 +1,41 @@
-"""ml-supervised's subscribers: feature vectors -> predictions, lifecycle -> champions reloaded,
-drift -> models flagged. Undecodable records go to the dead-letter topic; nothing else stops."""
+"""ml-supervised's feeds (``shared.ml.service.subscribe_model_feeds``): feature vectors -> one
+prediction per champion tree model, lifecycle -> champions reloaded, drift -> models flagged."""
 
 from __future__ import annotations
 
-import logging
-
-from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
+from typing import Any
 
 from services.ml_supervised.inference import Champions
-from services.ml_supervised.lifecycle import Lifecycle
-from shared.bus.consume import RAW_BATCH, RecentIds, decode_records
-from shared.events import FeatureDrift, FeatureVector, ModelLifecycle, Prediction, PredictionRefused
-from shared.kit.bus import ServiceBus
-
-log = logging.getLogger(__name__)
+from services.ml_supervised.settings import MlSupervisedSettings
+from shared.bus.pacing import PollPacer
+from shared.events import FeatureVector, Prediction, PredictionRefused
+from shared.kit.service import Runtime
+from shared.ml.lifecycle import Lifecycle
+from shared.ml.service import subscribe_model_feeds
 
 VECTORS_GROUP = "ml-supervised"
 DRIFT_GROUP = "ml-supervised.drift"
 
 
-def subscribe(bus: ServiceBus, champions: Champions, lifecycle: Lifecycle, fetch_max_wait_ms: int) -> None:
-    predictions = bus.publisher(Prediction)
-    refusals = bus.publisher(PredictionRefused)
-    vectors_dlq = bus.dead_letters(VECTORS_GROUP)
-    drift_dlq = bus.dead_letters(DRIFT_GROUP)
-    seen = RecentIds(50_000)
-
-    @bus.subscriber(
-        FeatureVector,
-        group=VECTORS_GROUP,
-        batch=True,
-        max_records=500,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch_timeout_ms=5,
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        **RAW_BATCH,
-    )
-    async def predict_vectors(msg: KafkaMessage) -> None:
-        decoded = await decode_records(FeatureVector, msg.raw_message, vectors_dlq)
-        fresh = seen.fresh([vector for _, vector in decoded])
+def subscribe(rt: Runtime[MlSupervisedSettings, Any], champions: Champions, lifecycle: Lifecycle) -> PollPacer:
+    async def predict(vectors: list[FeatureVector]) -> tuple[list[Prediction], list[PredictionRefused]]:
         out: list[Prediction] = []
         refused: list[PredictionRefused] = []
-        for vector in fresh:
+        for vector in vectors:
             p, r = champions.on_vector(vector)
             out.extend(p)
             refused.extend(r)
-        try:
-            # Ids are deterministic (model, vector): a redelivery publishes the same events again.
-            await predictions.publish(out)
-            await refusals.publish(refused)
-        except Exception:
-            seen.forget(fresh)
-            raise  # NACK: the batch is redelivered
+        return out, refused
 
-    # Every instance reloads its champions on every change (no group, only changes from now on:
-    # the registry, read at start, holds what came before).
-    @bus.subscriber(ModelLifecycle, group=None, batch=True, auto_offset_reset="latest", **RAW_BATCH)
-    async def follow_lifecycle(msg: KafkaMessage) -> None:
-        relevant = False
-        for record in msg.raw_message:
-            try:
-                event = ModelLifecycle.model_validate_json(record.value or b"")
-            except ValueError:
-                log.warning("ignoring an undecodable lifecycle event at offset %s", record.offset)
-                continue
-            relevant = relevant or event.model_kind in champions.kinds
-        if relevant:
-            await champions.reload()
-
-    @bus.subscriber(
-        FeatureDrift,
-        group=DRIFT_GROUP,
-        batch=True,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        **RAW_BATCH,
+    return subscribe_model_feeds(
+        rt,
+        rt.settings,
+        vectors_group=VECTORS_GROUP,
+        drift_group=DRIFT_GROUP,
+        champions=champions,
+        lifecycle=lifecycle,
+        predict=predict,
     )
-    async def flag_drift(msg: KafkaMessage) -> None:
-        for _, drift in await decode_records(FeatureDrift, msg.raw_message, drift_dlq):
-            await lifecycle.on_drift(drift)  # idempotent: a flagged model is not flagged again
 
 
 __all__ = ["DRIFT_GROUP", "VECTORS_GROUP", "subscribe"]

@@ -8,17 +8,10 @@ Training reads stored bars from database-service and runs the live feature set o
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import socket
-import time
-import uuid
-from functools import partial
-
 from services.ml_supervised import consumers
 from services.ml_supervised.bootstrap import ColdStart, ColdStartPlan
 from services.ml_supervised.inference import Champions
-from services.ml_supervised.lifecycle import SERVICE_ACTOR, Lifecycle
+from services.ml_supervised.lifecycle import SERVICE_ACTOR
 from services.ml_supervised.routes import predict_router, router
 from services.ml_supervised.settings import MlSupervisedSettings
 from services.ml_supervised.state import MlSupervised
@@ -28,11 +21,7 @@ from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, HttpClient, Postgres, ServiceIdentity, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 from shared.ml import REGISTRY_MIGRATIONS
-from shared.ml.artifacts import ArtifactStore
-from shared.ml.bars import HttpBarSource
-from shared.ml.jobs import JobRunner, JobStore, RunnerSettings, worker_pool
-from shared.ml.registry import ModelRegistry
-from shared.ml.training import load_factory
+from shared.ml.service import model_runtime
 from shared.ml.trees import TREE_KINDS
 
 CONTRACT = Contract(
@@ -48,55 +37,34 @@ CONTRACT = Contract(
 
 async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised:
     settings = rt.settings
-    wall = rt.overrides.wall_clock or time.time
-
-    def clock() -> dt.datetime:
-        return dt.datetime.fromtimestamp(wall(), dt.UTC)
-
-    registry = ModelRegistry(rt.postgres, ArtifactStore(rt.platform.hats_var_dir / "models"))
-    lifecycle = Lifecycle(registry, rt.bus.publisher(ModelLifecycle), TREE_KINDS, clock, SERVICE_ACTOR)
-    champions = Champions(registry, TREE_KINDS)
+    models = model_runtime(rt, settings, TREE_KINDS, SERVICE_ACTOR)
+    champions = Champions(models.registry, TREE_KINDS)
     await champions.reload()
-    jobs = JobStore(rt.postgres)
-    bars = HttpBarSource(rt.http, rt.url_of("database-service"))
-    runner = JobRunner(
-        jobs,
-        registry,
-        bars,
-        load_factory(settings.feature_set),
-        RunnerSettings(
-            kinds=TREE_KINDS,
-            poll_interval_s=settings.job_poll_interval_s,
-            heartbeat_s=settings.job_heartbeat_s,
-            stale_after_s=settings.job_stale_after_s,
-            expires_after_days=settings.expires_after_days,
-        ),
-        worker=f"{rt.name}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-        executor=partial(worker_pool, settings.worker_niceness),
-        on_registered=lifecycle.registered,
-    )
     cold_start = ColdStart(
         ColdStartPlan(
             settings.bootstrap_symbols, settings.bootstrap_days, settings.bootstrap_min_bars, settings.bootstrap_wait_s
         ),
-        registry,
-        jobs,
-        runner,
-        lifecycle,
+        models.registry,
+        models.jobs,
+        models.runner,
+        models.lifecycle,
         champions,
-        bars,
-        clock,
+        models.bars,
+        models.clock,
         rt.identity.ready,
     )
-    consumers.subscribe(rt.bus, champions, lifecycle, rt.platform.kafka_fetch_max_wait_ms)
+    consumers.subscribe(rt, champions, models.lifecycle)
     rt.background("cold-start", cold_start.run, restart_after_s=30.0)
-    rt.background("training-jobs", runner.run, restart_after_s=5.0)
-    rt.background(
-        "expiry-check", partial(lifecycle.run_expiry_checks, settings.expiry_check_interval_s), restart_after_s=30.0
-    )
-    rt.on_stop(runner.close)
     return MlSupervised(
-        settings, registry, jobs, runner, champions, lifecycle, clock, rt.http, rt.url_of("ml-deep-learning")
+        settings,
+        models.registry,
+        models.jobs,
+        models.runner,
+        champions,
+        models.lifecycle,
+        models.clock,
+        rt.http,
+        rt.url_of("ml-deep-learning"),
     )
 
 
