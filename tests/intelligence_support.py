@@ -30,7 +30,8 @@ def new_key() -> OKPKey:
     return key
 
 
-def bearer(key: OKPKey, platform: PlatformSettings, scopes: Sequence[str] = ("market:read",)) -> dict[str, str]:
+def mint(key: OKPKey, platform: PlatformSettings, scopes: Sequence[str] = ("market:read",)) -> str:
+    """An access token signed by ``key`` for ``platform``'s issuer and audience, with ``scopes``."""
     token, _ = mint_access_token(
         key,
         issuer=platform.token_issuer,
@@ -41,7 +42,22 @@ def bearer(key: OKPKey, platform: PlatformSettings, scopes: Sequence[str] = ("ma
         scopes=scopes,
         ttl_s=600,
     )
-    return {"Authorization": f"Bearer {token}"}
+    return token
+
+
+def bearer(key: OKPKey, platform: PlatformSettings, scopes: Sequence[str] = ("market:read",)) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint(key, platform, scopes)}"}
+
+
+def verifier_trusting(key: OKPKey, platform: PlatformSettings) -> TokenVerifier:
+    """A token verifier for ``platform`` that trusts ``key`` (the tests' stand-in for the gateway's JWKS)."""
+    keys = KeySet([key])
+    return TokenVerifier(
+        issuer=platform.token_issuer,
+        audience=platform.hats_token_audience,
+        keys=LocalKeySource(lambda: keys),
+        revoked=RevokedTokens(),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -72,13 +88,7 @@ async def running(
     wall_clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     """The real app (lifespan: migrations, broker, consumers), ready, with a verifier trusting ``key``."""
-    keys = KeySet([key])
-    verifier = TokenVerifier(
-        issuer=platform.token_issuer,
-        audience=platform.hats_token_audience,
-        keys=LocalKeySource(lambda: keys),
-        revoked=RevokedTokens(),
-    )
+    verifier = verifier_trusting(key, platform)
     app = definition.create_app(
         platform=platform, settings=settings, overrides=Overrides(token_verifier=verifier, wall_clock=wall_clock)
     )

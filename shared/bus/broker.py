@@ -37,9 +37,28 @@ def create_broker(name: str, bootstrap_servers: str, registry: CollectorRegistry
             KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider()),
             KafkaPrometheusMiddleware(registry=registry, app_name=name),
         ],
-        logger=logging.getLogger(f"{name}.bus"),
+        logger=_bus_logger(name),
         log_level=logging.DEBUG,
     )
+
+
+class _ExpectedTopicsNotice(logging.Filter):
+    """Drops FastStream's warning that each subscriber logs at start because topic auto-creation is off.
+
+    It is off on purpose (only ``ensure_topics`` creates topics, with their partitions and
+    retention: docs/architecture.md, "Delivery across broker restarts"), so the warning says
+    nothing an operator should act on, a dozen times per service start.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Auto create topics is disabled")
+
+
+def _bus_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(f"{name}.bus")
+    if not any(isinstance(f, _ExpectedTopicsNotice) for f in logger.filters):
+        logger.addFilter(_ExpectedTopicsNotice())
+    return logger
 
 
 async def ensure_topics(bootstrap_servers: str, wanted: dict[str, int] | None = None) -> list[str]:

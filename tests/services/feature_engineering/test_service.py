@@ -19,19 +19,19 @@ import numpy as np
 import pytest
 import talib
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from joserfc.jwk import KeySet, OKPKey
+from joserfc.jwk import OKPKey
 
 from infra import kafka
 from services.feature_engineering.service import SERVICE
 from services.feature_engineering.settings import FeatureEngineeringSettings
 from shared import topics
-from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
 from shared.bus.broker import ensure_topics
 from shared.bus.deadletter import CONSUMER_GROUP, REASON
 from shared.events import FeatureVector, encode_event, feature_vector_id
 from shared.features import FeatureSet
 from shared.kit.service import Overrides
 from shared.settings import PlatformSettings
+from tests.intelligence_support import bearer, verifier_trusting
 from tests.services.feature_engineering.support import M1, make_bars
 from tests.support import own_database
 
@@ -77,13 +77,7 @@ def platform(infra_env, broker, database, tmp_path_factory) -> PlatformSettings:
 
 @contextlib.asynccontextmanager
 async def running(platform: PlatformSettings, key: OKPKey) -> AsyncIterator[httpx.AsyncClient]:
-    keys = KeySet([key])
-    verifier = TokenVerifier(
-        issuer=platform.token_issuer,
-        audience=platform.hats_token_audience,
-        keys=LocalKeySource(lambda: keys),
-        revoked=RevokedTokens(),
-    )
+    verifier = verifier_trusting(key, platform)
     # No warm-up from storage here (no database-service in this test; test_pipeline covers it).
     app = SERVICE.create_app(
         platform=platform,
@@ -94,20 +88,6 @@ async def running(platform: PlatformSettings, key: OKPKey) -> AsyncIterator[http
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://feature-engineering") as http:
             yield http
-
-
-def bearer(platform: PlatformSettings, key: OKPKey, scopes=("market:read",)) -> dict[str, str]:
-    token, _ = mint_access_token(
-        key,
-        issuer=platform.token_issuer,
-        audience=platform.hats_token_audience,
-        subject="client:fe-test",
-        client_id="fe-test",
-        tenant="platform",
-        scopes=scopes,
-        ttl_s=600,
-    )
-    return {"Authorization": f"Bearer {token}"}
 
 
 class Feed:
@@ -220,12 +200,12 @@ async def test_compute_matches_talib(platform, signing_key, compute_http) -> Non
     ]
     arrays = {k: np.array(v) for k, v in body.items() if k != "indicators"}
     http = compute_http
-    r = await http.post("/api/v1/features/compute", json=body, headers=bearer(platform, signing_key))
+    r = await http.post("/api/v1/features/compute", json=body, headers=bearer(signing_key, platform))
     assert r.status_code == 200, r.text
     unauthorised = await http.post("/api/v1/features/compute", json=body)
     assert unauthorised.status_code == 401
     wrong_scope = await http.post(
-        "/api/v1/features/compute", json=body, headers=bearer(platform, signing_key, ("trade",))
+        "/api/v1/features/compute", json=body, headers=bearer(signing_key, platform, ("trade",))
     )
     assert wrong_scope.status_code == 403
     answers = r.json()["indicators"]
@@ -272,7 +252,7 @@ async def test_compute_refuses_bad_input_naming_the_field(platform, signing_key,
     r = await compute_http.post(
         "/api/v1/features/compute",
         content=json.dumps(body),  # NaN and Infinity as Python writes them
-        headers={**bearer(platform, signing_key), "Content-Type": "application/json"},
+        headers={**bearer(signing_key, platform), "Content-Type": "application/json"},
     )
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")

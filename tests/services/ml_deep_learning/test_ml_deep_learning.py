@@ -9,19 +9,18 @@ import asyncio
 import contextlib
 import time
 import uuid
+from functools import partial
 
 import httpx
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer
-from joserfc.jwk import KeySet, OKPKey
 
 from services.ml_deep_learning.service import SERVICE as DEEP
 from services.ml_deep_learning.settings import MlDeepLearningSettings
 from services.ml_supervised.service import SERVICE as SUPERVISED
 from services.ml_supervised.settings import MlSupervisedSettings
 from shared import topics
-from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
 from shared.events import (
     FeatureVector,
     ModelLifecycle,
@@ -35,6 +34,7 @@ from shared.events import (
 from shared.kit.service import Overrides
 from shared.ml.kinds import score
 from shared.settings import PlatformSettings
+from tests.intelligence_support import bearer, mint, new_key, verifier_trusting
 from tests.services.ml_supervised.test_ml_supervised import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -68,9 +68,7 @@ TRAIN = {
 @pytest.fixture(scope="module")
 async def mesh(infra_env, tmp_path_factory):
     _, env, session = infra_env
-    key = OKPKey.generate_key("Ed25519", private=True)
-    key.ensure_kid()
-    keys = KeySet([key])
+    key = new_key()
     async with own_database(env["DATABASE_URL"], "mldeep") as db:
         platform = PlatformSettings(
             hats_var_dir=tmp_path_factory.mktemp("mldeep-var"),
@@ -78,28 +76,10 @@ async def mesh(infra_env, tmp_path_factory):
             kafka_bootstrap_servers=session.kafka_servers,
             database_url=db,
         )
-        verifier = TokenVerifier(
-            issuer=platform.token_issuer,
-            audience=platform.hats_token_audience,
-            keys=LocalKeySource(lambda: keys),
-            revoked=RevokedTokens(),
-        )
-
-        def mint(*scopes: str) -> str:
-            value, _ = mint_access_token(
-                key,
-                issuer=platform.token_issuer,
-                audience=platform.hats_token_audience,
-                subject="client:tester",
-                client_id="tester",
-                tenant="platform",
-                scopes=scopes,
-                ttl_s=600,
-            )
-            return value
+        verifier = verifier_trusting(key, platform)
 
         def token(*scopes: str) -> dict[str, str]:
-            return {"Authorization": f"Bearer {mint(*scopes)}"}
+            return bearer(key, platform, scopes)
 
         # Both services' own clients (ServiceIdentity) present these, to the stand-in token endpoint.
         identity = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
@@ -113,7 +93,7 @@ async def mesh(infra_env, tmp_path_factory):
         follower = asyncio.create_task(feed.follow())
         gateway = _socket(platform.port_of("api-gateway"))
         database = _socket(platform.port_of("database-service"))
-        async with serve(bars_app(verifier), database), serve(token_app(mint), gateway):
+        async with serve(bars_app(verifier), database), serve(token_app(partial(mint, key, platform)), gateway):
             sup = SUPERVISED.create_app(
                 platform=platform,
                 settings=MlSupervisedSettings(

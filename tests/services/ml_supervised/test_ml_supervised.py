@@ -10,17 +10,17 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from functools import partial
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, HTTPException, Request
-from joserfc.jwk import KeySet, OKPKey
 
 from services.ml_supervised.service import SERVICE
 from services.ml_supervised.settings import MlSupervisedSettings
 from shared import topics
-from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
+from shared.auth import TokenVerifier
 from shared.events import (
     FeatureDrift,
     FeatureVector,
@@ -34,6 +34,7 @@ from shared.events import (
 )
 from shared.kit.service import Overrides
 from shared.settings import PlatformSettings
+from tests.intelligence_support import bearer, mint, new_key, verifier_trusting
 from tests.shared.ml.stand_in import StandInFeatureSet, random_walk
 from tests.support import eventually, own_database, serve
 
@@ -77,7 +78,7 @@ def bars_app(verifier: TokenVerifier) -> FastAPI:
     return app
 
 
-def token_app(mint) -> FastAPI:
+def token_app(mint_token) -> FastAPI:
     """The gateway's ``POST /oauth2/token`` for the service's client (client credentials, HTTP Basic)."""
     app = FastAPI()
 
@@ -87,7 +88,7 @@ def token_app(mint) -> FastAPI:
         expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         if form.get("grant_type") != "client_credentials" or request.headers.get("authorization") != expected:
             raise HTTPException(401)
-        return {"access_token": mint("market:read"), "token_type": "Bearer", "expires_in": 600}
+        return {"access_token": mint_token(("market:read",)), "token_type": "Bearer", "expires_in": 600}
 
     return app
 
@@ -129,9 +130,7 @@ async def running_ml(infra_env, tmp_path_factory, db: str, now_s: float, **setti
     for database-service's bars and the gateway's token endpoint on their ports, and a feed of what
     it publishes: yields ``(http, token, feed, app, now)``."""
     _, _, session = infra_env
-    key = OKPKey.generate_key("Ed25519", private=True)
-    key.ensure_kid()
-    keys = KeySet([key])
+    key = new_key()
     now = [now_s]
     platform = PlatformSettings(
         hats_var_dir=tmp_path_factory.mktemp("ml-var"),
@@ -139,28 +138,10 @@ async def running_ml(infra_env, tmp_path_factory, db: str, now_s: float, **setti
         kafka_bootstrap_servers=session.kafka_servers,
         database_url=db,
     )
-    verifier = TokenVerifier(
-        issuer=platform.token_issuer,
-        audience=platform.hats_token_audience,
-        keys=LocalKeySource(lambda: keys),
-        revoked=RevokedTokens(),
-    )
-
-    def mint(*scopes: str) -> str:
-        value, _ = mint_access_token(
-            key,
-            issuer=platform.token_issuer,
-            audience=platform.hats_token_audience,
-            subject="client:tester",
-            client_id="tester",
-            tenant="platform",
-            scopes=scopes,
-            ttl_s=600,
-        )
-        return value
+    verifier = verifier_trusting(key, platform)
 
     def token(*scopes: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint(*scopes)}"}
+        return bearer(key, platform, scopes)
 
     settings = MlSupervisedSettings(
         feature_set="tests.shared.ml.stand_in:stand_in",
@@ -174,7 +155,7 @@ async def running_ml(infra_env, tmp_path_factory, db: str, now_s: float, **setti
     await feed.consumer.start()
     follower = asyncio.create_task(feed.follow())
     gateway = _socket(platform.port_of("api-gateway"))
-    async with serve(bars_app(verifier), _socket(port)), serve(token_app(mint), gateway):
+    async with serve(bars_app(verifier), _socket(port)), serve(token_app(partial(mint, key, platform)), gateway):
         app = SERVICE.create_app(
             platform=platform,
             settings=settings,
@@ -274,7 +255,8 @@ async def test_training_registry_promotion_and_inference_through_the_broker(ml, 
     promote = f"/api/v1/models/{model_id}/promote"
     assert (await http.post(promote, headers=token("market:read"))).status_code == 403
     r = await http.post(promote, headers=token("admin"))
-    assert r.status_code == 200 and r.json()["status"] == "champion" and r.json()["promoted_by"] == "client:tester"
+    assert r.status_code == 200 and r.json()["status"] == "champion"
+    assert r.json()["promoted_by"] == "client:intelligence-tests"
     await feed.first(lambda e: isinstance(e, ModelLifecycle) and str(e.model_id) == model_id and e.action == "promoted")
 
     good = vector({"close": 1.1, "ret_1": 0.0004, "ret_3": 0.001}, minute=1)

@@ -1,14 +1,17 @@
-"""Labels see only their own interval, features only the past; walk-forward folds never train on a
+"""Labels see only their own interval, features and predictions only the past; walk-forward folds never train on a
 label that overlaps the test window, nor on one starting within the embargo after it."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.ml.dataset import BarSeries, build_features
+from shared.ml.kinds import kind_of, window_of
 from shared.ml.labels import Labelling, forward_returns, make_labels, rolling_volatility
+from shared.ml.sequence import windows
 from shared.ml.validation import walk_forward
 from tests.shared.ml.stand_in import StandInFeatureSet, random_walk
 
@@ -64,6 +67,47 @@ def test_changing_a_future_bar_changes_no_past_feature_or_label():
         # Only labels whose interval [t, t1] reaches bar k may change.
         assert not differs[a.end < k].any(), labelling
         assert differs.any(), labelling
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("xgboost", {"n_estimators": 20}),
+        ("lightgbm", {"n_estimators": 20}),
+        ("lstm", {"window": 6, "hidden": 8, "epochs": 2, "batch_size": 64}),
+    ],
+)
+def test_changing_a_future_bar_changes_no_past_prediction(kind, params):
+    """A trained model's prediction at bar t reads the features up to t only (a row; a sequence
+    model the window ending at t): changing bar k changes no prediction before k."""
+    series = random_walk(300, seed=5)
+    k = 220
+    changed_close = series.close.copy()
+    changed_close[k:] *= 1.02
+    changed = BarSeries(
+        series.symbol, series.timeframe, series.ts, series.open,
+        np.maximum(series.high, changed_close), np.minimum(series.low, changed_close), changed_close, series.volume,
+    )  # fmt: skip
+    fs = StandInFeatureSet()
+    before, after = build_features(series, fs).values, build_features(changed, fs).values
+    model_kind = kind_of(kind)
+    full = model_kind.hyperparameters(params)
+    window = window_of(model_kind, full)
+    labels = make_labels(series.close, 5, Labelling())
+
+    def inputs(values):
+        x, complete = (values, ~np.isnan(values).any(axis=1)) if window is None else windows(values, window)
+        return x, complete
+
+    x, complete = inputs(before)
+    train = complete & labels.valid
+    model = model_kind.fit("direction", x[train], labels.direction[train], full, seed=1, threads=1)
+    x_after, complete_after = inputs(after)
+    rows = np.flatnonzero(complete & complete_after)
+    past, future = rows[rows < k], rows[rows >= k]
+    assert past.size > 100 and future.size > 10
+    assert np.array_equal(model.predict(x[past]), model.predict(x_after[past]))
+    assert not np.array_equal(model.predict(x[future]), model.predict(x_after[future]))  # the change is seen
 
 
 @st.composite
