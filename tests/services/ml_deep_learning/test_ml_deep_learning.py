@@ -206,8 +206,10 @@ async def test_a_sequence_model_trains_here_and_predicts_from_full_windows_throu
     # A restart: the windows come back from PostgreSQL, so the next bar predicts at once.
     app = deep_app()
     async with app.router.lifespan_context(app):
-        # At least a whole window is back (the refused foreign vector is kept in the series too).
-        assert len(app.runtime.state.windows.series[(SYMBOL, Timeframe.M1)]) >= WINDOW
+        # Every vector sent is back, in bar order: the window and the refused foreign one (kept in the
+        # series too; this module's broker carries no other vectors of the symbol).
+        kept = app.runtime.state.windows.series[(SYMBOL, Timeframe.M1)]
+        assert [row.event_id for row in kept] == [v.event_id for v in vectors[:WINDOW]] + [foreign.event_id]
         nxt = vectors[WINDOW]
         await publish(servers, (nxt.partition_key(), encode_event(nxt)))
         after = await feed.first(lambda e: isinstance(e, Prediction) and e.feature_vector_id == nxt.event_id)
