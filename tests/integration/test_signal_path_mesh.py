@@ -55,7 +55,7 @@ EVENT_TIMEOUT_S = 60.0
 
 
 @dataclass
-class Path:
+class SymbolWithChampion:
     """A symbol with a champion of its own and the walk its live bars continue."""
 
     symbol: str
@@ -107,7 +107,9 @@ async def following(servers: str) -> AsyncIterator[Feeds]:
         yield Feeds(vectors, predictions, refusals, signals, validated, rejected)
 
 
-async def champion_path(mesh: Any, http: httpx.AsyncClient, admin_token: str, prefix: str, seed: int) -> Path:
+async def symbol_with_champion(
+    mesh: Any, http: httpx.AsyncClient, admin_token: str, prefix: str, seed: int
+) -> SymbolWithChampion:
     """A new symbol's history stored through the gateway, and an xgboost model trained on it and promoted."""
     gateway = mesh.url("api-gateway")
     symbol = unique_symbol(prefix)
@@ -120,29 +122,31 @@ async def champion_path(mesh: Any, http: httpx.AsyncClient, admin_token: str, pr
             admin, gateway, name=f"e2e-{symbol.lower()}", symbol=symbol, start=history[0].time, end=history[-1].time
         )
     assert model["kind"] == "xgboost" and model["symbols"] == [symbol], model
-    return Path(symbol, model, walk, history[-1].time)
+    return SymbolWithChampion(symbol, model, walk, history[-1].time)
 
 
-async def live_bars(path: Path) -> list[Bar]:
+async def live_bars(series: SymbolWithChampion) -> list[Bar]:
     """The walk's bars from the history's end up to the bar that closed most recently (the last one),
     waiting for the next minute first when this one is too far gone for the last bar to be fresh."""
     if time.time() % 60 > LATEST_SECOND_IN_MINUTE:
         await asyncio.sleep(60 - time.time() % 60 + 0.5)
     last_open = minute(time.time()) - 60
-    bars = path.walk.bars((last_open - path.history_end) // 60)
-    assert bars and bars[0].time == path.history_end + 60 and bars[-1].time == last_open
+    bars = series.walk.bars((last_open - series.history_end) // 60)
+    assert bars and bars[0].time == series.history_end + 60 and bars[-1].time == last_open
     return bars
 
 
-async def publish_up_to_last(producer: Producer, feeds: Feeds, path: Path, bars: list[Bar]) -> MarketBar:
+async def publish_up_to_last(
+    producer: Producer, feeds: Feeds, series: SymbolWithChampion, bars: list[Bar]
+) -> MarketBar:
     """The bars before the last one published and their vectors out (feature-engineering warms the
     new series up from storage at its first bar), then the last bar; returns the last bar's event."""
     *before, last = bars
     if before:
-        await producer.send(*(bar.event(path.symbol) for bar in before))
-        previous = before[-1].event(path.symbol).event_id
+        await producer.send(*(bar.event(series.symbol) for bar in before))
+        previous = before[-1].event(series.symbol).event_id
         await feeds.vectors.wait_for(lambda v: v.bar_event_id == previous, timeout_s=EVENT_TIMEOUT_S)
-    event = last.event(path.symbol)
+    event = last.event(series.symbol)
     await producer.send(event)
     return event
 
@@ -154,11 +158,11 @@ def refusals_of(feeds: Feeds, vector: FeatureVector) -> list[str]:
     ]
 
 
-async def trace(feeds: Feeds, path: Path, bar: MarketBar) -> tuple[FeatureVector, Prediction, Signal]:
+async def trace(feeds: Feeds, series: SymbolWithChampion, bar: MarketBar) -> tuple[FeatureVector, Prediction, Signal]:
     """The last bar's feature vector, the champion's prediction from it and its signal, linked by ids."""
-    model = path.model
+    model = series.model
     vector = await feeds.vectors.wait_for(lambda v: v.bar_event_id == bar.event_id, timeout_s=EVENT_TIMEOUT_S)
-    assert (vector.symbol, vector.timeframe, vector.ts_event) == (path.symbol, bar.timeframe, bar.ts_event)
+    assert (vector.symbol, vector.timeframe, vector.ts_event) == (series.symbol, bar.timeframe, bar.ts_event)
     try:
         prediction = await feeds.predictions.wait_for(
             lambda p: p.feature_vector_id == vector.event_id and str(p.model_id) == model["id"],
@@ -171,7 +175,7 @@ async def trace(feeds: Feeds, path: Path, bar: MarketBar) -> tuple[FeatureVector
     )  # fmt: skip
     assert prediction.event_id == prediction_id(prediction.model_id, vector.event_id)
     signal = await feeds.signals.wait_for(lambda s: s.feature_vector_id == vector.event_id, timeout_s=EVENT_TIMEOUT_S)
-    assert (signal.symbol, signal.ts_event) == (path.symbol, bar.ts_event)
+    assert (signal.symbol, signal.ts_event) == (series.symbol, bar.ts_event)
     members = {(str(c.model_id), c.model_name, c.model_version) for c in signal.contributions}
     assert (model["id"], model["name"], model["version"]) in members, (signal.contributions, signal.skipped)
     return vector, prediction, signal
@@ -193,23 +197,23 @@ async def listed(http: httpx.AsyncClient, mesh: Any, symbol: str) -> list[dict[s
 
 
 async def test_bars_become_a_validated_signal_through_the_broker(mesh, http, admin_token) -> None:
-    path = await champion_path(mesh, http, admin_token, "E2E", seed=11)
+    series = await symbol_with_champion(mesh, http, admin_token, "E2E", seed=11)
     servers = mesh.env["KAFKA_BOOTSTRAP_SERVERS"]
     async with following(servers) as feeds, Producer(servers) as producer:
-        bars = await live_bars(path)
-        bar = await publish_up_to_last(producer, feeds, path, bars)
-        _, _, signal = await trace(feeds, path, bar)
+        bars = await live_bars(series)
+        bar = await publish_up_to_last(producer, feeds, series, bars)
+        _, _, signal = await trace(feeds, series, bar)
         verdict = validated(await feeds.verdict_of(signal))
 
     assert verdict.signal == signal
-    rows = await listed(http, mesh, path.symbol)
+    rows = await listed(http, mesh, series.symbol)
     newest = rows[0]
     assert newest["signal_id"] == str(signal.event_id) and newest["bar_open_ns"] == bar.ts_event
     assert newest["verdict"] == "validated" and newest["reasons"] == []
     assert (newest["direction"], newest["action"]) == (signal.direction, signal.action)
     assert newest["confidence"] == pytest.approx(signal.confidence)
     listed_models = {(m["model_id"], m["name"], m["version"]) for m in newest["models"]}
-    assert (path.model["id"], path.model["name"], path.model["version"]) in listed_models
+    assert (series.model["id"], series.model["name"], series.model["version"]) in listed_models
     # The bars before it got their signals too (too late to be validated: they closed minutes ago).
     assert {row["bar_open_ns"] for row in rows} >= {b.time * 1_000_000_000 for b in bars}
 
@@ -222,19 +226,19 @@ async def test_a_bar_and_its_vector_delivered_twice_give_one_signal_and_one_verd
 
     A sentinel, the series' next bar published after the redeliveries, shows when every service
     has read them: each topic's records of one symbol are in one partition, in order."""
-    path = await champion_path(mesh, http, admin_token, "DUP", seed=12)
+    series = await symbol_with_champion(mesh, http, admin_token, "DUP", seed=12)
     servers = mesh.env["KAFKA_BOOTSTRAP_SERVERS"]
     async with following(servers) as feeds, Producer(servers) as producer:
-        bars = await live_bars(path)
-        bar = await publish_up_to_last(producer, feeds, path, bars)
+        bars = await live_bars(series)
+        bar = await publish_up_to_last(producer, feeds, series, bars)
         await producer.send(bar)
-        vector, prediction, signal = await trace(feeds, path, bar)
+        vector, prediction, signal = await trace(feeds, series, bar)
         first = validated(await feeds.verdict_of(signal))
 
         await producer.send(vector, signal)
-        sentinel = path.walk.bars(1)[0].event(path.symbol)
+        sentinel = series.walk.bars(1)[0].event(series.symbol)
         await producer.send(sentinel)
-        _, _, sentinel_signal = await trace(feeds, path, sentinel)
+        _, _, sentinel_signal = await trace(feeds, series, sentinel)
         await feeds.verdict_of(sentinel_signal)
 
         # Each twice on its topic: the service's one and the test's redelivery, equal to the ts_init
@@ -255,5 +259,5 @@ async def test_a_bar_and_its_vector_delivered_twice_give_one_signal_and_one_verd
         await eventually(both_out, timeout_s=EVENT_TIMEOUT_S)
         assert feeds.verdicts_on(signal) == [first, first]
 
-    rows = [row for row in await listed(http, mesh, path.symbol) if row["bar_open_ns"] == bar.ts_event]
+    rows = [row for row in await listed(http, mesh, series.symbol) if row["bar_open_ns"] == bar.ts_event]
     assert [(row["signal_id"], row["verdict"]) for row in rows] == [(str(signal.event_id), "validated")]
