@@ -33,6 +33,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench import trace_hops
 from bench.mesh import admin_token, bench_credentials, pct, service_pid, start_mesh
 from shared import topics
 from shared.events import FeatureVector, Prediction, RejectedSignal, Signal, ValidatedSignal, encode_event
@@ -66,7 +67,9 @@ HOPS = ("vector", "prediction", "signal", "verdict")
 
 
 def mesh_env() -> dict[str, str]:
-    """The bench's settings of the mesh (the environment's own win)."""
+    """The bench's settings of the mesh, and those of the four signal-path services and the
+    platform's Kafka ones that the environment sets (its own win; all are printed)."""
+    prefixes = ("KAFKA_", *(service.upper().replace("-", "_") + "_" for service in PIPELINE))
     env = {
         "ML_SUPERVISED_BOOTSTRAP_SYMBOLS": "",
         "PATTERN_VALIDATOR_MAX_DELAY_S": str(MAX_DELAY_S),
@@ -76,7 +79,7 @@ def mesh_env() -> dict[str, str]:
         prefix = service.upper().replace("-", "_") + "_"
         env[prefix + "BARS_EVERY_S"] = f"{PERIOD_S:g}"
         env[prefix + "BARS_WINDOW_S"] = f"{WINDOW_S:g}"
-    return {k: os.environ.get(k, v) for k, v in env.items()}
+    return {**env, **{k: v for k, v in os.environ.items() if k.startswith(prefixes) and "SECRET" not in k}}
 
 
 @dataclass
@@ -235,31 +238,39 @@ def report(label: str, samples: list[Sample], missing: int) -> None:
         print(f"     {code}: {detail}")
 
 
-def mesh_processes(mesh_pid: int) -> dict[str, int]:
-    """The mesh's processes by what they run: each service, the broker, PostgreSQL (its postmaster)."""
-    out = {name: service_pid(mesh_pid, name) for name in SERVICES}
-    for child in psutil.Process(mesh_pid).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            exe = Path(child.cmdline()[0]).name
-            if "tansu" in exe:
-                out["broker (Tansu)"] = child.pid
-            elif exe == "postgres" and child.ppid() == mesh_pid:
-                out["PostgreSQL"] = child.pid
+def mesh_processes(mesh_pid: int, var: Path) -> dict[str, list[int]]:
+    """The mesh's processes by what they run: each service, the broker, PostgreSQL (with its backends)."""
+    out = {name: [service_pid(mesh_pid, name)] for name in SERVICES}
+    under_mesh = {c.pid for c in psutil.Process(mesh_pid).children(recursive=True)}
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if "tansu" in cmdline and proc.info["pid"] in under_mesh:
+            out["broker (Tansu)"] = [proc.info["pid"]]
+        elif proc.info["name"] == "postgres" and str(var) in cmdline:
+            with contextlib.suppress(psutil.Error):
+                out["PostgreSQL"] = [proc.info["pid"], *(c.pid for c in proc.children(recursive=True))]
     return out
 
 
-def cpu_s(pids: dict[str, int]) -> dict[str, float]:
-    """User + system CPU seconds of each process (PostgreSQL's with its backends)."""
+def cpu_and_wait_s(procs: dict[str, list[int]]) -> dict[str, tuple[float, float]]:
+    """Per entry, the CPU seconds its threads ran and the seconds they waited for a core (runnable,
+    not running: ``/proc/<pid>/task/*/schedstat``), so far."""
     out = {}
-    for name, pid in pids.items():
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(pid)
-            procs = [proc, *proc.children(recursive=True)] if name == "PostgreSQL" else [proc]
-            out[name] = sum(sum(p.cpu_times()[:2]) for p in procs)
+    for name, pids in procs.items():
+        ran = waited = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError):
+                        run_ns, wait_ns, _ = (task / "schedstat").read_text().split()
+                        ran, waited = ran + int(run_ns), waited + int(wait_ns)
+        out[name] = (ran / 1e9, waited / 1e9)
     return out
 
 
-async def measure(var: Path, mesh_pid: int, samples: int, spaced: int) -> None:
+async def measure(var: Path, mesh_pid: int, samples: int, spaced: int) -> list[tuple[str, int, int]]:
+    """Prepare the symbol and its model, time the bars, print; returns each mode's label and its
+    wall-clock span (ns), for the breakdown from the trace files once the mesh has written them."""
     settings = PlatformSettings(hats_port_offset=OFFSET)
     gateway = settings.url_of("api-gateway")
     _, market = await bench_credentials(var, gateway, name="bench-signal-path")
@@ -288,15 +299,19 @@ async def measure(var: Path, mesh_pid: int, samples: int, spaced: int) -> None:
     await watcher.start()
     await producer.start()
     reader = asyncio.create_task(watcher.run())
-    procs = mesh_processes(mesh_pid)
+    procs = mesh_processes(mesh_pid, var)
     try:
         warm, _ = await time_bars(producer, watcher, walk.bars(WARMUP_BARS), spaced=False)
-        load_before, cpu_before, wall_before = os.getloadavg(), cpu_s(procs), time.monotonic()
+        load_before, cpu_before, wall_before = os.getloadavg(), cpu_and_wait_s(procs), time.monotonic()
+        since = time.time_ns()
         rows = [("back to back", *await time_bars(producer, watcher, walk.bars(samples), spaced=False))]
-        cpu_after, wall = cpu_s(procs), time.monotonic() - wall_before
+        cpu_after, wall = cpu_and_wait_s(procs), time.monotonic() - wall_before
+        spans = [("back to back", since, time.time_ns())]
         if spaced:
             label = f"one per {PERIOD_S:g} s (feeds idle between)"
+            since = time.time_ns()
             rows.append((label, *await time_bars(producer, watcher, walk.bars(spaced), spaced=True)))
+            spans.append((label, since, time.time_ns()))
         load_after = os.getloadavg()
     finally:
         reader.cancel()
@@ -307,9 +322,36 @@ async def measure(var: Path, mesh_pid: int, samples: int, spaced: int) -> None:
     print(f"   warm-up: {WARMUP_BARS} bars back to back, {len(warm)} with a verdict (not counted)")
     for label, done, missing in rows:
         report(label, done, missing)
-    share = ", ".join(f"{name} {(cpu_after[name] - cpu_before[name]) / wall:.0%}" for name in cpu_after)
-    print(f"   CPU (share of one core) over the back-to-back run ({wall:.1f} s): {share}")
+    print(
+        f"   over the back-to-back run ({wall:.1f} s), per process: CPU used / time its threads waited for a core "
+        "(runnable, not running), as shares of the run's wall time:"
+    )
+    for name in cpu_after:
+        ran, waited = (after - before for after, before in zip(cpu_after[name], cpu_before[name], strict=True))
+        print(f"     {name:<20} {ran / wall:5.0%} / {waited / wall:5.0%}")
     print(f"   load average (1, 5, 15 min): before {_load(load_before)}, after {_load(load_after)}")
+    return spans
+
+
+def breakdown(traces: Path, spans: list[tuple[str, int, int]]) -> None:
+    """Each service's delivery, work and publish per bar, from the mesh's span files (``bench.trace_hops``)."""
+    print(
+        "== inside each service, from the mesh's trace spans (var/traces): delivery = input record sent -> "
+        "handler starts, work = handler -> output publish starts, publish = until the broker's ack; p50 / p99 ms"
+    )
+    for label, since, until in spans:
+        print(f"   {label}:")
+        for service in trace_hops.PATH:
+            found = trace_hops.hops(traces, service, since, until)
+            if not found:
+                print(f"     {service:<20} no spans")
+                continue
+            parts = "   ".join(
+                f"{part} {pct(v, 0.5):5.1f} / {pct(v, 0.99):5.1f}"
+                for part in trace_hops.PARTS
+                for v in [[getattr(h, part) for h in found]]
+            )
+            print(f"     {service:<20} {parts}   ({len(found)} bars)")
 
 
 def _load(load: tuple[float, float, float]) -> str:
@@ -357,14 +399,17 @@ def run(samples: int, spaced: int, keep_var: bool = False) -> None:
     conditions(env)
     var = Path(tempfile.mkdtemp(prefix="hats-bench-signal-path-"))
     var.chmod(0o755)
-    started = time.monotonic()
-    mesh = start_mesh(var, offset=OFFSET, services=",".join(SERVICES), env=env)
     try:
-        print(f"   mesh up in {time.monotonic() - started:.1f} s")
-        asyncio.run(measure(var, mesh.pid, samples, spaced))
+        started = time.monotonic()
+        mesh = start_mesh(var, offset=OFFSET, services=",".join(SERVICES), env=env)
+        try:
+            print(f"   mesh up in {time.monotonic() - started:.1f} s")
+            spans = asyncio.run(measure(var, mesh.pid, samples, spaced))
+        finally:
+            mesh.send_signal(signal.SIGTERM)
+            mesh.wait(60)
+        breakdown(var / "traces", spans)  # the services have flushed their spans as they stopped
     finally:
-        mesh.send_signal(signal.SIGTERM)
-        mesh.wait(60)
         if keep_var:
             print(f"   var dir kept: {var}")
         else:
