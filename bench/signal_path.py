@@ -62,6 +62,8 @@ SYMBOL = "BENCHPATH"
 WARMUP_BARS = 40
 #: The bench's consumer holds each fetch at most this long (the broker holds it that long, data or not).
 FETCH_WAIT_MS = 2
+#: Bar-free moments when bars are due, over which the cost of polling alone is measured.
+POLL_PROBE_WINDOWS = 3
 VERDICT_TIMEOUT_S = 5.0
 HOPS = ("vector", "prediction", "signal", "verdict")
 
@@ -312,6 +314,7 @@ async def measure(var: Path, mesh_pid: int, samples: int, spaced: int) -> list[t
             since = time.time_ns()
             rows.append((label, *await time_bars(producer, watcher, walk.bars(spaced), spaced=True)))
             spans.append((label, since, time.time_ns()))
+        polling, polled_s = await fast_pace_without_bars(procs, POLL_PROBE_WINDOWS)
         load_after = os.getloadavg()
     finally:
         reader.cancel()
@@ -323,14 +326,38 @@ async def measure(var: Path, mesh_pid: int, samples: int, spaced: int) -> list[t
     for label, done, missing in rows:
         report(label, done, missing)
     print(
-        f"   over the back-to-back run ({wall:.1f} s), per process: CPU used / time its threads waited for a core "
-        "(runnable, not running), as shares of the run's wall time:"
+        "   per process, CPU used / time its threads waited for a core (runnable, not running), as shares of wall "
+        f"time: over the back-to-back run ({wall:.1f} s) | just after {POLL_PROBE_WINDOWS} multiples of "
+        f"{PERIOD_S:g} s with no bar ({polled_s:.1f} s: the feeds on their fastest pace, polling, nothing to do)"
     )
     for name in cpu_after:
         ran, waited = (after - before for after, before in zip(cpu_after[name], cpu_before[name], strict=True))
-        print(f"     {name:<20} {ran / wall:5.0%} / {waited / wall:5.0%}")
+        idle_ran, idle_waited = polling[name]
+        print(
+            f"     {name:<20} {ran / wall:5.0%} / {waited / wall:5.0%}  |  "
+            f"{idle_ran / polled_s:5.0%} / {idle_waited / polled_s:5.0%}"
+        )
     print(f"   load average (1, 5, 15 min): before {_load(load_before)}, after {_load(load_after)}")
     return spans
+
+
+async def fast_pace_without_bars(
+    procs: dict[str, list[int]], windows: int
+) -> tuple[dict[str, tuple[float, float]], float]:
+    """What polling alone costs: each process's CPU and wait for a core from just after each of
+    ``windows`` multiples of ``PERIOD_S`` until 0.9 s after it, with no bar sent (the feeds are on
+    their fastest pace then, as the schedule says bars are due); and the seconds measured."""
+    totals = dict.fromkeys(procs, (0.0, 0.0))
+    measured = 0.0
+    for _ in range(windows):
+        await asyncio.sleep((PERIOD_S + 0.02 - time.time() % PERIOD_S) % PERIOD_S)
+        before, started = cpu_and_wait_s(procs), time.monotonic()
+        await asyncio.sleep(0.9)
+        after = cpu_and_wait_s(procs)
+        measured += time.monotonic() - started
+        for name, (ran, waited) in totals.items():
+            totals[name] = (ran + after[name][0] - before[name][0], waited + after[name][1] - before[name][1])
+    return totals, measured
 
 
 def breakdown(traces: Path, spans: list[tuple[str, int, int]]) -> None:
