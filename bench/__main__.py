@@ -15,8 +15,9 @@ directory on offset ports, then measures:
    the gateway's latency overhead, its closed-loop throughput as a share of direct, and
    its CPU per proxied request (from /proc);
 4. token issuance (client_credentials) per second;
-5. after the mesh has stopped, feature vector -> signal -> verdict published p50/p99 through the
-   broker (``bench.signals``: ai-orchestration and pattern-validator on a broker of their own).
+5. after the mesh has stopped, bar published -> validated signal published p50/p99 through the
+   real services and the broker (``bench.signal_path``: a mesh of its own with the intelligence
+   services, a model trained and promoted, bars published one at a time).
 
 Before the mesh starts, in this process: feature update per closed bar (``bench/features.py``), and
 single-row inference of each model kind (``bench/tree_inference.py``, ``bench/deep_inference.py``).
@@ -26,25 +27,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import platform
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 from aiokafka import AIOKafkaConsumer
 
-from bench import deep_inference, features, signals, tree_inference
+from bench import deep_inference, features, signal_path, tree_inference
 from bench.loadgen import LoadResult, run_in_subprocess
+from bench.mesh import bench_credentials, pct, service_pid, start_mesh
 from bench.synthetic import synthetic_ticks
 from shared import topics
 from shared.events import MarketBar
@@ -60,45 +58,11 @@ GATEWAY_ENV = {"API_GATEWAY_RATE_LIMIT_REQUESTS": "100000", "API_GATEWAY_TOKEN_R
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def start_mesh(var: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        **GATEWAY_ENV,
-        "HATS_VAR_DIR": str(var),
-        "HATS_PORT_OFFSET": str(OFFSET),
-        "HATS_LOG_LEVEL": "WARNING",
-    }
-    out = (var / "supervisor.out").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up", "--only", SERVER_SIDE], env=env, stdout=out, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 120
-    while b"the mesh is up" not in (var / "supervisor.out").read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("mesh did not start: " + (var / "supervisor.out").read_text()[-2000:])
-        time.sleep(0.2)
-    return proc
-
-
-def service_pid(mesh_pid: int, name: str) -> int:
-    """The process serving ``name`` in the mesh started by ``start_mesh`` (``infra.cli serve <name>``)."""
-    for child in psutil.Process(mesh_pid).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if child.cmdline()[-2:] == ["serve", name]:
-                return child.pid
-    raise SystemExit(f"no {name} process under the mesh supervisor {mesh_pid}")
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far, from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _ticks_written(http: httpx.AsyncClient, db: str) -> int:
@@ -350,32 +314,6 @@ async def token_issuance(gateway: str, client: dict, senders: int, duration_s: f
         return len(latencies) / (time.perf_counter() - started), latencies
 
 
-async def bench_credentials(var: Path, gateway: str) -> tuple[dict, str]:
-    """Register a client for the benchmark (market read + write) with the bootstrap admin; return it and a token."""
-    admin = json.loads((var / "credentials.json").read_text())["admin"]
-    async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.post(
-            gateway + "/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=(admin["client_id"], admin["client_secret"]),
-        )
-        r.raise_for_status()
-        r = await http.post(
-            gateway + "/api/v1/users/clients",
-            headers={"Authorization": f"Bearer {r.json()['access_token']}"},
-            json={"name": "bench", "scopes": ["market:read", "market:write"]},
-        )
-        r.raise_for_status()
-        client = r.json()
-        r = await http.post(
-            gateway + "/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client["client_id"], client["client_secret"]),
-        )
-        r.raise_for_status()
-        return client, r.json()["access_token"]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("--ticks", type=int, default=200_000)
@@ -387,7 +325,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating fixed-rate rounds per path")
     parser.add_argument("--token-senders", type=int, default=4)
     parser.add_argument("--feature-bars", type=int, default=5000)
-    parser.add_argument("--signal-samples", type=int, default=200, help="bars timed by bench.signals (0: skip)")
+    parser.add_argument(
+        "--signal-samples", type=int, default=200, help="bars timed back to back by bench.signal_path (0: skip)"
+    )
+    parser.add_argument("--signal-spaced", type=int, default=10, help="bars timed one per 6 s by bench.signal_path")
     args = parser.parse_args()
     # In this process, before the mesh takes the cores.
     features.report(args.feature_bars)
@@ -395,7 +336,7 @@ def main() -> int:
     deep_inference.report()
     var = Path(tempfile.mkdtemp(prefix="hats-bench-"))
     var.chmod(0o755)
-    mesh = start_mesh(var)
+    mesh = start_mesh(var, offset=OFFSET, services=SERVER_SIDE, env=GATEWAY_ENV)
     try:
         asyncio.run(measure(args, var, mesh.pid))
     finally:
@@ -403,7 +344,8 @@ def main() -> int:
         mesh.wait(60)
         shutil.rmtree(var, ignore_errors=True)
     if args.signal_samples:
-        signals.run(args.signal_samples)  # on its own broker, once the mesh no longer shares the cores
+        # On a mesh of its own, once this one no longer shares the cores.
+        signal_path.run(args.signal_samples, args.signal_spaced)
     return 0
 
 

@@ -97,10 +97,16 @@ def subscribe(
             await orchestrator.on_refusal(refusal)
 
     subs.append(sub)
+    # A refusal is rare (a model that cannot take the vector: an error), so its feed need not burst
+    # (each bursting feed costs the broker and this service ~500 fetches a second); a round that
+    # waits for one finishes at most the active wait later.
+    vectors_sub, predictions_sub, refusals_sub = subs
     pacer = signal_path_pacer(
-        *subs,
+        vectors_sub,
+        predictions_sub,
         settings=settings,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        steady=(refusals_sub,),
     )
     sub = bus.subscriber(MarketBar, group=None, **slow)
 

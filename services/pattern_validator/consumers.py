@@ -8,7 +8,8 @@
   by default: after a restart the windows are rebuilt from the topics, not from memory.
 * Pace: the three are on a signal's path (a signal waits for its own bar and vector), so one
   ``PollPacer`` keeps them at the platform's ``KAFKA_FETCH_MAX_WAIT_MS`` while records flow and at
-  ``IDLE_FETCH_MAX_WAIT_MS`` after ``IDLE_AFTER_S`` without any (a bar announces its signal).
+  ``IDLE_FETCH_MAX_WAIT_MS`` after ``IDLE_AFTER_S`` without any (a bar announces its signal); only
+  the signals' feed takes the burst pace (the bar and vector are there well before their signal).
 """
 
 from __future__ import annotations
@@ -89,11 +90,12 @@ def subscribe(
         for _, vector in await decode_records(FeatureVector, msg.raw_message, vector_dlq):
             inputs.add_vector(vector)
 
+    # The bar and the vector come tens of milliseconds before their signal: those two feeds need
+    # not burst (each bursting feed costs the broker and this service ~500 fetches a second).
     pacer = signal_path_pacer(
         signals_sub,
-        bars_sub,
-        vectors_sub,
         settings=settings,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        steady=(bars_sub, vectors_sub),
     )
     return (bars_sub, vectors_sub), pacer

@@ -25,6 +25,11 @@ One pacer can drive several subscribers that wake together (``PollPacer(a, b, c,
 on any of them puts them all on the active pace. The intelligence services use that for a chain
 of feeds (ai-orchestration's vectors, predictions and refusals; pattern-validator's signals,
 bars and vectors), where the first record of a bar announces the others within milliseconds.
+Feeds whose records are not awaited the moment they land (pattern-validator's bars and vectors
+come tens of milliseconds before the signal that needs them; a refusal is rare) are ``steady``:
+they wake and idle with the others but poll at the active pace while the others burst. Each
+feed at the burst pace costs the embedded broker and its service ~500 fetches a second
+(``make bench``'s signal path prints what polling alone costs).
 
 It sets two attributes the libraries read on every poll (FastStream's
 ``batch_timeout_ms`` of the subscriber, aiokafka's fetcher ``_fetch_max_wait_ms``), through
@@ -37,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +94,11 @@ class PollPacer:
         burst_s: float = 0.5,
         expected: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        steady: Sequence[Any] = (),
     ) -> None:
         self._subscribers = (subscriber, *more)
+        #: Paced with the others, but on the active pace while they burst.
+        self._steady = tuple(steady)
         self.active, self.idle, self.burst = active, idle, burst
         self._idle_after_s = idle_after_s
         self._burst_s = burst_s
@@ -142,9 +150,10 @@ class PollPacer:
 
     def _apply(self, pace: Pace) -> None:
         applied = True
-        for subscriber in self._subscribers:
-            if compat.set_fetch_max_wait(compat.running_consumer(subscriber), pace.fetch_max_wait_ms):
-                compat.set_batch_timeout(subscriber, pace.batch_timeout_ms)
+        steady = self.active if pace is self.burst else pace
+        for subscriber, its_pace in [*((s, pace) for s in self._subscribers), *((s, steady) for s in self._steady)]:
+            if compat.set_fetch_max_wait(compat.running_consumer(subscriber), its_pace.fetch_max_wait_ms):
+                compat.set_batch_timeout(subscriber, its_pace.batch_timeout_ms)
             else:
                 applied = False  # not started yet (or stopping): the next check or record tries again
         if not applied:
@@ -162,11 +171,15 @@ IDLE_BATCH_TIMEOUT_MS = 50
 _BARS_DUE_BEFORE_S = 0.5
 
 
-def signal_path_pacer(*subscribers: Any, settings: SignalPathPolling, fetch_max_wait_ms: int) -> PollPacer:
+def signal_path_pacer(
+    *subscribers: Any, settings: SignalPathPolling, fetch_max_wait_ms: int, steady: Sequence[Any] = ()
+) -> PollPacer:
     """One pacer for the feeds that carry a bar's signal (ai-orchestration's, pattern-validator's),
-    paced as ``SignalPathPolling`` says; ``fetch_max_wait_ms`` is the platform's active wait."""
+    paced as ``SignalPathPolling`` says; ``fetch_max_wait_ms`` is the platform's active wait.
+    ``steady`` feeds never take the burst pace (see the module's docstring)."""
     return PollPacer(
         *subscribers,
+        steady=steady,
         active=Pace(fetch_max_wait_ms, ACTIVE_BATCH_TIMEOUT_MS),
         idle=Pace(settings.idle_fetch_max_wait_ms, IDLE_BATCH_TIMEOUT_MS),
         idle_after_s=settings.idle_after_s,

@@ -121,6 +121,25 @@ def test_without_a_burst_pace_records_put_every_subscriber_on_the_active_pace():
     assert pacer.current is ACTIVE and all(s.pace == (10, 5) for s in subs)
 
 
+def test_steady_subscribers_wake_and_idle_with_the_others_but_never_burst():
+    burst = Pace(fetch_max_wait_ms=2, batch_timeout_ms=2)
+    clock, fast, steady = _Clock(), _Subscriber(), _Subscriber()
+    pacer = PollPacer(
+        fast, active=ACTIVE, idle=IDLE, idle_after_s=2, burst=burst, burst_s=0.5, clock=clock, steady=[steady]
+    )
+    clock.t = 2.0
+    pacer.check()
+    assert pacer.current is IDLE and fast.pace == steady.pace == (300, 50)
+    pacer.saw_records()  # a record on any feed of the pacer wakes both
+    assert pacer.current is burst and fast.pace == (2, 2) and steady.pace == (10, 5)
+    clock.t += 0.5
+    pacer.check()
+    assert pacer.current is ACTIVE and fast.pace == steady.pace == (10, 5)
+    clock.t += 2.0
+    pacer.check()
+    assert pacer.current is IDLE and fast.pace == steady.pace == (300, 50)
+
+
 def test_around_period_is_true_just_before_and_after_each_multiple():
     clock = _Clock()
     due = around_period(60, before_s=0.5, after_s=3, clock=clock)
