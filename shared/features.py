@@ -16,6 +16,7 @@ depends on this bar and earlier ones only.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -98,6 +99,12 @@ _CORE_1 = (
     _indicator("WILLR"),
     _indicator("ROC"),
 )
+#: Indicators whose values do not depend on the price level or on a cumulative total (oscillators,
+#: percentages), so their distribution can be compared across time: the features drift is judged
+#: on. Price-level features (close, moving averages, bands, ATR, MACD, in price units), OBV (a
+#: running total) and the calendar features (a day's window covers a slice of the week by
+#: construction) would read as drifted from any training window.
+_SCALE_FREE = frozenset({"RSI", "NATR", "STOCH", "ADX", "CCI", "MFI", "WILLR", "ROC"})
 _RETURN_PERIODS = (1, 5, 20)
 _VOLATILITY_PERIOD = 20
 _TIME_FEATURES = ("tod_sin", "tod_cos", "dow_sin", "dow_cos")
@@ -115,6 +122,13 @@ class FeatureSet:
             *(f"logret_{k}" for k in _RETURN_PERIODS),
             f"rvol_{_VOLATILITY_PERIOD}",
             *_TIME_FEATURES,
+        )
+        #: The features whose drift from a model's training distribution means something (``_SCALE_FREE``
+        #: indicators, returns, realised volatility), in the set's order.
+        self.drift_monitored: tuple[str, ...] = (
+            *(n for feature in indicators if feature.indicator in _SCALE_FREE for n in feature.names),
+            *(f"logret_{k}" for k in _RETURN_PERIODS),
+            f"rvol_{_VOLATILITY_PERIOD}",
         )
         #: Bars until every feature has a value (the longest indicator lookback, or the returns').
         self.warmup_bars = 1 + max(
@@ -140,6 +154,15 @@ class FeatureSet:
         state.returns.extend(saved["returns"])
         state.bars = saved["bars"]
         return state
+
+
+@functools.cache
+def drift_monitored(feature_set: str) -> frozenset[str] | None:
+    """The features of the named feature set that drift is judged on; ``None`` for a set this
+    platform does not know (then every feature counts)."""
+    known = {fs.name: fs for fs in (FeatureSet.core(),)}
+    found = known.get(feature_set)
+    return None if found is None else frozenset(found.drift_monitored)
 
 
 class FeatureSetState:

@@ -29,13 +29,20 @@ class Candle:
     close: float
 
 
+#: A series and feature set: (symbol, timeframe, feature set name).
+WindowKey = tuple[str, Timeframe, str]
+
+
 class Inputs:
     def __init__(self, psi_window: int) -> None:
         self.bars: dict[SeriesKey, OrderedDict[int, Candle]] = {}
         #: Open time of the first bar seen per series: gaps before it are not gaps, just before us.
         self.first_bar: dict[SeriesKey, int] = {}
         self.vectors: OrderedDict[uuid.UUID, FeatureVector] = OrderedDict()
-        self.windows: dict[tuple[str, Timeframe, str], deque[FeatureVector]] = {}
+        #: The last ``psi_window`` vectors per series and feature set (the drift check's window)...
+        self.windows: dict[WindowKey, deque[FeatureVector]] = {}
+        #: ... and how many each has taken in all (how far it moved since the PSI was last computed).
+        self.window_taken: dict[WindowKey, int] = {}
         self._psi_window = psi_window
         self._arrived = asyncio.Event()
 
@@ -64,10 +71,9 @@ class Inputs:
         self.vectors[vector.event_id] = vector
         while len(self.vectors) > KEPT_VECTORS:
             self.vectors.popitem(last=False)
-        window = self.windows.setdefault(
-            (vector.symbol, vector.timeframe, vector.feature_set), deque(maxlen=self._psi_window)
-        )
-        window.append(vector)
+        key = (vector.symbol, vector.timeframe, vector.feature_set)
+        self.windows.setdefault(key, deque(maxlen=self._psi_window)).append(vector)
+        self.window_taken[key] = self.window_taken.get(key, 0) + 1
         self._wake()
 
     def newest_bar(self, key: SeriesKey) -> int | None:

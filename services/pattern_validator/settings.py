@@ -46,9 +46,12 @@ class PatternValidatorSettings(PoolSettings, SignalPathPolling):
 
     # -- feature_drift --
     psi_threshold: float = Field(default=0.25, gt=0)
-    #: Live vectors per series the PSI is computed over, and the fewest that make it meaningful.
-    psi_window: int = Field(default=200, ge=10)
-    psi_min_bars: int = Field(default=50, ge=10)
+    #: Live vectors per series the PSI is computed over (a day of M1 bars), and the fewest that make
+    #: it meaningful: over a few dozen autocorrelated bars even an unchanged market reads as drifted.
+    psi_window: int = Field(default=1440, ge=10)
+    psi_min_bars: int = Field(default=720, ge=10)
+    #: The PSI of a model on a series is recomputed after this many new vectors (cached in between).
+    psi_recheck_bars: int = Field(default=30, ge=1)
     #: One ``FeatureDrift`` event per model at most this often.
     drift_alert_interval_s: float = Field(default=3600.0, ge=0)
 

@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 
 from services.pattern_validator import checks
 from services.pattern_validator.dedup import SignalDeduplicator, fingerprint
-from services.pattern_validator.inputs import Inputs
+from services.pattern_validator.inputs import Inputs, WindowKey
 from services.pattern_validator.psi import TrainingDistributions, psi
 from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.store import VerdictStore
 from shared.events import FeatureDrift, FeatureVector, RejectedSignal, Signal, ValidatedSignal, now_ns, uuid5_text
+from shared.features import drift_monitored
 from shared.market_hours import MarketHours
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class Validator:
         )
         #: model id -> wall-clock time of its last FeatureDrift event (the rate limit).
         self._drift_alerted: dict[uuid.UUID, float] = {}
+        #: (model, series window) -> vectors the window had taken when its PSI was computed, and the PSI.
+        self._psi_cache: dict[tuple[uuid.UUID, WindowKey], tuple[int, dict[str, float]]] = {}
         #: Signals decided by this process (stored), newest last: a redelivery of one is not decided again.
         self._decided: OrderedDict[uuid.UUID, None] = OrderedDict()
 
@@ -158,8 +161,17 @@ class Validator:
         return ValidatedSignal(**common, notes=notes)
 
     async def _drifted(self, signal: Signal, vector: FeatureVector) -> dict[str, list[str]]:
-        """Per contributing model (``name@version``), its features whose live PSI is over the threshold."""
-        window = self.inputs.windows.get((signal.symbol, signal.timeframe, vector.feature_set), ())
+        """Per contributing model (``name@version``), its features whose live PSI is over the threshold.
+
+        Only the features drift means something for are judged (``shared.features.drift_monitored``:
+        not price levels, running totals or the calendar), over the series' last ``psi_window``
+        vectors once it holds ``psi_min_bars``; the PSI is recomputed every ``psi_recheck_bars``
+        vectors (a day's window moves little in between, and the signal's path should not pay for it).
+        """
+        key: WindowKey = (signal.symbol, signal.timeframe, vector.feature_set)
+        window = self.inputs.windows.get(key, ())
+        taken = self.inputs.window_taken.get(key, 0)
+        monitored = drift_monitored(vector.feature_set)
         out: dict[str, list[str]] = {}
         for contribution in signal.contributions:
             if contribution.model_id is None:
@@ -167,11 +179,19 @@ class Validator:
             distribution = await self.distributions.of(contribution.model_id)
             if distribution is None:
                 continue
-            scores = {}
-            for name, bins in distribution.features.items():
-                values = [x for v in window if (x := v.features.get(name)) is not None]
-                if len(values) >= self.settings.psi_min_bars:
-                    scores[name] = psi(bins, values)
+            cached = self._psi_cache.get((distribution.model_id, key))
+            if cached is not None and taken - cached[0] < self.settings.psi_recheck_bars:
+                scores = cached[1]
+            else:
+                scores = {}
+                for name, bins in distribution.features.items():
+                    if monitored is not None and name not in monitored:
+                        continue
+                    values = [x for v in window if (x := v.features.get(name)) is not None]
+                    if len(values) >= self.settings.psi_min_bars:
+                        scores[name] = psi(bins, values)
+                if len(window) >= self.settings.psi_min_bars:  # a short window is judged again next time
+                    self._psi_cache[(distribution.model_id, key)] = (taken, scores)
             drifted = sorted(n for n, p in scores.items() if p > self.settings.psi_threshold)
             if drifted:
                 out[f"{contribution.model_name}@{contribution.model_version}"] = drifted

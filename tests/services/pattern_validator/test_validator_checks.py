@@ -13,12 +13,22 @@ import pytest
 from services.pattern_validator import checks
 from services.pattern_validator.dedup import SignalDeduplicator, fingerprint
 from services.pattern_validator.inputs import Candle, Inputs
-from services.pattern_validator.psi import NoDistributions, psi
+from services.pattern_validator.psi import NoDistributions, TrainingDistribution, psi
 from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.validator import Validator
-from shared.events import Contribution, Signal, Timeframe, now_ns, signal_id
+from shared.events import (
+    Contribution,
+    FeatureVector,
+    Signal,
+    Timeframe,
+    bar_event_id,
+    feature_vector_id,
+    now_ns,
+    signal_id,
+)
+from shared.features import drift_monitored
 from shared.market_hours import MarketHours
-from shared.ml.drift import Distribution, proportions
+from shared.ml.drift import Distribution, distributions, proportions
 
 M1 = Timeframe.M1
 MIN = M1.nanos
@@ -245,3 +255,51 @@ async def test_a_signal_whose_verdict_was_not_stored_is_no_duplicate_of_itself_w
     assert published == [verdict] and s.event_id in store.rows
     again = await validator.handle(s)  # a later redelivery: the stored verdict again
     assert again.event_id == verdict.event_id and again.ts_init == verdict.ts_init
+
+
+# -- which features drift is judged on, and how often --------------------------------------------
+
+
+class OneDistribution:
+    """Every model was trained on ``features`` (the registry's distributions of one model)."""
+
+    def __init__(self, features: dict[str, Distribution]) -> None:
+        self.features = features
+
+    async def of(self, model_id: uuid.UUID) -> TrainingDistribution:
+        return TrainingDistribution(model_id, "xgb", 1, self.features)
+
+
+def core_vector(i: int, close: float, rsi: float) -> FeatureVector:
+    ts = WED + i * MIN
+    return FeatureVector(
+        event_id=feature_vector_id("EURUSD", M1, ts, "core-1"), ts_event=ts, ts_init=ts, symbol="EURUSD",
+        timeframe=M1, bar_event_id=bar_event_id("EURUSD", M1, ts), feature_set="core-1",
+        features={"close": close, "rsi_14": rsi},
+    )  # fmt: skip
+
+
+async def test_drift_is_judged_on_scale_free_features_and_recomputed_every_few_bars():
+    rng = np.random.default_rng(7)
+    training = np.column_stack([rng.normal(1.10, 0.01, 2000), rng.uniform(30, 70, 2000)])
+    model = OneDistribution(distributions(training, ["close", "rsi_14"]))
+    settings = PatternValidatorSettings(psi_window=100, psi_min_bars=50, psi_recheck_bars=60)
+    inputs = Inputs(settings.psi_window)
+
+    async def ignore(event) -> None: ...
+
+    validator = Validator(settings, inputs, FlakyStore(), model, ignore, ignore, lambda: WED / 1e9)  # type: ignore[arg-type]
+    # The price moved far from where the model was trained (a price level always does, in time);
+    # the RSI's distribution did not: no drift.
+    vectors = [core_vector(i, 1.5 + i * 1e-4, float(rng.uniform(30, 70))) for i in range(100)]
+    for v in vectors:
+        inputs.add_vector(v)
+    s = signal(ts=vectors[-1].ts_event)
+    assert drift_monitored("core-1") is not None and "close" not in drift_monitored("core-1")
+    assert await validator._drifted(s, vectors[-1]) == {}
+    # The RSI drifts: seen at the next recomputation, 60 vectors on, not before.
+    for i in range(100, 159):
+        inputs.add_vector(core_vector(i, 1.5, 95.0))
+    assert await validator._drifted(s, vectors[-1]) == {}  # kept: 59 new vectors
+    inputs.add_vector(core_vector(159, 1.5, 95.0))
+    assert await validator._drifted(s, vectors[-1]) == {"xgb@1": ["rsi_14"]}
