@@ -13,7 +13,8 @@ lifecycle events are read from the earliest: flags must be complete.
 Pace (the embedded broker answers a fetch only after its wait, docs/architecture.md "The
 embedded broker polls"): the signal's path (vectors, predictions, refusals) polls at the
 platform's ``KAFKA_FETCH_MAX_WAIT_MS`` while records flow and at ``IDLE_FETCH_MAX_WAIT_MS`` after
-``IDLE_AFTER_S`` without any, one ``PollPacer`` for the three (a vector announces its predictions).
+``IDLE_AFTER_S`` without any; the three topics are read by one consumer (a vector announces its
+predictions), paced by one ``PollPacer``.
 Bars (outcomes: weights and calibration a bar later) and lifecycle events are off the signal's
 path and always poll at ``SLOW_FEED_FETCH_MAX_WAIT_MS``.
 """
@@ -27,7 +28,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.ai_orchestration.orchestrator import Orchestrator
 from services.ai_orchestration.settings import AiOrchestrationSettings
-from shared.bus.consume import RAW_BATCH, RecentIds, decode_records
+from shared.bus.consume import RAW_BATCH, RecentIds, decode_records, split_by_topic
 from shared.bus.pacing import ACTIVE_BATCH_TIMEOUT_MS, IDLE_BATCH_TIMEOUT_MS, PollPacer, signal_path_pacer
 from shared.events import FeatureVector, MarketBar, ModelLifecycle, Prediction, PredictionRefused
 from shared.kit.bus import ServiceBus
@@ -68,46 +69,28 @@ def subscribe(
         dead, (VECTORS, PREDICTIONS, REFUSALS, BARS, LIFECYCLE)
     )
 
-    sub = bus.subscriber(FeatureVector, group=None, **live)
+    # The signal's path is one consumer of three topics: a vector announces its predictions (and the
+    # rare refusal) within milliseconds, and a consumer each would poll the broker three times as often.
+    sub = bus.subscriber_of_many((FeatureVector, Prediction, PredictionRefused), group=None, **live)
 
     @sub
-    async def vectors(msg: KafkaMessage) -> None:
+    async def signal_path(msg: KafkaMessage) -> None:
         pacer.saw_records()
-        for _, vector in await decode_records(FeatureVector, msg.raw_message, vector_dlq):
+        by_topic = split_by_topic(msg.raw_message)
+        # Vectors first: a round starts with its vector (a prediction ahead of it would wait in memory).
+        for _, vector in await decode_records(FeatureVector, by_topic.get(FeatureVector.TOPIC, ()), vector_dlq):
             await orchestrator.on_vector(vector)
-
-    subs.append(sub)
-    sub = bus.subscriber(Prediction, group=None, **live)
-
-    @sub
-    async def predictions(msg: KafkaMessage) -> None:
-        pacer.saw_records()
-        decoded = await decode_records(Prediction, msg.raw_message, prediction_dlq)
+        decoded = await decode_records(Prediction, by_topic.get(Prediction.TOPIC, ()), prediction_dlq)
         for prediction in seen_predictions.fresh(event for _, event in decoded):
             await orchestrator.on_prediction(prediction)
-
-    subs.append(sub)
-    sub = bus.subscriber(PredictionRefused, group=None, **live)
-
-    @sub
-    async def refusals(msg: KafkaMessage) -> None:
-        pacer.saw_records()
-        decoded = await decode_records(PredictionRefused, msg.raw_message, refusal_dlq)
-        for refusal in seen_refusals.fresh(event for _, event in decoded):
+        decoded_refusals = await decode_records(
+            PredictionRefused, by_topic.get(PredictionRefused.TOPIC, ()), refusal_dlq
+        )
+        for refusal in seen_refusals.fresh(event for _, event in decoded_refusals):
             await orchestrator.on_refusal(refusal)
 
     subs.append(sub)
-    # A refusal is rare (a model that cannot take the vector: an error), so its feed need not burst
-    # (each bursting feed costs the broker and this service ~500 fetches a second); a round that
-    # waits for one finishes at most the active wait later.
-    vectors_sub, predictions_sub, refusals_sub = subs
-    pacer = signal_path_pacer(
-        vectors_sub,
-        predictions_sub,
-        settings=settings,
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        steady=(refusals_sub,),
-    )
+    pacer = signal_path_pacer(sub, settings=settings, fetch_max_wait_ms=fetch_max_wait_ms)
     sub = bus.subscriber(MarketBar, group=None, **slow)
 
     @sub

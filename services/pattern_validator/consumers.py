@@ -3,10 +3,10 @@
 * Signals: one group (``pattern-validator.signals``), committed after each batch's verdicts are
   stored and published; a failure (PostgreSQL, the broker) rewinds the batch (redelivered
   signals get their stored verdict). Undecodable signals are dead-lettered.
-* Bars and feature vectors: no group, every instance keeps every series' recent window (the
-  signals of any symbol can come to it after a rebalance). They start from the earliest record
-  by default: after a restart the windows are rebuilt from the topics, not from memory.
-* Pace: the three are on a signal's path (a signal waits for its own bar and vector), so one
+* Bars and feature vectors: one consumer of both topics, no group: every instance keeps every
+  series' recent window (the signals of any symbol can come to it after a rebalance). They start
+  from the earliest record by default: after a restart the windows are rebuilt from the topics.
+* Pace: both consumers are on a signal's path (a signal waits for its own bar and vector), so one
   ``PollPacer`` keeps them at the platform's ``KAFKA_FETCH_MAX_WAIT_MS`` while records flow and at
   ``IDLE_FETCH_MAX_WAIT_MS`` after ``IDLE_AFTER_S`` without any (a bar announces its signal); only
   the signals' feed takes the burst pace (the bar and vector are there well before their signal).
@@ -25,7 +25,7 @@ from faststream.middlewares import AckPolicy
 from services.pattern_validator.inputs import Inputs
 from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.validator import Validator
-from shared.bus.consume import RAW_BATCH, decode_records
+from shared.bus.consume import RAW_BATCH, decode_records, split_by_topic
 from shared.bus.pacing import ACTIVE_BATCH_TIMEOUT_MS, PollPacer, signal_path_pacer
 from shared.events import FeatureVector, MarketBar, Signal
 from shared.kit.bus import ServiceBus
@@ -72,30 +72,27 @@ def subscribe(
             await asyncio.sleep(RETRY_PAUSE_S)
             raise
 
-    bars_sub = bus.subscriber(MarketBar, group=None, max_records=5000, auto_offset_reset=feeds_start_from, **fast)
-
-    @bars_sub
-    async def bars(msg: KafkaMessage) -> None:
-        pacer.saw_records()
-        for _, bar in await decode_records(MarketBar, msg.raw_message, bar_dlq):
-            inputs.add_bar(bar)
-
-    vectors_sub = bus.subscriber(
-        FeatureVector, group=None, max_records=2000, auto_offset_reset=feeds_start_from, **fast
+    # Bars and vectors: one consumer of both topics (they wake together; a consumer each would poll
+    # the broker twice as often).
+    inputs_sub = bus.subscriber_of_many(
+        (MarketBar, FeatureVector), group=None, max_records=5000, auto_offset_reset=feeds_start_from, **fast
     )
 
-    @vectors_sub
-    async def vectors(msg: KafkaMessage) -> None:
+    @inputs_sub
+    async def bars_and_vectors(msg: KafkaMessage) -> None:
         pacer.saw_records()
-        for _, vector in await decode_records(FeatureVector, msg.raw_message, vector_dlq):
+        by_topic = split_by_topic(msg.raw_message)
+        for _, bar in await decode_records(MarketBar, by_topic.get(MarketBar.TOPIC, ()), bar_dlq):
+            inputs.add_bar(bar)
+        for _, vector in await decode_records(FeatureVector, by_topic.get(FeatureVector.TOPIC, ()), vector_dlq):
             inputs.add_vector(vector)
 
-    # The bar and the vector come tens of milliseconds before their signal: those two feeds need
-    # not burst (each bursting feed costs the broker and this service ~500 fetches a second).
+    # The bar and the vector come tens of milliseconds before their signal: their feed need not
+    # burst (a bursting feed costs the broker and this service ~500 fetches a second).
     pacer = signal_path_pacer(
         signals_sub,
         settings=settings,
         fetch_max_wait_ms=fetch_max_wait_ms,
-        steady=(bars_sub, vectors_sub),
+        steady=(inputs_sub,),
     )
-    return (bars_sub, vectors_sub), pacer
+    return (inputs_sub,), pacer

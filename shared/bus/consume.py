@@ -95,6 +95,14 @@ async def decode_records(
     return good
 
 
+def split_by_topic(records: Sequence[ConsumerRecord]) -> dict[str, list[ConsumerRecord]]:
+    """A batch of a subscriber of several topics, per topic, each in the order it came."""
+    by_topic: dict[str, list[ConsumerRecord]] = {}
+    for record in records:
+        by_topic.setdefault(record.topic, []).append(record)
+    return by_topic
+
+
 class RecentIds:
     """Bounded memory of processed ``event_id``s: a redelivered event is recognised and skipped.
 

@@ -24,7 +24,8 @@ async def unpositioned(subscribers: Sequence[Any], timeout_s: float = 0.5) -> st
         assigned = consumer.assignment()
         if not assigned:
             return "a consumer has no partitions yet"
-        for topic in {tp.topic for tp in assigned}:
+        # Every topic subscribed to (a consumer may read several), not only those assigned so far.
+        for topic in set(consumer.subscription() or ()) | {tp.topic for tp in assigned}:
             partitions = consumer.partitions_for_topic(topic) or set()
             if len({tp.partition for tp in assigned if tp.topic == topic}) < len(partitions):
                 return f"not every partition of {topic} is assigned yet"

@@ -11,7 +11,7 @@ An event or group the service's contract does not declare is refused right there
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from faststream.kafka import KafkaBroker
@@ -81,6 +81,19 @@ class ServiceBus:
         options.setdefault("title", declared.title(self._use.service))
         options.setdefault("description", declared.purpose or None)
         subscriber: Subscriber = self.broker.subscriber(event.TOPIC, group_id=group, **options)
+        return subscriber
+
+    def subscriber_of_many(self, events: Sequence[type[Event]], *, group: str | None, **options: Any) -> Subscriber:
+        """One subscriber (one consumer, one fetch loop) of several events' topics as ``group``: for
+        feeds that wake together, where a consumer each would poll the broker once each. The handler
+        gets records of every topic (``split_by_topic``); the contract must declare each
+        ``Consumes(event, group)``."""
+        if len(events) < 2:
+            raise ValueError("subscriber_of_many takes two events or more (one: subscriber)")
+        declared = [self._use.subscribe(event, group) for event in events]
+        options.setdefault("title", " + ".join(d.title(self._use.service) for d in declared))
+        options.setdefault("description", "; ".join(d.purpose for d in declared if d.purpose) or None)
+        subscriber: Subscriber = self.broker.subscriber(*(e.TOPIC for e in events), group_id=group, **options)
         return subscriber
 
     def dead_letters(self, group: str) -> DeadLetters:
