@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from services.ml_deep_learning.inference import SequenceChampions
 from services.ml_deep_learning.settings import MlDeepLearningSettings
 from services.ml_deep_learning.windows import Windows
 from shared.bus.pacing import PollPacer
-from shared.events import FeatureVector, Prediction, PredictionRefused
+from shared.events import FeatureVector
 from shared.kit.service import Runtime
 from shared.ml.lifecycle import Lifecycle
 from shared.ml.service import subscribe_model_feeds
@@ -21,19 +22,12 @@ DRIFT_GROUP = "ml-deep-learning.drift"
 def subscribe(
     rt: Runtime[MlDeepLearningSettings, Any], champions: SequenceChampions, windows: Windows, lifecycle: Lifecycle
 ) -> PollPacer:
-    async def predict(vectors: list[FeatureVector]) -> tuple[list[Prediction], list[PredictionRefused]]:
+    async def keep_windows(vectors: list[FeatureVector]) -> None:
         for vector in vectors:
             windows.add(vector)
         # Durable before the offsets commit: a restart resumes with full windows. A redelivered
         # vector gets the same window, and ids are deterministic (model, vector).
         await windows.persist(vectors)
-        out: list[Prediction] = []
-        refused: list[PredictionRefused] = []
-        for vector in vectors:
-            p, r = champions.on_vector(vector, windows)
-            out.extend(p)
-            refused.extend(r)
-        return out, refused
 
     return subscribe_model_feeds(
         rt,
@@ -42,7 +36,8 @@ def subscribe(
         drift_group=DRIFT_GROUP,
         champions=champions,
         lifecycle=lifecycle,
-        predict=predict,
+        predict=partial(champions.on_vector, windows=windows),
+        prepare=keep_windows,
     )
 
 

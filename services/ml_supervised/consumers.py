@@ -8,7 +8,6 @@ from typing import Any
 from services.ml_supervised.inference import Champions
 from services.ml_supervised.settings import MlSupervisedSettings
 from shared.bus.pacing import PollPacer
-from shared.events import FeatureVector, Prediction, PredictionRefused
 from shared.kit.service import Runtime
 from shared.ml.lifecycle import Lifecycle
 from shared.ml.service import subscribe_model_feeds
@@ -18,15 +17,6 @@ DRIFT_GROUP = "ml-supervised.drift"
 
 
 def subscribe(rt: Runtime[MlSupervisedSettings, Any], champions: Champions, lifecycle: Lifecycle) -> PollPacer:
-    async def predict(vectors: list[FeatureVector]) -> tuple[list[Prediction], list[PredictionRefused]]:
-        out: list[Prediction] = []
-        refused: list[PredictionRefused] = []
-        for vector in vectors:
-            p, r = champions.on_vector(vector)
-            out.extend(p)
-            refused.extend(r)
-        return out, refused
-
     return subscribe_model_feeds(
         rt,
         rt.settings,
@@ -34,7 +24,7 @@ def subscribe(rt: Runtime[MlSupervisedSettings, Any], champions: Champions, life
         drift_group=DRIFT_GROUP,
         champions=champions,
         lifecycle=lifecycle,
-        predict=predict,
+        predict=champions.on_vector,
     )
 
 

@@ -3,7 +3,8 @@ the registry/lifecycle/job-runner wiring, and their three feeds.
 
 Each service serves its own model kinds from the one shared registry; only how a batch of feature
 vectors becomes predictions differs (a tree model reads one vector, a sequence model a window of
-them), and that is the ``predict`` a service passes to ``subscribe_model_feeds``.
+them), and that is the ``predict`` (and, for a sequence model's windows, the ``prepare``) a service
+passes to ``subscribe_model_feeds``.
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ class ReloadableChampions(Protocol):
     async def reload(self) -> None: ...
 
 
-#: Feature vectors (fresh ones, in order) -> the predictions and refusals to publish for them.
-Predict = Callable[[list[FeatureVector]], Awaitable[tuple[list[Prediction], list[PredictionRefused]]]]
+#: One feature vector -> the predictions (one per champion that takes it) and refusals to publish.
+Predict = Callable[[FeatureVector], tuple[list[Prediction], list[PredictionRefused]]]
+#: What must happen to a batch's fresh vectors, in order, before any of them is predicted.
+Prepare = Callable[[list[FeatureVector]], Awaitable[None]]
 
 
 def subscribe_model_feeds(
@@ -116,11 +119,13 @@ def subscribe_model_feeds(
     champions: ReloadableChampions,
     lifecycle: Lifecycle,
     predict: Predict,
+    prepare: Prepare | None = None,
 ) -> PollPacer:
     """Subscribe a model service to its three feeds and return the pacer of the vectors' feed
     (already running as a background task of ``rt``):
 
-    - feature vectors (group ``vectors_group``) -> ``predict`` -> predictions and refusals published,
+    - feature vectors (group ``vectors_group``) -> ``prepare`` (the batch's fresh vectors), then
+      ``predict`` for each -> predictions and refusals published,
       the batch NACKed (redelivered) when publishing fails; a vector seen before is not predicted
       again (ids are deterministic, so a redelivery would publish the same events);
     - lifecycle changes (no group: every instance, from now on) -> the champions reloaded when one
@@ -163,7 +168,14 @@ def subscribe_model_feeds(
         decoded = await decode_records(FeatureVector, msg.raw_message, vectors_dlq)
         fresh = seen.fresh([vector for _, vector in decoded])
         try:
-            out, refused = await predict(fresh)
+            if prepare is not None:
+                await prepare(fresh)
+            out: list[Prediction] = []
+            refused: list[PredictionRefused] = []
+            for vector in fresh:
+                p, r = predict(vector)
+                out.extend(p)
+                refused.extend(r)
             await predictions.publish(out)
             await refusals.publish(refused)
         except Exception:
@@ -202,6 +214,7 @@ __all__ = [
     "SLOW_FEED_FETCH_MAX_WAIT_MS",
     "ModelRuntime",
     "Predict",
+    "Prepare",
     "ReloadableChampions",
     "model_runtime",
     "subscribe_model_feeds",
