@@ -117,6 +117,35 @@ def running_consumer(subscriber: Any) -> Any:
     return getattr(subscriber, "consumer", None)
 
 
+def current_assignment(consumer: Any) -> Any:
+    """The object standing for the consumer's current partition assignment (``None`` if it has none).
+
+    aiokafka makes a new ``Assignment`` each time it assigns partitions (a group-less consumer too,
+    when metadata shows its topics' partitions changed, e.g. after the embedded broker came back
+    with a new log), and a new assignment starts every partition at ``auto_offset_reset``:
+    comparing identities tells that it happened. Private in aiokafka (``_subscription``);
+    ``tests/shared/test_rewind.py`` fails if it stops working.
+    """
+    subscription = getattr(getattr(consumer, "_subscription", None), "subscription", None)
+    return None if subscription is None else subscription.assignment
+
+
+def refresh_metadata(consumer: Any) -> bool:
+    """Ask the consumer's client to refresh its cluster metadata now (in the background); whether it could.
+
+    A group-less consumer whose topics were missing from a metadata answer (a broker back with a new,
+    empty log, before the topics are made again) holds no partition until the next refresh, which
+    aiokafka makes only every ``metadata_max_age_ms`` (5 minutes). aiokafka's client has
+    ``force_metadata_update`` but the consumer does not expose its client (``_client``);
+    ``tests/shared/test_rewind.py`` fails if this stops working.
+    """
+    client = getattr(consumer, "_client", None)
+    if client is None or not hasattr(client, "force_metadata_update"):
+        return False
+    client.force_metadata_update()
+    return True
+
+
 def batch_parser_parts(original_parser: Any) -> tuple[type[Any], Any, Any] | None:
     """``(message class, topic pattern, consumer)`` of FastStream's Kafka batch parser, or ``None``.
 
