@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.support import client_token
+
 
 def start_mesh(
     var: Path, *, offset: int, services: str, env: Mapping[str, str], timeout_s: float = 120
@@ -61,19 +63,7 @@ def pct(values: list[float], q: float) -> float:
 async def admin_token(var: Path, gateway: str) -> str:
     """A token of the bootstrap admin (``<var>/credentials.json``)."""
     admin = json.loads((var / "credentials.json").read_text())["admin"]
-    return await client_token(gateway, admin)
-
-
-async def client_token(gateway: str, client: Mapping[str, str]) -> str:
-    async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.post(
-            gateway + "/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client["client_id"], client["client_secret"]),
-        )
-        r.raise_for_status()
-        token: str = r.json()["access_token"]
-        return token
+    return await client_token(gateway, admin["client_id"], admin["client_secret"])
 
 
 async def bench_credentials(var: Path, gateway: str, name: str = "bench") -> tuple[dict, str]:
@@ -86,4 +76,4 @@ async def bench_credentials(var: Path, gateway: str, name: str = "bench") -> tup
         )
         r.raise_for_status()
         client = r.json()
-    return client, await client_token(gateway, client)
+    return client, await client_token(gateway, client["client_id"], client["client_secret"])

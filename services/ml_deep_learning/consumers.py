@@ -31,7 +31,6 @@ def subscribe(
 
     return subscribe_model_feeds(
         rt,
-        rt.settings,
         vectors_group=VECTORS_GROUP,
         drift_group=DRIFT_GROUP,
         champions=champions,

@@ -46,7 +46,7 @@ CONTRACT = Contract(
 async def start(rt: Runtime[MlDeepLearningSettings, MlDeepLearning]) -> MlDeepLearning:
     settings = rt.settings
     configure_inference_threads(settings.inference_threads)
-    models = model_runtime(rt, settings, SEQUENCE_KINDS, SERVICE_ACTOR)
+    models = model_runtime(rt, SEQUENCE_KINDS, SERVICE_ACTOR)
     champions = SequenceChampions(models.registry)
     await champions.reload()
     windows = Windows(rt.postgres, settings.window_bars)

@@ -19,7 +19,6 @@ DRIFT_GROUP = "ml-supervised.drift"
 def subscribe(rt: Runtime[MlSupervisedSettings, Any], champions: Champions, lifecycle: Lifecycle) -> PollPacer:
     return subscribe_model_feeds(
         rt,
-        rt.settings,
         vectors_group=VECTORS_GROUP,
         drift_group=DRIFT_GROUP,
         champions=champions,

@@ -37,7 +37,7 @@ CONTRACT = Contract(
 
 async def start(rt: Runtime[MlSupervisedSettings, MlSupervised]) -> MlSupervised:
     settings = rt.settings
-    models = model_runtime(rt, settings, TREE_KINDS, SERVICE_ACTOR)
+    models = model_runtime(rt, TREE_KINDS, SERVICE_ACTOR)
     champions = Champions(models.registry, TREE_KINDS)
     await champions.reload()
     cold_start = ColdStart(

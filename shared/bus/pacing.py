@@ -23,10 +23,11 @@ record does not pay for an idle spell; outside those moments it may idle after a
 
 One pacer can drive several subscribers that wake together (``PollPacer(a, b, c, ...)``): a record
 on any of them puts them all on the active pace. The intelligence services use that for a chain
-of feeds (ai-orchestration's vectors, predictions and refusals; pattern-validator's signals,
-bars and vectors), where the first record of a bar announces the others within milliseconds.
+of feeds (pattern-validator's signals, and its bars and vectors), where the first record of a bar
+announces the others within milliseconds; feeds that wake together may also share one consumer
+(``ServiceBus.subscriber_of_many``: ai-orchestration's vectors, predictions and refusals).
 Feeds whose records are not awaited the moment they land (pattern-validator's bars and vectors
-come tens of milliseconds before the signal that needs them; a refusal is rare) are ``steady``:
+come tens of milliseconds before the signal that needs them) are ``steady``:
 they wake and idle with the others but poll at the active pace while the others burst. Each
 feed at the burst pace costs the embedded broker and its service ~500 fetches a second
 (``make bench``'s signal path prints what polling alone costs).

@@ -56,12 +56,12 @@ class ModelRuntime:
     runner: JobRunner
 
 
-def model_runtime(
-    rt: Runtime[Any, Any], settings: ModelServiceSettings, kinds: Sequence[str], actor: str
-) -> ModelRuntime:
+def model_runtime(rt: Runtime[Any, Any], kinds: Sequence[str], actor: str) -> ModelRuntime:
     """Build the service's registry (artifacts under ``var/models``), its lifecycle (``actor`` acts
     on expiry and drift), the job queue and a runner claiming the jobs of ``kinds``; and schedule
-    the runner and the periodic expiry check as background tasks of ``rt``."""
+    the runner and the periodic expiry check as background tasks of ``rt`` (whose settings are
+    ``ModelServiceSettings``)."""
+    settings: ModelServiceSettings = rt.settings
     wall = rt.overrides.wall_clock or time.time
 
     def clock() -> dt.datetime:
@@ -112,7 +112,6 @@ Prepare = Callable[[list[FeatureVector]], Awaitable[None]]
 
 def subscribe_model_feeds(
     rt: Runtime[Any, Any],
-    settings: SignalPathPolling,
     *,
     vectors_group: str,
     drift_group: str,
@@ -182,6 +181,7 @@ def subscribe_model_feeds(
             seen.forget(fresh)
             raise  # NACK: the batch is redelivered
 
+    settings: SignalPathPolling = rt.settings
     pacer = signal_path_pacer(vectors_sub, settings=settings, fetch_max_wait_ms=fetch_max_wait_ms)
     rt.background("poll-pacer", pacer.run)
 
