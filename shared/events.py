@@ -30,6 +30,7 @@ __all__ = [
     "MARKET_TICK",
     "SYMBOL_PATTERN",
     "SYMBOL_PATTERN_PY",
+    "BotChanged",
     "ClientTokensRevoked",
     "Contribution",
     "DirectoryChanged",
@@ -37,13 +38,18 @@ __all__ = [
     "EventDecodeError",
     "FeatureDrift",
     "FeatureVector",
+    "Fill",
+    "KillSwitchChanged",
     "MarketBar",
     "MarketTick",
     "ModelLifecycle",
+    "OrderAttribution",
+    "OrderUpdated",
     "Prediction",
     "PredictionRefused",
     "Reason",
     "RejectedSignal",
+    "RiskLimitsChanged",
     "Signal",
     "Skipped",
     "TickRecord",
@@ -55,7 +61,9 @@ __all__ = [
     "encode_event",
     "encode_tick",
     "feature_vector_id",
+    "fill_event_id",
     "now_ns",
+    "order_event_id",
     "prediction_id",
     "signal_id",
     "tick_event_id",
@@ -473,6 +481,189 @@ class RejectedSignal(Event):
 
     def partition_key(self) -> bytes:
         return self.signal.symbol.encode()
+
+
+# -- execution (trading-engine) ------------------------------------------------------------
+
+#: Money (balances, PnL, commissions): signed, wider than a price.
+Money = Annotated[Decimal, Field(max_digits=28, decimal_places=8, allow_inf_nan=False)]
+#: An order's or a fill's quantity: strictly positive.
+OrderQuantity = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=8, allow_inf_nan=False)]
+#: Ids chosen by clients and venues (client order ids, venue order and deal ids, account ids).
+ExternalId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")]
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop", "stop_limit"]
+#: ``gtc`` good till canceled, ``day`` until the session ends, ``ioc`` immediate or cancel,
+#: ``fok`` fill or kill.
+TimeInForce = Literal["gtc", "day", "ioc", "fok"]
+#: The order state machine (docs/trading.md): ``new`` -> ``pending_submit`` -> ``accepted`` ->
+#: ``partially_filled`` -> ``filled``; ``canceled``, ``rejected``, ``expired``; and ``unknown``
+#: while the venue's answer is lost (reconciled until its fate is known).
+OrderState = Literal[
+    "new", "pending_submit", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired", "unknown"
+]
+Venue = Literal["paper", "mt5"]
+
+
+class OrderAttribution(BaseModel):
+    """Where an order came from: a bot and its strategy, the signal it acts on, the models behind it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bot_id: uuid.UUID | None = None
+    strategy: Name | None = None
+    signal_id: uuid.UUID | None = None
+    #: ``name:version`` of each model that contributed to the signal (for PnL per model).
+    models: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list)
+
+
+class OrderUpdated(Event):
+    """An order after one change of its state (``version`` counts the changes, from 1).
+
+    ``event_id`` = ``order_event_id(order_id, version)``: a change published again (outbox
+    retry, restart) is the same event.
+    """
+
+    TOPIC: ClassVar[str] = topics.ORDERS
+
+    event_type: Literal["trading.order"] = "trading.order"
+    schema_version: Literal[1] = 1
+    order_id: uuid.UUID
+    version: Annotated[int, Field(ge=1)]
+    client_order_id: ExternalId
+    tenant: Annotated[str, Field(min_length=1, max_length=32)]
+    account_id: ExternalId
+    venue: Venue
+    symbol: Symbol
+    side: Side
+    type: OrderType
+    quantity: OrderQuantity
+    limit_price: Price | None = None
+    stop_price: Price | None = None
+    time_in_force: TimeInForce
+    state: OrderState
+    #: The state before this change (``None`` for the first version).
+    previous_state: OrderState | None = None
+    filled_quantity: Quantity
+    average_fill_price: Price | None = None
+    venue_order_id: ExternalId | None = None
+    #: Why it was rejected, canceled or expired (a risk check's reason code, the venue's, ...).
+    reason_code: ReasonCode | None = None
+    reason: Annotated[str, Field(max_length=500)] | None = None
+    attribution: OrderAttribution = Field(default_factory=OrderAttribution)
+
+    def partition_key(self) -> bytes:
+        return self.account_id.encode()
+
+
+class Fill(Event):
+    """One execution at a venue (``ts_event`` = when the venue executed it).
+
+    ``event_id`` = ``fill_id`` = ``fill_event_id(venue, account_id, venue_fill_id)``: the same
+    deal reported twice (a reconciliation, a retry) is the same fill.
+    """
+
+    TOPIC: ClassVar[str] = topics.FILLS
+
+    event_type: Literal["trading.fill"] = "trading.fill"
+    schema_version: Literal[1] = 1
+    order_id: uuid.UUID
+    client_order_id: ExternalId
+    tenant: Annotated[str, Field(min_length=1, max_length=32)]
+    account_id: ExternalId
+    venue: Venue
+    venue_fill_id: ExternalId
+    symbol: Symbol
+    side: Side
+    quantity: OrderQuantity
+    price: Price
+    #: Fees charged for this fill, in the account's currency (>= 0).
+    commission: Annotated[Money, Field(ge=0)]
+    currency: Annotated[str, Field(min_length=3, max_length=8)]
+    attribution: OrderAttribution = Field(default_factory=OrderAttribution)
+
+    def partition_key(self) -> bytes:
+        return self.account_id.encode()
+
+
+class RiskLimitsChanged(Event):
+    """A new version of the pre-trade risk limits of a tenant (``account_id`` None) or one account."""
+
+    TOPIC: ClassVar[str] = topics.RISK_LIMITS
+
+    event_type: Literal["trading.risk_limits"] = "trading.risk_limits"
+    schema_version: Literal[1] = 1
+    tenant: Annotated[str, Field(min_length=1, max_length=32)]
+    account_id: ExternalId | None = None
+    version: Annotated[int, Field(ge=1)]
+    #: Every limit of this version, by name (decimal strings, integers, lists of symbols, or
+    #: ``None`` where the limit is off); docs/trading.md lists them.
+    limits: dict[Name, str | int | bool | list[str] | None]
+    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+    def partition_key(self) -> bytes:
+        return self.tenant.encode()
+
+
+class KillSwitchChanged(Event):
+    """A kill switch tripped (open orders in scope canceled, new ones blocked) or reset.
+
+    Scope ``all`` and ``venue`` are the platform's; ``tenant``, ``account`` and ``strategy``
+    belong to ``tenant``. A reset names a person and a reason; an automatic trip names the
+    throttle that tripped it (``actor`` ``throttle:<rule>``).
+    """
+
+    TOPIC: ClassVar[str] = topics.KILL_SWITCHES
+
+    event_type: Literal["trading.kill_switch"] = "trading.kill_switch"
+    schema_version: Literal[1] = 1
+    switch_id: uuid.UUID
+    scope: Literal["all", "venue", "tenant", "account", "strategy"]
+    #: The venue, tenant, account id or strategy name in scope (``None`` for ``all``).
+    target: Annotated[str, Field(max_length=64)] | None = None
+    tenant: Annotated[str, Field(min_length=1, max_length=32)]
+    state: Literal["tripped", "reset"]
+    automatic: bool = False
+    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    #: How many open orders the trip canceled (0 for a reset).
+    canceled_orders: Annotated[int, Field(ge=0)] = 0
+
+    def partition_key(self) -> bytes:
+        return self.tenant.encode()
+
+
+class BotChanged(Event):
+    """A bot after one change of its lifecycle (``version`` counts the changes, from 1)."""
+
+    TOPIC: ClassVar[str] = topics.BOTS
+
+    event_type: Literal["trading.bot"] = "trading.bot"
+    schema_version: Literal[1] = 1
+    bot_id: uuid.UUID
+    version: Annotated[int, Field(ge=1)]
+    tenant: Annotated[str, Field(min_length=1, max_length=32)]
+    account_id: ExternalId
+    symbol: Symbol
+    strategy: Name
+    state: Literal["created", "running", "paused", "stopped", "deleted"]
+    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    #: The bot's parameters at this version (strategy settings, sizing, stops).
+    config: dict[Name, str | int | float | bool | None] = Field(default_factory=dict)
+
+    def partition_key(self) -> bytes:
+        return self.account_id.encode()
+
+
+def order_event_id(order_id: uuid.UUID, version: int) -> uuid.UUID:
+    """Deterministic id of one version of an order."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"order|{order_id}|{version}")
+
+
+def fill_event_id(venue: str, account_id: str, venue_fill_id: str) -> uuid.UUID:
+    """Deterministic id of a fill: the venue's deal id within the account."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"fill|{venue}|{account_id}|{venue_fill_id}")
 
 
 def feature_vector_id(symbol: str, timeframe: Timeframe, open_time_ns: int, feature_set: str) -> uuid.UUID:

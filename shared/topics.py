@@ -30,6 +30,16 @@ SIGNALS = "signals.v1"
 SIGNALS_VALIDATED = "signals.validated.v1"
 #: Signals pattern-validator rejected, with machine-readable reasons.
 SIGNALS_REJECTED = "signals.rejected.v1"
+#: Every state change of every order, as the order's full state after it (trading-engine).
+ORDERS = "trading.orders.v1"
+#: Every execution at a venue: one record per fill, fees and attribution included (trading-engine).
+FILLS = "trading.fills.v1"
+#: Every new version of a tenant's or account's pre-trade risk limits (trading-engine).
+RISK_LIMITS = "trading.limits.v1"
+#: Kill switches tripped and reset, by whom and why (trading-engine).
+KILL_SWITCHES = "trading.killswitch.v1"
+#: Bots created, started, paused, resumed, stopped and deleted (trading-engine).
+BOTS = "trading.bots.v1"
 
 #: Partition counts used when the project creates the topics itself. Market topics
 #: are keyed by symbol, so the partition count bounds how far a consumer group scales out.
@@ -49,6 +59,11 @@ PARTITIONS: dict[str, int] = {
     SIGNALS: 6,
     SIGNALS_VALIDATED: 6,
     SIGNALS_REJECTED: 6,
+    ORDERS: 6,
+    FILLS: 6,
+    RISK_LIMITS: 1,
+    KILL_SWITCHES: 1,
+    BOTS: 3,
 }
 
 
@@ -79,6 +94,14 @@ RETENTION_MS: dict[str, int] = {
     SIGNALS: 7 * 24 * _HOUR_MS,
     SIGNALS_VALIDATED: 7 * 24 * _HOUR_MS,
     SIGNALS_REJECTED: 7 * 24 * _HOUR_MS,
+    # Orders and fills are stored by trading-engine (PostgreSQL) and performance-analytics
+    # (ClickHouse); the topics are how they and the audit trail learn of them. Controls and
+    # bots are rare and wait for a human, like lifecycle events.
+    ORDERS: 30 * 24 * _HOUR_MS,
+    FILLS: 30 * 24 * _HOUR_MS,
+    RISK_LIMITS: 30 * 24 * _HOUR_MS,
+    KILL_SWITCHES: 30 * 24 * _HOUR_MS,
+    BOTS: 30 * 24 * _HOUR_MS,
     # Its first record names the log's incarnation and must never be deleted (not compacted
     # either, which could drop it): no time retention, and no size retention below.
     BROKER_EPOCH: -1,
