@@ -68,7 +68,13 @@ SERVICES: tuple[Service, ...] = (
         "server edge for the client tier: ticks in, bars built and published",
         module="services.data_bridge.service:SERVICE",
     ),
-    Service("performance-analytics", Group.CORE, 8002, "PnL, equity, risk/return metrics, per-model attribution"),
+    Service(
+        "performance-analytics",
+        Group.CORE,
+        8002,
+        "PnL, equity, risk/return metrics, per-model attribution",
+        module="services.performance_analytics.service:SERVICE",
+    ),
     Service(
         "ai-orchestration",
         Group.CORE,
@@ -76,7 +82,13 @@ SERVICES: tuple[Service, ...] = (
         "combines model outputs into signals (ensemble, fallbacks)",
         module="services.ai_orchestration.service:SERVICE",
     ),
-    Service("trading-engine", Group.CORE, 8007, "order management, pre-trade risk, venues, positions"),
+    Service(
+        "trading-engine",
+        Group.CORE,
+        8007,
+        "order management, pre-trade risk, venues, positions",
+        module="services.trading_engine.service:SERVICE",
+    ),
     Service(
         "database-service",
         Group.CORE,

@@ -61,29 +61,29 @@ def test_a_scaffolded_service_runs_on_the_template(tmp_path):
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, tree / name)
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "new-service", "performance-analytics"],
+        [sys.executable, "-m", "infra.cli", "new-service", "telegram-service"],
         cwd=tree,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert 'module="services.performance_analytics.service:SERVICE"' in (tree / "shared/ports.py").read_text()
+    assert 'module="services.telegram_service.service:SERVICE"' in (tree / "shared/ports.py").read_text()
     again = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "new-service", "performance-analytics"],
+        [sys.executable, "-m", "infra.cli", "new-service", "telegram-service"],
         cwd=tree,
         capture_output=True,
         text=True,
     )
     assert again.returncode == 2 and "exists already" in again.stderr
     tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/services/performance_analytics"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/services/telegram_service"],
         cwd=tree,
         capture_output=True,
         text=True,
     )
     assert tests.returncode == 0, tests.stdout[-3000:]
     lint = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "services/performance_analytics", "shared/ports.py"],
+        [sys.executable, "-m", "ruff", "check", "services/telegram_service", "shared/ports.py"],
         cwd=tree,
         capture_output=True,
         text=True,
