@@ -150,8 +150,9 @@ class Mt5Venue:
             if left <= 0:
                 return []
             # Bounded: a command queued by another engine instance wakes nobody here.
-            async with self._queued, contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queued.wait(), timeout=min(left, 1.0))
+            async with self._queued:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queued.wait(), timeout=min(left, 1.0))
 
     async def accept_reports(self, reports: Mt5Reports) -> None:
         """Reports from the terminal, in order; each reaches the engine (which dedupes them). A
