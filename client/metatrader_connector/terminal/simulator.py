@@ -492,6 +492,18 @@ class SimulatedTerminal:
         with self._lock:
             self._send_faults.append(bool(executed))
 
+    def limit_liquidity(self, symbol: str, lots: float | None) -> None:
+        """Test facility, not part of the MetaTrader5 API: market orders on ``symbol``
+        find at most ``lots`` (``None``: unlimited again).  A larger fill-or-kill
+        order is rejected (10006); immediate-or-cancel fills ``lots`` and answers
+        DONE_PARTIAL (10010), its order ending canceled with the rest as ``volume_current``.
+        """
+        with self._lock:
+            if lots is None:
+                self._desk.liquidity.pop(symbol, None)
+            else:
+                self._desk.liquidity[symbol] = float(lots)
+
     def _trade_request(self, request: object) -> TradeRequest:
         try:
             return parse_request(request)

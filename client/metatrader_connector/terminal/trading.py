@@ -193,6 +193,8 @@ class TradingDesk:
         self.market = market
         self.margin_mode = margin_mode
         self.commission_per_lot = commission_per_lot
+        #: Lots a market order on a symbol can find (test facility; default unlimited).
+        self.liquidity: dict[str, float] = {}
         self.balance = 0.0
         self._orders: dict[int, _Order] = {}  # active (pending) orders
         self._history: dict[int, _Order] = {}  # filled, canceled, expired, rejected
@@ -238,10 +240,12 @@ class TradingDesk:
         action = request.action
         if action == c.TRADE_ACTION_DEAL:
             order = self._new_order(request, now_msc, self._market_price(request, quote))
-            deal = self._execute(order, order.price_open, now_msc, c.DEAL_REASON_EXPERT, request.position)
+            volume = min(request.volume, self.liquidity.get(request.symbol, request.volume))
+            deal = self._execute(order, order.price_open, now_msc, c.DEAL_REASON_EXPERT, request.position, volume)
+            done = c.TRADE_RETCODE_DONE if volume == request.volume else c.TRADE_RETCODE_DONE_PARTIAL
             return base._replace(
-                retcode=c.TRADE_RETCODE_DONE, deal=deal.ticket, order=order.ticket,
-                volume=deal.volume, price=deal.price, comment=c.RETCODE_COMMENTS[c.TRADE_RETCODE_DONE],
+                retcode=done, deal=deal.ticket, order=order.ticket, volume=deal.volume,
+                price=deal.price, comment=c.RETCODE_COMMENTS[done],
             )  # fmt: skip
         if action == c.TRADE_ACTION_PENDING:
             order = self._new_order(request, now_msc, request.price)
@@ -472,6 +476,11 @@ class TradingDesk:
         # never by "return" (that policy is for exchange execution and pending orders).
         if request.type_filling not in (c.ORDER_FILLING_FOK, c.ORDER_FILLING_IOC):
             return c.TRADE_RETCODE_INVALID_FILL, quote
+        available = self.liquidity.get(request.symbol, math.inf)
+        # Fill-or-kill cannot be filled whole; immediate-or-cancel takes what there is.
+        short = request.volume > available + 1e-9
+        if short and (request.type_filling == c.ORDER_FILLING_FOK or available < spec.volume_min - 1e-9):
+            return c.TRADE_RETCODE_REJECT, quote
         closing = None
         if request.position:
             closing = self._positions.get(request.position)
@@ -614,11 +623,14 @@ class TradingDesk:
             order.expires_msc = _expiry_msc(request.type_time, request.expiration, now_msc)
         return order
 
-    def _execute(self, order: _Order, price: float, when: int, reason: int, close_ticket: int) -> TradeDeal:
-        """Fill ``order`` completely at ``price``: its deal, the position change, the money."""
+    def _execute(
+        self, order: _Order, price: float, when: int, reason: int, close_ticket: int, volume: float | None = None
+    ) -> TradeDeal:
+        """Fill ``volume`` lots (default: all) of ``order`` at ``price``: its deal, the
+        position change, the money.  An unfilled rest is canceled (immediate-or-cancel)."""
         spec = self._spec(order.symbol)
         buy = order.type in _BUY_TYPES
-        volume = order.volume_initial
+        volume = order.volume_initial if volume is None else volume
         commission = -round(self.commission_per_lot * volume, 2)
         target = self._positions.get(close_ticket) if close_ticket else None
         if target is None and not self.hedging:
@@ -655,8 +667,8 @@ class TradingDesk:
         target.time_update_msc = when
         order.position_id = target.ticket
         order.price_done = price
-        order.volume_current = 0.0
-        self._finish(order, c.ORDER_STATE_FILLED, when)
+        order.volume_current = _lots(order.volume_initial - volume)
+        self._finish(order, c.ORDER_STATE_CANCELED if order.volume_current else c.ORDER_STATE_FILLED, when)
         return self._deal(
             order=order.ticket, time_msc=when,
             type=c.DEAL_TYPE_BUY if buy else c.DEAL_TYPE_SELL, entry=entry, symbol=order.symbol,

@@ -396,3 +396,18 @@ def test_hedging_account_keeps_positions_apart_and_closes_by(clock):
     assert left.ticket == long_.order and left.volume == pytest.approx(0.4)
     by_deals = [d for d in term.history_deals_get(*(NOW, NOW + timedelta(hours=1))) if d.entry == c.DEAL_ENTRY_OUT_BY]
     assert sum(d.profit for d in by_deals) == pytest.approx(round((short.price - long_.price) * 40_000, 2), abs=0.011)
+
+
+def test_thin_liquidity_rejects_fill_or_kill_and_partially_fills_immediate_or_cancel(term):
+    term.limit_liquidity("EURUSD", 0.3)
+    fok = deal(term, c.ORDER_TYPE_BUY, 1.0, type_filling=c.ORDER_FILLING_FOK)
+    assert (fok.retcode, fok.deal) == (c.TRADE_RETCODE_REJECT, 0) and term.positions_total() == 0
+    ioc = deal(term, c.ORDER_TYPE_BUY, 1.0, type_filling=c.ORDER_FILLING_IOC, comment="cid-part")
+    assert (ioc.retcode, ioc.volume, ioc.comment) == (10010, 0.3, "Request executed partially")
+    assert term.positions_get()[0].volume == 0.3
+    (order,) = term.history_orders_get(ticket=ioc.order)
+    assert (order.state, order.volume_initial, order.volume_current) == (c.ORDER_STATE_CANCELED, 1.0, 0.7)
+    (fill,) = term.history_deals_get(ticket=ioc.order)
+    assert fill.volume == 0.3 and fill.commission == -0.9
+    term.limit_liquidity("EURUSD", None)
+    assert deal(term, c.ORDER_TYPE_BUY, 1.0).retcode == c.TRADE_RETCODE_DONE
