@@ -411,3 +411,32 @@ def test_thin_liquidity_rejects_fill_or_kill_and_partially_fills_immediate_or_ca
     assert fill.volume == 0.3 and fill.commission == -0.9
     term.limit_liquidity("EURUSD", None)
     assert deal(term, c.ORDER_TYPE_BUY, 1.0).retcode == c.TRADE_RETCODE_DONE
+
+
+def test_history_totals_and_group_filters(term, clock):
+    deal(term, c.ORDER_TYPE_BUY, 0.1)
+    deal(term, c.ORDER_TYPE_BUY, 0.01, symbol="BTCUSD")
+    clock.advance(minutes=1)
+    window = (NOW - timedelta(minutes=1), NOW + timedelta(minutes=2))
+    assert term.history_orders_total(*window) == 2 and term.history_deals_total(*window) == 3  # + the deposit
+    assert [d.symbol for d in term.history_deals_get(*window, group="*USD,!BTC*")] == ["EURUSD"]
+    assert [o.symbol for o in term.history_orders_get(*window, group="Crypto\\*")] == ["BTCUSD"]
+    assert term.history_orders_get(NOW - timedelta(days=2), NOW - timedelta(days=1)) == ()
+    assert term.history_deals_total(NOW, "soon") is None and term.last_error() == INVALID_PARAMS
+    assert {p.symbol for p in term.positions_get(group="*")} == {"EURUSD", "BTCUSD"}
+
+
+def test_a_pending_order_that_no_longer_fits_the_margin_is_rejected_when_triggered(clock):
+    term = SimulatedTerminal(clock=clock, deposit=500.0)
+    term.initialize()
+    future = ticks_between("EURUSD", NOW, NOW + timedelta(hours=3))
+    later = future[future["time_msc"] > NOW.timestamp() * 1000 + 60_000]
+    limit = round(float(later["ask"].min()) + 0.00003, 5)
+    hit = later[later["ask"] <= limit][0]
+    placed = pending(term, c.ORDER_TYPE_BUY_LIMIT, 1.0, limit)  # ~3,600 USD of margin once filled
+    assert placed.retcode == c.TRADE_RETCODE_PLACED
+    clock.set_msc(int(hit["time_msc"]))
+    assert term.positions_total() == 0 and term.orders_total() == 0
+    (order,) = term.history_orders_get(ticket=placed.order)
+    assert order.state == c.ORDER_STATE_REJECTED and order.time_done_msc == int(hit["time_msc"])
+    assert term.account_info().balance == 500.0
