@@ -22,10 +22,10 @@ executes against the simulated market the terminal generates:
   outside the symbol's session, INVALID_FILL, INVALID_PRICE, INVALID_STOPS,
   INVALID_EXPIRATION, PRICE_OFF without quotes...).
 
-Two simplifications, both on the side of predictability: a symbol's ticks are
-processed independently of other symbols' (a trigger on EURUSD and one on
-XAUUSD in the same second are applied symbol by symbol), and liquidity is
-unlimited (a filled order always fills its whole volume).
+Triggers apply in time order across symbols, at the tick that reached them (a
+gap fills at the gap's price).  Liquidity is unlimited unless a test limits it
+(``liquidity``): a filled order fills its whole volume.  Not simulated: swaps,
+stop-out, the broker's own requotes (the deviation check stands in for them).
 """
 
 from __future__ import annotations
@@ -68,6 +68,19 @@ _INT_FIELDS = frozenset(
 )  # fmt: skip
 _FLOAT_FIELDS = frozenset({"volume", "price", "stoplimit", "sl", "tp"})
 _STR_FIELDS = frozenset({"symbol", "comment"})
+
+
+#: What a trigger does, given the bid, ask and time (ms) of the tick that fired it.
+_Apply = Callable[[float, float, int], None]
+
+
+class _Feed:
+    """A symbol's ticks for one catch-up, and how far the triggers have got through them."""
+
+    def __init__(self, ticks: np.ndarray) -> None:
+        quoted = ticks[(ticks["bid"] > 0) & (ticks["ask"] > 0)]
+        self.bid, self.ask, self.times = quoted["bid"], quoted["ask"], quoted["time_msc"]
+        self.first = 0
 
 
 class BadRequest(ValueError):
@@ -300,7 +313,8 @@ class TradingDesk:
 
     def history_orders(self) -> list[TradeOrder]:
         """Every finished order (filled, canceled, expired, rejected), oldest first."""
-        return [o.record(o.price_done) for o in self._history.values()]
+        finished = sorted(self._history.values(), key=lambda o: (o.time_setup_msc, o.ticket))
+        return [o.record(o.price_done) for o in finished]
 
     def history_deals(self) -> list[TradeDeal]:
         """Every deal, the opening balance deal first."""
@@ -323,39 +337,40 @@ class TradingDesk:
     # --- the passage of time ----------------------------------------------------------
     def advance(self, now_msc: int) -> None:
         """Apply every trigger (pending order, stop loss, take profit, expiry) the
-        ticks since the last call reached, up to ``now_msc``."""
+        ticks since the last call reached, up to ``now_msc``, in time order across symbols."""
         if now_msc <= self._seen_msc:
             return
-        symbols = {o.symbol for o in self._orders.values()}
-        symbols |= {p.symbol for p in self._positions.values() if p.sl or p.tp}
-        for symbol in sorted(symbols):
-            self._advance_symbol(symbol, self._seen_msc + 1, now_msc)
+        feeds: dict[str, _Feed] = {}
+        while True:
+            watched = {o.symbol for o in self._orders.values()}
+            watched |= {p.symbol for p in self._positions.values() if p.sl or p.tp}
+            best: tuple[_Feed, tuple[int, int | None, _Apply]] | None = None
+            for symbol in sorted(watched):
+                feed = feeds.get(symbol)
+                if feed is None:
+                    feed = feeds[symbol] = _Feed(self.market.ticks(symbol, self._seen_msc + 1, now_msc))
+                event = self._next_event(symbol, feed, now_msc)
+                if event is not None and (best is None or event[0] < best[1][0]):
+                    best = (feed, event)
+            if best is None:
+                break
+            feed, (when, index, apply) = best
+            if index is None:
+                apply(0.0, 0.0, when)
+            else:
+                feed.first += index
+                apply(float(feed.bid[feed.first]), float(feed.ask[feed.first]), when)
         self._seen_msc = now_msc
 
-    def _advance_symbol(self, symbol: str, start_msc: int, end_msc: int) -> None:
-        ticks = self.market.ticks(symbol, start_msc, end_msc)
-        ticks = ticks[(ticks["bid"] > 0) & (ticks["ask"] > 0)]
-        bid, ask, times = ticks["bid"], ticks["ask"], ticks["time_msc"]
-        first = 0
-        while True:
-            event = self._next_event(symbol, bid[first:], ask[first:], times[first:], end_msc)
-            if event is None:
-                return
-            when, index, apply = event
-            if index is not None:
-                first += index
-                apply(float(bid[first]), float(ask[first]), int(times[first]))
-            else:
-                apply(0.0, 0.0, when)
+    def _next_event(self, symbol: str, feed: _Feed, end_msc: int) -> tuple[int, int | None, _Apply] | None:
+        """The earliest trigger among the symbol's orders and positions in the feed's
+        ticks still to come: (time, index from ``feed.first``, or None for an expiry,
+        and what to do)."""
+        start = feed.first
+        bid, ask, times = feed.bid[start:], feed.ask[start:], feed.times[start:]
+        events: list[tuple[int, int | None, _Apply]] = []
 
-    def _next_event(
-        self, symbol: str, bid: np.ndarray, ask: np.ndarray, times: np.ndarray, end_msc: int
-    ) -> tuple[int, int | None, Callable[[float, float, int], None]] | None:
-        """The earliest trigger among the symbol's orders and positions:
-        (time, tick index, or None for an expiry, and what to do)."""
-        events: list[tuple[int, int | None, Callable[[float, float, int], None]]] = []
-
-        def first_hit(hit: np.ndarray, apply: Callable[[float, float, int], None]) -> None:
+        def first_hit(hit: np.ndarray, apply: _Apply) -> None:
             index = np.flatnonzero(hit)
             if index.size:
                 events.append((int(times[index[0]]), int(index[0]), apply))
@@ -378,13 +393,13 @@ class TradingDesk:
         # Earliest first; at the same moment a tick's triggers come before an expiry.
         return min(events, key=lambda e: (e[0], e[1] is None), default=None)
 
-    def _expirer(self, order: _Order) -> Callable[[float, float, int], None]:
+    def _expirer(self, order: _Order) -> _Apply:
         def apply(_bid: float, _ask: float, when: int) -> None:
             self._finish(order, c.ORDER_STATE_EXPIRED, when)
 
         return apply
 
-    def _trigger(self, order: _Order) -> Callable[[float, float, int], None]:
+    def _trigger(self, order: _Order) -> _Apply:
         def apply(bid: float, ask: float, when: int) -> None:
             if order.type in (c.ORDER_TYPE_BUY_STOP_LIMIT, c.ORDER_TYPE_SELL_STOP_LIMIT):
                 # The stop price was reached: the order becomes a limit at its stop-limit price.
@@ -405,7 +420,7 @@ class TradingDesk:
 
         return apply
 
-    def _stopper(self, position: _Position, reason: int) -> Callable[[float, float, int], None]:
+    def _stopper(self, position: _Position, reason: int) -> _Apply:
         def apply(bid: float, ask: float, when: int) -> None:
             spec = self._spec(position.symbol)
             level = position.sl if reason == c.DEAL_REASON_SL else position.tp

@@ -440,3 +440,31 @@ def test_a_pending_order_that_no_longer_fits_the_margin_is_rejected_when_trigger
     (order,) = term.history_orders_get(ticket=placed.order)
     assert order.state == c.ORDER_STATE_REJECTED and order.time_done_msc == int(hit["time_msc"])
     assert term.account_info().balance == 500.0
+
+
+def test_triggers_on_different_symbols_apply_in_time_order(term, clock):
+    end = NOW + timedelta(hours=8)
+    after = NOW.timestamp() * 1000 + 1000
+
+    def first_hit(symbol: str, sl: float) -> int | None:
+        ticks = ticks_between(symbol, NOW, end)
+        hits = ticks[(ticks["time_msc"] > after) & (ticks["bid"] <= sl)]
+        return int(hits[0]["time_msc"]) if hits.size else None
+
+    gbp_sl = round(term.symbol_info_tick("GBPUSD").bid - 0.0005, 5)
+    gbp_at = first_hit("GBPUSD", gbp_sl)
+    assert gbp_at is not None
+    # A EURUSD stop reached later than GBPUSD's, though EURUSD sorts first.
+    eur_bid = term.symbol_info_tick("EURUSD").bid
+    eur_sl, eur_at = next(
+        (sl, at)
+        for sl in (round(eur_bid - 0.0001 * k, 5) for k in range(1, 200))
+        if (at := first_hit("EURUSD", sl)) is not None and at > gbp_at
+    )
+    eur = deal(term, c.ORDER_TYPE_BUY, 0.1, sl=eur_sl)
+    gbp = deal(term, c.ORDER_TYPE_BUY, 0.1, symbol="GBPUSD", sl=gbp_sl)
+    clock.now = end.timestamp()
+    assert term.positions_total() == 0
+    closes = [d for d in term.history_deals_get(NOW, end) if d.reason == c.DEAL_REASON_SL]
+    assert [(d.position_id, d.time_msc) for d in closes] == [(gbp.order, gbp_at), (eur.order, eur_at)]
+    assert closes[0].ticket < closes[1].ticket
