@@ -35,6 +35,9 @@ from pathlib import Path, PureWindowsPath
 from typing import TypeGuard
 
 import numpy as np
+import orjson
+
+from shared.private_files import write_private
 
 from . import bars as b
 from . import constants as c
@@ -113,7 +116,10 @@ class SimulatedTerminal:
     bar exports that are replayed instead of generated; ``clock`` returns the
     current Unix time in seconds.  The trading account starts with ``deposit``
     USD, is netting (``margin_mode=ACCOUNT_MARGIN_MODE_RETAIL_NETTING``) or
-    hedging, and pays ``commission_per_lot`` USD per lot on every deal.
+    hedging, and pays ``commission_per_lot`` USD per lot on every deal.  With
+    ``trade_state`` (a JSON file) the account's orders, positions and deals are
+    saved after every change and taken over by the next terminal started on the
+    same file, as a real broker keeps them while a terminal restarts.
     """
 
     def __init__(
@@ -126,6 +132,7 @@ class SimulatedTerminal:
         deposit: float = DEPOSIT,
         margin_mode: int = c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
         commission_per_lot: float = DEFAULT_COMMISSION_PER_LOT,
+        trade_state: Path | None = None,
     ) -> None:
         self._seed = int(seed)
         self._clock = clock
@@ -158,6 +165,10 @@ class SimulatedTerminal:
         )  # fmt: skip
         # Queued order_send faults (test facility): True = executed but answer lost.
         self._send_faults: deque[bool] = deque()
+        self._trade_state = Path(trade_state) if trade_state is not None else None
+        if self._trade_state is not None and self._trade_state.exists():
+            self._desk.load_state(orjson.loads(self._trade_state.read_bytes()))
+        self._saved_version = self._desk.version
 
     @staticmethod
     def _replayed_symbol(name: str, path: Path) -> _Symbol:
@@ -383,6 +394,7 @@ class SimulatedTerminal:
         if lost is False:  # the request never reached the server
             raise _CallFailed(c.RES_E_INTERNAL_FAIL_TIMEOUT)
         result = self._desk.send(parsed, now)
+        self._save_trades()
         if lost:  # executed, but the answer never came back
             raise _CallFailed(c.RES_E_INTERNAL_FAIL_TIMEOUT)
         return result
@@ -514,7 +526,15 @@ class SimulatedTerminal:
         """Let the trade server catch up with the ticks up to now; now (msc)."""
         now = self._now_msc()
         self._desk.advance(now)
+        self._save_trades()
         return now
+
+    def _save_trades(self) -> None:
+        """Write the account to ``trade_state`` if it changed since the last write."""
+        if self._trade_state is None or self._desk.version == self._saved_version:
+            return
+        write_private(self._trade_state, orjson.dumps(self._desk.to_state()))
+        self._saved_version = self._desk.version
 
     def _filtered(self, records, symbol, group, ticket, ticket_of) -> list:
         """MT5's ``symbol=`` / ``group=`` / ``ticket=`` selection (at most one of them)."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -55,6 +55,8 @@ from .symbols import SymbolSpec
 
 #: MT5 keeps at most this many characters of an order's comment (the rest is cut off).
 COMMENT_LENGTH = 31
+#: Version of :meth:`TradingDesk.to_state`'s layout.
+STATE_FORMAT = 1
 #: Commission charged per lot on every deal (entry and exit), in the account currency.
 DEFAULT_COMMISSION_PER_LOT = 3.0
 
@@ -217,6 +219,8 @@ class TradingDesk:
         self._next_deal = 2_000_001
         self._request_id = 0
         self._seen_msc = opened_msc
+        #: Counts changes (a request executed, a trigger applied): what a saved state is compared to.
+        self.version = 0
         self._deal(
             order=0, time_msc=opened_msc, type=c.DEAL_TYPE_BALANCE, entry=c.DEAL_ENTRY_IN,
             symbol="", volume=0.0, price=0.0, profit=round(deposit, 2), comment="Deposit",
@@ -250,6 +254,7 @@ class TradingDesk:
             if retcode == c.TRADE_RETCODE_REQUOTE:
                 return base._replace(retcode=retcode, bid=quote.bid, ask=quote.ask, comment=comment)
             return base._replace(retcode=retcode, comment=comment)
+        self.version += 1
         action = request.action
         if action == c.TRADE_ACTION_DEAL:
             order = self._new_order(request, now_msc, self._market_price(request, quote))
@@ -334,6 +339,38 @@ class TradingDesk:
             return None
         return _profit(spec, type_ == c.ORDER_TYPE_BUY, volume, open_, close)
 
+    # --- keeping the account across restarts -------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Everything the trade server knows of the account, as JSON-ready data."""
+        return {
+            "format": STATE_FORMAT,
+            "margin_mode": self.margin_mode,
+            "balance": self.balance,
+            "orders": [asdict(o) for o in self._orders.values()],
+            "history": [asdict(o) for o in self._history.values()],
+            "positions": [asdict(p) for p in self._positions.values()],
+            "deals": [d._asdict() for d in self._deals],
+            "next_order": self._next_order,
+            "next_deal": self._next_deal,
+            "request_id": self._request_id,
+            "seen_msc": self._seen_msc,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take over an account saved by :meth:`to_state` (the trade server outlives the terminal)."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"unknown trade state format {state.get('format')!r}")
+        if state["margin_mode"] != self.margin_mode:
+            raise ValueError("the saved account has another margin mode")
+        self.balance = float(state["balance"])
+        self._orders = {o["ticket"]: _Order(**o) for o in state["orders"]}
+        self._history = {o["ticket"]: _Order(**o) for o in state["history"]}
+        self._positions = {p["ticket"]: _Position(**p) for p in state["positions"]}
+        self._deals = [TradeDeal(**d) for d in state["deals"]]
+        self._next_order, self._next_deal = int(state["next_order"]), int(state["next_deal"])
+        self._request_id, self._seen_msc = int(state["request_id"]), int(state["seen_msc"])
+        self.version += 1
+
     # --- the passage of time ----------------------------------------------------------
     def advance(self, now_msc: int) -> None:
         """Apply every trigger (pending order, stop loss, take profit, expiry) the
@@ -355,6 +392,7 @@ class TradingDesk:
             if best is None:
                 break
             feed, (when, index, apply) = best
+            self.version += 1
             if index is None:
                 apply(0.0, 0.0, when)
             else:

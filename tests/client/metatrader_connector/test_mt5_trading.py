@@ -468,3 +468,31 @@ def test_triggers_on_different_symbols_apply_in_time_order(term, clock):
     closes = [d for d in term.history_deals_get(NOW, end) if d.reason == c.DEAL_REASON_SL]
     assert [(d.position_id, d.time_msc) for d in closes] == [(gbp.order, gbp_at), (eur.order, eur_at)]
     assert closes[0].ticket < closes[1].ticket
+
+
+def test_the_account_outlives_a_terminal_restart_with_trade_state(tmp_path, clock):
+    state = tmp_path / "trades.json"
+    first = SimulatedTerminal(clock=clock, trade_state=state)
+    first.initialize()
+    opened = deal(first, c.ORDER_TYPE_BUY, 0.5, comment="cid-before")
+    far = round(first.symbol_info_tick("EURUSD").bid + 0.05, 5)
+    resting = pending(first, c.ORDER_TYPE_SELL_LIMIT, 0.2, far, comment="cid-resting")
+    first.fail_next_order_send(executed=True)  # and one whose answer is lost as the terminal dies
+    assert deal(first, c.ORDER_TYPE_BUY, 0.1, symbol="XAUUSD", comment="cid-mid-order") is None
+    before = (first.positions_get(), first.orders_get(), first.history_deals_get(NOW, NOW + timedelta(minutes=1)))
+    balance = first.account_info().balance
+    del first  # killed: nothing but the state file survives
+
+    second = SimulatedTerminal(clock=clock, trade_state=state)
+    second.initialize()
+    assert (second.positions_get(), second.orders_get()) == before[:2]
+    assert second.history_deals_get(NOW, NOW + timedelta(minutes=1)) == before[2]
+    assert [p.comment for p in second.positions_get()] == ["cid-before", "cid-mid-order"]
+    assert second.account_info().balance == balance
+    assert second.order_send({"action": c.TRADE_ACTION_REMOVE, "order": resting.order}).retcode == 10009
+    again = deal(second, c.ORDER_TYPE_SELL, 0.5, comment="cid-after")
+    assert again.order > resting.order and again.deal > max(d.ticket for d in before[2])  # tickets go on
+    assert [p.ticket for p in second.positions_get()] == [second.positions_get(symbol="XAUUSD")[0].ticket]
+    assert opened.order in {d.position_id for d in second.history_deals_get(position=opened.order)}
+    with pytest.raises(ValueError, match="margin mode"):
+        SimulatedTerminal(clock=clock, trade_state=state, margin_mode=c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING)
