@@ -14,9 +14,10 @@ UTC, so server time == UTC and naive datetimes are taken as UTC.
 
 Trading (``order_send``, ``order_check``, ``orders_get``, ``positions_get``,
 ``history_orders_get``, ``history_deals_get``...) runs against the same market:
-see :mod:`.trading`.  :meth:`SimulatedTerminal.fail_next_order_send` is a test
-facility the real module does not have: it loses the answer of the next
-``order_send`` as a broken IPC link would.
+see :mod:`.trading`.  Two test facilities the real module does not have:
+:meth:`SimulatedTerminal.fail_next_order_send` loses the answer of the next
+``order_send`` as a broken IPC link would, :meth:`SimulatedTerminal.limit_liquidity`
+makes market orders fill partially.
 """
 
 from __future__ import annotations
