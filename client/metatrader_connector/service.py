@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +33,8 @@ async def start(rt: Runtime[ConnectorSettings, Terminal]) -> Terminal:
             seed=settings.seed,
             symbols=settings.symbols,
             csv_dir=settings.csv_dir,
+            deposit=settings.sim_deposit,
+            trade_state=_trade_state_file(rt) if settings.sim_keep_trades else None,
             # The simulated terminal's "now" (a test's fixed Wednesday); a real one has its server's.
             **({"clock": rt.overrides.wall_clock} if rt.overrides.wall_clock else {}),
         )
@@ -59,6 +62,12 @@ async def start(rt: Runtime[ConnectorSettings, Terminal]) -> Terminal:
     if settings.venue_account:
         _start_venue_link(rt, term, server_url, settings.venue_account)
     return term
+
+
+def _trade_state_file(rt: Runtime[ConnectorSettings, Terminal]) -> Path:
+    folder = rt.platform.hats_var_dir / "metatrader-connector"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "trade-state.json"
 
 
 def _start_venue_link(rt: Runtime[ConnectorSettings, Terminal], term: Terminal, server_url: str, account: str) -> None:

@@ -21,6 +21,11 @@ class ConnectorSettings(ServiceSettings):
     symbols: Annotated[tuple[str, ...], NoDecode] = ("EURUSD", "GBPUSD", "XAUUSD", "BTCUSD")
     #: Folder of MT5 CSV tick exports (``<SYMBOL>.csv``) replayed instead of generated data.
     csv_dir: Path | None = None
+    #: The simulated terminal's trading account: its starting balance (USD), and whether its orders,
+    #: positions and deals are kept in ``<HATS_VAR_DIR>/metatrader-connector/trade-state.json`` so
+    #: they survive a restart of the connector, as they would at a broker.
+    sim_deposit: float = 100_000.0
+    sim_keep_trades: bool = True
     #: The platform's MT5 account whose orders this terminal executes (the MT5 venue's link).
     #: Unset = no link: the connector serves market data only.
     venue_account: str | None = None
