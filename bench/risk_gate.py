@@ -19,6 +19,7 @@ from services.trading_engine.risk.context import AccountState, OpenLots, RiskCon
 from services.trading_engine.risk.gate import RiskGate
 from services.trading_engine.risk.kill_switch import KillSwitchBoard, trip
 from services.trading_engine.risk.limits import RiskLimits
+from shared.events import OrderType
 from shared.instruments import instrument
 
 WEDNESDAY_NS = 1_767_787_200_000_000_000  # 2026-01-07T12:00:00Z: every session open
@@ -48,7 +49,7 @@ def orders(n: int) -> list[tuple[RiskOrder, RiskContext]]:
     for i in range(n):
         symbol = names[i % len(names)]
         last = SYMBOLS[symbol]
-        kind = "limit" if i % 2 else "market"
+        kind: OrderType = "limit" if i % 2 else "market"
         order = RiskOrder(
             tenant="bench",
             account_id=f"acc-{i % 50}",
