@@ -12,7 +12,9 @@
    rejected order neither uses the account's message budget nor becomes the "original" a later
    order would duplicate; the throttle (``throttle.py``) is what counts rejections.
 
-Pure and synchronous: no I/O, the time is ``ctx.now_ns``. Not thread-safe (one event loop).
+A modify is evaluated as its new terms (``kind="modify"``) with a context whose open orders leave
+out the order being modified (else its old terms count twice). Pure and synchronous: no I/O, the
+time is ``ctx.now_ns``. Not thread-safe (one event loop).
 """
 
 from __future__ import annotations
