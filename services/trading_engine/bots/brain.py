@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from services.trading_engine.bots.intents import Intent, intent_client_order_id
+from services.trading_engine.bots.memory import BotMemory
 from services.trading_engine.bots.model import Bot, Holding, MarketView
 from services.trading_engine.bots.sizing import fixed_fractional, to_volume, volatility_target
 from services.trading_engine.bots.stops import AtrUnknown, StopTracker
@@ -55,8 +56,18 @@ class BotBrain:
             raise ValueError(f"{bot.symbol} is not a symbol the platform trades")
         self.instrument = found
         self.strategy = STRATEGIES[bot.strategy]
-        self.dedup = SignalDeduplicator(bot.config.dedup_window_s)
-        for fp, ts in bot.memory.fingerprints:
+        self.rollback(bot.memory.to_json())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The memory as it is now (``rollback`` returns to it)."""
+        return self.bot.memory.to_json()
+
+    def rollback(self, snapshot: dict[str, Any]) -> None:
+        """Forget what happened since ``snapshot`` (an intent that could not be submitted): the input
+        is then new again, for its redelivery."""
+        self.bot.memory = BotMemory.from_json(snapshot)
+        self.dedup = SignalDeduplicator(self.bot.config.dedup_window_s)
+        for fp, ts in self.bot.memory.fingerprints:
             self.dedup.remember(fp, ts)
 
     # -- inputs --------------------------------------------------------------------------------

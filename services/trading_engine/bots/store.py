@@ -102,15 +102,15 @@ async def active_bots(conn: asyncpg.Connection) -> list[Bot]:
 
 
 async def save_transition(conn: asyncpg.Connection, bot: Bot, before: BotState, actor: str) -> None:
-    """Store the bot's new state and version (it was ``version - 1``) and its history row."""
+    """Store the bot's new state and version (it was ``version - 1``) and its history row. The memory
+    is not written: the engine's running bot owns it (``save_memory``), and a lifecycle change read
+    it earlier than the engine's newest."""
     done = await conn.execute(
-        "UPDATE trading.bots SET state = $2, version = $3, updated_ns = $4, memory = $5::jsonb "
-        "WHERE bot_id = $1 AND version = $6",
+        "UPDATE trading.bots SET state = $2, version = $3, updated_ns = $4 WHERE bot_id = $1 AND version = $5",
         bot.bot_id,
         bot.state,
         bot.version,
         bot.updated_ns,
-        json.dumps(bot.memory.to_json()),
         bot.version - 1,
     )
     if done != "UPDATE 1":

@@ -33,6 +33,7 @@ def test_no_duplicate_bot_for_a_symbol_on_the_account_and_at_most_max_concurrent
     picks = plan(config(max_concurrent=3), signals, existing)
     assert [p.symbol for p in picks] == ["BTCUSD"]  # 2 active + 1 free place; EURUSD and XAUUSD taken
     assert plan(config(max_concurrent=2), signals, existing) == []
+    assert [p.symbol for p in plan(config(max_concurrent=10), signals, existing)] == ["BTCUSD", "GBPUSD"]
     # stopped bots free their symbol and their place; another account's bots count for neither
     other = dataclasses.replace(bot(symbol="GBPUSD", state="running"), account_id="paper-2")
     done = [bot(symbol="EURUSD", state="stopped"), bot(symbol="XAUUSD", state="deleted"), other]
