@@ -80,7 +80,7 @@ class BotRunner:
         elif known is None:
             self.brains[bot.bot_id] = BotBrain(bot)
         else:
-            pass
+            known.bot.state, known.bot.version, known.bot.updated_ns = bot.state, bot.version, bot.updated_ns
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class BotRunner:
                     await self._submit(brain, intent, snapshot)
                     sent.append(intent)
                 after = brain.bot.memory.stops
-                if False:
+                if intent is not None or (after is not None and after.level != before):
                     await self._save(brain)
         return sent
 
@@ -198,7 +198,7 @@ class BotRunner:
         try:
             await self.sink.submit(intent)
         except BaseException:
-            pass  # the input is not processed: its redelivery decides it again
+            brain.rollback(snapshot)  # the input is not processed: its redelivery decides it again
             raise
 
     def _of(self, symbol: str) -> list[BotBrain]:
