@@ -44,7 +44,7 @@ AUTO_ACTOR = "auto"
 class MarketSource(Protocol):
     """Where a bot's position and market view come from (the engine's positions, quotes, accounts)."""
 
-    async def holding(self, account_id: str, symbol: str) -> Holding: ...
+    async def holding(self, tenant: str, account_id: str, symbol: str) -> Holding: ...
 
     async def view(self, bot: Bot) -> MarketView: ...
 
@@ -117,10 +117,10 @@ class BotRunner:
                     await self._save(brain)
         return sent
 
-    async def on_position(self, account_id: str, symbol: str, holding: Holding) -> None:
+    async def on_position(self, tenant: str, account_id: str, symbol: str, holding: Holding) -> None:
         """The engine's position of an account in a symbol changed (a fill): its bots arm or drop stops."""
         for brain in self._of(symbol):
-            if brain.bot.account_id == account_id:
+            if brain.bot.account_id == account_id and brain.bot.tenant == tenant:
                 async with self._lock(brain):
                     if brain.on_position(holding):
                         await self._save(brain)
@@ -184,7 +184,7 @@ class BotRunner:
                 bot = brain.bot
                 if bot.state != "running":
                     continue
-                holding = await self.market.holding(bot.account_id, bot.symbol)
+                holding = await self.market.holding(bot.tenant, bot.account_id, bot.symbol)
                 snapshot = brain.snapshot()
                 outcome = brain.on_input(given, holding, await self.market.view(bot))
                 if outcome.intent is not None:

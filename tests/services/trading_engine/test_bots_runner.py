@@ -29,7 +29,7 @@ class Engine:
     def __init__(self) -> None:
         self.intents: list[Intent] = []
         self.refuse = False
-        self.holdings: dict[tuple[str, str], Holding] = {}
+        self.holdings: dict[tuple[str, str, str], Holding] = {}
         self.events: list[BotChanged] = []
         self.clock = T0
 
@@ -38,8 +38,8 @@ class Engine:
             raise ConnectionError("the engine refused the order")
         self.intents.append(intent)
 
-    async def holding(self, account_id: str, symbol: str) -> Holding:
-        return self.holdings.get((account_id, symbol), Holding())
+    async def holding(self, tenant: str, account_id: str, symbol: str) -> Holding:
+        return self.holdings.get((tenant, account_id, symbol), Holding())
 
     async def view(self, bot: Bot) -> MarketView:
         return MarketView(bid=D("1.10000"), ask=D("1.10010"), equity=D(10_000), atr=D("0.001"))
@@ -83,8 +83,8 @@ async def test_a_signal_is_one_order_and_a_restart_resumes_without_a_second(pool
     signal = validated("enter_long", 1)
     (intent,) = await first.on_signal(signal)
     assert intent.bot_id == b.bot_id and intent.stop_loss == D("1.09810")  # the ask - 20 pips
-    engine.holdings[("paper-1", "EURUSD")] = Holding("long", D("0.01"), D("1.10010"))
-    await first.on_position("paper-1", "EURUSD", Holding("long", D("0.01"), D("1.10010")))
+    engine.holdings[("acme", "paper-1", "EURUSD")] = Holding("long", D("0.01"), D("1.10010"))
+    await first.on_position("acme", "paper-1", "EURUSD", Holding("long", D("0.01"), D("1.10010")))
     # the engine restarts: a new runner loads the store; the signal is redelivered
     second = runner(pool, engine)
     await second.load()
@@ -187,3 +187,16 @@ async def test_the_auto_mode_creates_each_bot_once_and_publishes_it(pool):
     sent = await r.on_signal(validated("enter_long", 2, symbol="EURUSD", confidence=0.9))
     (intent,) = [i for i in sent if i.tenant == tenant]  # (other tests' acme bots trade EURUSD too)
     assert intent.quantity == D("0.02") and intent.tenant == tenant
+
+
+async def test_a_trail_moved_by_a_quote_is_where_a_restart_finds_it(pool):
+    engine = Engine()
+    b = await running(pool, "EURUSD", tenant="trail-co", trailing="distance", trail_distance="0.0010")
+    r = runner(pool, engine)
+    await r.load()
+    await r.on_signal(validated("enter_long", 7))
+    await r.on_position("trail-co", "paper-1", "EURUSD", Holding("long", D("0.01"), D("1.10010")))
+    assert await r.on_quote("EURUSD", D("1.10500"), D("1.10510")) == []  # the trail follows to 1.10400
+    again = runner(pool, engine)
+    await again.load()
+    assert again.brains[b.bot_id].bot.memory.stops.level == D("1.10400")
