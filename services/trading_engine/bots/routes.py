@@ -4,7 +4,8 @@ Scope ``trade`` (the auto mode's config: reading needs ``trade``, changing it ``
 is the caller's tenant's: another tenant's bot answers 404, as a missing one. An illegal lifecycle
 command is 409 (naming the allowed ones), as is a second active bot on one symbol and account.
 
-The router needs a ``BotDesk`` (the engine's: its pool, clock, intent hook, publisher); the engine's
+The router needs a ``BotDesk`` (the engine's: its pool, clock, intent hook, publisher, accounts, and
+the hook its running bots follow lifecycle changes by): ``runner.BotRunner`` is one. The engine's
 state exposes it as its ``bots`` attribute, which ``current_desk`` reads (tests override it).
 """
 
@@ -24,6 +25,7 @@ from services.trading_engine.bots.auto import AutoConfig
 from services.trading_engine.bots.intents import Intent, IntentSink, intent_client_order_id
 from services.trading_engine.bots.lifecycle import Command, IllegalTransition
 from services.trading_engine.bots.model import Bot, BotConfig, BotState, StrategyName
+from services.trading_engine.bots.outbox import publish_pending
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import ADMIN, TRADE
@@ -287,16 +289,6 @@ def _closing(bot: Bot) -> Intent:
 async def _after_change(desk: BotDesk, bot: Bot) -> None:
     await desk.bot_changed(bot)
     try:
-        await publish_pending(desk)
+        await publish_pending(desk.pool, desk.publish, desk.now_ns())
     except Exception:  # committed: the history row is the outbox, published again by the engine's retry
         log.warning("BotChanged of bot %s not published yet; the outbox retry will", bot.bot_id, exc_info=True)
-
-
-async def publish_pending(desk: BotDesk) -> int:
-    """Publish the ``BotChanged`` events not published yet (also the engine's periodic retry)."""
-    async with desk.pool.acquire() as conn:
-        events = await store.pending_events(conn, desk.now_ns())
-        for event in events:
-            await desk.publish(event)
-        await store.mark_published(conn, events)
-    return len(events)

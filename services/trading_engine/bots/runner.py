@@ -5,8 +5,9 @@ The engine builds one ``BotRunner`` with its pool, its intent hook, where positi
 views come from, and its ``BotChanged`` publisher; then calls ``load()`` at start and, as events
 arrive, ``on_signal`` (validated signals), ``on_vector`` (feature vectors: a bot's timeframe is its
 RSI input, ``TREND_TIMEFRAME`` its trend filter), ``on_quote`` (stops) and ``on_position`` (after a
-fill). ``bot_changed`` is the routes' hook (``BotDesk.bot_changed``); ``run_auto`` is the auto mode's
-step for one tenant (the engine calls it periodically).
+fill). It is also the routes' ``BotDesk`` (``bot_changed`` is how its running bots follow a lifecycle
+change); ``run_auto`` is the auto mode's step for one tenant and ``publish_pending`` the ``BotChanged``
+outbox's retry (the engine calls both periodically).
 
 Every input of one bot is handled under that bot's lock (a quote and a signal never interleave in
 one bot's memory). A failed submission raises out of ``on_*`` before the memory is saved: the
@@ -29,6 +30,7 @@ from services.trading_engine.bots.auto import plan
 from services.trading_engine.bots.brain import BotBrain
 from services.trading_engine.bots.intents import Intent, IntentSink
 from services.trading_engine.bots.model import Bot, Holding, MarketView
+from services.trading_engine.bots.outbox import publish_pending
 from services.trading_engine.bots.strategies import BarInput, SignalInput, StrategyInput
 from shared.events import EVENT_NAMESPACE, BotChanged, FeatureVector, Timeframe, ValidatedSignal
 
@@ -47,6 +49,8 @@ class MarketSource(Protocol):
     async def holding(self, tenant: str, account_id: str, symbol: str) -> Holding: ...
 
     async def view(self, bot: Bot) -> MarketView: ...
+
+    async def account_exists(self, tenant: str, account_id: str) -> bool: ...
 
 
 class BotRunner:
@@ -168,12 +172,22 @@ class BotRunner:
 
     async def publish_pending(self) -> int:
         """Publish the ``BotChanged`` events not published yet (the outbox; also a periodic retry)."""
-        async with self.pool.acquire() as conn:
-            events = await store.pending_events(conn, self.clock())
-            for event in events:
-                await self._publish(event)
-            await store.mark_published(conn, events)
-        return len(events)
+        return await publish_pending(self.pool, self._publish, self.clock())
+
+    # -- the routes' desk (routes.BotDesk) -------------------------------------------------------
+
+    @property
+    def intents(self) -> IntentSink:
+        return self.sink
+
+    def now_ns(self) -> int:
+        return self.clock()
+
+    async def account_exists(self, tenant: str, account_id: str) -> bool:
+        return await self.market.account_exists(tenant, account_id)
+
+    async def publish(self, event: BotChanged) -> None:
+        await self._publish(event)
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from fastapi import FastAPI
+from joserfc.jwk import KeySet, OKPKey
+
 from services.trading_engine.bots.model import Bot, BotConfig, MarketView
+from services.trading_engine.bots.routes import current_desk, router
+from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
+from shared.auth.fastapi import install_auth
 from shared.events import (
     Contribution,
     FeatureVector,
@@ -16,6 +22,7 @@ from shared.events import (
     feature_vector_id,
     signal_id,
 )
+from shared.kit.problems import install_problem_handlers
 
 #: 2026-01-05 00:00 UTC (a Monday), ns: a bar-aligned origin for inputs.
 T0 = 1_767_571_200_000_000_000
@@ -101,3 +108,32 @@ def vector(
 
 def market(bid: str = "1.10000", ask: str = "1.10010", equity: str = "10000", **more) -> MarketView:
     return MarketView(bid=Decimal(bid), ask=Decimal(ask), equity=Decimal(equity), **more)
+
+
+ISSUER, AUDIENCE = "http://127.0.0.1:8000", "hats-api"
+KEY = OKPKey.generate_key("Ed25519", parameters={"kid": "bots"})
+
+
+def token(tenant: str, *scopes: str) -> dict[str, str]:
+    """The Authorization header of a token of ``tenant`` with ``scopes`` (signed by ``KEY``)."""
+    access = mint_access_token(
+        KEY,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        subject=f"client:{tenant}-desk",
+        client_id=f"{tenant}-desk",
+        tenant=tenant,
+        scopes=scopes,
+        ttl_s=900,
+    )[0]
+    return {"Authorization": f"Bearer {access}"}
+
+
+def bots_api(desk: object) -> FastAPI:
+    """An app serving the bots' router with ``desk`` as the engine's desk, verifying ``KEY``'s tokens."""
+    app = FastAPI()
+    install_problem_handlers(app)
+    install_auth(app, TokenVerifier(ISSUER, AUDIENCE, LocalKeySource(lambda: KeySet([KEY])), revoked=RevokedTokens()))
+    app.include_router(router)
+    app.dependency_overrides[current_desk] = lambda: desk
+    return app

@@ -10,23 +10,16 @@ from decimal import Decimal as D
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
-from joserfc.jwk import KeySet, OKPKey
 
 from services.trading_engine.bots.intents import Intent
 from services.trading_engine.bots.model import Bot
-from services.trading_engine.bots.routes import current_desk, router
 from services.trading_engine.service import SERVICE
-from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
-from shared.auth.fastapi import install_auth
 from shared.auth.scopes import ADMIN, MARKET_READ, TRADE
 from shared.events import BotChanged
 from shared.kit.migrations import migrate_postgres
-from shared.kit.problems import PROBLEM_JSON, install_problem_handlers
+from shared.kit.problems import PROBLEM_JSON
+from tests.services.trading_engine.bots_support import bots_api, token
 from tests.support import own_database
-
-ISSUER, AUDIENCE = "http://127.0.0.1:8000", "hats-api"
-KEY = OKPKey.generate_key("Ed25519", parameters={"kid": "bots"})
 
 
 @dataclass
@@ -61,20 +54,6 @@ class Desk:
         self.changed.append((bot.bot_id, bot.state))
 
 
-def token(tenant: str, *scopes: str) -> dict[str, str]:
-    access = mint_access_token(
-        KEY,
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        subject=f"client:{tenant}-desk",
-        client_id=f"{tenant}-desk",
-        tenant=tenant,
-        scopes=scopes,
-        ttl_s=900,
-    )[0]
-    return {"Authorization": f"Bearer {access}"}
-
-
 ACME, ADMIN_ACME, OTHER = token("acme", TRADE), token("acme", TRADE, ADMIN), token("other", TRADE, ADMIN)
 
 
@@ -90,11 +69,7 @@ async def desk(infra_env):
 
 @pytest.fixture
 async def http(desk):
-    app = FastAPI()
-    install_problem_handlers(app)
-    install_auth(app, TokenVerifier(ISSUER, AUDIENCE, LocalKeySource(lambda: KeySet([KEY])), revoked=RevokedTokens()))
-    app.include_router(router)
-    app.dependency_overrides[current_desk] = lambda: desk
+    app = bots_api(desk)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://trading-engine") as client:
         yield client
 

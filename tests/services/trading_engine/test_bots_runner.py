@@ -9,17 +9,20 @@ import uuid
 from decimal import Decimal as D
 
 import asyncpg
+import httpx
 import pytest
 
 from services.trading_engine.bots import lifecycle, store
 from services.trading_engine.bots.auto import AutoConfig
 from services.trading_engine.bots.intents import Intent
 from services.trading_engine.bots.model import Bot, BotConfig, Holding, MarketView
+from services.trading_engine.bots.routes import BotDesk
 from services.trading_engine.bots.runner import BotRunner
 from services.trading_engine.service import SERVICE
+from shared.auth.scopes import TRADE
 from shared.events import BotChanged, Timeframe
 from shared.kit.migrations import migrate_postgres
-from tests.services.trading_engine.bots_support import T0, bot, validated, vector
+from tests.services.trading_engine.bots_support import T0, bot, bots_api, token, validated, vector
 from tests.support import own_database
 
 
@@ -46,6 +49,9 @@ class Engine:
 
     async def publish(self, event: BotChanged) -> None:
         self.events.append(event)
+
+    async def account_exists(self, tenant: str, account_id: str) -> bool:
+        return account_id.startswith("paper-")
 
     def now(self) -> int:
         self.clock += 1
@@ -200,3 +206,31 @@ async def test_a_trail_moved_by_a_quote_is_where_a_restart_finds_it(pool):
     again = runner(pool, engine)
     await again.load()
     assert again.brains[b.bot_id].bot.memory.stops.level == D("1.10400")
+
+
+async def test_the_runner_is_the_routes_desk_and_its_bots_follow_the_api(pool):
+    engine = Engine()
+    r = runner(pool, engine)
+    await r.load()
+    desk: BotDesk = r  # what the engine hands the routes
+    app = bots_api(desk)
+    headers = token("desk-co", TRADE)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://te") as http:
+        body = {"account_id": "paper-5", "symbol": "GBPUSD", "strategy": "signals", "start": True}
+        created = await http.post("/api/v1/bots", headers=headers, json=body)
+        assert created.status_code == 201, created.text
+        bot_id = uuid.UUID(created.json()["bot_id"])
+        assert r.brains[bot_id].bot.state == "running"
+        (intent,) = [i for i in await r.on_signal(validated("enter_long", 9, symbol="GBPUSD")) if i.bot_id == bot_id]
+        assert intent.account_id == "paper-5" and intent.tenant == "desk-co"
+        assert (await http.post(f"/api/v1/bots/{bot_id}/pause", headers=headers)).json()["state"] == "paused"
+        assert r.brains[bot_id].bot.state == "paused" and r.brains[bot_id].bot.memory.intents == 1  # memory kept
+        assert [i for i in await r.on_signal(validated("enter_short", 10, symbol="GBPUSD")) if i.bot_id == bot_id] == []
+        await http.post(f"/api/v1/bots/{bot_id}/stop", headers=headers)
+        assert bot_id not in r.brains
+    assert [(e.version, e.state) for e in engine.events if e.bot_id == bot_id] == [
+        (1, "created"),
+        (2, "running"),
+        (3, "paused"),
+        (4, "stopped"),
+    ]
