@@ -6,7 +6,8 @@ the minimum confidence of a signal, the symbols allowed (``None``: every symbol 
 the strategy and the config its bots get. ``plan`` is pure: given the newest validated signals and
 the account's bots, which symbols get a bot now. A signal passes when it is an entry
 (``enter_long``/``enter_short``) of the config's timeframe, confident enough, for an allowed symbol
-the platform trades, and no active bot holds that symbol on the account (no duplicate bot). The
+the platform trades, no active bot holds that symbol on the account (no duplicate bot) and the
+account has no position in it (the seed's "no existing position" filter). The
 most confident pass first (ties by symbol), up to the free places.
 """
 
@@ -47,12 +48,18 @@ class AutoPick:
     reason: str
 
 
-def plan(config: AutoConfig, signals: Iterable[ValidatedSignal], bots: Iterable[Bot]) -> list[AutoPick]:
-    """Which symbols get a new bot now (``bots``: the tenant's bots; only the config's account counts)."""
+def plan(
+    config: AutoConfig,
+    signals: Iterable[ValidatedSignal],
+    bots: Iterable[Bot],
+    positions: Iterable[str] = (),
+) -> list[AutoPick]:
+    """Which symbols get a new bot now (``bots``: the tenant's bots, only the config's account counts;
+    ``positions``: symbols the account already holds a position in, opened by hand or elsewhere)."""
     if not config.enabled or config.account_id is None:
         return []
     active = [b for b in bots if b.active and b.account_id == config.account_id]
-    held = {b.symbol for b in active}
+    held = {b.symbol for b in active} | set(positions)
     free = config.max_concurrent - len(active)
     if free <= 0:
         return []

@@ -224,6 +224,23 @@ async def get_bot(bot_id: uuid.UUID, desk: Desk, principal: Trader) -> BotView:
     return view(bot)
 
 
+class TransitionView(BaseModel):
+    version: int
+    from_state: BotState | None
+    to_state: BotState
+    actor: str
+    ts_ns: int
+
+
+@router.get("/{bot_id}/history", operation_id="bots_history", summary="Every version of a bot")
+async def bot_history(bot_id: uuid.UUID, desk: Desk, principal: Trader) -> list[TransitionView]:
+    async with desk.pool.acquire() as conn:
+        if await store.get_bot(conn, principal.tenant, bot_id) is None:
+            raise Problem(404, f"no bot {bot_id}")
+        rows = await store.history(conn, bot_id)
+    return [TransitionView(**row) for row in rows]
+
+
 @router.post("/{bot_id}/start", operation_id="bots_start", summary="Start a created bot")
 async def start_bot(bot_id: uuid.UUID, desk: Desk, principal: Trader) -> BotView:
     return await _command(desk, principal, bot_id, "start")

@@ -140,16 +140,23 @@ class BotRunner:
             config = found[0]
             newest = max((v.signal.ts_event for v in self.recent.values()), default=0)
             signals = [v for v in self.recent.values() if v.signal.ts_event >= newest - AUTO_RECENT_NS]
-            picks = plan(config, signals, await store.list_bots(conn, tenant))
+            account = config.account_id
+            if account is None:  # the API refuses to enable it so; nothing to trade on
+                return []
+            positions = [
+                v.signal.symbol
+                for v in signals
+                if (await self.market.holding(tenant, account, v.signal.symbol)).quantity > 0
+            ]
+            picks = plan(config, signals, await store.list_bots(conn, tenant), positions)
             made = []
             for pick in picks:
                 now = self.clock()
-                assert config.account_id is not None  # plan() picks nothing without one
                 bot = Bot(
                     # The same pick made again (a crash before the answer) is the same bot: refused as existing.
-                    bot_id=uuid.uuid5(EVENT_NAMESPACE, f"auto-bot|{tenant}|{config.account_id}|{pick.signal.event_id}"),
+                    bot_id=uuid.uuid5(EVENT_NAMESPACE, f"auto-bot|{tenant}|{account}|{pick.signal.event_id}"),
                     tenant=tenant,
-                    account_id=config.account_id,
+                    account_id=account,
                     symbol=pick.symbol,
                     strategy=config.strategy,
                     config=config.bot_config,

@@ -59,3 +59,8 @@ def test_the_newest_signal_of_a_symbol_counts():
     ]
     (pick,) = plan(config(), signals, [])
     assert pick.signal.signal.action == "enter_short"
+
+
+def test_a_symbol_the_account_already_holds_gets_no_bot():
+    signals = [validated("enter_long", 1, symbol=s, confidence=0.8) for s in ("EURUSD", "GBPUSD")]
+    assert [p.symbol for p in plan(config(), signals, [], positions=["EURUSD"])] == ["GBPUSD"]

@@ -104,6 +104,16 @@ async def test_the_whole_lifecycle_and_its_events(http, desk):
         states.append((r.json()["state"], r.json()["version"]))
     assert states == [("running", 2), ("paused", 3), ("running", 4), ("stopped", 5)]
     assert (await http.get(f"/api/v1/bots/{bot_id}", headers=ACME)).json()["state"] == "stopped"
+    history = (await http.get(f"/api/v1/bots/{bot_id}/history", headers=ACME)).json()
+    assert [(h["version"], h["from_state"], h["to_state"]) for h in history] == [
+        (1, None, "created"),
+        (2, "created", "running"),
+        (3, "running", "paused"),
+        (4, "paused", "running"),
+        (5, "running", "stopped"),
+    ]
+    assert all(h["actor"] == "client:acme-desk" for h in history)
+    problem(await http.get(f"/api/v1/bots/{bot_id}/history", headers=OTHER), 404, "no bot")
     r = await http.delete(f"/api/v1/bots/{bot_id}", headers=ACME)
     assert r.status_code == 200 and r.json()["state"] == "deleted"
     problem(await http.get(f"/api/v1/bots/{bot_id}", headers=ACME), 404, "no bot")

@@ -234,3 +234,15 @@ async def test_the_runner_is_the_routes_desk_and_its_bots_follow_the_api(pool):
         (3, "paused"),
         (4, "stopped"),
     ]
+
+
+async def test_the_auto_mode_leaves_alone_a_symbol_the_account_already_holds(pool):
+    engine = Engine()
+    r = runner(pool, engine)
+    tenant = "held-co"
+    async with pool.acquire() as conn:
+        await store.put_auto(conn, tenant, AutoConfig(enabled=True, account_id="paper-3", max_concurrent=5), "a", T0)
+    engine.holdings[(tenant, "paper-3", "EURUSD")] = Holding("short", D("1"), D("1.1"))  # opened by hand
+    for symbol in ("EURUSD", "GBPUSD"):
+        await r.on_signal(validated("enter_long", 1, symbol=symbol, confidence=0.9))
+    assert [b.symbol for b in await r.run_auto(tenant)] == ["GBPUSD"]
