@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal as D
+from types import SimpleNamespace
 
 import asyncpg
 import httpx
@@ -221,3 +222,19 @@ async def test_the_auto_mode_config(http):
     got = (await http.get("/api/v1/bots/auto", headers=ACME)).json()
     assert got["version"] == 1 and got["config"]["strategy"] == "rsi" and got["config"]["max_concurrent"] == 3
     assert (await http.get("/api/v1/bots/auto", headers=OTHER)).json()["version"] == 0
+
+
+async def test_the_desk_is_the_running_states_bots_attribute(desk):
+    """How the engine wires it: its state (``rt.state``) has a ``bots`` desk; without one, a 500."""
+
+    @dataclass
+    class EngineState:
+        bots: object
+
+    for state, status in ((EngineState(desk), 200), (object(), 500)):
+        app = bots_api(desk)
+        app.dependency_overrides.clear()  # the real lookup
+        app.runtime = SimpleNamespace(started=True, state=state)  # what the kit's app carries
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://te") as client:
+            assert (await client.get("/api/v1/bots", headers=ACME)).status_code == status
