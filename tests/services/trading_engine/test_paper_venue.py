@@ -73,10 +73,15 @@ class Sink:
 
     reports: list[VenueReport] = field(default_factory=list)
     failing: bool = False
+    #: (client order id, kind) of reports refused once each.
+    refuse_once: set[tuple[str, str]] = field(default_factory=set)
 
     async def __call__(self, report: VenueReport) -> None:
         if self.failing:
             raise RuntimeError("the engine is down")
+        if (report.client_order_id, report.kind) in self.refuse_once:
+            self.refuse_once.discard((report.client_order_id, report.kind))
+            raise RuntimeError("the engine failed on this report")
         self.reports.append(report)
 
     def kinds(self, client_order_id: str) -> list[str]:
@@ -213,9 +218,9 @@ async def test_stops_trigger_on_the_touching_side_and_execute_as_market(make):
     # 1.10100 * 1.0001 = 1.10111010, up to the point: 1.10112.
     assert s.sink.fills("sb") == [(D(1), D("1.10112"), D(0))]
     assert s.sink.fills("ss") == []
-    await tick(s, "1.09800", "1.09810")  # bid under the sell stop
-    # 1.09800 * 0.9999 = 1.0978902, down to the point: 1.09789.
-    assert s.sink.fills("ss") == [(D(1), D("1.09789"), D(0))]
+    await tick(s, "1.09900", "1.09910")  # the bid reaches the sell stop (the ask does not)
+    # 1.09900 * 0.9999 = 1.0988901, down to the point: 1.09889.
+    assert s.sink.fills("ss") == [(D(1), D("1.09889"), D(0))]
 
 
 async def test_a_triggered_stop_limit_rests_as_a_limit_across_a_restart(make, pool):
@@ -432,6 +437,19 @@ async def test_a_sink_that_recovers_gets_the_owed_reports_on_the_next_pass(make)
     await s.venue.submit(order("x"))
     sink.failing = False
     await tick(s, "1.10000", "1.10010")  # this pass delivers the owed acceptance before the fill
+    assert sink.kinds("x") == ["accepted", "fill"]
+
+
+async def test_a_refused_report_holds_back_the_later_reports_of_its_order_only(make):
+    sink = Sink(failing=True)
+    s = make(sink=sink)
+    await s.venue.submit(order("x"))
+    await s.venue.submit(order("y"))
+    await tick(s, "1.10000", "1.10010")  # both fill; every report is owed
+    sink.failing, sink.refuse_once = False, {("x", "accepted")}
+    assert await s.venue.deliver_pending() == 2
+    assert sink.kinds("y") == ["accepted", "fill"] and sink.kinds("x") == []  # x's fill waits behind it
+    await s.venue.deliver_pending()
     assert sink.kinds("x") == ["accepted", "fill"]
 
 
