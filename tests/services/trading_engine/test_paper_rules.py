@@ -16,8 +16,8 @@ D = Decimal
 EURUSD, XAUUSD, BTCUSD = INSTRUMENTS["EURUSD"], INSTRUMENTS["XAUUSD"], INSTRUMENTS["BTCUSD"]
 
 
-def utc_ns(*args: int) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
+def utc_ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return int(dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
 
 
 def test_an_odd_extra_spread_rounds_both_sides_against_the_trader():

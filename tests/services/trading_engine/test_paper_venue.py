@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from services.trading_engine.service import SERVICE
+from services.trading_engine.venues import paper_store
 from services.trading_engine.venues.base import (
     VenueOrder,
     VenuePosition,
@@ -32,8 +33,8 @@ D = Decimal
 MS = 1_000_000
 
 
-def utc_ns(*args: int) -> int:
-    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
+def utc_ns(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return int(dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
 
 
 #: Wednesday 2026-01-07 10:00 UTC: the FX and metal sessions are open.
@@ -451,6 +452,26 @@ async def test_a_refused_report_holds_back_the_later_reports_of_its_order_only(m
     assert sink.kinds("y") == ["accepted", "fill"] and sink.kinds("x") == []  # x's fill waits behind it
     await s.venue.deliver_pending()
     assert sink.kinds("x") == ["accepted", "fill"]
+
+
+async def test_a_fill_that_fails_half_way_leaves_nothing_behind(make, monkeypatch):
+    s = make()
+    await s.venue.submit(order("atomic", quantity="0.50"))
+
+    async def broken(*args, **kwargs):
+        raise ConnectionError("the database went away mid-fill")
+
+    monkeypatch.setattr(paper_store, "save_position", broken)
+    with pytest.raises(ConnectionError):
+        await tick(s, "1.10000", "1.10010")
+    status = await s.venue.order_status(ACCOUNT, "atomic")  # no deal, no progress, no report
+    assert (status.state, status.filled_quantity, status.fills) == ("accepted", D(0), ())
+    assert await s.venue.fills_since(ACCOUNT, 0) == [] and s.sink.kinds("atomic") == ["accepted"]
+    monkeypatch.undo()
+    await tick(s, "1.10000", "1.10010")  # the next tick fills it, once, as its first deal
+    status = await s.venue.order_status(ACCOUNT, "atomic")
+    assert [f.venue_fill_id for f in status.fills] == [f"{status.venue_order_id}-1"]
+    assert await s.venue.positions(ACCOUNT) == [VenuePosition(ACCOUNT, "EURUSD", D("0.50"), D("1.10010"))]
 
 
 # -- positions ------------------------------------------------------------------------------------
