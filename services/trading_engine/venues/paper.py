@@ -217,7 +217,7 @@ class PaperVenue:
         quote = rules.venue_quote(bid, ask, facts, self._costs)
         async with self._symbol_locks[symbol], self._pool.acquire() as conn, conn.transaction():
             changed = await self._expire(conn, time_ns, symbol)
-            for order in await store.lock_eligible(conn, symbol, time_ns):
+            for order in await store.lock_eligible(conn, symbol, time_ns, quote.bid, quote.ask):
                 changed = await self._work(conn, order, quote, facts, time_ns) or changed
         if changed:
             self._owed = True

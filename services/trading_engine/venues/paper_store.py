@@ -118,16 +118,28 @@ async def lock_order(conn: asyncpg.Connection, account_id: str, client_order_id:
     return OrderRow.of(row) if row else None
 
 
-async def lock_eligible(conn: asyncpg.Connection, symbol: str, time_ns: int) -> list[OrderRow]:
-    """The open orders of ``symbol`` a tick at ``time_ns`` may act on, oldest first, locked."""
+async def lock_eligible(
+    conn: asyncpg.Connection, symbol: str, time_ns: int, bid: Decimal, ask: Decimal
+) -> list[OrderRow]:
+    """The open orders of ``symbol`` a tick at ``time_ns`` quoting ``bid``/``ask`` (the venue's quote)
+    may act on, oldest first, locked. The price condition only spares the tick the orders it cannot
+    touch (limits and untriggered stops away from the market: most resting orders, most ticks); it
+    selects a superset of what ``paper_rules.on_tick`` acts on, which decides."""
     rows = await conn.fetch(
         """
         SELECT * FROM trading.paper_orders
         WHERE symbol = $1 AND state IN ('accepted', 'partially_filled') AND eligible_ns <= $2
+          AND (type = 'market' OR time_in_force IN ('ioc', 'fok') OR (type = 'stop' AND triggered)
+            OR (type IN ('stop', 'stop_limit') AND NOT triggered
+                AND CASE WHEN side = 'buy' THEN stop_price <= $4 ELSE stop_price >= $3 END)
+            OR ((type = 'limit' OR (type = 'stop_limit' AND triggered))
+                AND CASE WHEN side = 'buy' THEN limit_price >= $4 ELSE limit_price <= $3 END))
         ORDER BY id FOR UPDATE
         """,
         symbol,
         time_ns,
+        bid,
+        ask,
     )
     return [OrderRow.of(r) for r in rows]
 
