@@ -224,6 +224,14 @@ async def test_stops_trigger_on_the_touching_side_and_execute_as_market(make):
     assert s.sink.fills("ss") == [(D(1), D("1.09889"), D(0))]
 
 
+async def test_a_triggered_stop_keeps_filling_as_market_when_the_price_moves_back(make):
+    s = make(partial_fill_ratio=D("0.5"))
+    await s.venue.submit(order("st", "buy", "stop", "0.02", stop="1.10100"))
+    await tick(s, "1.10090", "1.10100")  # triggered: half of it fills
+    await tick(s, "1.10000", "1.10010")  # back under the stop: still a market order now
+    assert s.sink.fills("st") == [(D("0.01"), D("1.10100"), D(0)), (D("0.01"), D("1.10010"), D(0))]
+
+
 async def test_a_triggered_stop_limit_rests_as_a_limit_across_a_restart(make, pool):
     s = make()
     await s.venue.submit(order("sl", "buy", "stop_limit", stop="1.10100", limit="1.10050"))
