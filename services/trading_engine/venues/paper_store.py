@@ -200,7 +200,8 @@ async def record_fill(
     await conn.execute(
         """
         UPDATE trading.paper_orders
-        SET filled_quantity = filled_quantity + $2, fill_count = $3, state = $4, triggered = true, updated_ns = $5
+        SET filled_quantity = filled_quantity + $2, fill_count = $3, state = $4, updated_ns = $5,
+            triggered = triggered OR type IN ('stop', 'stop_limit')
         WHERE id = $1
         """,
         order.pk,

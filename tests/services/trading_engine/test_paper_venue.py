@@ -7,6 +7,7 @@ Every price and fee below is worked out by hand in the test (Decimal, exact), no
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -368,6 +369,34 @@ async def test_a_second_submit_of_a_client_order_id_changes_nothing(make, pool):
     # The same client order id in another account is another order.
     await s.venue.submit(order("dup", account="paper-2"))
     assert (await s.venue.order_status("paper-2", "dup")).state == "accepted"
+
+
+async def test_concurrent_duplicate_submits_make_one_order(make, pool):
+    s = make()
+    await asyncio.gather(*(s.venue.submit(order("race", quantity="0.10")) for _ in range(6)))
+    assert s.sink.kinds("race") == ["accepted"]
+    assert await pool.fetchval("SELECT count(*) FROM trading.paper_orders") == 1
+
+
+async def test_a_cancel_racing_a_fill_ends_each_order_one_way_only(make):
+    s = make()
+    coids = [f"c{i}" for i in range(20)]
+    for coid in coids:
+        await s.venue.submit(order(coid, "buy", "limit", "0.10", limit="1.10000"))
+    s.clock.now += MS
+    await asyncio.gather(
+        s.venue.on_tick("EURUSD", D("1.09990"), D("1.10000"), s.clock.now),
+        *(s.venue.cancel(ACCOUNT, coid) for coid in coids),
+    )
+    for coid in coids:
+        status = await s.venue.order_status(ACCOUNT, coid)
+        outcome = s.sink.kinds(coid)[1:]
+        assert (status.state, outcome) in ((("filled", ["fill"]), ("canceled", ["canceled"]))), (coid, outcome)
+        assert status.filled_quantity == (D("0.10") if status.state == "filled" else D(0))
+    filled = sum(1 for r in s.sink.reports if r.kind == "fill")
+    assert await s.venue.positions(ACCOUNT) == (
+        [VenuePosition(ACCOUNT, "EURUSD", D("0.10") * filled, D("1.10000"))] if filled else []
+    )
 
 
 async def test_cancel_closes_an_open_order_and_leaves_a_finished_one_alone(make):
