@@ -52,8 +52,7 @@ from services.trading_engine.venues.base import (
     VenueTimeout,
     VenueUnreachable,
 )
-from shared.instruments import INSTRUMENTS, Instrument, instrument
-from shared.market_hours import MarketHours
+from shared.instruments import Instrument, instrument
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,6 @@ class PaperVenue:
         sink: ReportSink,
         *,
         instruments: Callable[[str], Instrument | None] = instrument,
-        hours: MarketHours | None = None,
     ) -> None:
         self._pool = pool
         self._settings = settings
@@ -119,10 +117,9 @@ class PaperVenue:
         self._clock = clock
         self._sink = sink
         self._instruments = instruments
-        self._hours = hours or MarketHours({s: i.session for s, i in INSTRUMENTS.items()})
         self._faults: list[SubmitFault] = []
         self._symbol_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._delivery = asyncio.Lock()
+        self._delivering = False
         # A process that died may have left reports owed: the first pass looks.
         self._owed = True
 
@@ -138,7 +135,8 @@ class PaperVenue:
         if fault == "unreachable":
             raise VenueUnreachable("paper venue: simulated outage, the order was not received")
         now = self._clock()
-        problem = self._problem(order)
+        facts = self._instruments(order.symbol)
+        problem = self._problem(order, facts)
         async with self._pool.acquire() as conn, conn.transaction():
             if problem is not None:
                 code, reason = problem
@@ -164,7 +162,8 @@ class PaperVenue:
             else:
                 expires = None
                 if order.time_in_force == "day":
-                    expires = rules.day_end_ns(self._hours, order.symbol, now, self._settings.day_end_utc_hour)
+                    assert facts is not None
+                    expires = rules.day_end_ns(facts.session, now, self._settings.day_end_utc_hour)
                 pk = await store.insert_order(
                     conn,
                     order,
@@ -181,9 +180,9 @@ class PaperVenue:
             raise VenueTimeout("paper venue: simulated timeout, the order was stored but the answer lost")
         await self.deliver_pending()
 
-    def _problem(self, order: VenueOrder) -> tuple[str, str] | None:
+    @staticmethod
+    def _problem(order: VenueOrder, facts: Instrument | None) -> tuple[str, str] | None:
         """Why the venue refuses ``order`` (reason code, reason), or ``None``."""
-        facts = self._instruments(order.symbol)
         if facts is None:
             return "unknown_symbol", f"{order.symbol} is not traded at the paper venue"
         volume = facts.volume_error(order.quantity)
@@ -276,35 +275,48 @@ class PaperVenue:
 
     async def deliver_pending(self) -> int:
         """Deliver every owed report to the sink, oldest first; how many were delivered. A report the
-        sink raised on stays owed, and so do the later reports of its order (order per order kept)."""
-        if not self._owed:
+        sink raised on stays owed, and so do the later reports of its order (order per order kept).
+
+        One pass at a time: a call made while a pass runs (a concurrent command, or the sink itself
+        calling the venue) returns at once, and the running pass picks up what it owes."""
+        if self._delivering:
             return 0
-        async with self._delivery:
-            self._owed = False
-            delivered, after, blocked = 0, 0, set[tuple[str, str]]()
-            while True:
-                batch = await store.pending_reports(self._pool, after, _DELIVERY_BATCH)
-                done = []
-                for seq, report in batch:
-                    after = seq
-                    key = (report.account_id, report.client_order_id)
-                    if key in blocked:
-                        continue
-                    try:
-                        await self._sink(report)
-                    except Exception:
-                        log.exception("the report sink refused %s of %s; it stays owed", report.kind, key)
-                        blocked.add(key)
-                        continue
-                    done.append(seq)
-                if done:
-                    await store.mark_delivered(self._pool, done)
-                delivered += len(done)
-                if len(batch) < _DELIVERY_BATCH:
+        self._delivering = True
+        try:
+            total = 0
+            while self._owed:
+                self._owed = False
+                delivered, blocked = await self._delivery_pass()
+                total += delivered
+                if blocked:
+                    self._owed = True  # retried by the next call, not in a loop against a failing sink
                     break
-            if blocked:
-                self._owed = True
-            return delivered
+            return total
+        finally:
+            self._delivering = False
+
+    async def _delivery_pass(self) -> tuple[int, bool]:
+        delivered, after, blocked = 0, 0, set[tuple[str, str]]()
+        while True:
+            batch = await store.pending_reports(self._pool, after, _DELIVERY_BATCH)
+            done = []
+            for seq, report in batch:
+                after = seq
+                key = (report.account_id, report.client_order_id)
+                if key in blocked:
+                    continue
+                try:
+                    await self._sink(report)
+                except Exception:
+                    log.exception("the report sink refused %s of %s; it stays owed", report.kind, key)
+                    blocked.add(key)
+                    continue
+                done.append(seq)
+            if done:
+                await store.mark_delivered(self._pool, done)
+            delivered += len(done)
+            if len(batch) < _DELIVERY_BATCH:
+                return delivered, bool(blocked)
 
     # -- reconciliation: read from the tables --------------------------------------------------
 

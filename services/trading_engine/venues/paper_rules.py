@@ -37,16 +37,22 @@ Commission of a fill: ``commission_per_lot * lots + commission_bps / 10000 * not
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
+
 from shared.events import OrderType, Side, TimeInForce
 from shared.instruments import Instrument
-from shared.market_hours import MarketHours
+from shared.market_hours import open_hours
 
 BPS = Decimal(10_000)
 CENT = Decimal("0.01")
+#: Average prices are kept to 8 decimal places, the precision of the events' prices.
+PRICE_PLACES = Decimal("1e-8")
 HOUR_NS = 3_600_000_000_000
 #: How far ahead ``day_end_ns`` looks for a session's close (a closed weekend, then a whole day).
 _DAY_END_HORIZON_HOURS = 8 * 24
@@ -182,14 +188,15 @@ class Position:
 
 
 def apply_fill(position: Position, side: Side, quantity: Decimal, price: Decimal, contract_size: Decimal) -> Position:
-    """``position`` after a fill: adding averages the price in; reducing keeps it and realises
+    """``position`` after a fill: adding averages the price in (to 8 decimal places, half-even);
+    reducing keeps it and realises
     ``closed lots * contract_size * (price - average)`` (sign of the side held); going through zero
     opens the rest at ``price``; a closed position has average price 0."""
     signed = quantity if side == "buy" else -quantity
     held = position.quantity
     new = held + signed
     if held == 0 or (held > 0) == (signed > 0):
-        average = (abs(held) * position.average_price + quantity * price) / abs(new)
+        average = ((abs(held) * position.average_price + quantity * price) / abs(new)).quantize(PRICE_PLACES)
         return Position(new, average, position.realized_pnl)
     closed = min(quantity, abs(held))
     direction = 1 if held > 0 else -1
@@ -201,18 +208,29 @@ def apply_fill(position: Position, side: Side, quantity: Decimal, price: Decimal
     return Position(new, price, realized)
 
 
-def day_end_ns(hours: MarketHours, symbol: str, submitted_ns: int, day_end_utc_hour: int) -> int:
-    """When a day order submitted at ``submitted_ns`` expires: the first hour boundary after it at
-    which the symbol's session closes or the trading day rolls over (``day_end_utc_hour`` UTC, 22:00
-    by default: 17:00 New York, where FX and metals end their day; crypto, which never closes, uses
-    it too). An order submitted while the market is closed lives through the next session's day."""
-    seen_open = hours.is_open(symbol, submitted_ns)
+@functools.cache
+def _open_hours(session: str) -> npt.NDArray[np.bool_]:
+    return open_hours(session)
+
+
+def day_end_ns(session: str, submitted_ns: int, day_end_utc_hour: int) -> int:
+    """When a day order submitted at ``submitted_ns`` in ``session`` (``shared.market_hours``) expires:
+    the first hour boundary after it at which the session closes or the trading day rolls over
+    (``day_end_utc_hour`` UTC, 22:00 by default: 17:00 New York, where FX and metals end their day;
+    crypto, which never closes, uses it too). An order submitted while the market is closed lives
+    through the next session's day."""
+    table = _open_hours(session)
+
+    def is_open(t_ns: int) -> tuple[bool, int]:
+        at = dt.datetime.fromtimestamp(t_ns // 1_000_000_000, dt.UTC)
+        return bool(table[at.weekday(), at.hour]), at.hour
+
+    seen_open = is_open(submitted_ns)[0]
     boundary = (submitted_ns // HOUR_NS + 1) * HOUR_NS
     for _ in range(_DAY_END_HORIZON_HOURS):
-        is_open = hours.is_open(symbol, boundary)
-        hour = dt.datetime.fromtimestamp(boundary // 1_000_000_000, dt.UTC).hour
-        if seen_open and (not is_open or hour == day_end_utc_hour):
+        now_open, hour = is_open(boundary)
+        if seen_open and (not now_open or hour == day_end_utc_hour):
             return boundary
-        seen_open = seen_open or is_open
+        seen_open = seen_open or now_open
         boundary += HOUR_NS
     return boundary

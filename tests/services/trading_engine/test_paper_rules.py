@@ -10,7 +10,6 @@ import pytest
 
 from services.trading_engine.venues import paper_rules as rules
 from shared.instruments import INSTRUMENTS
-from shared.market_hours import MarketHours
 
 D = Decimal
 EURUSD, XAUUSD, BTCUSD = INSTRUMENTS["EURUSD"], INSTRUMENTS["XAUUSD"], INSTRUMENTS["BTCUSD"]
@@ -57,7 +56,10 @@ def test_netting_averages_in_realises_out_and_flips_at_the_fill_price():
     assert p == rules.Position(D(0), D(0), D(-7))
 
 
-HOURS = MarketHours({s: i.session for s, i in INSTRUMENTS.items()})
+def test_an_average_price_is_kept_to_eight_places():
+    p = rules.apply_fill(rules.Position(), "buy", D(1), D("1.10000"), D(100_000))
+    p = rules.apply_fill(p, "buy", D(2), D("1.10001"), D(100_000))
+    assert p.average_price == D("1.10000667")  # 3.30002 / 3 = 1.1000066666...
 
 
 @pytest.mark.parametrize(
@@ -73,4 +75,4 @@ HOURS = MarketHours({s: i.session for s, i in INSTRUMENTS.items()})
     ],
 )
 def test_a_day_order_ends_at_its_sessions_close_or_the_rollover(symbol, submitted, ends):
-    assert rules.day_end_ns(HOURS, symbol, utc_ns(*submitted), 22) == utc_ns(*ends)
+    assert rules.day_end_ns(INSTRUMENTS[symbol].session, utc_ns(*submitted), 22) == utc_ns(*ends)

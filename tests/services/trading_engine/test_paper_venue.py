@@ -511,6 +511,26 @@ async def test_a_fill_that_fails_half_way_leaves_nothing_behind(make, monkeypatc
     assert await s.venue.positions(ACCOUNT) == [VenuePosition(ACCOUNT, "EURUSD", D("0.50"), D("1.10010"))]
 
 
+@dataclass
+class CancelOnAccept(Sink):
+    """The engine reacting at once: it cancels each order as its acceptance arrives."""
+
+    venue: PaperVenue | None = None
+
+    async def __call__(self, report: VenueReport) -> None:
+        await super().__call__(report)
+        if report.kind == "accepted" and self.venue is not None:
+            await self.venue.cancel(report.account_id, report.client_order_id)
+
+
+async def test_a_sink_that_calls_the_venue_back_does_not_deadlock(make):
+    sink = CancelOnAccept()
+    s = make(sink=sink)
+    sink.venue = s.venue
+    await asyncio.wait_for(s.venue.submit(order("back", "buy", "limit", limit="1.00000")), timeout=10)
+    assert sink.kinds("back") == ["accepted", "canceled"]  # the running pass delivered the cancel too
+
+
 # -- positions ------------------------------------------------------------------------------------
 
 
