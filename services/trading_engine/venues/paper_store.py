@@ -276,7 +276,7 @@ _PENDING = """
         r.reason_code, r.reason, d.quantity, d.price, d.commission, d.ts_ns AS fill_ts_ns
     FROM trading.paper_reports r
     LEFT JOIN trading.paper_deals d ON d.account_id = r.account_id AND d.venue_fill_id = r.venue_fill_id
-    WHERE NOT r.delivered AND r.seq > $1
+    WHERE r.seq > $1
     ORDER BY r.seq LIMIT $2
 """
 
@@ -305,7 +305,8 @@ async def pending_reports(pool: asyncpg.Pool, after_seq: int, limit: int) -> lis
 
 
 async def mark_delivered(pool: asyncpg.Pool, seqs: Sequence[int]) -> None:
-    await pool.execute("UPDATE trading.paper_reports SET delivered = true WHERE seq = ANY($1::bigint[])", list(seqs))
+    """Forget delivered reports (the truth stays in the orders and deals)."""
+    await pool.execute("DELETE FROM trading.paper_reports WHERE seq = ANY($1::bigint[])", list(seqs))
 
 
 # -- reconciliation: the whole truth, from the tables ----------------------------------------------

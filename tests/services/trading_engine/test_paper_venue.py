@@ -432,7 +432,7 @@ async def test_resting_orders_survive_a_restart_and_keep_working(make):
     assert await restarted.venue.open_orders(ACCOUNT) == []
 
 
-async def test_reconciliation_tells_the_whole_truth_when_the_sink_raised_and_owed_reports_follow(make):
+async def test_reconciliation_tells_the_whole_truth_when_the_sink_raised_and_owed_reports_follow(make, pool):
     sink = Sink(failing=True)
     s = make(sink=sink, partial_fill_ratio=D("0.5"))
     await s.venue.submit(order("a", quantity="0.02"))  # 0.01 lots per tick
@@ -464,6 +464,7 @@ async def test_reconciliation_tells_the_whole_truth_when_the_sink_raised_and_owe
     ]
     assert [f.venue_fill_id for f in a.fills] == [r.fill.venue_fill_id for r in restarted.sink.reports if r.fill]
     assert await restarted.venue.deliver_pending() == 0
+    assert await pool.fetchval("SELECT count(*) FROM trading.paper_reports") == 0  # the outbox is emptied
     await restarted.venue.submit(order("c"))
     assert [r.client_order_id for r in restarted.sink.reports][-1] == "c"  # nothing delivered twice
     assert len(restarted.sink.reports) == 5

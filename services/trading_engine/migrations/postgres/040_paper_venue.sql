@@ -74,9 +74,9 @@ CREATE TABLE IF NOT EXISTS trading.paper_positions (
     PRIMARY KEY (account_id, symbol)
 );
 
--- The reports owed to the engine, written in the transaction of what they report and delivered
--- after it commits, in order; a report the sink refused (or a process that died before delivering
--- it) stays undelivered and is delivered again by the next delivery pass: at least once, in order.
+-- The reports owed to the engine (an outbox), written in the transaction of what they report and
+-- deleted once the sink took them, in order; a report the sink refused (or a process that died
+-- before delivering it) stays, and the next delivery pass delivers it: at least once, in order.
 CREATE TABLE IF NOT EXISTS trading.paper_reports (
     seq             bigserial PRIMARY KEY,
     account_id      text     NOT NULL,
@@ -86,8 +86,5 @@ CREATE TABLE IF NOT EXISTS trading.paper_reports (
     venue_order_id  text,
     venue_fill_id   text,
     reason_code     text,
-    reason          text,
-    delivered       boolean  NOT NULL DEFAULT false
+    reason          text
 );
-
-CREATE INDEX IF NOT EXISTS paper_reports_pending ON trading.paper_reports (seq) WHERE NOT delivered;
