@@ -137,43 +137,25 @@ class PaperVenue:
         now = self._clock()
         facts = self._instruments(order.symbol)
         problem = self._problem(order, facts)
+        state: Literal["accepted", "rejected"] = "accepted" if problem is None else "rejected"
+        code, reason = problem or (None, None)
+        expires = None
+        if facts is not None and problem is None and order.time_in_force == "day":
+            expires = rules.day_end_ns(facts.session, now, self._settings.day_end_utc_hour)
         async with self._pool.acquire() as conn, conn.transaction():
-            if problem is not None:
-                code, reason = problem
-                pk = await store.insert_order(
-                    conn,
-                    order,
-                    state="rejected",
-                    submitted_ns=now,
-                    eligible_ns=now,
-                    expires_ns=None,
-                    reason_code=code,
-                    reason=reason,
-                )
-                if pk is not None:
-                    await store.add_report(
-                        conn,
-                        (order.account_id, order.client_order_id, pk),
-                        "rejected",
-                        now,
-                        reason_code=code,
-                        reason=reason,
-                    )
-            else:
-                expires = None
-                if order.time_in_force == "day":
-                    assert facts is not None
-                    expires = rules.day_end_ns(facts.session, now, self._settings.day_end_utc_hour)
-                pk = await store.insert_order(
-                    conn,
-                    order,
-                    state="accepted",
-                    submitted_ns=now,
-                    eligible_ns=now + self._settings.latency_ms * 1_000_000,
-                    expires_ns=expires,
-                )
-                if pk is not None:
-                    await store.add_report(conn, (order.account_id, order.client_order_id, pk), "accepted", now)
+            pk = await store.insert_order(
+                conn,
+                order,
+                state=state,
+                submitted_ns=now,
+                eligible_ns=now + self._settings.latency_ms * 1_000_000,
+                expires_ns=expires,
+                reason_code=code,
+                reason=reason,
+            )
+            if pk is not None:  # None: the account has this client order id already, nothing changes
+                key = (order.account_id, order.client_order_id, pk)
+                await store.add_report(conn, key, state, now, reason_code=code, reason=reason)
         if pk is not None:
             self._owed = True
         if fault == "timeout":
