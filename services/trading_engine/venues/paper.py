@@ -18,8 +18,10 @@ working them on the next ticks.
   one transaction; reports are delivered to the sink after the commit, in order, at least once:
   a report the sink raised on stays owed (later reports of the same order wait behind it) and is
   delivered again by the next delivery pass (any later command or tick, or ``deliver_pending()``,
-  which the engine also calls once on start for what a dead process owed). The reconciliation
-  queries read the tables, so they tell the whole truth even when a report never arrived.
+  which the engine also calls once on start for what a dead process owed). One pass runs at a
+  time: a command issued while a pass runs (concurrently, or by the sink itself) returns without
+  waiting, and the running pass delivers its reports too. The reconciliation queries read the
+  tables, so they tell the whole truth even when a report never arrived.
 * Simulated faults for the engine's tests: ``fail_next_submits("timeout")`` stores the order and then
   raises ``VenueTimeout`` (the answer lost: its ``accepted`` report stays owed until the next delivery
   pass); ``fail_next_submits("unreachable")`` raises ``VenueUnreachable`` and stores nothing.
