@@ -332,6 +332,18 @@ async def test_a_day_order_expires_by_the_clock_when_its_market_closes(make):
     assert s.sink.kinds("gold") == ["accepted", "expired"]
 
 
+async def test_a_partly_filled_day_order_expires_with_its_fills_kept(make):
+    s = make(partial_fill_ratio=D("0.5"))
+    await s.venue.submit(order("half", quantity="1.00", tif="day"))
+    await tick(s, "1.10000", "1.10010")
+    s.clock.now = utc_ns(2026, 1, 7, 22)
+    await s.venue.expire_due()
+    status = await s.venue.order_status(ACCOUNT, "half")
+    assert (status.state, status.filled_quantity, len(status.fills)) == ("expired", D("0.50"), 1)
+    assert s.sink.kinds("half") == ["accepted", "fill", "expired"]
+    assert await s.venue.positions(ACCOUNT) == [VenuePosition(ACCOUNT, "EURUSD", D("0.50"), D("1.10010"))]
+
+
 # -- rejections, duplicates, cancels ---------------------------------------------------------------
 
 
