@@ -74,7 +74,7 @@ class Mt5Venue:
     ) -> None:
         self._store = store
         self._sink = sink
-        self._tenant_of = tenant_of
+        self.tenant_of = tenant_of
         self.settings = settings or Mt5VenueSettings()
         self._clock = clock
         #: Wakes long polls when a command is queued.
@@ -104,7 +104,7 @@ class Mt5Venue:
         await self._send(account_id, client_order_id, "cancel", None)
 
     async def _send(self, account_id: str, client_order_id: str, kind: str, order: Mt5Order | None) -> None:
-        tenant = await self._tenant_of(account_id)
+        tenant = await self.tenant_of(account_id)
         if tenant is None:
             raise ValueError(f"{account_id} is not an MT5 account")
         command = Mt5Command(
