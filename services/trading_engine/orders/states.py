@@ -44,7 +44,7 @@ TRANSITIONS: Mapping[OrderState, frozenset[OrderState]] = {
     ),
     "accepted": frozenset({"partially_filled", "filled", "canceled", "expired", "unknown"}),
     "partially_filled": frozenset({"partially_filled", "filled", "canceled", "expired", "unknown"}),
-    "unknown": frozenset({"accepted", "partially_filled", "filled", "canceled", "rejected", "expired", "unknown"}),
+    "unknown": frozenset({"accepted", "partially_filled", "filled", "canceled", "rejected", "expired"}),
     "filled": frozenset(),
     "canceled": frozenset(),
     "rejected": frozenset(),
