@@ -11,20 +11,32 @@ import pytest
 from services.trading_engine.orders.states import STATES, TERMINAL, IllegalTransition, check_transition, is_legal
 
 #: Rows: from; columns in the order of COLUMNS; "x" = legal.
-COLUMNS = ("new", "pending_submit", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired", "unknown")
+COLUMNS = (
+    "new",
+    "pending_submit",
+    "accepted",
+    "partially_filled",
+    "filled",
+    "canceled",
+    "rejected",
+    "expired",
+    "unknown",
+)
 MATRIX = {
     #                   new pend acc  part fill canc rej  exp  unk
-    "new":              ".   x    .    .    .    .    x    .    .",
-    "pending_submit":   ".   .    x    x    x    x    x    x    x",
-    "accepted":         ".   .    .    x    x    x    .    x    x",
+    "new": ".   x    .    .    .    .    x    .    .",
+    "pending_submit": ".   .    x    x    x    x    x    x    x",
+    "accepted": ".   .    .    x    x    x    .    x    x",
     "partially_filled": ".   .    .    x    x    x    .    x    x",
-    "filled":           ".   .    .    .    .    .    .    .    .",
-    "canceled":         ".   .    .    .    .    .    .    .    .",
-    "rejected":         ".   .    .    .    .    .    .    .    .",
-    "expired":          ".   .    .    .    .    .    .    .    .",
-    "unknown":          ".   .    x    x    x    x    x    x    .",
+    "filled": ".   .    .    .    .    .    .    .    .",
+    "canceled": ".   .    .    .    .    .    .    .    .",
+    "rejected": ".   .    .    .    .    .    .    .    .",
+    "expired": ".   .    .    .    .    .    .    .    .",
+    "unknown": ".   .    x    x    x    x    x    x    .",
 }
-EXPECTED = {(src, dst) for src, row in MATRIX.items() for dst, mark in zip(COLUMNS, row.split(), strict=True) if mark == "x"}
+EXPECTED = {
+    (src, dst) for src, row in MATRIX.items() for dst, mark in zip(COLUMNS, row.split(), strict=True) if mark == "x"
+}
 PAIRS = [(src, dst) for src in COLUMNS for dst in COLUMNS]
 
 
