@@ -391,7 +391,7 @@ class OrderManager:
         if target == "filled":
             await self.balances.release(conn, order.id)
         else:
-            await self.balances.keep_share(conn, order.id, order.quantity - filled, order.quantity)
+            await self.balances.keep_share(conn, order.id, order.quantity - filled, order.remaining)
         await self._move(
             conn,
             order,
