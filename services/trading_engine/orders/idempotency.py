@@ -14,6 +14,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -36,7 +37,11 @@ class Replay:
 
 def request_hash(request: OrderRequest) -> str:
     """The request's fingerprint: its fields as parsed (so key order and number spelling do not matter)."""
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    fields = {
+        name: format(value.normalize(), "f") if isinstance(value, Decimal) else value
+        for name, value in request.model_dump().items()
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
