@@ -39,12 +39,18 @@ class Engine:
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    platform: PlatformSettings, signing_key: OKPKey, mint: Callable[..., dict[str, str]], **settings: Any
+    platform: PlatformSettings,
+    signing_key: OKPKey,
+    mint: Callable[..., dict[str, str]],
+    held: dict[Any, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Engine]:
+    """The engine; ``held``: what its test venue holds when it starts (a venue that outlived the engine)."""
     venues: dict[str, FakeVenue] = {}
 
     def factory(rt: Any, sink: Any) -> dict[str, FakeVenue]:
         venues["paper"] = FakeVenue(sink)
+        venues["paper"].held.update(held or {})
         return dict(venues)
 
     keys = KeySet([signing_key])
@@ -126,8 +132,8 @@ async def engine(engine_platform, signing_key, mint) -> AsyncIterator[Engine]:
 
 @pytest.fixture
 def start_engine(engine_platform, signing_key, mint):
-    """``async with start_engine(**settings) as engine``: another engine on the module's database
-    (stop the module's one first if both must not run at once)."""
+    """``async with start_engine(held=..., **settings) as engine``: another engine on the module's
+    database, its venue holding ``held``."""
     return lambda **settings: running_engine(engine_platform, signing_key, mint, **settings)
 
 

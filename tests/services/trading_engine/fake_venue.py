@@ -8,7 +8,9 @@ and loses answers on demand.
 * ``fill``: accepted and filled at once at its limit price or ``price`` (``accepted`` and ``fill``);
 * ``unreachable``: raises ``VenueUnreachable`` and keeps nothing;
 * ``lost_answer``: takes (and fills, if ``fill_on_lost``) the order, reports nothing, raises ``VenueTimeout``;
-* ``never_arrived``: keeps nothing, raises ``VenueTimeout``.
+* ``never_arrived``: keeps nothing, raises ``VenueTimeout``;
+* ``die_before`` / ``die_after``: the engine's process dies (``ProcessDied``, which no handler
+  catches) before the venue got the order, or after it took (and filled) it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from services.trading_engine.venues.base import (
 )
 
 _ids = itertools.count(1)
+
+
+class ProcessDied(BaseException):
+    """Stands for a kill -9 of the engine in the middle of a submit: nothing after it runs."""
 
 
 @dataclass
@@ -59,6 +65,8 @@ class FakeVenue:
 
     async def submit(self, order: VenueOrder) -> None:
         self.submits += 1
+        if self.mode == "die_before":
+            raise ProcessDied
         if self.mode in ("unreachable", "never_arrived"):
             if self.mode == "unreachable":
                 raise VenueUnreachable("link down")
@@ -67,6 +75,9 @@ class FakeVenue:
         if key in self.held:
             return  # the same client order id again: no second order
         held = self.held[key] = Held(order, f"V{next(_ids)}")
+        if self.mode == "die_after":
+            self._fill(held, order.quantity)
+            raise ProcessDied
         if self.mode == "lost_answer":
             if self.fill_on_lost:
                 self._fill(held, order.quantity)
