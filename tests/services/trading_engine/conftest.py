@@ -73,6 +73,7 @@ async def running_engine(
         try:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://trading-engine") as http:
+                assert app.runtime is not None
                 yield Engine(http, app.runtime.state, venues["paper"], pool, mint)
         finally:
             await pool.close()

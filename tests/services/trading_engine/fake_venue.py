@@ -23,6 +23,7 @@ from services.trading_engine.venues.base import (
     ReportSink,
     VenueFill,
     VenueOrder,
+    VenueOrderState,
     VenueOrderStatus,
     VenuePosition,
     VenueReport,
@@ -41,7 +42,7 @@ class ProcessDied(BaseException):
 class Held:
     order: VenueOrder
     venue_order_id: str
-    state: str = "accepted"
+    state: VenueOrderState = "accepted"
     fills: list[VenueFill] = field(default_factory=list)
 
     @property
@@ -135,7 +136,7 @@ class FakeVenue:
             held.state,
             held.venue_order_id,
             held.filled,
-            tuple(held.fills),  # type: ignore[arg-type]
+            tuple(held.fills),
         )
 
     async def open_orders(self, account_id: str) -> list[VenueOrderStatus]:
