@@ -272,6 +272,9 @@ class OrderManager:
         self, conn: asyncpg.Connection, order: Order, target: OrderState, events: list[Event], **changes: Any
     ) -> Order:
         check_transition(order.state, target)
+        if order.state == "unknown" and "reason_code" not in changes:
+            # The lost answer is found: the order's reason is no longer "venue_timeout".
+            changes.update(reason_code=None, reason=None)
         moved = order.moved(target, **changes)
         await repository.save_transition(conn, moved, order.state)
         events.append(moved.event(order.state, self.clock()))
@@ -355,9 +358,9 @@ class OrderManager:
             return  # the same deal again (a retry, a reconciliation)
         traded = instrument(order.symbol)
         assert traded is not None  # validated when the order was placed
-        realized = await self.balances.book_fill(
-            conn, account, traded, order.side, deal.quantity, deal.price, deal.commission
-        )
+        # The events carry 8 decimal places; a venue's finer figures are rounded once, here.
+        price, commission = deal.price.quantize(PRICE_EXPONENT), deal.commission.quantize(PRICE_EXPONENT)
+        realized = await self.balances.book_fill(conn, account, traded, order.side, deal.quantity, price, commission)
         fill = Fill(
             event_id=fill_id,
             ts_event=deal.ts_ns,
@@ -371,8 +374,8 @@ class OrderManager:
             symbol=order.symbol,
             side=order.side,
             quantity=deal.quantity,
-            price=deal.price,
-            commission=deal.commission,
+            price=price,
+            commission=commission,
             currency=account.currency,
             attribution=order.attribution,
         )
@@ -386,7 +389,7 @@ class OrderManager:
         if filled > order.quantity:
             log.error("order %s is filled beyond its quantity (%s of %s)", order.id, filled, order.quantity)
         previous_value = (order.average_fill_price or Decimal(0)) * order.filled_quantity
-        average = ((previous_value + deal.price * deal.quantity) / filled).quantize(PRICE_EXPONENT)
+        average = ((previous_value + price * deal.quantity) / filled).quantize(PRICE_EXPONENT)
         target: OrderState = "filled" if filled >= order.quantity else "partially_filled"
         if target == "filled":
             await self.balances.release(conn, order.id)

@@ -50,7 +50,7 @@ async def test_a_market_order_fills_into_a_position_and_the_balance(engine, acco
     assert Decimal(acct["used_margin"]) == Decimal("366.3")
     assert Decimal(acct["reserved"]) == 0
     fills = (await engine.http.get("/api/v1/fills", params={"order_id": order["id"]}, headers=headers)).json()
-    assert fills["total"] == 1 and fills["items"][0]["commission"] == "0.70"
+    assert fills["total"] == 1 and Decimal(fills["items"][0]["commission"]) == Decimal("0.7")
 
 
 async def test_closing_a_position_realises_its_pnl(engine, account):

@@ -128,3 +128,52 @@ async def test_events_the_broker_missed_wait_in_the_outbox_for_the_sweep(engine,
     finally:
         outbox.grace_s = grace
     assert await engine.pool.fetchval("SELECT count(*) FROM trading.outbox") == 0
+
+
+async def test_a_report_whose_transaction_died_is_applied_once_when_delivered_again(engine, account, monkeypatch):
+    """Crash point 4: the process dies inside on_report's transaction (after the fill row was written):
+    everything of it rolls back, and the report delivered again is booked exactly once."""
+    from services.trading_engine.orders import repository
+
+    order = (
+        await engine.http.post("/api/v1/orders", json={**BODY, "account_id": account}, headers=engine.mint("recon"))
+    ).json()
+    real_insert = repository.insert_fill
+
+    async def insert_then_die(*args, **kwargs):
+        await real_insert(*args, **kwargs)
+        raise ProcessDied
+
+    monkeypatch.setattr(repository, "insert_fill", insert_then_die)
+    with pytest.raises(ProcessDied):
+        await engine.venue.fill(account, order["client_order_id"], Decimal("0.04"))
+    monkeypatch.setattr(repository, "insert_fill", real_insert)
+    assert await engine.pool.fetchval("SELECT count(*) FROM trading.fills WHERE order_id = $1", order["id"]) == 0
+    assert await engine.pool.fetchval("SELECT count(*) FROM trading.positions WHERE account_id = $1", account) == 0
+    balance = await engine.pool.fetchval("SELECT balance FROM trading.accounts WHERE id = $1", account)
+    assert balance == Decimal(100000)
+    # Delivered again (the venue's at-least-once), then once more by a reconciliation.
+    held = engine.venue.held[(account, order["client_order_id"])]
+    from services.trading_engine.venues.base import VenueReport
+
+    report = VenueReport("fill", account, order["client_order_id"], 1, held.venue_order_id, fill=held.fills[-1])
+    assert await engine.state.orders.on_report(report) is True
+    await engine.state.orders.reconcile()
+    now = await order_of(engine, order["id"])
+    assert (now["state"], now["filled_quantity"]) == ("partially_filled", "0.04")
+    assert await engine.pool.fetchval("SELECT count(*) FROM trading.fills WHERE order_id = $1", order["id"]) == 1
+    balance = await engine.pool.fetchval("SELECT balance FROM trading.accounts WHERE id = $1", account)
+    assert balance == Decimal(100000) - Decimal("0.28")  # one commission of 0.04 * 7
+
+
+async def test_a_cancel_the_venue_cannot_take_is_503_and_changes_nothing(engine, account):
+    order = (
+        await engine.http.post("/api/v1/orders", json={**BODY, "account_id": account}, headers=engine.mint("recon"))
+    ).json()
+    engine.venue.cancel_unreachable = True
+    try:
+        r = await engine.http.delete(f"/api/v1/orders/{order['id']}", headers=engine.mint("recon"))
+    finally:
+        engine.venue.cancel_unreachable = False
+    assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+    assert (await order_of(engine, order["id"]))["state"] == "accepted"
