@@ -21,4 +21,5 @@ def subscribe_prices(bus: ServiceBus, prices: LastPrices) -> None:
     @sub
     async def bars(msg: KafkaMessage) -> None:
         for _, bar in await decode_records(MarketBar, msg.raw_message, dead):
-            prices.update(bar.symbol, bar.ts_event, bar.close)
+            # Ordered by close time: an H1 bar closes after the M1 bars that opened inside it.
+            prices.update(bar.symbol, bar.ts_event + bar.timeframe.nanos, bar.close)
