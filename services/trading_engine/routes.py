@@ -60,10 +60,12 @@ async def place_order(
     except (OrderConflict, idempotency.IdempotencyMismatch) as exc:
         raise Problem(409, str(exc)) from None
     if isinstance(placed, Order):
-        response = _created(placed)
-        if key is not None:
-            await idempotency.answer(engine.pool, principal.tenant, key, 201, placed.public())
-        return response
+        if key is None:
+            return _created(placed)
+        # Normally this request's own answer; a replay that found none in time may have stored the
+        # order's state first, and the first stored answer is the one every replay gets.
+        stored = await idempotency.answer(engine.pool, principal.tenant, key, 201, placed.public())
+        return _replayed(stored)
     replay = placed
     if replay.body is None:
         replay = (
@@ -72,10 +74,18 @@ async def place_order(
             )
             or replay
         )
-    if replay.body is None or replay.status is None:
-        raise Problem(
-            409, "the first request with this Idempotency-Key is still being processed", headers={"Retry-After": "1"}
-        )
+    if replay.body is None:
+        # The first request is still submitting, or died after storing its order: answer the
+        # order as it stands, and let that be the key's answer from now on.
+        async with engine.pool.acquire() as conn:
+            order = await repository.order_by_id(conn, principal.tenant, replay.order_id)
+        assert order is not None  # the key and its order were committed together
+        replay = await idempotency.answer(engine.pool, principal.tenant, key or "", 201, order.public())
+    return _replayed(replay)
+
+
+def _replayed(replay: idempotency.Replay) -> JSONResponse:
+    assert replay.status is not None and replay.body is not None
     return JSONResponse(
         replay.body, status_code=replay.status, headers={"Location": f"/api/v1/orders/{replay.order_id}"}
     )

@@ -64,6 +64,7 @@ def make_start(venues: VenueFactory) -> Callable[[Rt], Any]:
             venues(rt, sink),
             prices,
             never_reached_grace_s=settings.never_reached_grace_s,
+            submit_timeout_s=settings.submit_timeout_s,
         )
         holder["manager"] = manager
         if await ensure_platform_paper_account(rt.postgres, settings.paper_starting_balance, settings.account_currency):

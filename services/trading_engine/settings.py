@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.settings import PoolSettings
 
@@ -28,5 +28,16 @@ class TradingEngineSettings(PoolSettings):
     #: How often unpublished order and fill events are retried, and how old they must be, seconds.
     outbox_sweep_interval_s: float = Field(default=2.0, gt=0)
     outbox_grace_s: float = Field(default=5.0, ge=0)
-    #: A repeated Idempotency-Key waits this long for the first request's answer, seconds.
-    idempotency_wait_s: float = Field(default=10.0, gt=0)
+    #: A venue's submit that has not answered in this long is a lost answer (the order becomes
+    #: ``unknown`` and is reconciled), seconds. Keep it well below ``never_reached_grace_s``.
+    submit_timeout_s: float = Field(default=10.0, gt=0)
+    #: A repeated Idempotency-Key waits this long for the first request's answer (then it gets the
+    #: order as it stands), seconds.
+    idempotency_wait_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _grace_outlasts_a_submit(self) -> TradingEngineSettings:
+        # An order still being submitted must never be taken for one that never reached the venue.
+        if self.never_reached_grace_s <= self.submit_timeout_s:
+            raise ValueError("never_reached_grace_s must be longer than submit_timeout_s")
+        return self

@@ -75,16 +75,23 @@ async def link(conn: asyncpg.Connection, tenant: str, key: str, order_id: uuid.U
     )
 
 
-async def answer(pool: asyncpg.Pool, tenant: str, key: str, status: int, body: dict[str, Any]) -> None:
-    """Remember what the first request answered, for the replays."""
+async def answer(pool: asyncpg.Pool, tenant: str, key: str, status: int, body: dict[str, Any]) -> Replay:
+    """Remember the key's answer for the replays, unless one was remembered already (the first wins);
+    returns the answer that stands."""
     async with pool.acquire() as conn:
         await conn.execute(
-            "UPDATE trading.idempotency_keys SET status = $3, body = $4::jsonb WHERE tenant = $1 AND key = $2",
+            "UPDATE trading.idempotency_keys SET status = $3, body = $4::jsonb"
+            " WHERE tenant = $1 AND key = $2 AND status IS NULL",
             tenant,
             key,
             status,
             json.dumps(body),
         )
+        row = await conn.fetchrow(
+            "SELECT order_id, status, body FROM trading.idempotency_keys WHERE tenant = $1 AND key = $2", tenant, key
+        )
+    assert row is not None
+    return Replay(row["order_id"], row["status"], json.loads(row["body"]))
 
 
 async def wait_for_answer(pool: asyncpg.Pool, tenant: str, key: str, timeout_s: float) -> Replay | None:

@@ -36,6 +36,7 @@ What happens if the process dies ...
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -129,6 +130,7 @@ class OrderManager:
         *,
         checks: Sequence[PreTradeCheck] = (AcceptAll(),),
         never_reached_grace_s: float = 30.0,
+        submit_timeout_s: float = 10.0,
         clock: Callable[[], int] = now_ns,
     ) -> None:
         self.pool = pool
@@ -138,6 +140,7 @@ class OrderManager:
         self.prices = prices
         self.checks = list(checks)
         self.never_reached_grace_ns = int(never_reached_grace_s * 1e9)
+        self.submit_timeout_s = submit_timeout_s
         self.clock = clock
 
     # -- placing --------------------------------------------------------------------------------
@@ -240,7 +243,11 @@ class OrderManager:
     async def _submit(self, order: Order) -> Order:
         venue = self.venues[order.venue]
         try:
-            await venue.submit(_venue_order(order))
+            # A venue that does not answer in time is a lost answer: the order becomes unknown.
+            async with asyncio.timeout(self.submit_timeout_s):
+                await venue.submit(_venue_order(order))
+        except TimeoutError:
+            await self._settle(order, "unknown", "venue_timeout", f"no answer in {self.submit_timeout_s} s")
         except VenueUnreachable as exc:
             # The interface's promise: nothing happened at the venue. Safe to end the order here.
             await self._settle(order, "rejected", "venue_unreachable", str(exc) or "the venue was not reached")
@@ -304,6 +311,36 @@ class OrderManager:
             current = await repository.order_by_id(conn, tenant, order_id)
         assert current is not None
         return current
+
+    async def cancel_open(
+        self,
+        *,
+        tenant: str | None = None,
+        account_id: str | None = None,
+        venue: str | None = None,
+        strategy: str | None = None,
+    ) -> int:
+        """Ask the venues to cancel every open order in scope (the kill switch's sweep; all filters
+        given must match, none = every open order); returns how many cancels were sent. Orders whose
+        venue cannot be reached now stay open and are reported in the log."""
+        async with self.pool.acquire() as conn:
+            orders = await repository.orders_in(conn, sorted(OPEN))
+        sent = 0
+        for order in orders:
+            if tenant is not None and order.tenant != tenant:
+                continue
+            if account_id is not None and order.account_id != account_id:
+                continue
+            if venue is not None and order.venue != venue:
+                continue
+            if strategy is not None and order.attribution.strategy != strategy:
+                continue
+            try:
+                await self.cancel(order.tenant, order.id)
+                sent += 1
+            except (VenueUnavailable, OrderConflict, NotFound) as exc:
+                log.warning("could not cancel order %s: %s", order.id, exc)
+        return sent
 
     # -- reports --------------------------------------------------------------------------------
 
@@ -467,8 +504,6 @@ class OrderManager:
 
     async def run_reconciliation(self, interval_s: float) -> None:
         """Reconcile now, then every ``interval_s`` (cancel to stop)."""
-        import asyncio
-
         while True:
             try:
                 if changed := await self.reconcile():

@@ -7,6 +7,7 @@ Every read a caller can steer names the tenant, so another tenant's order is sim
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -122,11 +123,11 @@ async def order_by_client_id(
     return None if row is None else order_of(row)
 
 
-async def orders_in(conn: asyncpg.Connection, states: list[str], limit: int = 1000) -> list[Order]:
+async def orders_in(conn: asyncpg.Connection, states: Sequence[str], limit: int = 1000) -> list[Order]:
     """Orders in ``states`` across tenants (for reconciliation), oldest first."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM trading.orders WHERE state = ANY($1::text[]) ORDER BY created_at LIMIT $2",
-        states,
+        list(states),
         limit,
     )
     return [order_of(r) for r in rows]

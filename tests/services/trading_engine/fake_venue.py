@@ -9,12 +9,14 @@ and loses answers on demand.
 * ``unreachable``: raises ``VenueUnreachable`` and keeps nothing;
 * ``lost_answer``: takes (and fills, if ``fill_on_lost``) the order, reports nothing, raises ``VenueTimeout``;
 * ``never_arrived``: keeps nothing, raises ``VenueTimeout``;
+* ``hang``: takes the order, then never answers;
 * ``die_before`` / ``die_after``: the engine's process dies (``ProcessDied``, which no handler
   catches) before the venue got the order, or after it took (and filled) it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -76,6 +78,8 @@ class FakeVenue:
         if key in self.held:
             return  # the same client order id again: no second order
         held = self.held[key] = Held(order, f"V{next(_ids)}")
+        if self.mode == "hang":
+            await asyncio.sleep(3600)
         if self.mode == "die_after":
             self._fill(held, order.quantity)
             raise ProcessDied

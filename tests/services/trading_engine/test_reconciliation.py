@@ -87,7 +87,7 @@ async def test_a_crash_between_commit_and_submit_is_resolved_by_the_next_start(e
     held = {k: v for k, v in engine.venue.held.items() if k[0] == account}
     assert len(held) == (1 if death == "die_after" else 0)
     await asyncio.sleep(0.3)  # older than the restarted engine's grace
-    async with start_engine(held=held, never_reached_grace_s=0.2) as restarted:
+    async with start_engine(held=held, never_reached_grace_s=0.2, submit_timeout_s=0.1) as restarted:
 
         async def settled() -> dict | None:
             now = await order_of(restarted, row["id"])
@@ -177,3 +177,43 @@ async def test_a_cancel_the_venue_cannot_take_is_503_and_changes_nothing(engine,
         engine.venue.cancel_unreachable = False
     assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
     assert (await order_of(engine, order["id"]))["state"] == "accepted"
+
+
+async def test_a_venue_that_never_answers_leaves_the_order_unknown(engine, account):
+    manager = engine.state.orders
+    engine.venue.mode = "hang"
+    timeout, manager.submit_timeout_s = manager.submit_timeout_s, 0.3
+    try:
+        order = (
+            await engine.http.post("/api/v1/orders", json={**BODY, "account_id": account}, headers=engine.mint("recon"))
+        ).json()
+    finally:
+        manager.submit_timeout_s = timeout
+    assert (order["state"], order["reason_code"]) == ("unknown", "venue_timeout")
+    engine.venue.mode = "accept"
+    await manager.reconcile()  # the venue had taken it: accepted, the lost answer forgotten
+    now = await order_of(engine, order["id"])
+    assert (now["state"], now["reason_code"]) == ("accepted", None)
+
+
+async def test_a_replay_of_a_request_that_died_answers_the_order_as_it_stands(engine, account, start_engine):
+    headers = {**engine.mint("recon"), "Idempotency-Key": "died-once"}
+    engine.venue.mode = "die_before"
+    with pytest.raises(ProcessDied):
+        await engine.http.post("/api/v1/orders", json={**BODY, "account_id": account}, headers=headers)
+    # The client retries against the restarted engine: no answer was stored, the order exists.
+    async with start_engine(idempotency_wait_s=0.2, reconcile_interval_s=3600.0) as restarted:
+        first = await restarted.http.post("/api/v1/orders", json={**BODY, "account_id": account}, headers=headers)
+        again = await restarted.http.post("/api/v1/orders", json={**BODY, "account_id": account}, headers=headers)
+        assert restarted.venue.submits == 0  # never submitted late
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert first.json()["state"] in (
+        "pending_submit",
+        "rejected",
+    )  # as it stood (the start's reconciliation may have run)
+    count = await engine.pool.fetchval(
+        "SELECT count(*) FROM trading.idempotency_keys k JOIN trading.orders o ON o.id = k.order_id"
+        " WHERE k.key = 'died-once'"
+    )
+    assert count == 1
