@@ -30,16 +30,23 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
-from shared.bus.publish import BulkPublisher
 from shared.events import Event, encode_event
 
 log = logging.getLogger(__name__)
 
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+
+
+class Publisher(Protocol):
+    """What the outbox publishes with: ``shared.bus.publish.BulkPublisher`` (one per topic)."""
+
+    async def publish(self, events: Sequence[Any]) -> dict[int, int]: ...
+
+    async def publish_encoded(self, records: Sequence[tuple[bytes, bytes]]) -> dict[int, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,7 @@ class Outbox:
         self,
         pool: asyncpg.Pool,
         table: str,
-        publishers: Mapping[str, BulkPublisher[Any]],
+        publishers: Mapping[str, Publisher],
         *,
         grace_s: float,
         first: Sequence[str] = (),
