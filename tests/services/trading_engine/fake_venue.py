@@ -120,6 +120,12 @@ class FakeVenue:
         )
         await self.sink(report)
 
+    async def end(self, account_id: str, client_order_id: str, kind: str, reason_code: str) -> None:
+        """The venue ends a held order on its own (``expired`` at the session's end, ``rejected``)."""
+        held = self.held[(account_id, client_order_id)]
+        held.state = kind  # type: ignore[assignment]
+        await self._report(held, kind, reason_code=reason_code)
+
     async def cancel(self, account_id: str, client_order_id: str) -> None:
         if self.cancel_unreachable:
             raise VenueUnreachable("link down")

@@ -195,3 +195,24 @@ async def test_every_change_is_an_event_on_the_bus(engine, account, infra_env):
     assert fills[0].quantity == Decimal("0.10") and fills[0].commission == Decimal("0.70")
     # Delivered events leave the outbox.
     assert await engine.pool.fetchval("SELECT count(*) FROM trading.outbox") == 0
+
+
+@pytest.mark.parametrize(("kind", "reason_code"), [("expired", "day_order_expired"), ("rejected", "market_closed")])
+async def test_an_order_the_venue_ends_releases_its_money(engine, account, kind, reason_code):
+    headers = engine.mint("alpha")
+    if kind == "rejected":
+        engine.venue.mode = "lost_answer"  # still unknown here: the venue may yet refuse it
+        engine.venue.fill_on_lost = False
+    body = {**MARKET, "account_id": account, "type": "limit", "limit_price": "1.00000", "time_in_force": "day"}
+    order = (await engine.http.post("/api/v1/orders", json=body, headers=headers)).json()
+    engine.venue.fill_on_lost = True
+    assert await engine.pool.fetchval("SELECT count(*) FROM trading.reservations WHERE order_id = $1", order["id"]) == 1
+    await engine.venue.end(account, order["client_order_id"], kind, reason_code)
+    now = (await engine.http.get(f"/api/v1/orders/{order['id']}", headers=headers)).json()
+    assert (now["state"], now["reason_code"]) == (kind, reason_code)
+    assert await engine.pool.fetchval("SELECT count(*) FROM trading.reservations WHERE order_id = $1", order["id"]) == 0
+    # A late report of another ending changes nothing.
+    from services.trading_engine.venues.base import VenueReport
+
+    late = VenueReport("canceled", account, order["client_order_id"], 1)
+    assert await engine.state.orders.on_report(late) is False
