@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from services.trading_engine import accounts
+from services.trading_engine.drift import position_drift
 from services.trading_engine.orders import idempotency, repository
 from services.trading_engine.orders.manager import InvalidOrder, NotFound, OrderConflict, VenueUnavailable
 from services.trading_engine.orders.models import Order, OrderRequest
@@ -155,6 +156,14 @@ async def list_positions(
 ) -> dict[str, Any]:
     async with engine.pool.acquire() as conn:
         return {"items": await repository.list_positions(conn, principal.tenant, account_id)}
+
+
+@positions_router.get("/drift", operation_id="position_drift", summary="Where positions differ from the venue's")
+async def drift(engine: TradingEngineDep, principal: Trader) -> dict[str, Any]:
+    """Every account and symbol of the tenant whose net quantity here differs from its venue's (fills
+    not yet reconciled, or positions opened outside the platform). Empty when all agree."""
+    found = await position_drift(engine.pool, engine.orders.venues, principal.tenant)
+    return {"items": [d.public() for d in found]}
 
 
 @accounts_router.get("", operation_id="list_accounts", summary="The tenant's accounts and their money")

@@ -46,6 +46,7 @@ from typing import Any
 import asyncpg
 
 from services.trading_engine.balance import Account, BalanceManager
+from services.trading_engine.drift import position_drift
 from services.trading_engine.orders import idempotency, repository
 from services.trading_engine.orders.models import PRICE_EXPONENT, Order, OrderRequest
 from services.trading_engine.orders.pretrade import AcceptAll, PreTradeCheck, PreTradeContext, Rejection
@@ -503,11 +504,20 @@ class OrderManager:
         return reports
 
     async def run_reconciliation(self, interval_s: float) -> None:
-        """Reconcile now, then every ``interval_s`` (cancel to stop)."""
+        """Reconcile now, then every ``interval_s`` (cancel to stop); positions that still differ from
+        the venue's afterwards are logged (``drift.position_drift``)."""
         while True:
             try:
                 if changed := await self.reconcile():
                     log.info("reconciliation moved %d order(s) to their venue's truth", changed)
+                for drift in await position_drift(self.pool, self.venues):
+                    log.warning(
+                        "position drift: %s %s is %s here, %s at the venue",
+                        drift.account_id,
+                        drift.symbol,
+                        drift.engine,
+                        drift.venue,
+                    )
             except Exception:
                 log.warning("reconciliation failed; retrying in %.1f s", interval_s, exc_info=True)
             await asyncio.sleep(interval_s)

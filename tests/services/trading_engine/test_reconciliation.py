@@ -217,3 +217,20 @@ async def test_a_replay_of_a_request_that_died_answers_the_order_as_it_stands(en
         " WHERE k.key = 'died-once'"
     )
     assert count == 1
+
+
+async def test_position_drift_shows_what_the_engine_has_not_seen(engine, account):
+    headers = engine.mint("recon")
+    engine.venue.mode = "fill"
+    await engine.http.post("/api/v1/orders", json={**BODY, "account_id": account}, headers=headers)
+    assert (await engine.http.get("/api/v1/positions/drift", headers=headers)).json()["items"] == []
+    # A fill the engine never heard of (its report lost): the venue holds more than the engine.
+    engine.venue.mode = "lost_answer"
+    order = (await engine.http.post("/api/v1/orders", json={**BODY, "account_id": account}, headers=headers)).json()
+    drift = (await engine.http.get("/api/v1/positions/drift", headers=headers)).json()["items"]
+    assert drift == [{"account_id": account, "symbol": "EURUSD", "engine": "0.10", "venue": "0.20"}]
+    # Another tenant sees none of it; reconciliation closes the gap.
+    assert (await engine.http.get("/api/v1/positions/drift", headers=engine.mint("other"))).json()["items"] == []
+    await engine.state.orders.reconcile()
+    assert (await order_of(engine, order["id"]))["state"] == "filled"
+    assert (await engine.http.get("/api/v1/positions/drift", headers=headers)).json()["items"] == []
