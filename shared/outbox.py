@@ -99,6 +99,7 @@ class Outbox:
         self.publishers = dict(publishers)
         self.grace_s = grace_s
         self._rank: Callable[[str], int] = lambda topic: 0 if topic in first else 1
+        self._queue: asyncio.Queue[list[Event]] = asyncio.Queue()
 
     async def record(self, conn: asyncpg.Connection, events: Sequence[Event]) -> None:
         """Write ``events`` on ``conn``, inside the caller's transaction (they commit with the change)."""
@@ -116,6 +117,32 @@ class Outbox:
             await self._forget(self.pool, [e.event_id for e in events])
         except Exception:
             log.exception("publishing %d event(s) of %s failed; the sweep will retry", len(events), self.table)
+
+    def deliver_soon(self, events: Sequence[Event]) -> None:
+        """Hand events whose change just committed to the delivery task (``run_delivery``) and return at
+        once: a request need not wait for the broker's acknowledgement, since the rows are durable.
+        The task publishes batches in the order they were handed over; if it is not running, the sweep
+        publishes the rows after the grace period."""
+        if events:
+            self._queue.put_nowait(list(events))
+
+    async def run_delivery(self, max_batch: int = 500) -> None:
+        """Publish what ``deliver_soon`` hands over, coalescing what queued meanwhile (cancel to stop)."""
+        while True:
+            batch = await self._queue.get()
+            handed = 1
+            while not self._queue.empty() and len(batch) < max_batch:
+                batch.extend(self._queue.get_nowait())
+                handed += 1
+            try:
+                await self.deliver(batch)
+            finally:
+                for _ in range(handed):
+                    self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until everything handed to ``deliver_soon`` has been tried (published or left to the sweep)."""
+        await self._queue.join()
 
     async def sweep(self, limit: int = 500) -> int:
         """Publish the rows older than the grace period (locked, so concurrent sweepers split them);

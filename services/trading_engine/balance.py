@@ -101,9 +101,19 @@ class BalanceManager:
         assert row is not None
         return Funds(account.balance, row["used"], row["reserved"])
 
-    async def reserve(self, conn: asyncpg.Connection, account: Account, order_id: uuid.UUID, amount: Decimal) -> bool:
-        """Hold ``amount`` for the order if it is available (the account's lock must be held)."""
-        if amount > (await self.funds(conn, account)).available:
+    async def reserve(
+        self,
+        conn: asyncpg.Connection,
+        account: Account,
+        order_id: uuid.UUID,
+        amount: Decimal,
+        funds: Funds | None = None,
+    ) -> bool:
+        """Hold ``amount`` for the order if it is available (the account's lock must be held; ``funds``:
+        read under this same lock, if the caller has them)."""
+        if funds is None:
+            funds = await self.funds(conn, account)
+        if amount > funds.available:
             return False
         await conn.execute(
             "INSERT INTO trading.reservations (order_id, account_id, amount) VALUES ($1, $2, $3)",

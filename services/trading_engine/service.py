@@ -76,6 +76,7 @@ def make_start(venues: VenueFactory) -> Callable[[Rt], Any]:
         async def sweep() -> None:
             await outbox.run(settings.outbox_sweep_interval_s)
 
+        rt.background("outbox-delivery", outbox.run_delivery)
         rt.background("reconciliation", reconcile)
         rt.background("outbox-sweep", sweep)
         return TradingEngine(settings, rt.postgres, manager)

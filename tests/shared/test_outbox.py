@@ -139,3 +139,24 @@ def test_the_table_must_be_a_plain_schema_qualified_name():
     for bad in ("outbox", "app.outbox; DROP TABLE x", "App.Outbox"):
         with pytest.raises(ValueError):
             Outbox(None, bad, {}, grace_s=0)  # type: ignore[arg-type]
+
+
+async def test_deliver_soon_publishes_in_the_order_handed_over_without_waiting(pool):
+    import asyncio
+
+    log: list[tuple[str, bytes]] = []
+    outbox = outbox_on(pool, log)
+    order = uuid.uuid4()
+    events = [update(order, v) for v in range(1, 6)]
+    for event in events:
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.record(conn, [event])
+        outbox.deliver_soon([event])
+    assert log == []  # nothing published until the delivery task runs
+    task = asyncio.create_task(outbox.run_delivery())
+    try:
+        await asyncio.wait_for(outbox.drain(), 10)
+    finally:
+        task.cancel()
+    assert [OrderUpdated.model_validate_json(value).version for _, value in log] == [1, 2, 3, 4, 5]
+    assert await rows(pool) == 0

@@ -1,7 +1,8 @@
 """OrderManager: places orders, moves them on the venue's reports, reconciles them with the venue.
 
-Transaction boundaries (each ``T`` commits atomically with its outbox rows, which are published
-after the commit and swept later if that fails):
+Transaction boundaries (each ``T`` commits atomically with its outbox rows; once it committed they
+are handed to the outbox's delivery task, so no request waits for the broker, and the sweep
+publishes whatever that did not):
 
 ``place(request)``
   validation (no database) ->
@@ -185,7 +186,7 @@ class OrderManager:
             if idempotency_key is not None:
                 await idempotency.link(conn, tenant, idempotency_key, order.id)
             await self.outbox.record(conn, events)
-        await self.outbox.deliver(events)
+        self.outbox.deliver_soon(events)
         if order.state == "pending_submit":
             return await self._submit(order)
         return order
@@ -234,7 +235,7 @@ class OrderManager:
             if (rejection := await check.check(order, context)) is not None:
                 return rejection
         amount = self.balances.requirement(account, traded, order.quantity, price)
-        if not await self.balances.reserve(conn, account, order.id, amount):
+        if not await self.balances.reserve(conn, account, order.id, amount, funds):
             return Rejection(
                 "insufficient_funds",
                 f"the order needs {amount:.2f} {account.currency}, {funds.available:.2f} available",
@@ -274,7 +275,7 @@ class OrderManager:
             if target in TERMINAL:
                 await self.balances.release(conn, order.id)
             await self.outbox.record(conn, events)
-        await self.outbox.deliver(events)
+        self.outbox.deliver_soon(events)
 
     async def _move(
         self, conn: asyncpg.Connection, order: Order, target: OrderState, events: list[Event], **changes: Any
@@ -367,7 +368,7 @@ class OrderManager:
             else:
                 await self._apply_state(conn, order, report, events)
             await self.outbox.record(conn, events)
-        await self.outbox.deliver(events)
+        self.outbox.deliver_soon(events)
         return bool(events)
 
     async def _apply_state(

@@ -31,10 +31,13 @@ def order_of(row: asyncpg.Record) -> Order:
 async def insert_order(conn: asyncpg.Connection, order: Order) -> bool:
     """Store a new order (version 1) with its first transition; ``False`` if its client order id
     is taken in the account."""
+    # One round trip: the order and its first transition (none if the client order id is taken).
     inserted = await conn.fetchval(
-        f"INSERT INTO trading.orders ({_COLUMNS}) VALUES"
+        f"WITH o AS (INSERT INTO trading.orders ({_COLUMNS}) VALUES"
         " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,"
-        " $22::jsonb, $23, $24) ON CONFLICT DO NOTHING RETURNING true",
+        " $22::jsonb, $23, $24) ON CONFLICT DO NOTHING RETURNING id, version, state, reason_code, reason)"
+        " INSERT INTO trading.order_transitions (order_id, version, from_state, to_state, reason_code, reason)"
+        " SELECT id, version, NULL, state, reason_code, reason FROM o RETURNING true",
         order.id,
         order.tenant,
         order.account_id,
@@ -60,18 +63,17 @@ async def insert_order(conn: asyncpg.Connection, order: Order) -> bool:
         order.actor,
         order.submitted_ns,
     )
-    if not inserted:
-        return False
-    await _transition(conn, order, None)
-    return True
+    return bool(inserted)
 
 
 async def save_transition(conn: asyncpg.Connection, order: Order, previous: OrderState) -> None:
-    """Store ``order`` (one version after the stored one) and the transition that made it."""
-    status = await conn.execute(
-        "UPDATE trading.orders SET state = $2, version = $3, filled_quantity = $4, average_fill_price = $5,"
-        " venue_order_id = $6, reason_code = $7, reason = $8, submitted_ns = $9, updated_at = now()"
-        " WHERE id = $1 AND version = $3 - 1",
+    """Store ``order`` (one version after the stored one) and the transition that made it (one round trip)."""
+    saved = await conn.fetchval(
+        "WITH o AS (UPDATE trading.orders SET state = $2, version = $3, filled_quantity = $4,"
+        " average_fill_price = $5, venue_order_id = $6, reason_code = $7, reason = $8, submitted_ns = $9,"
+        " updated_at = now() WHERE id = $1 AND version = $3 - 1 RETURNING id, version, state, reason_code, reason)"
+        " INSERT INTO trading.order_transitions (order_id, version, from_state, to_state, reason_code, reason)"
+        " SELECT id, version, $10, state, reason_code, reason FROM o RETURNING true",
         order.id,
         order.state,
         order.version,
@@ -81,23 +83,10 @@ async def save_transition(conn: asyncpg.Connection, order: Order, previous: Orde
         order.reason_code,
         order.reason,
         order.submitted_ns,
-    )
-    if status != "UPDATE 1":  # the caller holds the order's lock: this is a bug, not a race
-        raise RuntimeError(f"order {order.id} is not at version {order.version - 1}")
-    await _transition(conn, order, previous)
-
-
-async def _transition(conn: asyncpg.Connection, order: Order, previous: OrderState | None) -> None:
-    await conn.execute(
-        "INSERT INTO trading.order_transitions (order_id, version, from_state, to_state, reason_code, reason)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        order.id,
-        order.version,
         previous,
-        order.state,
-        order.reason_code,
-        order.reason,
     )
+    if not saved:  # the caller holds the order's lock: this is a bug, not a race
+        raise RuntimeError(f"order {order.id} is not at version {order.version - 1}")
 
 
 async def order_by_id(

@@ -194,6 +194,7 @@ async def test_every_change_is_an_event_on_the_bus(engine, account, infra_env):
     assert all(updates[v].event_id == order_event_id(updates[v].order_id, v) for v in updates)
     assert fills[0].quantity == Decimal("0.10") and fills[0].commission == Decimal("0.70")
     # Delivered events leave the outbox.
+    await engine.state.orders.outbox.drain()
     assert await engine.pool.fetchval("SELECT count(*) FROM trading.outbox") == 0
 
 
