@@ -217,3 +217,35 @@ async def test_an_order_the_venue_ends_releases_its_money(engine, account, kind,
 
     late = VenueReport("canceled", account, order["client_order_id"], 1)
     assert await engine.state.orders.on_report(late) is False
+
+
+async def test_listing_filters_and_pages(engine):
+    engine.venue.mode = "accept"
+    account = await new_account(engine, "lister")
+    headers = engine.mint("lister")
+    body = {**MARKET, "account_id": account, "type": "limit"}
+    placed = [
+        (await engine.http.post("/api/v1/orders", json={**body, "symbol": s, "limit_price": p}, headers=headers)).json()
+        for s, p in (("EURUSD", "1.00000"), ("GBPUSD", "1.20000"), ("EURUSD", "1.00010"))
+    ]
+    await engine.http.delete(f"/api/v1/orders/{placed[0]['id']}", headers=headers)
+
+    async def ids(**params) -> list[str]:
+        r = await engine.http.get("/api/v1/orders", params={"account_id": account, **params}, headers=headers)
+        assert r.status_code == 200, r.text
+        return [o["id"] for o in r.json()["items"]]
+
+    assert await ids() == [o["id"] for o in reversed(placed)]  # newest first
+    assert await ids(symbol="EURUSD") == [placed[2]["id"], placed[0]["id"]]
+    assert await ids(state="canceled") == [placed[0]["id"]]
+    assert await ids(state="accepted", symbol="GBPUSD") == [placed[1]["id"]]
+    page = (
+        await engine.http.get(
+            "/api/v1/orders", params={"account_id": account, "limit": 2, "offset": 2}, headers=headers
+        )
+    ).json()
+    assert (page["total"], [o["id"] for o in page["items"]]) == (3, [placed[0]["id"]])
+    r = await engine.http.get("/api/v1/orders", params={"state": "done"}, headers=headers)
+    assert r.status_code == 422 and r.json()["detail"].startswith("query.state")
+    r = await engine.http.get("/api/v1/orders", params={"limit": 0}, headers=headers)
+    assert r.status_code == 422 and r.json()["detail"].startswith("query.limit")
