@@ -32,7 +32,8 @@ class Engine:
 
     http: httpx.AsyncClient
     state: TradingEngine
-    venue: FakeVenue
+    #: The test venue (``FakeVenue``), or the one ``venue`` built.
+    venue: Any
     pool: asyncpg.Pool
     mint: Callable[..., dict[str, str]]
 
@@ -43,14 +44,19 @@ async def running_engine(
     signing_key: OKPKey,
     mint: Callable[..., dict[str, str]],
     held: dict[Any, Any] | None = None,
+    venue: Callable[[Any, Any], Any] | None = None,
     **settings: Any,
 ) -> AsyncIterator[Engine]:
-    """The engine; ``held``: what its test venue holds when it starts (a venue that outlived the engine)."""
-    venues: dict[str, FakeVenue] = {}
+    """The engine; ``held``: what its test venue holds when it starts (a venue that outlived the engine);
+    ``venue(rt, sink)``: another paper venue than the test one."""
+    venues: dict[str, Any] = {}
 
-    def factory(rt: Any, sink: Any) -> dict[str, FakeVenue]:
-        venues["paper"] = FakeVenue(sink)
-        venues["paper"].held.update(held or {})
+    def factory(rt: Any, sink: Any) -> dict[str, Any]:
+        if venue is not None:
+            venues["paper"] = venue(rt, sink)
+        else:
+            venues["paper"] = FakeVenue(sink)
+            venues["paper"].held.update(held or {})
         return dict(venues)
 
     keys = KeySet([signing_key])
