@@ -38,9 +38,10 @@ What happens if the process dies ...
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -145,6 +146,18 @@ class OrderManager:
         self.submit_timeout_s = submit_timeout_s
         self.clock = clock
 
+    @contextlib.asynccontextmanager
+    async def _change(self) -> AsyncIterator[tuple[asyncpg.Connection, list[Event]]]:
+        """A transaction and the events of its changes: recorded in the outbox within it, and handed to
+        the delivery task the moment it commits, before the connection goes back to the pool (no await
+        in between, so the versions of one order reach the bus in the order they were committed)."""
+        events: list[Event] = []
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                yield conn, events
+                await self.outbox.record(conn, events)
+            self.outbox.deliver_soon(events)
+
     # -- placing --------------------------------------------------------------------------------
 
     async def place(
@@ -159,8 +172,7 @@ class OrderManager:
         """Store, check, reserve and submit an order (see the module docstring); returns it as it
         stands after the submit, or the ``Replay`` of an earlier request with the same key."""
         traded = validate(request)
-        events: list[Event] = []
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._change() as (conn, events):
             account = await self.balances.lock(conn, request.account_id, tenant)
             if account is None:
                 raise NotFound(f"no account {request.account_id}")
@@ -185,8 +197,6 @@ class OrderManager:
                 )
             if idempotency_key is not None:
                 await idempotency.link(conn, tenant, idempotency_key, order.id)
-            await self.outbox.record(conn, events)
-        self.outbox.deliver_soon(events)
         if order.state == "pending_submit":
             return await self._submit(order)
         return order
@@ -265,8 +275,7 @@ class OrderManager:
 
     async def _settle(self, order: Order, target: OrderState, reason_code: str, reason: str) -> None:
         """Move a just-submitted order out of ``pending_submit`` unless a report already did."""
-        events: list[Event] = []
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._change() as (conn, events):
             await self.balances.lock(conn, order.account_id)
             current = await repository.order_by_id(conn, order.tenant, order.id, lock=True)
             if current is None or current.state != "pending_submit":
@@ -274,8 +283,6 @@ class OrderManager:
             await self._move(conn, current, target, events, reason_code=reason_code, reason=reason)
             if target in TERMINAL:
                 await self.balances.release(conn, order.id)
-            await self.outbox.record(conn, events)
-        self.outbox.deliver_soon(events)
 
     async def _move(
         self, conn: asyncpg.Connection, order: Order, target: OrderState, events: list[Event], **changes: Any
@@ -349,8 +356,7 @@ class OrderManager:
     async def on_report(self, report: VenueReport) -> bool:
         """Apply one report of a venue (the ``ReportSink``); ``True`` if it changed anything.
         Idempotent: a report already applied, or one the state machine has moved past, changes nothing."""
-        events: list[Event] = []
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._change() as (conn, events):
             account = await self.balances.lock(conn, report.account_id)
             order = None
             if account is not None:
@@ -367,8 +373,6 @@ class OrderManager:
                 await self._apply_fill(conn, account, order, report, events)
             else:
                 await self._apply_state(conn, order, report, events)
-            await self.outbox.record(conn, events)
-        self.outbox.deliver_soon(events)
         return bool(events)
 
     async def _apply_state(

@@ -174,6 +174,7 @@ async def test_every_change_is_an_event_on_the_bus(engine, account, infra_env):
     )
     await consumer.start()
     updates: dict[int, OrderUpdated] = {}
+    arrival: list[int] = []
     fills: list[Fill] = []
     try:
         async with asyncio.timeout(20):
@@ -184,6 +185,7 @@ async def test_every_change_is_an_event_on_the_bus(engine, account, infra_env):
                             event = OrderUpdated.model_validate_json(record.value)
                             if str(event.order_id) == order["id"]:
                                 updates[event.version] = event
+                                arrival.append(event.version)
                         else:
                             fill = Fill.model_validate_json(record.value)
                             if str(fill.order_id) == order["id"]:
@@ -191,6 +193,7 @@ async def test_every_change_is_an_event_on_the_bus(engine, account, infra_env):
     finally:
         await consumer.stop()
     assert [updates[v].state for v in sorted(updates)] == ["new", "pending_submit", "accepted", "filled"]
+    assert arrival == [1, 2, 3, 4]  # one key (the account): in the order they were committed
     assert all(updates[v].event_id == order_event_id(updates[v].order_id, v) for v in updates)
     assert fills[0].quantity == Decimal("0.10") and fills[0].commission == Decimal("0.70")
     # Delivered events leave the outbox.
