@@ -311,10 +311,11 @@ class OrderManager:
         if venue is None:
             raise VenueUnavailable(f"the {order.venue} venue is not configured on this engine")
         try:
-            await venue.cancel(order.account_id, order.client_order_id)
+            async with asyncio.timeout(self.submit_timeout_s):
+                await venue.cancel(order.account_id, order.client_order_id)
         except VenueUnreachable as exc:
             raise VenueUnavailable(f"the {order.venue} venue cannot be reached: {exc}") from exc
-        except VenueTimeout:
+        except (VenueTimeout, TimeoutError):
             log.warning("cancel of order %s: the venue's answer was lost; reconciliation settles it", order_id)
         async with self.pool.acquire() as conn:
             current = await repository.order_by_id(conn, tenant, order_id)
@@ -333,7 +334,7 @@ class OrderManager:
         given must match, none = every open order); returns how many cancels were sent. Orders whose
         venue cannot be reached now stay open and are reported in the log."""
         async with self.pool.acquire() as conn:
-            orders = await repository.orders_in(conn, sorted(OPEN))
+            orders = await repository.orders_in(conn, sorted(OPEN), limit=None)
         sent = 0
         for order in orders:
             if tenant is not None and order.tenant != tenant:

@@ -112,8 +112,8 @@ async def order_by_client_id(
     return None if row is None else order_of(row)
 
 
-async def orders_in(conn: asyncpg.Connection, states: Sequence[str], limit: int = 1000) -> list[Order]:
-    """Orders in ``states`` across tenants (for reconciliation), oldest first."""
+async def orders_in(conn: asyncpg.Connection, states: Sequence[str], limit: int | None = 1000) -> list[Order]:
+    """Orders in ``states`` across tenants (for reconciliation), oldest first; ``limit=None``: all."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM trading.orders WHERE state = ANY($1::text[]) ORDER BY created_at LIMIT $2",
         list(states),
