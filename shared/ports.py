@@ -194,6 +194,10 @@ ROUTES: dict[str, str] = {
     "predict": "ml-supervised",
     "orchestration": "ai-orchestration",
     "signals": "pattern-validator",
+    "orders": "trading-engine",
+    "fills": "trading-engine",
+    "positions": "trading-engine",
+    "accounts": "trading-engine",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}

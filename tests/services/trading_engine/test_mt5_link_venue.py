@@ -62,19 +62,16 @@ def venue(pool, sink, **settings) -> Mt5Venue:
 
 
 def order(coid: str = "c-1", **kw) -> VenueOrder:
-    fields = (
-        {
-            "order_id": uuid.uuid4(),
-            "client_order_id": coid,
-            "account_id": ACCOUNT,
-            "symbol": "EURUSD",
-            "side": "buy",
-            "type": "market",
-            "quantity": Decimal("0.10"),
-            "time_in_force": "gtc",
-        }
-        | kw
-    )
+    fields = {
+        "order_id": uuid.uuid4(),
+        "client_order_id": coid,
+        "account_id": ACCOUNT,
+        "symbol": "EURUSD",
+        "side": "buy",
+        "type": "market",
+        "quantity": Decimal("0.10"),
+        "time_in_force": "gtc",
+    } | kw
     return VenueOrder(**fields)  # type: ignore[arg-type]
 
 
