@@ -198,6 +198,10 @@ ROUTES: dict[str, str] = {
     "fills": "trading-engine",
     "positions": "trading-engine",
     "accounts": "trading-engine",
+    "risk": "trading-engine",
+    "kill-switches": "trading-engine",
+    "bots": "trading-engine",
+    "venues": "trading-engine",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}

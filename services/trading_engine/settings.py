@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from pydantic import Field, model_validator
 
-from shared.settings import PoolSettings
+from shared.settings import PoolSettings, SignalPathPolling
 
 
-class TradingEngineSettings(PoolSettings):
+class TradingEngineSettings(PoolSettings, SignalPathPolling):
     #: Every field here is read from ``TRADING_ENGINE_<FIELD>``; document each one in README.md.
     #: PostgreSQL connections of the service's pool.
     pool_min_size: int = 1
@@ -34,6 +34,25 @@ class TradingEngineSettings(PoolSettings):
     #: A repeated Idempotency-Key waits this long for the first request's answer (then it gets the
     #: order as it stands), seconds.
     idempotency_wait_s: float = Field(default=5.0, gt=0)
+
+    #: The paper venue (the default): ms between a submit and the first tick it may fill on, points
+    #: added to the tick's spread (half each side), adverse slippage of market fills (bps), commission
+    #: per lot and on the notional (bps), and the share of the remaining quantity one tick fills.
+    paper_latency_ms: int = Field(default=50, ge=0, le=60_000)
+    paper_extra_spread_points: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
+    paper_slippage_bps: Decimal = Field(default=Decimal("0.5"), ge=0, le=1_000, allow_inf_nan=False)
+    paper_commission_per_lot: Decimal = Field(default=Decimal(7), ge=0, allow_inf_nan=False)
+    paper_commission_bps: Decimal = Field(default=Decimal(0), ge=0, le=1_000, allow_inf_nan=False)
+    paper_partial_fill_ratio: Decimal = Field(default=Decimal(1), gt=0, le=1, allow_inf_nan=False)
+    #: The MT5 venue's link (docs/trading-mt5.md): how long a submit waits for the link to take a
+    #: command, how long a command nobody took stays queued, when an unanswered one is handed out
+    #: again, and how old a terminal's snapshot may be to answer reconciliation (seconds).
+    mt5_take_timeout_s: float = Field(default=5.0, gt=0)
+    mt5_command_ttl_s: float = Field(default=60.0, gt=0)
+    mt5_redeliver_after_s: float = Field(default=15.0, gt=0)
+    mt5_snapshot_max_age_s: float = Field(default=30.0, gt=0)
+    #: How often each tenant's auto mode looks for bots to create (seconds).
+    auto_interval_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _grace_outlasts_a_submit(self) -> TradingEngineSettings:
