@@ -194,6 +194,7 @@ ROUTES: dict[str, str] = {
     "predict": "ml-supervised",
     "orchestration": "ai-orchestration",
     "signals": "pattern-validator",
+    "performance": "performance-analytics",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}
