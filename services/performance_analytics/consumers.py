@@ -1,4 +1,5 @@
-"""performance-analytics's consumers: fills (counted once, stored first), validated signals, quotes.
+"""performance-analytics's consumers: fills (counted once, stored first), validated signals, order
+states, quotes.
 
 Fills and signals are stored in ClickHouse *before* they change the live state, and the
 batch's offsets are committed only after that (``NACK_ON_ERROR``: a failed store rewinds the
@@ -24,7 +25,7 @@ from services.performance_analytics.analytics import Analytics, SignalFacts, Unk
 from services.performance_analytics.settings import PerformanceAnalyticsSettings
 from services.performance_analytics.store import PerformanceStore
 from shared.bus.consume import RAW_BATCH, decode_records
-from shared.events import Fill, MarketTick, ValidatedSignal
+from shared.events import Fill, MarketTick, OrderUpdated, ValidatedSignal
 from shared.kit.bus import ServiceBus
 from shared.tick_decoder import decode_tick
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 FILLS_GROUP = "performance-analytics.fills"
 SIGNALS_GROUP = "performance-analytics.signals"
+ORDERS_GROUP = "performance-analytics.orders"
 MARKS_GROUP = "performance-analytics.marks"
 #: Pause before a batch whose store failed is redelivered.
 RETRY_PAUSE_S = 1.0
@@ -60,6 +62,7 @@ def subscribe(
     fills_dlq = bus.dead_letters(FILLS_GROUP)
     signals_dlq = bus.dead_letters(SIGNALS_GROUP)
     marks_dlq = bus.dead_letters(MARKS_GROUP)
+    orders_dlq = bus.dead_letters(ORDERS_GROUP)
     received = ReceiveClock()
 
     @bus.subscriber(
@@ -120,6 +123,28 @@ def subscribe(
             raise
         for f in facts:
             analytics.remember_signal(f)
+
+    # Orders: only their newest state is kept (ReplacingMergeTree by version), for the counts by state.
+    @bus.subscriber(
+        OrderUpdated,
+        group=ORDERS_GROUP,
+        batch=True,
+        max_records=settings.consume_batch,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch_timeout_ms=20,
+        **RAW_BATCH,
+    )
+    async def on_orders(msg: KafkaMessage) -> None:
+        orders = [o for _, o in await decode_records(OrderUpdated, msg.raw_message, orders_dlq)]
+        if not orders:
+            return
+        try:
+            await store.insert_orders(orders)
+        except Exception:
+            log.exception("storing %d order updates failed; the batch will be redelivered", len(orders))
+            await asyncio.sleep(RETRY_PAUSE_S)
+            raise
 
     # Quotes matter only as the latest price: start at the end of the topic, keep the newest.
     @bus.subscriber(

@@ -83,7 +83,8 @@ async def accounts(service: PerformanceAnalyticsDep, caller: Caller) -> list[dic
 @router.get("/accounts/{account_id}", operation_id="performance_account", summary="An account's performance")
 async def account(service: PerformanceAnalyticsDep, caller: Caller, account_id: AccountId) -> dict[str, Any]:
     """PnL (realised, commissions, unrealised), equity, exposure, open positions, trade statistics
-    (win rate, profit factor, averages), Sharpe, Sortino and drawdown (docs/performance.md)."""
+    (win rate, profit factor, averages), Sharpe, Sortino and drawdown (docs/performance.md), and
+    the account's orders counted by their current state."""
     ledger = _ledger(service, caller, account_id)
     report = await _report(service, ledger, ACCOUNT)
     return {
@@ -93,6 +94,7 @@ async def account(service: PerformanceAnalyticsDep, caller: Caller, account_id: 
         "last_fill": iso(ledger.last_ns),
         "as_of": iso(service.now_ns()),
         **report,
+        "orders": await service.store.order_states(ledger.tenant, ledger.account_id),
         "positions": positions_json(ledger, service.analytics.marks),
     }
 

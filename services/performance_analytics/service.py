@@ -13,7 +13,7 @@ from services.performance_analytics.settings import PerformanceAnalyticsSettings
 from services.performance_analytics.snapshots import Snapshots
 from services.performance_analytics.state import PerformanceAnalytics
 from services.performance_analytics.store import PerformanceStore
-from shared.events import Fill, MarketTick, ValidatedSignal
+from shared.events import Fill, MarketTick, OrderUpdated, ValidatedSignal
 from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, ClickHouse, ClickHouseStore, Resource, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
@@ -23,6 +23,7 @@ CONTRACT = Contract(
         Consumes(Fill, group=consumers.FILLS_GROUP, purpose="count every fill once: positions, PnL, trades"),
         Consumes(ValidatedSignal, group=consumers.SIGNALS_GROUP, purpose="model weights and confidence of trades"),
         Consumes(MarketTick, group=consumers.MARKS_GROUP, purpose="mark open positions at the latest quote"),
+        Consumes(OrderUpdated, group=consumers.ORDERS_GROUP, purpose="count each account's orders by state"),
     ),
 )
 

@@ -20,6 +20,7 @@ from services.performance_analytics.accounting import FillFact
 from services.performance_analytics.analytics import SignalFacts
 from services.performance_analytics.ledger import Quote, Scope
 from shared.clickhouse import ClickHouse, literal
+from shared.events import OrderUpdated
 
 FILL_COLUMNS = (
     "event_id", "received_ns", "tenant", "account_id", "symbol", "side", "quantity", "price", "commission",
@@ -156,6 +157,23 @@ class PerformanceStore:
             "FROM performance.marks FINAL GROUP BY symbol"
         )
         return {r[0]: Quote(Decimal(r[1]), Decimal(r[2]), int(r[3]) * 1_000_000) for r in rows}
+
+    # -- orders --------------------------------------------------------------------------------
+
+    async def insert_orders(self, orders: Iterable[OrderUpdated]) -> None:
+        await self._ch.insert(
+            "performance.orders",
+            ("tenant", "account_id", "order_id", "version", "state", "symbol", "ts_event"),
+            [(o.tenant, o.account_id, str(o.order_id), o.version, o.state, o.symbol, o.ts_event) for o in orders],
+        )
+
+    async def order_states(self, tenant: str, account_id: str) -> dict[str, int]:
+        """How many of the account's orders are in each state now (their newest version)."""
+        rows = await self._ch.rows(
+            "SELECT state, count() FROM performance.orders FINAL "
+            f"WHERE tenant = {literal(tenant)} AND account_id = {literal(account_id)} GROUP BY state ORDER BY state"
+        )
+        return {r[0]: int(r[1]) for r in rows}
 
     # -- equity curves -------------------------------------------------------------------------
 

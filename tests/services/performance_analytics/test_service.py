@@ -29,11 +29,13 @@ from shared.events import (
     Contribution,
     Fill,
     OrderAttribution,
+    OrderUpdated,
     Signal,
     Timeframe,
     ValidatedSignal,
     fill_event_id,
     now_ns,
+    order_event_id,
     signal_id,
 )
 from shared.settings import PlatformSettings
@@ -85,6 +87,15 @@ def fill(
         order_id=uuid.uuid4(), client_order_id=f"c-{deal}", tenant=tenant, account_id=account, venue="paper",
         venue_fill_id=deal, symbol=symbol, side=side, quantity=D(qty), price=D(price), commission=D(commission),
         currency="USD", attribution=attribution or OrderAttribution(),
+    )  # fmt: skip
+
+
+def order(account: str, order_id: uuid.UUID, version: int, state: str) -> OrderUpdated:
+    return OrderUpdated(
+        event_id=order_event_id(order_id, version), ts_event=int(T0 * 1e9) + version, ts_init=now_ns(),
+        order_id=order_id, version=version, client_order_id=f"c-{order_id.hex[:8]}", tenant="t1", account_id=account,
+        venue="paper", symbol="EURUSD", side="buy", type="market", quantity=D(1), time_in_force="ioc", state=state,
+        filled_quantity=D(1) if state == "filled" else D(0),
     )  # fmt: skip
 
 
@@ -213,6 +224,18 @@ async def test_fills_signals_and_ticks_in_summary_scopes_and_equity_out(platform
         assert models[f"{xgb}:3"]["model"]["calibration"]["buckets"] == [
             {"from": 0.7, "to": 0.8, "trades": 1, "mean_confidence": 0.72, "hit_rate": 1.0}
         ]
+        # orders by their newest state; a change delivered twice is one
+        first, second = uuid.uuid4(), uuid.uuid4()
+        await producer.send(order(account, first, 1, "new"), order(account, first, 2, "accepted"))
+        await producer.send(order(account, second, 1, "new"))
+        await summary_when(http, headers, account, lambda s: s["orders"] == {"accepted": 1, "new": 1})
+        # later versions in another batch (another part in ClickHouse), and a version again
+        await producer.send(
+            order(account, first, 3, "filled"),
+            order(account, second, 2, "rejected"),
+            order(account, first, 2, "accepted"),
+        )
+        await summary_when(http, headers, account, lambda s: s["orders"] == {"filled": 1, "rejected": 1})
         tenant_models = {m["model"]: m for m in (await http.get(f"{API}/models", headers=headers)).json()}
         assert tenant_models[f"{xgb}:3"]["pnl"]["realised_net"] == "70.5"
         symbols = (await http.get(f"{API}/accounts/{account}/symbols", headers=headers)).json()
