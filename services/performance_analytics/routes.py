@@ -7,11 +7,13 @@ does not exist (the tenant comes from the caller's token and, for the data, from
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
+from services.performance_analytics.accounting import ZERO
 from services.performance_analytics.chart import equity_svg
 from services.performance_analytics.ledger import ACCOUNT, SCOPE_KINDS, AccountLedger, ClosedResult, Scope
 from services.performance_analytics.reports import (
@@ -128,17 +130,17 @@ async def models(service: PerformanceAnalyticsDep, caller: Caller) -> list[dict[
     """Per model version (``name:version``): its attributed PnL summed over the tenant's accounts,
     its closed trades, hit rate and calibration. (Per-account Sharpe etc.: ``/accounts/{id}/models``.)"""
     results: dict[str, list[ClosedResult]] = {}
-    realised: dict[str, Any] = {}
+    sums: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
     for ledger in service.analytics.ledgers_of(caller.tenant):
         for scope, pnl in ledger.pnl(service.analytics.marks).items():
             if scope[0] != "model":
                 continue
             results.setdefault(scope[1], []).extend(ledger.closed(scope))
-            r, c, u = realised.get(scope[1], (0, 0, 0))
-            realised[scope[1]] = (r + pnl.realised, c + pnl.commission, u + pnl.unrealised)
+            r, c, u = sums.get(scope[1], (ZERO, ZERO, ZERO))
+            sums[scope[1]] = (r + pnl.realised, c + pnl.commission, u + pnl.unrealised)
     out = []
-    for name in sorted(realised):
-        r, c, u = realised[name]
+    for name in sorted(sums):
+        r, c, u = sums[name]
         out.append(
             {
                 "model": name,
