@@ -103,7 +103,7 @@ def report(fills: int = 50_000, accounts: int = 100) -> None:
     minutes = 525_960  # a year of one-minute snapshots
     rng = np.random.default_rng(2)
     ts = BASE_NS + np.arange(minutes, dtype=np.int64) * 60_000_000_000
-    equity = 100_000 * np.cumprod(1 + rng.normal(0, 0.0001, minutes))
+    equity = (100_000 * np.cumprod(1 + rng.normal(0, 0.0001, minutes))).astype(np.float64)
     timings = []
     for _ in range(5):
         t = time.perf_counter()

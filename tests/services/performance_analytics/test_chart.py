@@ -14,7 +14,8 @@ NS = "{http://www.w3.org/2000/svg}"
 def points_of(svg: ET.Element) -> list[tuple[float, float]]:
     line = svg.find(f"{NS}polyline")
     assert line is not None
-    return [tuple(map(float, p.split(","))) for p in line.get("points", "").split()]
+    pairs = [p.split(",") for p in line.get("points", "").split()]
+    return [(float(x), float(y)) for x, y in pairs]
 
 
 def test_a_curve_is_a_polyline_inside_the_axes_highest_value_on_top():

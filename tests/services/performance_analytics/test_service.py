@@ -388,3 +388,26 @@ async def test_bad_fills_are_dead_lettered_and_the_next_one_counted(platform, ke
             ]
     finally:
         await dlq.stop()
+
+
+async def test_a_fill_whose_storing_failed_is_redelivered_and_counted_once(platform, key, producer):
+    account = unique("OUT")
+    headers = auth(key, platform)
+    async with service(platform, key, Clock(T0)) as (http, state):
+        store = state.store
+        real = store.insert_fills
+        failures: list[int] = []
+
+        async def failing_once(facts):
+            if not failures:
+                failures.append(len(facts))
+                raise ConnectionError("ClickHouse away")
+            await real(facts)
+
+        store.insert_fills = failing_once  # type: ignore[method-assign]
+        await producer.send(fill(account, "buy", "0.02", "50000", symbol="BTCUSD", deal="o1"))
+        s = await summary_when(http, headers, account, lambda s: s["fills"] == 1)
+        assert failures == [1]  # the first delivery failed to store and changed nothing
+        assert s["positions"][0]["quantity"] == "0.02"
+        stored = [f for f in await store.fills() if f.account_id == account]
+        assert len(stored) == 1
