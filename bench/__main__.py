@@ -19,8 +19,10 @@ directory on offset ports, then measures:
    real services and the broker (``bench.signal_path``: a mesh of its own with the intelligence
    services, a model trained and promoted, bars published one at a time).
 
-Before the mesh starts, in this process: feature update per closed bar (``bench/features.py``), and
-single-row inference of each model kind (``bench/tree_inference.py``, ``bench/deep_inference.py``).
+Before the mesh starts, in this process: feature update per closed bar (``bench/features.py``),
+single-row inference of each model kind (``bench/tree_inference.py``, ``bench/deep_inference.py``),
+the pre-trade risk gate per order (``bench/risk_gate.py``) and the paper venue on the embedded
+PostgreSQL (``bench/paper_venue.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from bench import deep_inference, features, signal_path, tree_inference
+from bench import deep_inference, features, paper_venue, risk_gate, signal_path, tree_inference
 from bench.loadgen import LoadResult, run_in_subprocess
 from bench.mesh import bench_credentials, pct, service_pid, start_mesh
 from bench.synthetic import synthetic_ticks
@@ -334,6 +336,8 @@ def main() -> int:
     features.report(args.feature_bars)
     tree_inference.report()
     deep_inference.report()
+    risk_gate.report()
+    paper_venue.report()
     var = Path(tempfile.mkdtemp(prefix="hats-bench-"))
     var.chmod(0o755)
     mesh = start_mesh(var, offset=OFFSET, services=SERVER_SIDE, env=GATEWAY_ENV)

@@ -26,8 +26,8 @@ import httpx
 from pydantic import ValidationError
 
 from client.data_collector.backfill import INGEST_BARS_PATH, BackfillFailed, refused_rows, with_attempts
-from client.data_collector.server import ServerClient
 from client.metatrader_connector.terminal.csv_source import BadLine, BarLine, read_bar_lines
+from client.server_client import ServerClient
 from shared.auth.client import ClientCredentials, NoCredentials, TokenRequestFailed
 from shared.bar_history import BarBatch, HistoricalBar, check_bars
 from shared.events import Timeframe

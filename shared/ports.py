@@ -195,6 +195,10 @@ ROUTES: dict[str, str] = {
     "orchestration": "ai-orchestration",
     "signals": "pattern-validator",
     "performance": "performance-analytics",
+    "orders": "trading-engine",
+    "fills": "trading-engine",
+    "positions": "trading-engine",
+    "accounts": "trading-engine",
 }
 
 _BY_NAME = {s.name: s for s in SERVICES + INFRASTRUCTURE}

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import httpx
 
-from client.data_collector.server import ServerClient
+from client.server_client import ServerClient
 from shared.auth.client import NoCredentials, TokenRequestFailed, retry_after_s
 from shared.events import Timeframe
 

@@ -22,7 +22,7 @@ import httpx
 
 from client.data_collector.buffer import Receipt, StoredReceipt, TickBuffer, TickStore
 from client.data_collector.forwarder import Forwarder
-from client.data_collector.server import ServerClient
+from client.server_client import ServerClient
 
 log = logging.getLogger(__name__)
 

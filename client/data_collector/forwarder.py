@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from client.data_collector.buffer import Batch, Receipt, Refusal, TickBuffer, TickStore
-from client.data_collector.server import ServerClient
+from client.server_client import ServerClient
 from shared.auth.client import retry_after_s
 from shared.bus.epoch import EPOCH_HEADER
 

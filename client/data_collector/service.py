@@ -17,10 +17,10 @@ from client.data_collector.buffer import TickBuffer, TickStore
 from client.data_collector.confirmation import Confirmer
 from client.data_collector.forwarder import Forwarder
 from client.data_collector.routes import QUARANTINE_PATH, router
-from client.data_collector.server import ServerClient
 from client.data_collector.settings import CollectorSettings
 from client.data_collector.sources import ConnectorSource, InboxSource
 from client.data_collector.state import Collector
+from client.server_client import ServerClient
 from shared.auth.client import ClientCredentials
 from shared.kit.app import Notice
 from shared.kit.client_key import client_key_headers

@@ -9,8 +9,8 @@ from client.data_collector.backfill import Backfills
 from client.data_collector.buffer import TickBuffer
 from client.data_collector.confirmation import Confirmer
 from client.data_collector.forwarder import Forwarder
-from client.data_collector.server import ServerClient
 from client.data_collector.sources import ConnectorSource
+from client.server_client import ServerClient
 from shared.kit.service import state_of
 
 

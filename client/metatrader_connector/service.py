@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
 from client.metatrader_connector.routes import router
 from client.metatrader_connector.settings import ConnectorSettings
 from client.metatrader_connector.state import Terminal
 from client.metatrader_connector.terminal import open_terminal
+from client.metatrader_connector.venue_link import VenueExecutor, VenueLink
+from client.server_client import ServerClient
+from shared.auth.client import ClientCredentials
 from shared.kit.contract import Contract
+from shared.kit.deps import HttpClient
 from shared.kit.service import Runtime, ServiceDefinition
+
+#: The venue link's entry in the bootstrap's ``var/credentials.json``.
+CREDENTIALS_ENTRY = "metatrader-connector"
 
 
 async def start(rt: Runtime[ConnectorSettings, Terminal]) -> Terminal:
@@ -20,6 +33,8 @@ async def start(rt: Runtime[ConnectorSettings, Terminal]) -> Terminal:
             seed=settings.seed,
             symbols=settings.symbols,
             csv_dir=settings.csv_dir,
+            deposit=settings.sim_deposit,
+            trade_state=_trade_state_file(rt) if settings.sim_keep_trades else None,
             # The simulated terminal's "now" (a test's fixed Wednesday); a real one has its server's.
             **({"clock": rt.overrides.wall_clock} if rt.overrides.wall_clock else {}),
         )
@@ -42,13 +57,60 @@ async def start(rt: Runtime[ConnectorSettings, Terminal]) -> Terminal:
         return None if info is not None and getattr(info, "connected", True) else "terminal not connected"
 
     rt.add_check("terminal", terminal_ready)
+    # The server the venue link talks to (resolved always: the contract says the connector may call it).
+    server_url = rt.url_of("api-gateway", override=settings.server_url)
+    if settings.venue_account:
+        _start_venue_link(rt, term, server_url, settings.venue_account)
     return term
+
+
+def _trade_state_file(rt: Runtime[ConnectorSettings, Terminal]) -> Path:
+    folder = rt.platform.hats_var_dir / "metatrader-connector"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "trade-state.json"
+
+
+def _start_venue_link(rt: Runtime[ConnectorSettings, Terminal], term: Terminal, server_url: str, account: str) -> None:
+    """The MT5 venue's client side: this terminal executes the orders of the platform's ``account``."""
+    settings = rt.settings
+    configured = (
+        ClientCredentials(settings.client_id, settings.client_secret.get_secret_value())
+        if settings.client_id and settings.client_secret
+        else None
+    )
+    server = ServerClient(
+        server_url,
+        settings.token_url or server_url.rstrip("/") + "/oauth2/token",
+        configured,
+        rt.platform.hats_var_dir / "credentials.json",
+        rt.http,
+        entry=CREDENTIALS_ENTRY,
+        settings_hint="METATRADER_CONNECTOR_CLIENT_ID/_SECRET",
+    )
+    wall_clock = rt.overrides.wall_clock or time.time
+    link = VenueLink(
+        VenueExecutor(term.mt5, term.call, account, wall_clock=wall_clock),
+        server,
+        snapshot_interval_s=settings.snapshot_interval_s,
+    )
+
+    async def link_ready() -> str | None:
+        return server.auth_problem or link.problem
+
+    rt.add_check("venue-link", link_ready)
+    rt.background("venue-link", link.run)
+
+
+def _http_options(_: ConnectorSettings) -> dict[str, Any]:
+    # Long polls wait up to shared.mt5_link.MAX_WAIT_S (8 s) for commands.
+    return {"timeout": httpx.Timeout(15.0, connect=2.0)}
 
 
 SERVICE = ServiceDefinition(
     "metatrader-connector",
     settings=ConnectorSettings,
-    contract=Contract(),
+    contract=Contract(calls=("api-gateway",)),
+    uses=(HttpClient(options=_http_options),),
     routers=(router,),
     start=start,
 )

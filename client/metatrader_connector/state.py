@@ -7,6 +7,7 @@ runs on one worker thread: the terminal is used by one caller at a time, as MT5 
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
@@ -22,9 +23,9 @@ class Terminal:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mt5")
         self.digits: dict[str, int] = {}
 
-    async def call(self, name: str, *args: Any) -> Any:
-        fn = getattr(self.mt5, name)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        fn = functools.partial(getattr(self.mt5, name), *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def fail(self, what: str) -> Problem:
         code, message = await self.call("last_error")

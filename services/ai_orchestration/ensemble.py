@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from services.ai_orchestration.rsi_rule import Action, Position
+from shared.strategies.rsi import Action, Position
 
 #: Who opened the series' position: the RSI rule (its exits close it) or the models' ensemble.
 Owner = Literal["rule", "ensemble"]

@@ -18,14 +18,6 @@ from dataclasses import dataclass, field
 from services.ai_orchestration.catalog import Champion, Champions
 from services.ai_orchestration.ensemble import EntryRule, Situation, Vote, combine
 from services.ai_orchestration.outcomes import Call
-from services.ai_orchestration.rsi_rule import (
-    RULE_KIND,
-    RULE_NAME,
-    RULE_VERSION,
-    RsiThresholds,
-    trend_allows,
-    trend_of,
-)
 from services.ai_orchestration.series import MemberInfo, SeriesState
 from services.ai_orchestration.settings import AiOrchestrationSettings
 from shared.bus.consume import RecentIds
@@ -41,6 +33,14 @@ from shared.events import (
     Timeframe,
     now_ns,
     signal_id,
+)
+from shared.strategies.rsi import (
+    RULE_KIND,
+    RULE_NAME,
+    RULE_VERSION,
+    RsiThresholds,
+    trend_allows,
+    trend_of,
 )
 
 log = logging.getLogger(__name__)

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from services.ai_orchestration.rsi_rule import RULE_KIND, RULE_NAME, RULE_VERSION
 from services.ai_orchestration.state import OrchestrationDep
 from shared.auth import Principal
 from shared.auth.fastapi import require
 from shared.auth.scopes import MARKET_READ
 from shared.events import Symbol, Timeframe
+from shared.strategies.rsi import RULE_KIND, RULE_NAME, RULE_VERSION
 
 router = APIRouter(prefix="/api/v1/orchestration", tags=["orchestration"])
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from services.ai_orchestration.calibration import Calibrator
 from services.ai_orchestration.ensemble import Book
 from services.ai_orchestration.outcomes import HitRates, Realiser
-from services.ai_orchestration.rsi_rule import RsiSeries, Trend
 from services.ai_orchestration.settings import AiOrchestrationSettings
+from shared.strategies.rsi import RsiSeries, Trend
 
 
 @dataclass

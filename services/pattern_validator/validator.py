@@ -15,11 +15,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from services.pattern_validator import checks
-from services.pattern_validator.dedup import SignalDeduplicator, fingerprint
 from services.pattern_validator.inputs import Inputs, WindowKey
 from services.pattern_validator.psi import TrainingDistributions, psi
 from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.store import VerdictStore
+from shared.dedup import SignalDeduplicator, fingerprint
 from shared.events import FeatureDrift, FeatureVector, RejectedSignal, Signal, ValidatedSignal, now_ns, uuid5_text
 from shared.features import drift_monitored
 from shared.market_hours import MarketHours

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+import asyncpg
+
+from services.trading_engine.orders.manager import OrderManager
 from services.trading_engine.settings import TradingEngineSettings
 from shared.kit.service import state_of
 
@@ -12,6 +15,8 @@ from shared.kit.service import state_of
 @dataclass(frozen=True)
 class TradingEngine:
     settings: TradingEngineSettings
+    pool: asyncpg.Pool
+    orders: OrderManager
 
 
 #: ``service: TradingEngineDep`` in a route's parameters gives the running service's state.

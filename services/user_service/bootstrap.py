@@ -1,4 +1,4 @@
-"""First start: the platform tenant, its admin client and the data-collector client.
+"""First start: the platform tenant, its admin client, the data-collector client and the MT5 venue link's.
 
 Idempotent and safe when several instances start at once: everything happens in one
 transaction under a PostgreSQL advisory lock, and which client *is* the bootstrap
@@ -22,7 +22,7 @@ import orjson
 from services.user_service.outbox import BOOTSTRAP_ACTOR, Changes
 from services.user_service.repository import Directory, Store
 from services.user_service.secrets import SecretHasher, new_client_id, new_secret
-from shared.auth.scopes import ADMIN, COMPLIANCE, MARKET_READ, MARKET_WRITE, PLATFORM_TENANT, TRADE
+from shared.auth.scopes import ADMIN, COMPLIANCE, MARKET_READ, MARKET_WRITE, PLATFORM_TENANT, TRADE, VENUE
 from shared.events import Event
 from shared.private_files import write_private
 from shared.settings import MIN_OPERATOR_SECRET_CHARS, OPERATOR_CLIENT_ID_PATTERN
@@ -36,6 +36,9 @@ ADMIN_SCOPES = (ADMIN, COMPLIANCE, MARKET_READ, TRADE)
 ADMIN_GRANTS = ("client_credentials", "refresh_token")
 COLLECTOR_SCOPES = (MARKET_WRITE,)
 COLLECTOR_GRANTS = ("client_credentials",)
+#: metatrader-connector's venue link (the platform tenant's MT5 accounts).
+MT5_LINK_PURPOSE = "metatrader-connector"
+MT5_LINK_SCOPES = (VENUE,)
 MIN_OVERRIDE_SECRET_LENGTH = MIN_OPERATOR_SECRET_CHARS
 _CLIENT_ID_PATTERN = re.compile(OPERATOR_CLIENT_ID_PATTERN)
 
@@ -97,12 +100,14 @@ async def bootstrap(
             run.emit(PLATFORM_TENANT, "tenant", PLATFORM_TENANT, "created", name="Platform operator")
         admin_id = await run.ensure_admin(directory)
         collector_id = await run.ensure_collector(directory)
+        mt5_link_id = await run.ensure_mt5_link(directory)
         result = BootstrapResult(admin_id, collector_id, run.created, events=run.events)
         path = var_dir / CREDENTIALS_FILE
         if run.secrets:
             # Written before the commit: if the file cannot be written the clients are rolled
             # back, rather than existing with secrets nobody will ever see.
-            _write_credentials(path, admin_id, collector_id, run.secrets, token_url)
+            clients = {ADMIN_PURPOSE: admin_id, COLLECTOR_PURPOSE: collector_id, MT5_LINK_PURPOSE: mt5_link_id}
+            _write_credentials(path, clients, run.secrets, token_url)
             result.credentials_path = path
         elif run.admin_secret_changed:
             _forget_admin_secret(path)
@@ -166,6 +171,11 @@ class _Run(Changes):
             directory, COLLECTOR_PURPOSE, "data-collector", COLLECTOR_SCOPES, COLLECTOR_GRANTS
         )
 
+    async def ensure_mt5_link(self, directory: Directory) -> str:
+        return await self._ensure_generated(
+            directory, MT5_LINK_PURPOSE, "metatrader-connector venue link", MT5_LINK_SCOPES, COLLECTOR_GRANTS
+        )
+
     async def _ensure_generated(
         self, directory: Directory, purpose: str, name: str, scopes: tuple[str, ...], grants: tuple[str, ...]
     ) -> str:
@@ -218,12 +228,24 @@ class _Run(Changes):
         return client_id
 
 
-def _write_credentials(path: Path, admin_id: str, collector_id: str, generated: dict[str, str], token_url: str) -> None:
-    document = {
-        ADMIN_PURPOSE: _entry(admin_id, generated.get(ADMIN_PURPOSE)),
-        COLLECTOR_PURPOSE: _entry(collector_id, generated.get(COLLECTOR_PURPOSE)),
-        "token_url": token_url,
-    }
+def _write_credentials(path: Path, clients: dict[str, str], generated: dict[str, str], token_url: str) -> None:
+    """Write every bootstrap client (``clients``: purpose -> client id) with the secrets generated now.
+
+    A client created on an earlier start (a var/ that predates a newer bootstrap client) keeps
+    the secret the earlier file holds for it: only its own run ever knew it.
+    """
+    try:
+        earlier = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        earlier = {}
+    document: dict[str, object] = {}
+    for purpose, client_id in clients.items():
+        secret = generated.get(purpose)
+        previous = earlier.get(purpose) if isinstance(earlier, dict) else None
+        if secret is None and isinstance(previous, dict) and previous.get("client_id") == client_id:
+            secret = previous.get("client_secret")
+        document[purpose] = _entry(client_id, secret)
+    document["token_url"] = token_url
     write_private(path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     log.info("bootstrap credentials written to %s (mode 0600)", path)
 

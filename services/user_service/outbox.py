@@ -2,7 +2,8 @@
 
 A handler records its events (``DirectoryChanged``, and ``ClientTokensRevoked`` when a
 client's tokens must die) in the same transaction as the change (``Directory.record``),
-then calls ``Outbox.deliver`` once the transaction committed.
+then calls ``Outbox.deliver`` once the transaction committed (``shared.outbox``, the table
+``users.outbox``).
 If the broker is unreachable the rows stay and the sweep publishes them later, so the
 audit trail sees every change exactly as often as consumers dedupe by ``event_id``
 (at least once; a retry republishes the same id).
@@ -10,19 +11,18 @@ audit trail sees every change exactly as often as consumers dedupe by ``event_id
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from itertools import groupby
+from collections.abc import Mapping
 from typing import Any
 
-from services.user_service.repository import Directory, Store
+from services.user_service.repository import OUTBOX_TABLE, Directory, Store
 from shared.auth.scopes import PLATFORM_TENANT
 from shared.bus.publish import BulkPublisher
 from shared.events import EVENT_NAMESPACE, ClientTokensRevoked, DirectoryChanged, Event, now_ns
+from shared.outbox import Outbox as SharedOutbox
 
 log = logging.getLogger(__name__)
 
@@ -101,28 +101,13 @@ class Changes:
         self.events.append(revocation)
 
 
-class Outbox:
-    """Publishes recorded events and removes them from the outbox once the broker acknowledged them."""
+class Outbox(SharedOutbox):
+    """The directory's outbox (``users.outbox``): revocations are published first."""
 
     def __init__(self, store: Store, publishers: Mapping[str, BulkPublisher[Any]], *, grace_s: float) -> None:
         """``publishers``: one per topic of the events recorded (``Event.TOPIC``)."""
+        super().__init__(store.pool, OUTBOX_TABLE, publishers, grace_s=grace_s, first=(ClientTokensRevoked.TOPIC,))
         self._store = store
-        self.publishers = dict(publishers)
-        self._grace_s = grace_s
-
-    async def deliver(self, events: Sequence[Event]) -> None:
-        """Publish events whose change just committed. Never raises: a failure is left to the sweep."""
-        if not events:
-            return
-        try:
-            # Revocations first: they are what must reach every verifier soonest.
-            ordered = sorted(events, key=lambda e: e.TOPIC != ClientTokensRevoked.TOPIC)
-            for topic, batch in groupby(ordered, key=lambda e: e.TOPIC):
-                await self.publishers[topic].publish(list(batch))
-            async with self._store.reading() as directory:
-                await directory.forget([e.event_id for e in events])
-        except Exception:
-            log.exception("publishing %d directory event(s) failed; the outbox sweep will retry", len(events))
 
     async def announce_recent_revocations(self, token_lifetime_s: float) -> int:
         """Publish again the client cut-offs still in force (at start): the broker may have restarted
@@ -141,23 +126,3 @@ class Outbox:
         ]
         await self.deliver(events)
         return len(events)
-
-    async def sweep(self) -> int:
-        """Publish events older than the grace period that are still in the outbox; returns how many."""
-        async with self._store.transaction() as directory:
-            records = await directory.claim_outbox(self._grace_s)
-            for topic, batch in groupby(sorted(records, key=lambda r: r.topic), key=lambda r: r.topic):
-                await self.publishers[topic].publish_encoded([(r.key, r.payload) for r in batch])
-            if records:
-                await directory.forget([r.event_id for r in records])
-            return len(records)
-
-    async def run(self, interval_s: float) -> None:
-        """Sweep forever, every ``interval_s`` (cancel to stop)."""
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                if swept := await self.sweep():
-                    log.info("published %d directory event(s) from the outbox", swept)
-            except Exception:  # the broker or the database is away: try again next round
-                log.warning("outbox sweep failed; retrying in %.1f s", interval_s, exc_info=True)

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.events import Event, encode_event
+from shared.events import Event
+from shared.outbox import record_events
 
 #: Serialises bootstraps of concurrent instances (any fixed bigint, distinct from the migrations').
 BOOTSTRAP_LOCK_KEY = 0x55534552  # "USER"
+#: The directory's transactional outbox (``shared.outbox``).
+OUTBOX_TABLE = "users.outbox"
 
 _USER_COLUMNS = """u.id, u.tenant_id, u.username, u.display_name, u.disabled, u.created_at,
        COALESCE(array_agg(r.role ORDER BY r.role) FILTER (WHERE r.role IS NOT NULL), '{}'::text[]) AS roles"""
@@ -42,14 +45,6 @@ class StoredCredentials:
     grant_types: list[str]
     client_disabled: bool
     tenant_disabled: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRecord:
-    event_id: uuid.UUID
-    topic: str
-    key: bytes
-    payload: bytes
 
 
 def tenant_json(row: asyncpg.Record) -> dict:
@@ -418,23 +413,4 @@ class Directory:
 
     async def record(self, events: Sequence[Event]) -> None:
         """Write ``events`` to the outbox, in this transaction: they exist if and only if the change does."""
-        if events:
-            await self.conn.executemany(
-                "INSERT INTO users.outbox (event_id, topic, key, payload) VALUES ($1, $2, $3, $4)",
-                [(e.event_id, e.TOPIC, e.partition_key(), encode_event(e)) for e in events],
-            )
-
-    async def claim_outbox(self, older_than_s: float, limit: int = 500) -> list[OutboxRecord]:
-        """Rows the writing request did not get published; locked so one sweeper takes each."""
-        rows = await self.conn.fetch(
-            "SELECT event_id, topic, key, payload FROM users.outbox "
-            "WHERE created_at < now() - make_interval(secs => $1) "
-            "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-            older_than_s,
-            limit,
-        )
-        return [OutboxRecord(r["event_id"], r["topic"], r["key"], r["payload"]) for r in rows]
-
-    async def forget(self, event_ids: Sequence[uuid.UUID]) -> None:
-        """Delete published events from the outbox."""
-        await self.conn.execute("DELETE FROM users.outbox WHERE event_id = ANY($1::uuid[])", list(event_ids))
+        await record_events(self.conn, OUTBOX_TABLE, events)

@@ -7,12 +7,15 @@ MARKET_WRITE = "market:write"
 TRADE = "trade"
 COMPLIANCE = "compliance"
 ADMIN = "admin"
+#: The client tier's venue link: takes the orders of its tenant's MT5 accounts from the
+#: trading engine and reports what the terminal did with them (metatrader-connector).
+VENUE = "venue"
 #: Service-to-service calls (the gateway asking user-service to authenticate a client).
 #: Never granted to a client.
 INTERNAL = "internal"
 
 #: Scopes a client may hold.
-CLIENT_SCOPES: frozenset[str] = frozenset({MARKET_READ, MARKET_WRITE, TRADE, COMPLIANCE, ADMIN})
+CLIENT_SCOPES: frozenset[str] = frozenset({MARKET_READ, MARKET_WRITE, TRADE, COMPLIANCE, ADMIN, VENUE})
 
 #: Scopes only an admin of the platform tenant may grant (market data is platform-wide).
 PLATFORM_ONLY_SCOPES: frozenset[str] = frozenset({MARKET_WRITE})
@@ -30,6 +33,7 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "compliance-officer": frozenset({MARKET_READ, COMPLIANCE}),
     "viewer": frozenset({MARKET_READ}),
     "data-feed": frozenset({MARKET_WRITE}),
+    "venue-link": frozenset({VENUE}),
 }
 
 

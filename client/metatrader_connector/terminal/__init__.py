@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from .simulator import SimulatedTerminal
+from .simulator import DEPOSIT, SimulatedTerminal
 
 __all__ = ["SimulatedTerminal", "csv_sources_in", "open_terminal"]
 
@@ -35,6 +35,8 @@ def open_terminal(
     symbols: Sequence[str] | None = None,
     csv_dir: Path | None = None,
     clock: Callable[[], float] = time.time,
+    deposit: float = DEPOSIT,
+    trade_state: Path | None = None,
 ) -> Any:
     """Return a module-like object with the ``MetaTrader5`` API (not yet initialised).
 
@@ -73,6 +75,8 @@ def open_terminal(
             symbols=symbols,
             clock=clock,
             csv_sources=csv_sources_in(csv_dir) if csv_dir is not None else None,
+            trade_state=trade_state,
+            deposit=deposit,
         )
     raise ValueError(f"unknown terminal mode {mode!r}")
 

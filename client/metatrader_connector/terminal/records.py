@@ -184,3 +184,132 @@ class SymbolInfo(NamedTuple):
     name: str = ""
     page: str = ""
     path: str = ""
+
+
+# --- trading ----------------------------------------------------------------------
+class TradeRequest(NamedTuple):
+    """A trade request (MqlTradeRequest), as echoed in ``order_send``/``order_check`` results."""
+
+    action: int = 0
+    magic: int = 0
+    order: int = 0
+    symbol: str = ""
+    volume: float = 0.0
+    price: float = 0.0
+    stoplimit: float = 0.0
+    sl: float = 0.0
+    tp: float = 0.0
+    deviation: int = 0
+    type: int = 0
+    type_filling: int = 0
+    type_time: int = 0
+    expiration: int = 0
+    comment: str = ""
+    position: int = 0
+    position_by: int = 0
+
+
+class OrderSendResult(NamedTuple):
+    """The trade server's answer to ``order_send`` (MqlTradeResult)."""
+
+    retcode: int = 0
+    deal: int = 0
+    order: int = 0
+    volume: float = 0.0
+    price: float = 0.0
+    bid: float = 0.0
+    ask: float = 0.0
+    comment: str = ""
+    request_id: int = 0
+    retcode_external: int = 0
+    request: TradeRequest = TradeRequest()
+
+
+class OrderCheckResult(NamedTuple):
+    """The account as it would be after a request (``order_check``, MqlTradeCheckResult)."""
+
+    retcode: int = 0
+    balance: float = 0.0
+    equity: float = 0.0
+    profit: float = 0.0
+    margin: float = 0.0
+    margin_free: float = 0.0
+    margin_level: float = 0.0
+    comment: str = ""
+    request: TradeRequest = TradeRequest()
+
+
+class TradeOrder(NamedTuple):
+    """An order, active (``orders_get``) or historical (``history_orders_get``)."""
+
+    ticket: int = 0
+    time_setup: int = 0
+    time_setup_msc: int = 0
+    time_done: int = 0
+    time_done_msc: int = 0
+    time_expiration: int = 0
+    type: int = 0
+    type_time: int = 0
+    type_filling: int = 0
+    state: int = 0
+    magic: int = 0
+    position_id: int = 0
+    position_by_id: int = 0
+    reason: int = 0
+    volume_initial: float = 0.0
+    volume_current: float = 0.0
+    price_open: float = 0.0
+    sl: float = 0.0
+    tp: float = 0.0
+    price_current: float = 0.0
+    price_stoplimit: float = 0.0
+    symbol: str = ""
+    comment: str = ""
+    external_id: str = ""
+
+
+class TradePosition(NamedTuple):
+    """An open position (``positions_get``)."""
+
+    ticket: int = 0
+    time: int = 0
+    time_msc: int = 0
+    time_update: int = 0
+    time_update_msc: int = 0
+    type: int = 0
+    magic: int = 0
+    identifier: int = 0
+    reason: int = 0
+    volume: float = 0.0
+    price_open: float = 0.0
+    sl: float = 0.0
+    tp: float = 0.0
+    price_current: float = 0.0
+    swap: float = 0.0
+    profit: float = 0.0
+    symbol: str = ""
+    comment: str = ""
+    external_id: str = ""
+
+
+class TradeDeal(NamedTuple):
+    """An executed deal (``history_deals_get``)."""
+
+    ticket: int = 0
+    order: int = 0
+    time: int = 0
+    time_msc: int = 0
+    type: int = 0
+    entry: int = 0
+    magic: int = 0
+    position_id: int = 0
+    reason: int = 0
+    volume: float = 0.0
+    price: float = 0.0
+    commission: float = 0.0
+    swap: float = 0.0
+    profit: float = 0.0
+    fee: float = 0.0
+    symbol: str = ""
+    comment: str = ""
+    external_id: str = ""

@@ -11,6 +11,13 @@ Its notion of "now" is an injectable clock: only ticks at or before now
 exist, the bar containing now is the forming bar (position 0), and
 ``symbol_info_tick`` is the latest tick.  The simulated trade server runs on
 UTC, so server time == UTC and naive datetimes are taken as UTC.
+
+Trading (``order_send``, ``order_check``, ``orders_get``, ``positions_get``,
+``history_orders_get``, ``history_deals_get``...) runs against the same market:
+see :mod:`.trading`.  Two test facilities the real module does not have:
+:meth:`SimulatedTerminal.fail_next_order_send` loses the answer of the next
+``order_send`` as a broken IPC link would, :meth:`SimulatedTerminal.limit_liquidity`
+makes market orders fill partially.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,14 +36,29 @@ from pathlib import Path, PureWindowsPath
 from typing import TypeGuard
 
 import numpy as np
+import orjson
+
+from shared.private_files import write_private
 
 from . import bars as b
 from . import constants as c
 from .csv_source import TickReplay, load_export
 from .history import BarHistory, TickHistory, select_ticks
 from .market_model import MarketModel, day_index, day_start
-from .records import AccountInfo, SymbolInfo, TerminalInfo, Tick
+from .records import (
+    AccountInfo,
+    OrderCheckResult,
+    OrderSendResult,
+    SymbolInfo,
+    TerminalInfo,
+    Tick,
+    TradeDeal,
+    TradeOrder,
+    TradePosition,
+    TradeRequest,
+)
 from .symbols import DEFAULT_SPECS, SymbolSpec, generic_spec
+from .trading import DEFAULT_COMMISSION_PER_LOT, BadRequest, TradingDesk, parse_request
 
 BUILD = 5120
 VERSION = (500, BUILD, "20 Jun 2025")
@@ -92,7 +115,12 @@ class SimulatedTerminal:
     (names from ``DEFAULT_SPECS`` or ``SymbolSpec`` objects; default: EURUSD,
     GBPUSD, XAUUSD, BTCUSD); ``csv_sources`` maps symbol names to MT5 tick or
     bar exports that are replayed instead of generated; ``clock`` returns the
-    current Unix time in seconds.
+    current Unix time in seconds.  The trading account starts with ``deposit``
+    USD, is netting (``margin_mode=ACCOUNT_MARGIN_MODE_RETAIL_NETTING``) or
+    hedging, and pays ``commission_per_lot`` USD per lot on every deal.  With
+    ``trade_state`` (a JSON file) the account's orders, positions and deals are
+    saved after every change and taken over by the next terminal started on the
+    same file, as a real broker keeps them while a terminal restarts.
     """
 
     def __init__(
@@ -102,6 +130,10 @@ class SimulatedTerminal:
         symbols: Sequence[str | SymbolSpec] | None = None,
         clock: Callable[[], float] = time.time,
         csv_sources: Mapping[str, Path] | None = None,
+        deposit: float = DEPOSIT,
+        margin_mode: int = c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+        commission_per_lot: float = DEFAULT_COMMISSION_PER_LOT,
+        trade_state: Path | None = None,
     ) -> None:
         self._seed = int(seed)
         self._clock = clock
@@ -128,6 +160,16 @@ class SimulatedTerminal:
                 raise ValueError(f"no generator for symbol {entry!r} (known: {known})")
             history = TickHistory(MarketModel(spec, self._seed), spec.point)
             self._symbols[name] = _Symbol(spec, history, custom=False)
+        self._desk = TradingDesk(
+            _MarketView(self), opened_msc=self._now_msc(), deposit=deposit,
+            margin_mode=margin_mode, commission_per_lot=commission_per_lot,
+        )  # fmt: skip
+        # Queued order_send faults (test facility): True = executed but answer lost.
+        self._send_faults: deque[bool] = deque()
+        self._trade_state = Path(trade_state) if trade_state is not None else None
+        if self._trade_state is not None and self._trade_state.exists():
+            self._desk.load_state(orjson.loads(self._trade_state.read_bytes()))
+        self._saved_version = self._desk.version
 
     @staticmethod
     def _replayed_symbol(name: str, path: Path) -> _Symbol:
@@ -233,12 +275,15 @@ class SimulatedTerminal:
 
     @_api()
     def account_info(self) -> AccountInfo:
-        """The demo account: USD 10,000, leverage 1:100, hedging, no positions."""
+        """The demo account: balance, equity, margin... of the simulated trading."""
+        now = self._advance()
+        return self._desk.account(self._account_base(), now)
+
+    def _account_base(self) -> AccountInfo:
+        """The account's identity; the desk fills in the money."""
         return AccountInfo(
             login=self._login, trade_mode=c.ACCOUNT_TRADE_MODE_DEMO, leverage=100,
-            margin_so_mode=c.ACCOUNT_STOPOUT_MODE_PERCENT,
-            margin_mode=c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, balance=DEPOSIT,
-            equity=DEPOSIT, margin_free=DEPOSIT, name="Simulated Trader",
+            margin_so_mode=c.ACCOUNT_STOPOUT_MODE_PERCENT, name="Simulated Trader",
             server=self._server, currency="USD", company=COMPANY,
         )  # fmt: skip
 
@@ -336,6 +381,185 @@ class SimulatedTerminal:
         ticks = entry.history.ticks_range(start * 1000, min(end * 1000, now))
         return select_ticks(ticks, flags)
 
+    # --- trading ----------------------------------------------------------------------
+    @_api()
+    def order_send(self, request: object) -> OrderSendResult:
+        """Send a trade request (a dict of MqlTradeRequest fields) to the trade server.
+
+        The answer carries the server's retcode (DONE, PLACED, INVALID_VOLUME,
+        MARKET_CLOSED...); ``None`` with ``last_error()`` when the request is not a
+        well-formed dict, or when the answer was lost (see :meth:`fail_next_order_send`).
+        """
+        parsed, now = self._trade_request(request), self._advance()
+        lost = self._send_faults.popleft() if self._send_faults else None
+        if lost is False:  # the request never reached the server
+            raise _CallFailed(c.RES_E_INTERNAL_FAIL_TIMEOUT)
+        result = self._desk.send(parsed, now)
+        self._save_trades()
+        if lost:  # executed, but the answer never came back
+            raise _CallFailed(c.RES_E_INTERNAL_FAIL_TIMEOUT)
+        return result
+
+    @_api()
+    def order_check(self, request: object) -> OrderCheckResult:
+        """Whether the trade server would accept ``request`` (retcode 0) and the
+        account's balance, equity and margin were it executed."""
+        parsed, now = self._trade_request(request), self._advance()
+        return self._desk.check(parsed, self._account_base(), now)
+
+    @_api()
+    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> float:
+        """Margin in the account currency of a buy/sell (``ORDER_TYPE_BUY``/``SELL``)."""
+        self._get(symbol, c.RES_E_INVALID_PARAMS)
+        margin = self._desk.calc_margin(action, symbol, _number(volume), _number(price))
+        if margin is None:
+            raise _CallFailed(c.RES_E_INVALID_PARAMS)
+        return margin
+
+    @_api()
+    def order_calc_profit(
+        self, action: int, symbol: str, volume: float, price_open: float, price_close: float
+    ) -> float:
+        """Profit in the account currency of a buy/sell opened and closed at the given prices."""
+        self._get(symbol, c.RES_E_INVALID_PARAMS)
+        profit = self._desk.calc_profit(action, symbol, _number(volume), _number(price_open), _number(price_close))
+        if profit is None:
+            raise _CallFailed(c.RES_E_INVALID_PARAMS)
+        return profit
+
+    @_api()
+    def orders_total(self) -> int:
+        """Number of active (pending) orders."""
+        return len(self._desk.orders(self._advance()))
+
+    @_api()
+    def orders_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> tuple[TradeOrder, ...]:
+        """Active orders, all or those of one ``symbol``, a ``group`` filter or a ``ticket``."""
+        records = self._desk.orders(self._advance())
+        return tuple(self._filtered(records, symbol, group, ticket, lambda o: o.ticket))
+
+    @_api()
+    def positions_total(self) -> int:
+        """Number of open positions."""
+        return len(self._desk.positions(self._advance()))
+
+    @_api()
+    def positions_get(
+        self, symbol: str | None = None, group: str | None = None, ticket: int | None = None
+    ) -> tuple[TradePosition, ...]:
+        """Open positions, all or those of one ``symbol``, a ``group`` filter or a ``ticket``."""
+        records = self._desk.positions(self._advance())
+        return tuple(self._filtered(records, symbol, group, ticket, lambda p: p.ticket))
+
+    @_api()
+    def history_orders_total(self, date_from: object, date_to: object) -> int:
+        """Number of finished orders set up within ``[date_from, date_to]``."""
+        self._advance()
+        start, end = _seconds(date_from), _seconds(date_to)
+        return sum(start <= o.time_setup <= end for o in self._desk.history_orders())
+
+    @_api()
+    def history_orders_get(
+        self, date_from: object = None, date_to: object = None, group: str | None = None,
+        *, ticket: int | None = None, position: int | None = None,
+    ) -> tuple[TradeOrder, ...]:  # fmt: skip
+        """Finished orders: set up within ``[date_from, date_to]`` (optionally of a
+        ``group``), or the one with ``ticket``, or those of ``position``."""
+        self._advance()
+        pick = _history_filter(date_from, date_to, group, ticket, position)
+        records = self._desk.history_orders()
+        chosen = self._in_group(records, group)
+        return tuple(o for o in chosen if pick(o.time_setup, o.ticket, o.position_id))
+
+    @_api()
+    def history_deals_total(self, date_from: object, date_to: object) -> int:
+        """Number of deals done within ``[date_from, date_to]``."""
+        self._advance()
+        start, end = _seconds(date_from), _seconds(date_to)
+        return sum(start <= d.time <= end for d in self._desk.history_deals())
+
+    @_api()
+    def history_deals_get(
+        self, date_from: object = None, date_to: object = None, group: str | None = None,
+        *, ticket: int | None = None, position: int | None = None,
+    ) -> tuple[TradeDeal, ...]:  # fmt: skip
+        """Deals: done within ``[date_from, date_to]`` (optionally of a ``group``), or
+        those of the order ``ticket``, or of ``position``."""
+        self._advance()
+        pick = _history_filter(date_from, date_to, group, ticket, position)
+        records = self._desk.history_deals()
+        chosen = self._in_group(records, group) if group is not None else records
+        return tuple(d for d in chosen if pick(d.time, d.order, d.position_id))
+
+    def fail_next_order_send(self, *, executed: bool = True) -> None:
+        """Test facility, not part of the MetaTrader5 API: the next ``order_send``
+        returns ``None`` with ``last_error() == (-10005, 'IPC timeout')``.
+
+        With ``executed=True`` the trade server has executed the request (its
+        order and deals turn up in ``orders_get``/``history_*_get``, carrying the
+        request's ``comment``); with ``executed=False`` it never got it.  Calls
+        queue up: each consumes one ``order_send``.
+        """
+        with self._lock:
+            self._send_faults.append(bool(executed))
+
+    def limit_liquidity(self, symbol: str, lots: float | None) -> None:
+        """Test facility, not part of the MetaTrader5 API: market orders on ``symbol``
+        find at most ``lots`` (``None``: unlimited again).  A larger fill-or-kill
+        order is rejected (10006); immediate-or-cancel fills ``lots`` and answers
+        DONE_PARTIAL (10010), its order ending canceled with the rest as ``volume_current``.
+        """
+        with self._lock:
+            if lots is None:
+                self._desk.liquidity.pop(symbol, None)
+            else:
+                self._desk.liquidity[symbol] = float(lots)
+
+    def _trade_request(self, request: object) -> TradeRequest:
+        try:
+            return parse_request(request)
+        except BadRequest:
+            raise _CallFailed(c.RES_E_INVALID_PARAMS) from None
+
+    def _advance(self) -> int:
+        """Let the trade server catch up with the ticks up to now; now (msc)."""
+        now = self._now_msc()
+        self._desk.advance(now)
+        self._save_trades()
+        return now
+
+    def _save_trades(self) -> None:
+        """Write the account to ``trade_state`` if it changed since the last write."""
+        if self._trade_state is None or self._desk.version == self._saved_version:
+            return
+        write_private(self._trade_state, orjson.dumps(self._desk.to_state()))
+        self._saved_version = self._desk.version
+
+    def _filtered(self, records, symbol, group, ticket, ticket_of) -> list:
+        """MT5's ``symbol=`` / ``group=`` / ``ticket=`` selection (at most one of them)."""
+        given = [a for a in (symbol, group, ticket) if a is not None]
+        if len(given) > 1:
+            raise _CallFailed(c.RES_E_INVALID_PARAMS)
+        if symbol is not None:
+            if not isinstance(symbol, str):
+                raise _CallFailed(c.RES_E_INVALID_PARAMS)
+            return [r for r in records if r.symbol == symbol]
+        if ticket is not None:
+            if not _is_int(ticket):
+                raise _CallFailed(c.RES_E_INVALID_PARAMS)
+            return [r for r in records if ticket_of(r) == ticket]
+        return self._in_group(records, group)
+
+    def _in_group(self, records, group) -> list:
+        if group is None:
+            return list(records)
+        if not isinstance(group, str):
+            raise _CallFailed(c.RES_E_INVALID_PARAMS)
+        names = {entry.spec.name for entry in match_group(self._symbols.values(), group)}
+        return [r for r in records if r.symbol in names]
+
     # --- internals ----------------------------------------------------------------
     def _now_msc(self) -> int:
         return math.floor(self._clock() * 1000)
@@ -349,15 +573,7 @@ class SimulatedTerminal:
         return entry
 
     def _tick(self, entry: _Symbol) -> Tick:
-        raw = entry.history.last_tick(self._now_msc())
-        if raw is None:
-            return Tick()  # a symbol without quotes yet: MT5 reports zeros
-        return Tick(
-            time=int(raw["time"]), bid=float(raw["bid"]), ask=float(raw["ask"]),
-            last=float(raw["last"]), volume=int(raw["volume"]),
-            time_msc=int(raw["time_msc"]), flags=int(raw["flags"]),
-            volume_real=float(raw["volume_real"]),
-        )  # fmt: skip
+        return _tick_record(entry.history.last_tick(self._now_msc()))
 
     def _symbol_info(self, entry: _Symbol) -> SymbolInfo:
         spec, tick = entry.spec, self._tick(entry)
@@ -390,6 +606,23 @@ class SimulatedTerminal:
             currency_profit=spec.currency_profit, currency_margin=spec.currency_margin,
             description=spec.description, name=spec.name, path=spec.path,
         )  # fmt: skip
+
+
+class _MarketView:
+    """The terminal's market data as the trading desk sees it."""
+
+    def __init__(self, terminal: SimulatedTerminal) -> None:
+        self._terminal = terminal
+
+    def spec(self, symbol: str) -> SymbolSpec | None:
+        entry = self._terminal._symbols.get(symbol)
+        return entry.spec if entry is not None else None
+
+    def tick(self, symbol: str, now_msc: int) -> Tick:
+        return _tick_record(self._terminal._symbols[symbol].history.last_tick(now_msc))
+
+    def ticks(self, symbol: str, start_msc: int, end_msc: int) -> np.ndarray:
+        return self._terminal._symbols[symbol].history.ticks_range(start_msc, end_msc)
 
 
 # The module's constants, as attributes: terminal.TIMEFRAME_M1 == mt5.TIMEFRAME_M1.
@@ -460,6 +693,44 @@ def _session_stats(entry: _Symbol, tick: Tick, now_msc: int) -> dict[str, float]
     if previous.size:
         stats["close"] = float(previous["close"][-1])
     return stats
+
+
+def _tick_record(raw: np.void | None) -> Tick:
+    """A tick row as MT5's Tick; zeros for a symbol without quotes yet (as MT5 reports)."""
+    if raw is None:
+        return Tick()
+    return Tick(
+        time=int(raw["time"]), bid=float(raw["bid"]), ask=float(raw["ask"]),
+        last=float(raw["last"]), volume=int(raw["volume"]),
+        time_msc=int(raw["time_msc"]), flags=int(raw["flags"]),
+        volume_real=float(raw["volume_real"]),
+    )  # fmt: skip
+
+
+def _history_filter(date_from, date_to, group, ticket, position):
+    """``(time, ticket, position) -> bool`` for history_*_get's three ways of asking:
+    a date range (with an optional group), ``ticket=`` or ``position=``; never mixed."""
+    if ticket is not None or position is not None:
+        if date_from is not None or date_to is not None or group is not None:
+            raise _CallFailed(c.RES_E_INVALID_PARAMS)
+        if ticket is not None and position is not None:
+            raise _CallFailed(c.RES_E_INVALID_PARAMS)
+        wanted = ticket if ticket is not None else position
+        if not _is_int(wanted):
+            raise _CallFailed(c.RES_E_INVALID_PARAMS)
+        if ticket is not None:
+            return lambda _time, number, _position: number == wanted
+        return lambda _time, _number, number: number == wanted
+    if date_from is None or date_to is None:
+        raise _CallFailed(c.RES_E_INVALID_PARAMS)
+    start, end = _seconds(date_from), _seconds(date_to)
+    return lambda time_, _number, _position: start <= time_ <= end
+
+
+def _number(value: object) -> float:
+    if _is_int(value) or (isinstance(value, (float, np.floating)) and math.isfinite(value)):
+        return float(value)  # type: ignore[arg-type]
+    raise _CallFailed(c.RES_E_INVALID_PARAMS)
 
 
 def _tick_value(spec: SymbolSpec, bid: float) -> float:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 # The trading calendar is the platform's one (shared.market_hours): the validator counts missing
 # bars against the same sessions this terminal trades in.
-from shared.market_hours import DEFAULT_SESSIONS, SAT, open_hours
+from shared.instruments import INSTRUMENTS
+from shared.market_hours import SAT, open_hours
 
 from . import constants as c
 
@@ -55,6 +57,7 @@ class SymbolSpec:
     swap_long: float = 0.0
     swap_short: float = 0.0
     stops_level: int = 0
+    margin_rate: float = 0.01  # share of the notional held as margin (1/leverage)
     vol_profile: tuple[float, ...] = field(default=())  # defaults to ticks^0.9
 
     @property
@@ -129,17 +132,32 @@ _CRYPTO_SPREAD = (
     1.0, 1.0, 1.0, 1.0, 1.0, 1.05, 1.1, 1.1, 1.15, 1.8, 1.4, 1.2,
 )  # fmt: skip
 
+
+def _trading_facts(symbol: str) -> dict[str, Any]:
+    """The trading facts of a built-in symbol, read from the platform's reference data
+    (``shared.instruments``) so the terminal and the server never disagree on them."""
+    facts = INSTRUMENTS[symbol]
+    return {
+        "digits": facts.digits,
+        "contract_size": float(facts.contract_size),
+        "volume_min": float(facts.volume_min),
+        "volume_max": float(facts.volume_max),
+        "volume_step": float(facts.volume_step),
+        "margin_rate": float(facts.margin_rate),
+        "session": facts.session,
+    }
+
+
 DEFAULT_SPECS: dict[str, SymbolSpec] = {
     s.name: s
     for s in (
         SymbolSpec(
             name="EURUSD",
+            **_trading_facts("EURUSD"),
             description="Euro vs US Dollar",
             path="Forex\\Majors\\EURUSD",
-            digits=5,
             ref_price=1.08,
             annual_vol=0.075,
-            session=DEFAULT_SESSIONS["EURUSD"],
             ticks_per_hour=_FX_TICKS,
             spread_points=6,
             min_spread_points=2,
@@ -147,8 +165,6 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
             currency_base="EUR",
             currency_profit="USD",
             currency_margin="EUR",
-            contract_size=100_000.0,
-            volume_max=500.0,
             usd_loading=0.75,
             swap_long=-6.9,
             swap_short=2.1,
@@ -156,12 +172,11 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
         ),
         SymbolSpec(
             name="GBPUSD",
+            **_trading_facts("GBPUSD"),
             description="Great Britain Pound vs US Dollar",
             path="Forex\\Majors\\GBPUSD",
-            digits=5,
             ref_price=1.27,
             annual_vol=0.085,
-            session=DEFAULT_SESSIONS["GBPUSD"],
             ticks_per_hour=tuple(0.9 * t for t in _FX_TICKS),
             spread_points=10,
             min_spread_points=3,
@@ -169,20 +184,17 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
             currency_base="GBP",
             currency_profit="USD",
             currency_margin="GBP",
-            contract_size=100_000.0,
-            volume_max=500.0,
             usd_loading=0.7,
             swap_long=-4.3,
             swap_short=-1.4,
         ),
         SymbolSpec(
             name="XAUUSD",
+            **_trading_facts("XAUUSD"),
             description="Gold vs US Dollar",
             path="Metals\\XAUUSD",
-            digits=2,
             ref_price=2000.0,
             annual_vol=0.15,
-            session=DEFAULT_SESSIONS["XAUUSD"],
             ticks_per_hour=_METAL_TICKS,
             spread_points=18,
             min_spread_points=8,
@@ -190,7 +202,6 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
             currency_base="XAU",
             currency_profit="USD",
             currency_margin="XAU",
-            contract_size=100.0,
             usd_loading=0.3,
             swap_long=-25.6,
             swap_short=12.3,
@@ -198,12 +209,11 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
         ),
         SymbolSpec(
             name="BTCUSD",
+            **_trading_facts("BTCUSD"),
             description="Bitcoin vs US Dollar",
             path="Crypto\\BTCUSD",
-            digits=2,
             ref_price=60_000.0,
             annual_vol=0.55,
-            session=DEFAULT_SESSIONS["BTCUSD"],
             ticks_per_hour=_CRYPTO_TICKS,
             spread_points=2000,
             min_spread_points=500,
@@ -211,8 +221,6 @@ DEFAULT_SPECS: dict[str, SymbolSpec] = {
             currency_base="BTC",
             currency_profit="USD",
             currency_margin="BTC",
-            contract_size=1.0,
-            volume_max=20.0,
             calc_mode=c.SYMBOL_CALC_MODE_CFD,
             trade_fraction=0.35,
             usd_loading=0.1,

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from client.data_collector.server import ServerClient
+from client.server_client import ServerClient
 from shared.auth.client import ClientCredentials, NoCredentials, TokenRequestFailed, credentials_from_file
 from tests.support import ServedApp
 

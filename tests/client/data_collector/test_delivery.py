@@ -19,7 +19,7 @@ import pytest
 from client.data_collector.buffer import TickBuffer, TickStore
 from client.data_collector.confirmation import Confirmer
 from client.data_collector.forwarder import Forwarder
-from client.data_collector.server import ServerClient
+from client.server_client import ServerClient
 from shared.auth.client import ClientCredentials
 from tests.client.data_collector.fake_server import CLIENT_ID, SECRET, FakeServer
 from tests.support import eventually

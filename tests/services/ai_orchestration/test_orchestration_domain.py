@@ -10,7 +10,7 @@ import pytest
 from services.ai_orchestration.calibration import Calibrator
 from services.ai_orchestration.ensemble import Book, EntryRule, Situation, Vote, combine
 from services.ai_orchestration.outcomes import Call, HitRates, Realiser
-from services.ai_orchestration.rsi_rule import RsiSeries, RsiThresholds, trend_of
+from shared.strategies.rsi import RsiSeries, RsiThresholds, trend_of
 
 RULES = RsiThresholds(maturity_bars=3)
 MIN = 60_000_000_000

@@ -29,8 +29,12 @@ class Item(BaseModel):
 @pytest.fixture(scope="module")
 async def docs(infra_env):
     """The real gateway; every routed service up but user-service, down until a test serves it
-    (ml-supervised's second area, ``predict``, is served by its ``models`` upstream's port)."""
-    up = tuple(area for area, service in ports.ROUTES.items() if service != "user-service" and area != "predict")
+    (a service's further areas, ml-supervised's ``predict``, trading-engine's ``fills``..., are
+    served by the upstream of its first area: one port each)."""
+    first_area: dict[str, str] = {}
+    for area, service in ports.ROUTES.items():
+        first_area.setdefault(service, area)
+    up = tuple(area for service, area in first_area.items() if service != "user-service")
     async with edge_mesh(infra_env, GatewaySettings(), areas=up, item_models={"ingest": Item}) as mesh:
         merged = mesh.gateway.app.openapi.__self__  # the document install_merged_openapi gave the app
         assert isinstance(merged, MergedOpenAPI)

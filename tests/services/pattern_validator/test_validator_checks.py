@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from services.pattern_validator import checks
-from services.pattern_validator.dedup import SignalDeduplicator, fingerprint
 from services.pattern_validator.inputs import Candle, Inputs
 from services.pattern_validator.psi import NoDistributions, TrainingDistribution, psi
 from services.pattern_validator.settings import PatternValidatorSettings
 from services.pattern_validator.validator import Validator
+from shared.dedup import SignalDeduplicator, fingerprint
 from shared.events import (
     Contribution,
     FeatureVector,

@@ -54,12 +54,14 @@ def _mode(path: Path) -> int:
 
 async def test_first_start_creates_tenant_admin_and_collector_with_a_private_file(fresh, hasher, tmp_path):
     result = await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL)
-    assert result.created == ["admin", "data-collector"]
+    assert result.created == ["admin", "data-collector", "metatrader-connector"]
     path = tmp_path / "credentials.json"
     assert result.credentials_path == path and _mode(path) == 0o600
     document = orjson.loads(path.read_bytes())
     assert document["token_url"] == TOKEN_URL
-    assert set(document) == {"admin", "data-collector", "token_url"}
+    assert set(document) == {"admin", "data-collector", "metatrader-connector", "token_url"}
+    link = (await _clients(fresh))[document["metatrader-connector"]["client_id"]]
+    assert list(link["scopes"]) == ["venue"] and link["tenant_id"] == "platform"
     clients = await _clients(fresh)
     admin, collector = clients[document["admin"]["client_id"]], clients[document["data-collector"]["client_id"]]
     assert admin["tenant_id"] == collector["tenant_id"] == "platform"
@@ -87,15 +89,31 @@ async def test_bootstrap_is_idempotent(fresh, hasher, tmp_path):
     assert second.created == [] and second.events == [] and second.credentials_path is None
     assert (second.admin_client_id, second.collector_client_id) == (first.admin_client_id, first.collector_client_id)
     assert (tmp_path / "credentials.json").read_bytes() == written
-    assert len(await _clients(fresh)) == 2
+    assert len(await _clients(fresh)) == 3
+
+
+async def test_a_bootstrap_client_added_later_keeps_the_earlier_secrets_in_the_file(fresh, hasher, tmp_path):
+    """A var/ from before the venue link's client: the next start creates it and the file keeps the
+    admin's and the collector's secrets (only the run that generated them ever knew them)."""
+    await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL)
+    path = tmp_path / "credentials.json"
+    earlier = orjson.loads(path.read_bytes())
+    del earlier["metatrader-connector"]
+    path.write_bytes(orjson.dumps(earlier))
+    await fresh.pool.execute("DELETE FROM users.bootstrap_clients WHERE purpose = 'metatrader-connector'")
+    again = await bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL)
+    assert again.created == ["metatrader-connector"]
+    document = orjson.loads(path.read_bytes())
+    assert document["admin"] == earlier["admin"] and document["data-collector"] == earlier["data-collector"]
+    assert "client_secret" in document["metatrader-connector"]
 
 
 async def test_concurrent_bootstraps_create_one_admin(fresh, hasher, tmp_path):
     results = await asyncio.gather(*(bootstrap(fresh, hasher, var_dir=tmp_path, token_url=TOKEN_URL) for _ in range(4)))
-    assert sorted(len(r.created) for r in results) == [0, 0, 0, 2]
+    assert sorted(len(r.created) for r in results) == [0, 0, 0, 3]
     assert len({r.admin_client_id for r in results}) == 1
-    assert len(await _clients(fresh)) == 2
-    assert await fresh.pool.fetchval("SELECT count(*) FROM users.bootstrap_clients") == 2
+    assert len(await _clients(fresh)) == 3
+    assert await fresh.pool.fetchval("SELECT count(*) FROM users.bootstrap_clients") == 3
     document = orjson.loads((tmp_path / "credentials.json").read_bytes())
     assert document["admin"]["client_id"] == results[0].admin_client_id
     assert not list(tmp_path.glob(".credentials.json.*"))  # no temporary file left behind

@@ -1,4 +1,5 @@
-"""The seeds' RSI strategy as one ensemble member (``infobot_bots_service.ru.md``).
+"""The seeds' RSI strategy (``infobot_bots_service.ru.md``): one rule, used by ai-orchestration as an
+ensemble member and by trading-engine's "rsi" bots.
 
 RSI(14) <= 29 enters long, >= 71 enters short; a long exits at >= 65, a short at <= 35. Two
 filters: *maturity* (a series needs ``maturity_bars`` closed bars before the rule trades) and
@@ -7,6 +8,10 @@ above). The rule is one member of the ensemble: it keeps its own position, as th
 trading alone would (``commit`` its own proposal), and votes it (+1 long, -1 short, 0 flat). The
 signal's position is the ensemble's (``ensemble.Book``); an exit of the rule closes a position the
 rule opened there.
+
+A bot trades the same rule on its real position: ``rsi_action`` is the rule as a pure function of the
+position, the count of closed bars seen and this bar's readings; ``RsiSeries.propose`` is it applied
+to the rule's own position.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ RULE_KIND = "rule"
 
 @dataclass(frozen=True)
 class RsiThresholds:
+    """The rule's parameters; the defaults are the seed's (RSI 29/71 entries, 65/35 exits)."""
+
     enter_long: float = 29.0
     enter_short: float = 71.0
     exit_long: float = 65.0
@@ -56,19 +63,7 @@ class RsiSeries:
     def propose(self, rsi: float | None, trend: Trend, rules: RsiThresholds) -> Proposal:
         """The rule's proposal for a newly closed bar (counts the bar towards maturity)."""
         self.bars += 1
-        mature = self.bars >= rules.maturity_bars and rsi is not None
-        if not mature or rsi is None:
-            return Proposal("hold", _score(self.position), False)
-        if self.position == "long" and rsi >= rules.exit_long:
-            return Proposal("exit_long", 0.0, True)
-        if self.position == "short" and rsi <= rules.exit_short:
-            return Proposal("exit_short", 0.0, True)
-        if self.position == "flat":
-            if rsi <= rules.enter_long and _allows(trend, "up", rules):
-                return Proposal("enter_long", 1.0, True)
-            if rsi >= rules.enter_short and _allows(trend, "down", rules):
-                return Proposal("enter_short", -1.0, True)
-        return Proposal("hold", _score(self.position), True)
+        return rsi_action(self.position, self.bars, rsi, trend, rules)
 
     def commit(self, action: Action) -> None:
         """Move the rule's own position by its proposal."""
@@ -80,15 +75,41 @@ class RsiSeries:
             self.position = "flat"
 
     def to_json(self) -> dict[str, object]:
+        """The state as JSON (``from_json`` reads it back)."""
         return {"position": self.position, "bars": self.bars}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> RsiSeries:
+        """The state ``to_json`` wrote (anything unreadable starts flat and immature)."""
         position: Position = "flat"
         if data.get("position") in ("long", "short"):
             position = "long" if data["position"] == "long" else "short"
         bars = data.get("bars", 0)
         return cls(position, bars if isinstance(bars, int) else 0)
+
+
+def rsi_action(position: Position, bars: int, rsi: float | None, trend: Trend, rules: RsiThresholds) -> Proposal:
+    """The rule on one closed bar: ``bars`` closed bars seen so far (this one included), ``rsi`` this
+    bar's RSI (``None`` during the indicator's warm-up), ``trend`` the higher timeframe's reading.
+
+    Exits come first (a long exits at ``rsi >= exit_long``, a short at ``rsi <= exit_short``); a flat
+    position enters long at ``rsi <= enter_long`` when the trend allows a long, short at
+    ``rsi >= enter_short`` when it allows a short. Before maturity (``bars < maturity_bars``, or no
+    RSI yet) the rule holds.
+    """
+    mature = bars >= rules.maturity_bars and rsi is not None
+    if not mature or rsi is None:
+        return Proposal("hold", _score(position), False)
+    if position == "long" and rsi >= rules.exit_long:
+        return Proposal("exit_long", 0.0, True)
+    if position == "short" and rsi <= rules.exit_short:
+        return Proposal("exit_short", 0.0, True)
+    if position == "flat":
+        if rsi <= rules.enter_long and _allows(trend, "up", rules):
+            return Proposal("enter_long", 1.0, True)
+        if rsi >= rules.enter_short and _allows(trend, "down", rules):
+            return Proposal("enter_short", -1.0, True)
+    return Proposal("hold", _score(position), True)
 
 
 def trend_of(price: float | None, average: float | None) -> Trend:

@@ -1,9 +1,10 @@
-"""The collector's authenticated line to the server: its own OAuth2 client, through the gateway.
+"""The client tier's authenticated line to the server: its own OAuth2 client, through the gateway.
 
-The client tier reaches the platform only through the gateway, with its own client (scope
-``market:write`` only). The token handling is the platform's one client side of OAuth2
+The client tier reaches the platform only through the gateway, each program with its own client
+holding only its scope (data-collector ``market:write``, metatrader-connector's venue link
+``venue``). The token handling is the platform's one client side of OAuth2
 (``shared.auth.client.ClientIdentity``: fetched, renewed, replaced on a 401, refused
-credentials not hammered); this module adds where the collector's credentials come from and
+credentials not hammered); this module adds where the program's credentials come from and
 the clock skew it measures against the server.
 """
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 #: A clock skew against the server beyond this is logged (the server refuses ticks > 60 s ahead).
 SKEW_WARNING_S = 30.0
-#: The collector's entry in the bootstrap's ``var/credentials.json``.
+#: The collector's entry in the bootstrap's ``var/credentials.json`` (the default).
 CREDENTIALS_ENTRY = "data-collector"
 
 
@@ -37,10 +38,10 @@ def server_time(response: httpx.Response) -> float | None:
 
 
 class ServerClient:
-    """Requests to the server through the gateway, with the collector's own token (``ClientIdentity``).
+    """Requests to the server through the gateway, with the program's own token (``ClientIdentity``).
 
-    The credentials are the environment's, else the ``data-collector`` entry of the credentials
-    file, read whenever a token is fetched; if the configured secret was refused and the file
+    The credentials are the environment's, else the ``entry`` of the credentials file (``data-collector``
+    by default), read whenever a token is fetched; if the configured secret was refused and the file
     has another, the file's is used. Every answer's ``Date`` header measures the clock skew
     against the server (``clock_skew_s``).
     """
@@ -55,7 +56,11 @@ class ServerClient:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        entry: str = CREDENTIALS_ENTRY,
+        settings_hint: str = "DATA_COLLECTOR_CLIENT_ID/_SECRET",
     ) -> None:
+        self._entry = entry
+        self._settings_hint = settings_hint
         self._base = base_url.rstrip("/")
         self._configured = credentials
         self._file = credentials_file
@@ -72,10 +77,10 @@ class ServerClient:
         return self.identity.auth_problem
 
     def _credentials(self) -> ClientCredentials:
-        from_file = credentials_from_file(self._file, CREDENTIALS_ENTRY)
+        from_file = credentials_from_file(self._file, self._entry)
         creds = self._configured or from_file
         if creds is None:
-            raise NoCredentials(f"no client credentials: set DATA_COLLECTOR_CLIENT_ID/_SECRET or provide {self._file}")
+            raise NoCredentials(f"no client credentials: set {self._settings_hint} or provide {self._file}")
         refused = self.identity.refused
         if creds == refused and from_file is not None and from_file != refused:
             creds = from_file  # the configured secret was refused; the file has another one
@@ -84,6 +89,10 @@ class ServerClient:
     async def post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
         """POST ``body`` as JSON; raises ``httpx.HTTPError`` (``TokenRequestFailed``, ``NoCredentials`` among them)."""
         return await self._request("POST", path, json=body, headers=headers)
+
+    async def put(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """PUT ``body`` as JSON; raises as ``post``."""
+        return await self._request("PUT", path, json=body)
 
     async def get(self, path: str) -> httpx.Response:
         """GET ``path``; raises as ``post``."""

@@ -1,0 +1,1 @@
+"""Order management: the state machine, the store, the manager that moves orders."""
