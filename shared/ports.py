@@ -194,6 +194,7 @@ ROUTES: dict[str, str] = {
     "predict": "ml-supervised",
     "orchestration": "ai-orchestration",
     "signals": "pattern-validator",
+    "performance": "performance-analytics",
     "orders": "trading-engine",
     "fills": "trading-engine",
     "positions": "trading-engine",

@@ -2,27 +2,88 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from services.performance_analytics import consumers
+from services.performance_analytics.analytics import Analytics
 from services.performance_analytics.routes import router
 from services.performance_analytics.settings import PerformanceAnalyticsSettings
+from services.performance_analytics.snapshots import Snapshots
 from services.performance_analytics.state import PerformanceAnalytics
-from shared.kit.contract import Contract
+from services.performance_analytics.store import PerformanceStore
+from shared.events import Fill, MarketTick, OrderUpdated, ValidatedSignal
+from shared.kit.contract import Consumes, Contract
+from shared.kit.deps import Bus, ClickHouse, ClickHouseStore, Resource, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 
-#: What this service publishes (event classes), consumes (Consumes(event, group, purpose)) and calls.
-CONTRACT = Contract()
+CONTRACT = Contract(
+    consumes=(
+        Consumes(Fill, group=consumers.FILLS_GROUP, purpose="count every fill once: positions, PnL, trades"),
+        Consumes(ValidatedSignal, group=consumers.SIGNALS_GROUP, purpose="model weights and confidence of trades"),
+        Consumes(MarketTick, group=consumers.MARKS_GROUP, purpose="mark open positions at the latest quote"),
+        Consumes(OrderUpdated, group=consumers.ORDERS_GROUP, purpose="count each account's orders by state"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class OwnClickHouse(ClickHouse):
+    """The kit's ClickHouse, with the embedded engine (chdb) in a directory of this service's own.
+
+    chdb locks its data directory to one process, and database-service holds ``var/clickhouse``
+    under ``hats up`` (a second process is refused: "Another server instance in same directory
+    is already running"); so embedded, this service keeps its tables in
+    ``var/performance-analytics/clickhouse``. With ``CLICKHOUSE_URL`` both use the server.
+    """
+
+    async def open(self, rt: Runtime[Any, Any]) -> Resource:
+        from shared.clickhouse import open_clickhouse
+        from shared.kit.migrations import migrate_clickhouse
+
+        url = rt.platform.clickhouse_url
+        client = open_clickhouse(url.get_secret_value() if url else None, rt.platform.hats_var_dir / rt.name)
+        try:
+            applied = await migrate_clickhouse(client, rt.name, rt.definition.migrations_dir("clickhouse"))
+        except BaseException:
+            client.close()
+            raise
+        if applied:
+            rt.log.info("applied ClickHouse migrations: %s", ", ".join(applied))
+        return ClickHouseStore(client)
 
 
 async def start(rt: Runtime[PerformanceAnalyticsSettings, PerformanceAnalytics]) -> PerformanceAnalytics:
-    """Wire the service: publishers and subscribers from rt.bus, pools from rt.postgres..., and
-    rt.background(...) for loops. Everything declared in CONTRACT must be used here."""
-    return PerformanceAnalytics(rt.settings)
+    settings = rt.settings
+    clock = rt.overrides.wall_clock or time.time
+    store = PerformanceStore(rt.clickhouse)
+    analytics = Analytics(settings.max_signals)
+    await rebuild(analytics, store, settings, clock)
+    consumers.subscribe(rt.bus, rt.registry, analytics, store, settings)
+    snapshots = Snapshots(analytics, store, settings.capital_usd, settings.snapshot_interval_s, clock)
+    rt.background("equity-snapshots", snapshots.run)
+    return PerformanceAnalytics(settings, analytics, store, snapshots, clock)
+
+
+async def rebuild(
+    analytics: Analytics, store: PerformanceStore, settings: PerformanceAnalyticsSettings, clock: Any
+) -> None:
+    """The state a restart left, from storage: every fill replayed in the order it was counted,
+    the recent signals, the last marks. The bus is read on from the committed offsets."""
+    for signal in await store.signals(int((clock() - settings.signal_lookback_s) * 1e9), settings.max_signals):
+        analytics.remember_signal(signal)
+    for fact in await store.fills():
+        analytics.apply(fact)
+    for symbol, quote in (await store.marks()).items():
+        analytics.quote(symbol, quote.bid, quote.ask, quote.ts_ns)
 
 
 SERVICE = ServiceDefinition(
     "performance-analytics",
     settings=PerformanceAnalyticsSettings,
     contract=CONTRACT,
-    uses=(),  # e.g. (Postgres(), Bus(), TokenAuth()) from shared.kit.deps
+    uses=(OwnClickHouse(), Bus(), TokenAuth()),
     routers=(router,),
     start=start,
 )
