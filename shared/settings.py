@@ -7,7 +7,6 @@ the service's own prefix (``DATA_BRIDGE_``, ``DATABASE_SERVICE_``...).
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -149,7 +148,9 @@ class PlatformSettings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @cached_property
+    # A plain property: ``model_copy(update=...)`` copies a cached value along, so a copy pointed at
+    # another broker (the tests' ``own_infra``) kept answering the first one's address.
+    @property
     def kafka_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.port_of('kafka')}"
 

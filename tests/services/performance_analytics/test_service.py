@@ -120,9 +120,8 @@ def key():
 
 
 def servers_of(infra_env) -> str:
-    # The module's own broker, from the environment: the settings' ``kafka_servers`` is a cached
-    # property, which ``own_infra``'s ``model_copy(update=...)`` copies along (the session's broker).
-    return infra_env[1]["KAFKA_BOOTSTRAP_SERVERS"]
+    """The module's own broker (``own_infra``)."""
+    return str(infra_env[2].kafka_servers)
 
 
 def platform_on(infra_env, servers: str, var) -> PlatformSettings:

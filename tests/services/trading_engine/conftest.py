@@ -1,10 +1,11 @@
-"""trading-engine test fixtures: the real service in-process (its migrations, the session's broker,
-a database of the module's own) with the test venue, tokens minted for it, and a pool on its database."""
+"""trading-engine test fixtures: the real service in-process (its migrations, a broker of the
+module's own (``own_infra``: the engine's bots read as a consumer group, and a member an earlier
+module's engine left behind would hold the group until its session times out), a database of the
+module's own) with the test venue, tokens minted for it, and a pool on its database."""
 
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -15,16 +16,14 @@ import httpx
 import pytest
 from joserfc.jwk import KeySet, OKPKey
 
-from infra import kafka
 from services.trading_engine.service import definition
 from services.trading_engine.settings import TradingEngineSettings
 from services.trading_engine.state import TradingEngine
 from shared.auth import LocalKeySource, RevokedTokens, TokenVerifier, mint_access_token
-from shared.bus.broker import ensure_topics
 from shared.kit.service import Overrides
 from shared.settings import PlatformSettings
 from tests.services.trading_engine.fake_venue import FakeVenue
-from tests.support import own_database
+from tests.support import own_database, own_infra_env  # noqa: F401  (this directory's ``infra_env``)
 
 ALL_SCOPES = ("admin", "trade", "market:read")
 
@@ -103,26 +102,12 @@ def signing_key() -> OKPKey:
 
 
 @pytest.fixture(scope="module")
-async def engine_broker(infra_env, tmp_path_factory) -> AsyncIterator[str]:
-    """A broker of the module's own: the engine's bots read as a consumer group, and a member an
-    earlier module's engine left behind would hold the group until its session times out."""
-    _, _, session = infra_env
-    port = session.port_of("kafka") + 19
-    process: subprocess.Popen[bytes] = kafka.start_broker(port, tmp_path_factory.mktemp("te-kafka") / "kafka.log")
-    servers = f"127.0.0.1:{port}"
-    await ensure_topics(servers)
-    yield servers
-    process.terminate()
-    process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def engine_platform(infra_env, engine_db, engine_broker, tmp_path_factory) -> PlatformSettings:
+def engine_platform(infra_env, engine_db, tmp_path_factory) -> PlatformSettings:
     _, _, session = infra_env
     return PlatformSettings(
         hats_var_dir=tmp_path_factory.mktemp("trading-engine-var"),
         hats_port_offset=session.hats_port_offset,
-        kafka_bootstrap_servers=engine_broker,
+        kafka_bootstrap_servers=session.kafka_servers,
         database_url=engine_db,
     )
 
