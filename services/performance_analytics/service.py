@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from services.performance_analytics import consumers
@@ -15,7 +14,7 @@ from services.performance_analytics.state import PerformanceAnalytics
 from services.performance_analytics.store import PerformanceStore
 from shared.events import Fill, MarketTick, OrderUpdated, ValidatedSignal
 from shared.kit.contract import Consumes, Contract
-from shared.kit.deps import Bus, ClickHouse, ClickHouseStore, Resource, TokenAuth
+from shared.kit.deps import Bus, ClickHouse, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 
 CONTRACT = Contract(
@@ -26,32 +25,6 @@ CONTRACT = Contract(
         Consumes(OrderUpdated, group=consumers.ORDERS_GROUP, purpose="count each account's orders by state"),
     ),
 )
-
-
-@dataclass(frozen=True)
-class OwnClickHouse(ClickHouse):
-    """The kit's ClickHouse, with the embedded engine (chdb) in a directory of this service's own.
-
-    chdb locks its data directory to one process, and database-service holds ``var/clickhouse``
-    under ``hats up`` (a second process is refused: "Another server instance in same directory
-    is already running"); so embedded, this service keeps its tables in
-    ``var/performance-analytics/clickhouse``. With ``CLICKHOUSE_URL`` both use the server.
-    """
-
-    async def open(self, rt: Runtime[Any, Any]) -> Resource:
-        from shared.clickhouse import open_clickhouse
-        from shared.kit.migrations import migrate_clickhouse
-
-        url = rt.platform.clickhouse_url
-        client = open_clickhouse(url.get_secret_value() if url else None, rt.platform.hats_var_dir / rt.name)
-        try:
-            applied = await migrate_clickhouse(client, rt.name, rt.definition.migrations_dir("clickhouse"))
-        except BaseException:
-            client.close()
-            raise
-        if applied:
-            rt.log.info("applied ClickHouse migrations: %s", ", ".join(applied))
-        return ClickHouseStore(client)
 
 
 async def start(rt: Runtime[PerformanceAnalyticsSettings, PerformanceAnalytics]) -> PerformanceAnalytics:
@@ -83,7 +56,7 @@ SERVICE = ServiceDefinition(
     "performance-analytics",
     settings=PerformanceAnalyticsSettings,
     contract=CONTRACT,
-    uses=(OwnClickHouse(), Bus(), TokenAuth()),
+    uses=(ClickHouse(own_embedded_dir=True), Bus(), TokenAuth()),
     routers=(router,),
     start=start,
 )

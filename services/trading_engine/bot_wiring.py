@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import asyncpg
 
+from services.trading_engine.bots import lifecycle, store
 from services.trading_engine.bots.intents import Intent
-from services.trading_engine.bots.model import Bot, Holding, MarketView
+from services.trading_engine.bots.model import Bot, BotConfig, Holding, MarketView
+from services.trading_engine.bots.runner import BotRunner
 from services.trading_engine.orders.manager import InvalidOrder, NotFound, OrderConflict, OrderManager
 from services.trading_engine.orders.models import OrderRequest
-from shared.events import FeatureVector, Timeframe
+from shared.auth.scopes import PLATFORM_TENANT
+from shared.events import EVENT_NAMESPACE, FeatureVector, Timeframe
 
 log = logging.getLogger(__name__)
+
+DEFAULT_BOTS_ACTOR = "bootstrap"
+#: Live bars a default RSI bot waits for (its indicators are warm from the stored history already).
+DEFAULT_BOT_MATURITY_BARS = 3
 
 #: Hours in a day: an H1 ATR times sqrt(24) approximates a daily ATR (volatility grows with sqrt(time)).
 _SQRT_DAY_HOURS = Decimal(math.sqrt(24))
@@ -129,3 +138,41 @@ class EngineIntents:
         venue = await self.manager.pool.fetchval("SELECT venue FROM trading.accounts WHERE id = $1", account_id)
         known = self.manager.venues.get(venue) if venue is not None else None
         return bool(known is not None and known.supports_protective_stops)
+
+
+async def create_default_bots(
+    runner: BotRunner, pool: asyncpg.Pool, specs: Sequence[str], account_id: str, clock: Callable[[], int]
+) -> list[Bot]:
+    """The first start's bots on the platform's paper account (``strategy:SYMBOL`` each), started.
+
+    Their RSI maturity is a few bars: feature-engineering warms every indicator from the stored
+    history before its first vector (a value is ``None`` until then), so the seed's "enough
+    history" holds at the feature level; the bot only waits for a handful of live bars.
+    Deterministic ids: made again (a crash half-way), a bot already there is left as it is.
+    """
+    made = []
+    for spec in specs:
+        strategy, _, symbol = spec.partition(":")
+        now = clock()
+        bot = Bot(
+            bot_id=uuid.uuid5(EVENT_NAMESPACE, f"default-bot|{account_id}|{strategy}|{symbol}"),
+            tenant=PLATFORM_TENANT,
+            account_id=account_id,
+            symbol=symbol,
+            strategy="rsi" if strategy == "rsi" else "signals",  # the settings allow only these two
+            config=BotConfig(rsi_maturity_bars=DEFAULT_BOT_MATURITY_BARS),
+            created_ns=now,
+            updated_ns=now,
+        )
+        async with pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    await store.insert_bot(conn, bot, DEFAULT_BOTS_ACTOR)
+                    before = lifecycle.apply(bot, "start", now)
+                    await store.save_transition(conn, bot, before, DEFAULT_BOTS_ACTOR)
+            except store.BotExists:
+                continue
+        await runner.bot_changed(bot)
+        made.append(bot)
+    await runner.publish_pending()
+    return made

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from services.trading_engine import routes
-from services.trading_engine.accounts import ensure_platform_paper_account
+from services.trading_engine.accounts import PLATFORM_PAPER_ACCOUNT, ensure_platform_paper_account
 from services.trading_engine.balance import BalanceManager
-from services.trading_engine.bot_wiring import Atrs, EngineIntents, EngineMarket, Quotes
+from services.trading_engine.bot_wiring import Atrs, EngineIntents, EngineMarket, Quotes, create_default_bots
 from services.trading_engine.bots.routes import router as bots_router
 from services.trading_engine.bots.runner import BotRunner
 from services.trading_engine.consumers import subscribe_bot_inputs, subscribe_prices, subscribe_ticks
@@ -170,9 +170,11 @@ def make_start(venues: VenueFactory, risk_gate: bool) -> Callable[[Rt], Any]:
 
         bots = BotRunner(rt.postgres, EngineIntents(manager), market, publish_bot_change, clock)
         holder["bots"] = _BotFills(bots, market, rt)
+        rt.log.info("%d bots running", await bots.load())
         if await ensure_platform_paper_account(rt.postgres, settings.paper_starting_balance, settings.account_currency):
             rt.log.info("created the platform's paper account with %s", settings.paper_starting_balance)
-        rt.log.info("%d bots running", await bots.load())
+            made = await create_default_bots(bots, rt.postgres, settings.default_bots, PLATFORM_PAPER_ACCOUNT, clock)
+            rt.log.info("started %d default bots: %s", len(made), ", ".join(settings.default_bots))
 
         paper = built.get("paper")
         mt5 = built.get("mt5")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
+from shared.events import SYMBOL_PATTERN_PY
 from shared.settings import PoolSettings, SignalPathPolling
 
 
@@ -51,8 +55,25 @@ class TradingEngineSettings(PoolSettings, SignalPathPolling):
     mt5_command_ttl_s: float = Field(default=60.0, gt=0)
     mt5_redeliver_after_s: float = Field(default=15.0, gt=0)
     mt5_snapshot_max_age_s: float = Field(default=30.0, gt=0)
+    #: Bots the first start creates and starts on the platform's paper account, ``strategy:SYMBOL``
+    #: each (strategies ``rsi``, ``signals``); empty: none.
+    default_bots: Annotated[tuple[str, ...], NoDecode] = ("rsi:EURUSD", "rsi:GBPUSD", "rsi:XAUUSD", "rsi:BTCUSD")
     #: How often each tenant's auto mode looks for bots to create (seconds).
     auto_interval_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("default_bots", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return tuple(s.strip() for s in value.split(",") if s.strip()) if isinstance(value, str) else value
+
+    @field_validator("default_bots")
+    @classmethod
+    def _bot_specs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            strategy, _, symbol = spec.partition(":")
+            if strategy not in ("rsi", "signals") or not re.fullmatch(SYMBOL_PATTERN_PY, symbol):
+                raise ValueError(f"{spec!r}: each default bot is strategy:SYMBOL, the strategy rsi or signals")
+        return value
 
     @model_validator(mode="after")
     def _grace_outlasts_a_submit(self) -> TradingEngineSettings:

@@ -137,14 +137,22 @@ class ClickHouseStore(Resource):
 @dataclass(frozen=True)
 class ClickHouse(Dependency):
     """``CLICKHOUSE_URL`` through clickhouse-driver, or chdb in this process (data under
-    ``var/clickhouse``), after applying the service's ``migrations/clickhouse/*.sql``."""
+    ``var/clickhouse``), after applying the service's ``migrations/clickhouse/*.sql``.
+
+    ``own_embedded_dir``: embedded, keep the data under ``var/<service>/clickhouse`` instead. chdb
+    locks its directory to one process, and database-service holds ``var/clickhouse`` under
+    ``hats up``; a second service with tables of its own needs its own directory (with
+    ``CLICKHOUSE_URL`` every service uses the server)."""
+
+    own_embedded_dir: bool = False
 
     async def open(self, rt: Runtime[Any, Any]) -> Resource:
         from shared.clickhouse import open_clickhouse
         from shared.kit.migrations import migrate_clickhouse
 
         url = rt.platform.clickhouse_url
-        client = open_clickhouse(url.get_secret_value() if url else None, rt.platform.hats_var_dir)
+        var = rt.platform.hats_var_dir / rt.name if self.own_embedded_dir else rt.platform.hats_var_dir
+        client = open_clickhouse(url.get_secret_value() if url else None, var)
         try:
             applied = await migrate_clickhouse(client, rt.name, rt.definition.migrations_dir("clickhouse"))
         except BaseException:
