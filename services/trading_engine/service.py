@@ -173,8 +173,14 @@ def make_start(venues: VenueFactory, risk_gate: bool) -> Callable[[Rt], Any]:
         rt.log.info("%d bots running", await bots.load())
         if await ensure_platform_paper_account(rt.postgres, settings.paper_starting_balance, settings.account_currency):
             rt.log.info("created the platform's paper account with %s", settings.paper_starting_balance)
-            made = await create_default_bots(bots, rt.postgres, settings.default_bots, PLATFORM_PAPER_ACCOUNT, clock)
-            rt.log.info("started %d default bots: %s", len(made), ", ".join(settings.default_bots))
+
+            async def default_bots() -> None:  # once the bus runs: their BotChanged events are published
+                made = await create_default_bots(
+                    bots, rt.postgres, settings.default_bots, PLATFORM_PAPER_ACCOUNT, clock
+                )
+                rt.log.info("started %d default bots: %s", len(made), ", ".join(settings.default_bots))
+
+            rt.after_start(default_bots)
 
         paper = built.get("paper")
         mt5 = built.get("mt5")

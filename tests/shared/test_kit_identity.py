@@ -37,16 +37,16 @@ def test_an_implemented_services_identity_must_match_its_row_and_settings_must_c
     with pytest.raises(ValueError, match=r"shared/ports\.py"):
         _definition("data-bridge", ("market:read",))
     with pytest.raises(ValueError, match="IdentitySettings"):
-        _definition("performance-analytics", ("market:read",), settings=ServiceSettings)
+        _definition("telegram-service", ("market:read",), settings=ServiceSettings)
     with pytest.raises(ValueError, match="needs HttpClient"):
         ServiceDefinition(
-            "performance-analytics",
+            "telegram-service",
             settings=Settings,
             contract=Contract(),
             uses=(ServiceIdentity(scopes=("market:read",)),),
             start=_start,
         )
-    assert _definition("performance-analytics", ("market:read",)).effective_contract.calls == ("api-gateway",)
+    assert _definition("telegram-service", ("market:read",)).effective_contract.calls == ("api-gateway",)
 
 
 def test_a_token_goes_only_to_the_origins_of_the_services_called():
