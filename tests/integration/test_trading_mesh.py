@@ -84,8 +84,12 @@ async def test_a_market_order_fills_on_the_paper_venue_and_the_controls_hold(mes
             limits["restricted_symbols"] = []
             assert (await http.put("/api/v1/risk/limits", json={"limits": limits, "reason": "undo"})).status_code == 200
 
-        # A bot's lifecycle.
-        r = await http.post("/api/v1/bots", json={"account_id": ACCOUNT, "symbol": "GBPUSD", "strategy": "signals"})
+        # A bot's lifecycle, on an account of its own (the first start's bots trade the default symbols).
+        r = await http.post("/api/v1/accounts", json={"venue": "paper", "name": "mesh bots", "balance": "1000"})
+        assert r.status_code == 201, r.text
+        r = await http.post(
+            "/api/v1/bots", json={"account_id": r.json()["id"], "symbol": "GBPUSD", "strategy": "signals"}
+        )
         assert r.status_code == 201, r.text
         bot = r.json()["bot_id"]
         for command, state in (("start", "running"), ("pause", "paused"), ("resume", "running"), ("stop", "stopped")):
