@@ -56,10 +56,10 @@ def caller(name: str, scopes: tuple[str, ...]) -> ServiceDefinition[CallerSettin
     )
 
 
-READER = caller("performance-analytics", ("market:read",))
+READER = caller("backtesting-engine", ("market:read",))
 WRITER = caller("telegram-service", ("market:write",))
 TEST_IDENTITIES = [
-    DeclaredIdentity("performance-analytics", ("market:read",)),
+    DeclaredIdentity("backtesting-engine", ("market:read",)),
     DeclaredIdentity("telegram-service", ("market:write",)),
 ]
 
@@ -100,16 +100,16 @@ async def _readiness(own: httpx.AsyncClient) -> dict:
 
 
 async def test_readiness_waits_for_the_credentials_then_the_call_carries_the_services_scope(mesh, provision):
-    for name in ("performance-analytics", "telegram-service"):
+    for name in ("backtesting-engine", "telegram-service"):
         service_credentials_file(mesh.var, name).unlink(missing_ok=True)
     async with running(READER, mesh) as (rt, own):
         waiting = await _readiness(own)
         assert not waiting["ok"]
-        assert str(service_credentials_file(mesh.var, "performance-analytics")) in waiting["detail"]
+        assert str(service_credentials_file(mesh.var, "backtesting-engine")) in waiting["detail"]
         assert "PERFORMANCE_ANALYTICS_CLIENT_ID" in waiting["detail"]
         result = await provision()
-        assert "performance-analytics" in result.created + result.rotated
-        path = service_credentials_file(mesh.var, "performance-analytics")
+        assert "backtesting-engine" in result.created + result.rotated
+        path = service_credentials_file(mesh.var, "backtesting-engine")
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
         async def ready():
@@ -135,23 +135,23 @@ async def test_a_service_without_the_scope_is_refused(mesh, provision):
 
 async def test_a_second_start_reuses_the_file(mesh, provision):
     await provision()
-    path = service_credentials_file(mesh.var, "performance-analytics")
+    path = service_credentials_file(mesh.var, "backtesting-engine")
     before = path.read_bytes()
     again = await provision()
-    assert "performance-analytics" not in again.created + again.rotated
+    assert "backtesting-engine" not in again.created + again.rotated
     assert path.read_bytes() == before
 
 
 async def test_a_lost_file_is_rotated_the_old_token_refused_and_the_service_carries_on(mesh, provision):
     await provision()
-    path = service_credentials_file(mesh.var, "performance-analytics")
+    path = service_credentials_file(mesh.var, "backtesting-engine")
     async with running(READER, mesh) as (rt, _):
         await rt.identity.ready()
         old_token = await rt.identity.identity.token()
         old_secret = json.loads(path.read_text())["client_secret"]
         path.unlink()
         rotated = await provision()
-        assert rotated.rotated == ["performance-analytics"]
+        assert rotated.rotated == ["backtesting-engine"]
         assert json.loads(path.read_text())["client_secret"] != old_secret
 
         async def old_token_refused():
