@@ -106,7 +106,7 @@ async def test_readiness_waits_for_the_credentials_then_the_call_carries_the_ser
         waiting = await _readiness(own)
         assert not waiting["ok"]
         assert str(service_credentials_file(mesh.var, "backtesting-engine")) in waiting["detail"]
-        assert "PERFORMANCE_ANALYTICS_CLIENT_ID" in waiting["detail"]
+        assert "BACKTESTING_ENGINE_CLIENT_ID" in waiting["detail"]
         result = await provision()
         assert "backtesting-engine" in result.created + result.rotated
         path = service_credentials_file(mesh.var, "backtesting-engine")
