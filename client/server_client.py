@@ -15,11 +15,15 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+from pydantic import SecretStr
 
 from shared.auth.client import ClientCredentials, ClientIdentity, NoCredentials, credentials_from_file
+
+if TYPE_CHECKING:
+    from shared.kit.service import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +122,44 @@ class ServerClient:
             )
         elif abs(self.clock_skew_s) <= SKEW_WARNING_S:
             self._skew_logged = False
+
+
+class ServerLinkSettings(Protocol):
+    """The settings of a client-tier program that talks to the server (collector, connector)."""
+
+    @property
+    def server_url(self) -> str | None: ...
+    @property
+    def token_url(self) -> str | None: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def client_secret(self) -> SecretStr | None: ...
+
+
+def server_client(
+    rt: Runtime[Any, Any],
+    settings: ServerLinkSettings,
+    *,
+    entry: str = CREDENTIALS_ENTRY,
+    wall_clock: Callable[[], float] = time.time,
+) -> ServerClient:
+    """The program's ``ServerClient``: the gateway (or ``server_url``), its token endpoint, and its
+    credentials from the settings, else the ``entry`` of ``var/credentials.json``."""
+    server_url = rt.url_of("api-gateway", override=settings.server_url)
+    configured = (
+        ClientCredentials(settings.client_id, settings.client_secret.get_secret_value())
+        if settings.client_id and settings.client_secret
+        else None
+    )
+    prefix = rt.definition.entry.env_prefix
+    return ServerClient(
+        server_url,
+        settings.token_url or server_url.rstrip("/") + "/oauth2/token",
+        configured,
+        rt.platform.hats_var_dir / "credentials.json",
+        rt.http,
+        wall_clock=wall_clock,
+        entry=entry,
+        settings_hint=f"{prefix}CLIENT_ID/_SECRET",
+    )

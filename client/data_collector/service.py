@@ -20,8 +20,7 @@ from client.data_collector.routes import QUARANTINE_PATH, router
 from client.data_collector.settings import CollectorSettings
 from client.data_collector.sources import ConnectorSource, InboxSource
 from client.data_collector.state import Collector
-from client.server_client import ServerClient
-from shared.auth.client import ClientCredentials
+from client.server_client import server_client
 from shared.kit.app import Notice
 from shared.kit.client_key import client_key_headers
 from shared.kit.contract import Contract
@@ -79,20 +78,7 @@ async def start(rt: Runtime[CollectorSettings, Collector]) -> Collector:
         clock=clock,
     )
     inbox = InboxSource(settings.inbox_dir or var / "inbox", buffer)
-    server_url = rt.url_of("api-gateway", override=settings.server_url)
-    configured = (
-        ClientCredentials(settings.client_id, settings.client_secret.get_secret_value())
-        if settings.client_id and settings.client_secret
-        else None
-    )
-    server = ServerClient(
-        server_url,
-        settings.token_url or server_url.rstrip("/") + "/oauth2/token",
-        configured,
-        rt.platform.hats_var_dir / "credentials.json",
-        rt.http,
-        wall_clock=clock,
-    )
+    server = server_client(rt, settings, wall_clock=clock)
     forwarder = Forwarder(
         server,
         buffer,

@@ -13,8 +13,7 @@ from client.metatrader_connector.settings import ConnectorSettings
 from client.metatrader_connector.state import Terminal
 from client.metatrader_connector.terminal import open_terminal
 from client.metatrader_connector.venue_link import VenueExecutor, VenueLink
-from client.server_client import ServerClient
-from shared.auth.client import ClientCredentials
+from client.server_client import ServerClient, server_client
 from shared.kit.contract import Contract
 from shared.kit.deps import HttpClient
 from shared.kit.service import Runtime, ServiceDefinition
@@ -57,10 +56,10 @@ async def start(rt: Runtime[ConnectorSettings, Terminal]) -> Terminal:
         return None if info is not None and getattr(info, "connected", True) else "terminal not connected"
 
     rt.add_check("terminal", terminal_ready)
-    # The server the venue link talks to (resolved always: the contract says the connector may call it).
-    server_url = rt.url_of("api-gateway", override=settings.server_url)
+    # The server the venue link talks to (made always: the contract says the connector may call it).
+    server = server_client(rt, settings, entry=CREDENTIALS_ENTRY)
     if settings.venue_account:
-        _start_venue_link(rt, term, server_url, settings.venue_account)
+        _start_venue_link(rt, term, server, settings.venue_account)
     return term
 
 
@@ -70,23 +69,11 @@ def _trade_state_file(rt: Runtime[ConnectorSettings, Terminal]) -> Path:
     return folder / "trade-state.json"
 
 
-def _start_venue_link(rt: Runtime[ConnectorSettings, Terminal], term: Terminal, server_url: str, account: str) -> None:
+def _start_venue_link(
+    rt: Runtime[ConnectorSettings, Terminal], term: Terminal, server: ServerClient, account: str
+) -> None:
     """The MT5 venue's client side: this terminal executes the orders of the platform's ``account``."""
     settings = rt.settings
-    configured = (
-        ClientCredentials(settings.client_id, settings.client_secret.get_secret_value())
-        if settings.client_id and settings.client_secret
-        else None
-    )
-    server = ServerClient(
-        server_url,
-        settings.token_url or server_url.rstrip("/") + "/oauth2/token",
-        configured,
-        rt.platform.hats_var_dir / "credentials.json",
-        rt.http,
-        entry=CREDENTIALS_ENTRY,
-        settings_hint="METATRADER_CONNECTOR_CLIENT_ID/_SECRET",
-    )
     wall_clock = rt.overrides.wall_clock or time.time
     link = VenueLink(
         VenueExecutor(term.mt5, term.call, account, wall_clock=wall_clock),
