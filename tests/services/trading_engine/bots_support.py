@@ -124,7 +124,8 @@ def token(tenant: str, *scopes: str) -> dict[str, str]:
         client_id=f"{tenant}-desk",
         tenant=tenant,
         scopes=scopes,
-        ttl_s=900,
+        # Minted when the module is collected, long before a slow full run reaches it.
+        ttl_s=6 * 3600,
     )[0]
     return {"Authorization": f"Bearer {access}"}
 
