@@ -383,6 +383,11 @@ async def flat_and_idle(db: asyncpg.Connection, market: Market, signals: Signals
         return qty
 
     async def idle() -> bool:
+        # Every signal sent is processed first: our lock on the bot's row must meet the entry's
+        # memory save, not an earlier signal's (which would hold the entry back behind it).
+        memory = await db.fetchval("SELECT memory FROM trading.bots WHERE bot_id = $1", signals.bot_id)
+        if json.loads(memory).get("last_input_ns") != signals.sent[-1].signal.ts_event:
+            return False
         return await held() is not None
 
     deadline = time.monotonic() + 60
