@@ -224,7 +224,14 @@ class Signals:
 async def admin_http(mesh: TradingMesh) -> httpx.AsyncClient:
     admin = json.loads((mesh.var / "credentials.json").read_text())["admin"]
     gateway = mesh.url("api-gateway")
-    token = await client_token(gateway, admin["client_id"], admin["client_secret"])
+
+    async def token_() -> str | None:
+        try:  # the gateway may not reach user-service for a moment after the mesh says it is up
+            return await client_token(gateway, admin["client_id"], admin["client_secret"])
+        except AssertionError:
+            return None
+
+    token = await eventually(token_, timeout_s=30, interval_s=0.5)
     return httpx.AsyncClient(base_url=gateway, timeout=15, headers={"Authorization": f"Bearer {token}"})
 
 
@@ -311,13 +318,13 @@ async def assert_books_agree(db: asyncpg.Connection, http: httpx.AsyncClient, si
     # Every order of the bot is the one order of one signal: its client order id is the one the
     # signal's decision yields, and no signal has two (a redelivered signal decided again must
     # meet its first order, not make a second).
-    strays = [o["client_order_id"] for o in orders if o["client_order_id"] not in expected]
-    assert not strays, f"orders no signal explains (a duplicate under another id?): {strays}"
     per_signal: dict[str, int] = {}
     for o in orders:
         signal_id = json.loads(o["attribution"])["signal_id"]
         per_signal[signal_id] = per_signal.get(signal_id, 0) + 1
     assert {s: n for s, n in per_signal.items() if n > 1} == {}, "a signal became two orders"
+    strays = [o["client_order_id"] for o in orders if o["client_order_id"] not in expected]
+    assert not strays, f"orders whose client order id is not their signal's: {strays}"
     # Every order reached a final state (none stuck in pending_submit/unknown after reconciliation).
     stuck = [(o["client_order_id"], o["state"]) for o in orders if o["state"] not in FINAL_STATES]
     assert not stuck, stuck
@@ -413,19 +420,39 @@ async def kill_at_the_worst_moment(mesh: TradingMesh, db: asyncpg.Connection, ma
         await tx.start()
         await lock.execute("SELECT 1 FROM trading.bots WHERE bot_id = $1 FOR UPDATE", signals.bot_id)
         entry = signals.next("enter_long")
-        client_id = signals.client_order_id(entry)
         await market.publish(entry)
-        print(f"{time.time():.3f} published the entry {client_id}")
 
-        async def stored() -> bool:
-            found = await db.fetchval("SELECT state FROM trading.paper_orders WHERE client_order_id = $1", client_id)
-            return found is not None
+        async def stored() -> str | None:
+            # Found by the signal it acts on (the attribution), whatever its client order id.
+            found: str | None = await db.fetchval(
+                "SELECT p.client_order_id FROM trading.orders o JOIN trading.paper_orders p "
+                "ON p.account_id = o.account_id AND p.client_order_id = o.client_order_id "
+                "WHERE o.attribution->>'signal_id' = $1",
+                str(entry.signal.event_id),
+            )
+            return found
 
-        await eventually(stored, timeout_s=30, interval_s=0.05)
+        client_id = await eventually(stored, timeout_s=30, interval_s=0.05)
         # The bot's memory save waits on our lock (a plain read does not): the signal is not processed yet.
         memory = await db.fetchval("SELECT memory FROM trading.bots WHERE bot_id = $1", signals.bot_id)
         assert json.loads(memory).get("last_input_ns", 0) < entry.signal.ts_event
+        me = await lock.fetchval("SELECT pg_backend_pid()")
+
+        async def save_waits() -> list[int]:
+            rows = await db.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE '%memory%'", me
+            )
+            return [r["pid"] for r in rows]
+
+        waiting = await eventually(save_waits, timeout_s=10, interval_s=0.02)
         killed = mesh.kill_engine()
+        # The dead engine's save is still queued in its PostgreSQL backend, which learns of the
+        # closed socket only when it next writes to it: released, the save would commit after
+        # the kill. A process killed at that point never sent it, so its backend goes first.
+        ended = await db.fetch(  # the timeout: until it has ended, or it could still take the lock
+            "SELECT pg_terminate_backend(pid, 10000) AS ok FROM unnest($1::int[]) AS pid", waiting
+        )
+        assert all(r["ok"] for r in ended), ended
         await tx.rollback()
     finally:
         await lock.close()
