@@ -498,3 +498,49 @@ async def test_kill_9_while_signals_stream_in_loses_and_duplicates_no_order(trad
     assert by_id[worst]["state"] == "filled", by_id[worst]  # submitted once, filled once
     filled = [o for o in orders if o["state"] == "filled"]
     assert len(filled) >= 8, [(o["side"], o["state"], o["reason_code"]) for o in orders]
+
+
+async def until_processed(db: asyncpg.Connection, market: Market, signals: Signals, timeout_s: float = 60) -> None:
+    """Publish the last signal again until the bot has processed it: a producer's at-least-once after
+    its broker lost the log (a consumer that rejoins the new log at its end may miss what came first)."""
+    last = signals.sent[-1]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        memory = await db.fetchval("SELECT memory FROM trading.bots WHERE bot_id = $1", signals.bot_id)
+        if json.loads(memory).get("last_input_ns") == last.signal.ts_event:
+            return
+        assert time.monotonic() < deadline, "the bot never got the last signal after the broker restart"
+        await market.publish(last)
+        await asyncio.sleep(1.0)
+
+
+async def test_the_broker_killed_while_orders_flow_loses_and_duplicates_no_order(trading_mesh: TradingMesh) -> None:
+    mesh = trading_mesh
+    async with (
+        Market(mesh.settings.kafka_servers) as market,
+        await admin_http(mesh) as http,
+    ):
+        db = await asyncpg.connect(mesh.database)
+        try:
+            await engine_has_a_price(market, http)
+            bot_id = await create_bot(http)
+            signals = Signals(bot_id)
+            await stream(market, signals, 6)
+            streaming = asyncio.create_task(stream(market, signals, 10))
+            await asyncio.sleep(random.uniform(0.0, 10 * SIGNAL_PACE_S))
+            before = {o["client_order_id"] for o in await bot_orders(db, bot_id)}
+            mesh.kill_broker()  # the supervisor starts a new one: an empty log, the group offsets gone
+            await streaming
+            # Everything sent again, as a producer that cannot confirm them does: the bot's memory
+            # must keep each decided signal from becoming a second order.
+            for sent in list(signals.sent):
+                await market.publish(sent)
+            await stream(market, signals, 6)
+            await until_processed(db, market, signals)
+            await quiescent(db, http, bot_id, signals.sent[-1])
+            orders = await assert_books_agree(db, http, signals)
+        finally:
+            await db.close()
+    assert before <= {o["client_order_id"] for o in orders}, "an order decided before the broker died is gone"
+    filled = [o for o in orders if o["state"] == "filled"]
+    assert len(filled) >= 6, [(o["side"], o["state"], o["reason_code"]) for o in orders]
