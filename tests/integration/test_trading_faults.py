@@ -536,11 +536,15 @@ async def test_the_broker_killed_while_orders_flow_loses_and_duplicates_no_order
             for sent in list(signals.sent):
                 await market.publish(sent)
             await stream(market, signals, 6)
+            after_restart = [signals.client_order_id(s) for s in signals.sent[-6:]]
             await until_processed(db, market, signals)
             await quiescent(db, http, bot_id, signals.sent[-1])
             orders = await assert_books_agree(db, http, signals)
         finally:
             await db.close()
     assert before <= {o["client_order_id"] for o in orders}, "an order decided before the broker died is gone"
+    assert json.loads((mesh.var / "supervisor.json").read_text())["broker"]["restarts"] >= 1
+    # The engine trades on the new log: the signals sent after the restart became filled orders.
+    assert len([o for o in orders if o["client_order_id"] in after_restart and o["state"] == "filled"]) >= 2
     filled = [o for o in orders if o["state"] == "filled"]
     assert len(filled) >= 6, [(o["side"], o["state"], o["reason_code"]) for o in orders]
