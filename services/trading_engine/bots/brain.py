@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from services.trading_engine.bots.intents import Intent, intent_client_order_id
 from services.trading_engine.bots.memory import BotMemory
-from services.trading_engine.bots.model import Bot, Holding, MarketView
+from services.trading_engine.bots.model import Bot, BotConfig, Holding, MarketView
 from services.trading_engine.bots.sizing import fixed_fractional, to_volume, volatility_target
 from services.trading_engine.bots.stops import AtrUnknown, StopTracker
 from services.trading_engine.bots.strategies import STRATEGIES, BarInput, Decision, SignalInput, StrategyInput
@@ -171,6 +171,14 @@ class BotBrain:
             ), decision.reason
         side: Literal["long", "short"] = "long" if decision.action == "open_long" else "short"
         entry = _entry_price(side, market, given)
+        opening: Literal["buy", "sell"] = "buy" if side == "long" else "sell"
+        config = self.bot.config
+        if entry is None and config.sizing == "fixed_lots" and config.lots is not None and not _has_stops(config):
+            # Needs no price (a restarted engine has none until its first tick): the order's own
+            # reservation and the risk gate price it, and the stops arm on its fill.
+            return self._order(decision.action, opening, config.lots, decision.reason, cause, None, attribution), (
+                decision.reason
+            )
         if entry is None:
             return None, f"{decision.reason}: no price to size from"
         try:
@@ -180,7 +188,6 @@ class BotBrain:
         lots = self._size(entry, stop.level, market)
         if lots is None:
             return None, f"{decision.reason}: size below the minimum of {self.instrument.volume_min} lots"
-        opening: Literal["buy", "sell"] = "buy" if side == "long" else "sell"
         return self._order(decision.action, opening, lots, decision.reason, cause, stop.level, attribution), (
             decision.reason
         )
@@ -228,6 +235,10 @@ class BotBrain:
             stop_loss=stop_loss,
             attribution=attribution,
         )
+
+
+def _has_stops(config: BotConfig) -> bool:
+    return config.stop_loss != "none" or config.trailing != "none"
 
 
 def _entry_price(side: str, market: MarketView, given: StrategyInput) -> Decimal | None:

@@ -106,8 +106,13 @@ def vector(
     )
 
 
-def market(bid: str = "1.10000", ask: str = "1.10010", equity: str = "10000", **more) -> MarketView:
-    return MarketView(bid=Decimal(bid), ask=Decimal(ask), equity=Decimal(equity), **more)
+def market(bid: str | None = "1.10000", ask: str | None = "1.10010", equity: str = "10000", **more) -> MarketView:
+    return MarketView(
+        bid=None if bid is None else Decimal(bid),
+        ask=None if ask is None else Decimal(ask),
+        equity=Decimal(equity),
+        **more,
+    )
 
 
 ISSUER, AUDIENCE = "http://127.0.0.1:8000", "hats-api"

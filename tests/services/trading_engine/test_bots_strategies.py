@@ -51,6 +51,17 @@ def test_an_entry_signal_becomes_one_sized_intent_with_its_attribution():
     assert brain.bot.memory.last_input_ns == T0 + MINUTE and brain.bot.memory.intents == 1
 
 
+def test_a_fixed_lot_entry_without_stops_needs_no_quote_one_with_a_stop_does():
+    """A restarted engine has no quote until its first tick: an entry that needs no price must not
+    be lost to that gap (it would be remembered as processed, its offset committed)."""
+    no_quote = market(bid=None, ask=None)
+    out = BotBrain(bot(lots="0.02")).on_input(SignalInput(validated("enter_long", 1)), FLAT, no_quote)
+    assert out.intent is not None and out.intent.quantity == D("0.02") and out.intent.stop_loss is None
+    stopped = BotBrain(bot(lots="0.02", stop_loss="distance", stop_distance="0.0050"))
+    out = stopped.on_input(SignalInput(validated("enter_long", 1)), FLAT, no_quote)
+    assert out.intent is None  # its stop is a distance from the entry price: it must wait for one
+
+
 def test_the_signal_actions_against_the_position():
     cases = [
         ("enter_long", FLAT, "open_long", "buy"),
