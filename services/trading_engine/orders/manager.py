@@ -183,15 +183,16 @@ class OrderManager:
             account = await self.balances.lock(conn, request.account_id, tenant)
             if account is None:
                 raise NotFound(f"no account {request.account_id}")
+            order = self._new_order(request, account, actor, attribution or OrderAttribution())
             if idempotency_key is not None:
-                earlier = await idempotency.claim(conn, tenant, idempotency_key, idempotency.request_hash(request))
+                fingerprint = idempotency.request_hash(request)
+                earlier = await idempotency.claim(conn, tenant, idempotency_key, fingerprint, order.id)
                 if earlier is not None:
                     return earlier
             if traded.currency_profit != account.currency:
                 raise InvalidOrder(
                     "symbol", f"{request.symbol} settles in {traded.currency_profit}, not {account.currency}"
                 )
-            order = self._new_order(request, account, actor, attribution or OrderAttribution())
             if not await repository.insert_order(conn, order):
                 raise OrderConflict(f"client_order_id {order.client_order_id} is already used in this account")
             events.append(order.event(None, self.clock()))
@@ -202,8 +203,6 @@ class OrderManager:
                 order = await self._move(
                     conn, order, "rejected", events, reason_code=rejection.reason_code, reason=rejection.reason
                 )
-            if idempotency_key is not None:
-                await idempotency.link(conn, tenant, idempotency_key, order.id)
         if order.state == "pending_submit":
             return await self._submit(order)
         return order
