@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import platform
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 
 import asyncpg
 import numpy as np
+import psutil
 
 from infra import postgres
 from services.trading_engine.balance import BalanceManager
@@ -77,7 +79,21 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """A pool ``reset`` that sends nothing (the default sends one statement per release)."""
 
 
-async def measure(url: str, orders: int, accounts: int, show_statements: bool, pool_reset: bool = True) -> None:
+def _postgres_cpu_s(var: Path) -> float:
+    """CPU seconds (user + system) the embedded server's processes have used so far."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(var) in " ".join(proc.info["cmdline"] or ()):
+            with contextlib.suppress(psutil.Error):
+                for p in (proc, *proc.children(recursive=True)):
+                    times = p.cpu_times()
+                    total += times.user + times.system
+    return total
+
+
+async def measure(
+    url: str, var: Path, orders: int, accounts: int, show_statements: bool, pool_reset: bool = True
+) -> None:
     await migrate_postgres(url, SERVICE.name, SERVICE.migrations_dir("postgres"))
     counter = QueryCounter()
 
@@ -124,6 +140,7 @@ async def measure(url: str, orders: int, accounts: int, show_statements: bool, p
     places, fills = [], []
     place_queries, fill_queries = [], []
     statements: collections.Counter[str] = collections.Counter()
+    cpu_before, pg_before = time.process_time(), _postgres_cpu_s(var)
     try:
         for i in range(orders):
             # Alternate sides, so positions stay small and the limits never refuse the run.
@@ -150,6 +167,7 @@ async def measure(url: str, orders: int, accounts: int, show_statements: bool, p
             fills.append(time.perf_counter_ns() - started)
             fill_queries.append(counter.total - before)
         await outbox.drain()
+        cpu, pg = time.process_time() - cpu_before, _postgres_cpu_s(var) - pg_before
     finally:
         delivery.cancel()
         await pool.close()
@@ -160,6 +178,10 @@ async def measure(url: str, orders: int, accounts: int, show_statements: bool, p
     print(
         f"   tick -> its fill applied (venue + engine: fill, position, balance, order): {_ms(fills)}; "
         f"{np.mean(fill_queries):.1f} round trips"
+    )
+    print(
+        f"   CPU per order (place + its fill): this process {cpu / orders * 1e3:.2f} ms, PostgreSQL "
+        f"{pg / orders * 1e3:.2f} ms (user + system; less sensitive to the machine's load than the times above)"
     )
     if show_statements:
         print("   statements of one place(), by their first words:")
@@ -177,7 +199,7 @@ def report(orders: int = 1000, accounts: int = 4, show_statements: bool = False,
     var = Path(tempfile.mkdtemp(prefix="hats-bench-orders-"))
     var.chmod(0o755)  # the embedded server runs as its own user
     try:
-        asyncio.run(measure(postgres.start_embedded(var), orders, accounts, show_statements, pool_reset))
+        asyncio.run(measure(postgres.start_embedded(var), var, orders, accounts, show_statements, pool_reset))
     finally:
         postgres.stop_embedded(var)
         shutil.rmtree(var, ignore_errors=True)
