@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.loadgen import LoadResult, run_in_subprocess
-from bench.mesh import admin_token, pct, start_mesh
+from bench.mesh import admin_token, pct, service_pid, start_mesh
 from shared import topics
 from shared.events import Contribution, MarketTick, OrderUpdated, Signal, Timeframe, ValidatedSignal, encode_event
 from shared.settings import PlatformSettings
@@ -264,7 +265,9 @@ async def signal_to_ack(http: httpx.AsyncClient, servers: str, samples: int, spa
     print(f"   load average (1, 5, 15 min) before: {_load(load)}, after: {_load(os.getloadavg())}")
 
 
-async def order_load(http: httpx.AsyncClient, gateway: str, token: str, args: Options) -> None:
+async def order_load(
+    http: httpx.AsyncClient, gateway: str, token: str, args: Options, procs: dict[str, list[int]]
+) -> None:
     accounts = []
     for i in range(ACCOUNTS):
         r = await http.post("/api/v1/accounts", json={"venue": "paper", "name": f"bench {i}", "balance": BALANCE})
@@ -277,7 +280,9 @@ async def order_load(http: httpx.AsyncClient, gateway: str, token: str, args: Op
         return json.dumps(order).encode()
 
     async def run(kind: str, **kw: Any) -> tuple[LoadResult, list[LoadResult]]:
+        drained = await drain(http)
         states_before = await order_states(http)
+        cpu_before = {name: cpu_seconds(pids) for name, pids in procs.items()}
         runs = await asyncio.gather(
             *(
                 asyncio.to_thread(
@@ -294,8 +299,10 @@ async def order_load(http: httpx.AsyncClient, gateway: str, token: str, args: Op
                 for a in accounts
             )
         )
+        cpu = {name: cpu_seconds(pids) - cpu_before[name] for name, pids in procs.items()}
         states = {k: v - states_before.get(k, 0) for k, v in (await order_states(http)).items()}
         pooled = LoadResult.pooled(runs)
+        answered = max(1, pooled.requests)
         offered = f"{kw['rate'] * ACCOUNTS:g}/s " if "rate" in kw else ""
         print(
             f"   {kind.replace('_', ' ')} {offered}"
@@ -303,6 +310,11 @@ async def order_load(http: httpx.AsyncClient, gateway: str, token: str, args: Op
             f"p99 {pooled.p99_ms:.1f} ms  max {pooled.max_ms:.1f} ms; status {pooled.status_counts}, "
             f"errors {pooled.errors}; orders by state now (+ since the run began): "
             f"{ {k: v for k, v in states.items() if v} }"
+        )
+        print(
+            "     CPU per answered order (warm-up and backlog included): "
+            + ", ".join(f"{name} {seconds / answered * 1e3:.2f} ms" for name, seconds in cpu.items())
+            + f"; before the run, {drained:.1f} s until no order was pending_submit"
         )
         return pooled, runs
 
@@ -321,6 +333,41 @@ async def order_load(http: httpx.AsyncClient, gateway: str, token: str, args: Op
     print(f"   load average (1, 5, 15 min) after: {_load(os.getloadavg())}")
 
 
+async def drain(http: httpx.AsyncClient, limit_s: float = 60) -> float:
+    """Wait (up to ``limit_s``) until no order is ``pending_submit`` (the previous run's backlog of
+    venue reports applied), so each run starts on an engine at rest; the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        r = await http.get("/api/v1/orders", params={"state": "pending_submit", "limit": 1})
+        if r.json()["total"] == 0:
+            break
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+def processes(mesh_pid: int, var: Path) -> dict[str, list[int]]:
+    """The mesh's gateway and engine processes, and PostgreSQL's (its backends included)."""
+    out = {name: [service_pid(mesh_pid, name)] for name in ("api-gateway", "trading-engine")}
+    out["PostgreSQL"] = [
+        p.pid
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "postgres" and str(var) in " ".join(p.info["cmdline"] or ())
+    ]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` and their children so far."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            for p in (proc, *proc.children(recursive=True)):
+                times = p.cpu_times()
+                total += times.user + times.system
+    return total
+
+
 async def order_states(http: httpx.AsyncClient) -> dict[str, int]:
     out = {}
     for state in ("pending_submit", "accepted", "filled", "rejected", "unknown"):
@@ -328,7 +375,7 @@ async def order_states(http: httpx.AsyncClient) -> dict[str, int]:
     return out
 
 
-async def measure(var: Path, args: Options) -> None:
+async def measure(var: Path, args: Options, procs: dict[str, list[int]]) -> None:
     settings = PlatformSettings(hats_port_offset=OFFSET)
     gateway = settings.url_of("api-gateway")
     token = await admin_token(var, gateway)
@@ -352,7 +399,7 @@ async def measure(var: Path, args: Options) -> None:
             if args.signals:
                 await signal_to_ack(http, settings.kafka_servers, args.signals, args.spaced)
             if args.rates or args.closed_connections:
-                await order_load(http, gateway, token, args)
+                await order_load(http, gateway, token, args, procs)
     finally:
         stop.set()
         sent = await ticks
@@ -396,7 +443,7 @@ def run(args: Options) -> None:
         mesh = start_mesh(var, offset=OFFSET, services=SERVICES, env={**GATEWAY_ENV, **ENGINE_ENV})
         try:
             print(f"   mesh up in {time.monotonic() - started:.1f} s")
-            asyncio.run(measure(var, args))
+            asyncio.run(measure(var, args, processes(mesh.pid, var)))
         finally:
             mesh.send_signal(signal.SIGTERM)
             mesh.wait(60)
