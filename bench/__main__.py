@@ -17,12 +17,16 @@ directory on offset ports, then measures:
 4. token issuance (client_credentials) per second;
 5. after the mesh has stopped, bar published -> validated signal published p50/p99 through the
    real services and the broker (``bench.signal_path``: a mesh of its own with the intelligence
-   services, a model trained and promoted, bars published one at a time).
+   services, a model trained and promoted, bars published one at a time);
+6. then validated signal -> order acknowledged on the paper venue, and sustained orders/s through
+   ``POST /api/v1/orders`` via the gateway (``bench.trading``: a mesh of its own, api-gateway,
+   user-service and trading-engine).
 
 Before the mesh starts, in this process: feature update per closed bar (``bench/features.py``),
 single-row inference of each model kind (``bench/tree_inference.py``, ``bench/deep_inference.py``),
-the pre-trade risk gate per order (``bench/risk_gate.py``) and the paper venue on the embedded
-PostgreSQL (``bench/paper_venue.py``).
+the pre-trade risk gate per order (``bench/risk_gate.py``), the paper venue on the embedded
+PostgreSQL (``bench/paper_venue.py``) and the order manager's cost and round trips per order
+(``bench/order_path.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from bench import deep_inference, features, paper_venue, risk_gate, signal_path, tree_inference
+from bench import deep_inference, features, order_path, paper_venue, risk_gate, signal_path, trading, tree_inference
 from bench.loadgen import LoadResult, run_in_subprocess
 from bench.mesh import bench_credentials, pct, service_pid, start_mesh
 from bench.synthetic import synthetic_ticks
@@ -331,6 +335,9 @@ def main() -> int:
         "--signal-samples", type=int, default=200, help="bars timed back to back by bench.signal_path (0: skip)"
     )
     parser.add_argument("--signal-spaced", type=int, default=10, help="bars timed one per 6 s by bench.signal_path")
+    parser.add_argument("--no-trading", action="store_true", help="skip bench.trading's mesh")
+    trading_args = parser.add_argument_group("bench.trading")
+    trading.add_arguments(trading_args, prefix="trading-")
     args = parser.parse_args()
     # In this process, before the mesh takes the cores.
     features.report(args.feature_bars)
@@ -338,6 +345,7 @@ def main() -> int:
     deep_inference.report()
     risk_gate.report()
     paper_venue.report()
+    order_path.report()
     var = Path(tempfile.mkdtemp(prefix="hats-bench-"))
     var.chmod(0o755)
     mesh = start_mesh(var, offset=OFFSET, services=SERVER_SIDE, env=GATEWAY_ENV)
@@ -350,6 +358,8 @@ def main() -> int:
     if args.signal_samples:
         # On a mesh of its own, once this one no longer shares the cores.
         signal_path.run(args.signal_samples, args.signal_spaced)
+    if not args.no_trading:
+        trading.run(trading.Options.of(args, prefix="trading_"))
     return 0
 
 

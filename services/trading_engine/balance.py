@@ -18,8 +18,10 @@ position reserves margin too (the venue's netting may need none).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -58,7 +60,7 @@ class Funds:
         return self.balance - self.used_margin - self.reserved
 
 
-def account_of(row: asyncpg.Record) -> Account:
+def account_of(row: asyncpg.Record | Mapping[str, Any]) -> Account:
     return Account(
         id=row["id"],
         tenant=row["tenant"],
@@ -158,10 +160,13 @@ class BalanceManager:
         before = Position(*row) if row is not None else Position()
         effect = apply_fill(before, side, quantity, price, instrument.contract_size)
         after = effect.position
+        # One round trip: the position and the balance.
         await conn.execute(
-            "INSERT INTO trading.positions (account_id, symbol, tenant, quantity, average_price, realized_pnl, margin)"
+            "WITH p AS (INSERT INTO trading.positions"
+            " (account_id, symbol, tenant, quantity, average_price, realized_pnl, margin)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account_id, symbol) DO UPDATE SET"
-            " quantity = $4, average_price = $5, realized_pnl = $6, margin = $7, updated_at = now()",
+            " quantity = $4, average_price = $5, realized_pnl = $6, margin = $7, updated_at = now())"
+            " UPDATE trading.accounts SET balance = balance + $8 WHERE id = $1",
             account.id,
             instrument.symbol,
             account.tenant,
@@ -169,10 +174,6 @@ class BalanceManager:
             after.average_price,
             after.realized_pnl,
             after.margin(instrument.contract_size, account.margin_rate_of(instrument)),
-        )
-        await conn.execute(
-            "UPDATE trading.accounts SET balance = balance + $2 WHERE id = $1",
-            account.id,
             effect.realized_pnl - commission,
         )
         return effect.realized_pnl

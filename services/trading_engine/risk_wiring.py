@@ -70,27 +70,31 @@ class RiskCheck:
 
     async def context(self, order: Order, context: PreTradeContext) -> RiskContext:
         conn, account = context.conn, context.account
+        # One round trip: the tenant's positions and open orders, and the account's realised PnL of
+        # the day (the 'pnl' row, its sum in ``quantity``).
         rows = await conn.fetch(
             "SELECT 'position' AS kind, account_id, symbol, quantity, average_price, NULL AS side "
             "FROM trading.positions WHERE tenant = $1 AND quantity <> 0 "
             "UNION ALL SELECT 'order', account_id, symbol, sum(quantity - filled_quantity), NULL, side "
             "FROM trading.orders WHERE tenant = $1 AND state = ANY($2::text[]) AND id <> $3 "
-            "GROUP BY account_id, symbol, side",
+            "GROUP BY account_id, symbol, side "
+            "UNION ALL SELECT 'pnl', $4::text, NULL, COALESCE(sum(realized_pnl - commission), 0), NULL, NULL "
+            "FROM trading.fills WHERE account_id = $4 AND ts_event >= $5",
             order.tenant,
             _OPEN_STATES,
             order.id,
-        )
-        realised = await conn.fetchval(
-            "SELECT COALESCE(sum(realized_pnl - commission), 0) FROM trading.fills "
-            "WHERE account_id = $1 AND ts_event >= $2",
             account.id,
             _day_start_ns(context.now_ns),
         )
+        realised = ZERO
         last_prices: dict[str, Decimal] = {}
         positions: dict[str, Decimal] = {}
         open_orders: dict[str, OpenLots] = {}
         exposure = tenant_exposure = unrealised = ZERO
         for row in rows:
+            if row["kind"] == "pnl":
+                realised = row["quantity"]
+                continue
             symbol = row["symbol"]
             spec = instrument(symbol)
             last = self.prices.last_price(symbol)

@@ -45,15 +45,19 @@ def request_hash(request: OrderRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def claim(conn: asyncpg.Connection, tenant: str, key: str, fingerprint: str) -> Replay | None:
-    """Claim ``key`` for this request (``None``), or the earlier request's ``Replay``; raises
-    ``IdempotencyMismatch`` if the earlier request was another."""
+async def claim(
+    conn: asyncpg.Connection, tenant: str, key: str, fingerprint: str, order_id: uuid.UUID
+) -> Replay | None:
+    """Claim ``key`` for this request and the order it is about to make (``None``: stored in the same
+    transaction as the order, so the two commit or vanish together), or the earlier request's
+    ``Replay``; raises ``IdempotencyMismatch`` if the earlier request was another."""
     claimed = await conn.fetchval(
-        "INSERT INTO trading.idempotency_keys (tenant, key, request_hash) VALUES ($1, $2, $3)"
+        "INSERT INTO trading.idempotency_keys (tenant, key, request_hash, order_id) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT DO NOTHING RETURNING true",
         tenant,
         key,
         fingerprint,
+        order_id,
     )
     if claimed:
         return None
@@ -66,13 +70,6 @@ async def claim(conn: asyncpg.Connection, tenant: str, key: str, fingerprint: st
     if row["request_hash"] != fingerprint:
         raise IdempotencyMismatch(f"Idempotency-Key {key} was used with a different request")
     return Replay(row["order_id"], row["status"], None if row["body"] is None else json.loads(row["body"]))
-
-
-async def link(conn: asyncpg.Connection, tenant: str, key: str, order_id: uuid.UUID) -> None:
-    """Name the order the key made (in the placing transaction)."""
-    await conn.execute(
-        "UPDATE trading.idempotency_keys SET order_id = $3 WHERE tenant = $1 AND key = $2", tenant, key, order_id
-    )
 
 
 async def answer(pool: asyncpg.Pool, tenant: str, key: str, status: int, body: dict[str, Any]) -> Replay:

@@ -42,12 +42,13 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from services.trading_engine.balance import Account, BalanceManager
+from services.trading_engine.balance import Account, BalanceManager, account_of
 from services.trading_engine.drift import position_drift
 from services.trading_engine.orders import idempotency, repository
 from services.trading_engine.orders.models import PRICE_EXPONENT, Order, OrderRequest
@@ -62,7 +63,7 @@ from services.trading_engine.venues.base import (
     VenueTimeout,
     VenueUnreachable,
 )
-from shared.events import Event, Fill, OrderAttribution, OrderState, fill_event_id, now_ns
+from shared.events import Event, Fill, OrderAttribution, OrderState, OrderUpdated, fill_event_id, now_ns
 from shared.instruments import Instrument, instrument
 from shared.outbox import Outbox
 
@@ -145,6 +146,9 @@ class OrderManager:
         self.never_reached_grace_ns = int(never_reached_grace_s * 1e9)
         self.submit_timeout_s = submit_timeout_s
         self.clock = clock
+        #: Orders being submitted by ``_submit``, and their last version committed since (``None``: none
+        #: yet): what the submit answers, without reading the order back.
+        self._submitting: dict[uuid.UUID, OrderUpdated | None] = {}
 
     @contextlib.asynccontextmanager
     async def _change(self) -> AsyncIterator[tuple[asyncpg.Connection, list[Event]]]:
@@ -157,6 +161,9 @@ class OrderManager:
                 yield conn, events
                 await self.outbox.record(conn, events)
             self.outbox.deliver_soon(events)
+            for event in events:
+                if isinstance(event, OrderUpdated) and event.order_id in self._submitting:
+                    self._submitting[event.order_id] = event
 
     # -- placing --------------------------------------------------------------------------------
 
@@ -176,15 +183,16 @@ class OrderManager:
             account = await self.balances.lock(conn, request.account_id, tenant)
             if account is None:
                 raise NotFound(f"no account {request.account_id}")
+            order = self._new_order(request, account, actor, attribution or OrderAttribution())
             if idempotency_key is not None:
-                earlier = await idempotency.claim(conn, tenant, idempotency_key, idempotency.request_hash(request))
+                fingerprint = idempotency.request_hash(request)
+                earlier = await idempotency.claim(conn, tenant, idempotency_key, fingerprint, order.id)
                 if earlier is not None:
                     return earlier
             if traded.currency_profit != account.currency:
                 raise InvalidOrder(
                     "symbol", f"{request.symbol} settles in {traded.currency_profit}, not {account.currency}"
                 )
-            order = self._new_order(request, account, actor, attribution or OrderAttribution())
             if not await repository.insert_order(conn, order):
                 raise OrderConflict(f"client_order_id {order.client_order_id} is already used in this account")
             events.append(order.event(None, self.clock()))
@@ -195,8 +203,6 @@ class OrderManager:
                 order = await self._move(
                     conn, order, "rejected", events, reason_code=rejection.reason_code, reason=rejection.reason
                 )
-            if idempotency_key is not None:
-                await idempotency.link(conn, tenant, idempotency_key, order.id)
         if order.state == "pending_submit":
             return await self._submit(order)
         return order
@@ -254,6 +260,24 @@ class OrderManager:
 
     async def _submit(self, order: Order) -> Order:
         venue = self.venues[order.venue]
+        self._submitting[order.id] = None
+        try:
+            await self._submit_to(venue, order)
+        finally:
+            latest = self._submitting.pop(order.id)
+        # Every change of the order goes through ``_change`` in this process (the venue's reports, the
+        # settling below), which noted the last one committed: the order as it stands now. Only a
+        # reason the event had to cut (500 characters) is read back whole.
+        if latest is None:
+            return order
+        if latest.reason is not None and len(latest.reason) >= 500:
+            async with self.pool.acquire() as conn:
+                current = await repository.order_by_id(conn, order.tenant, order.id)
+            assert current is not None
+            return current
+        return _as_of(order, latest)
+
+    async def _submit_to(self, venue: Venue, order: Order) -> None:
         try:
             # A venue that does not answer in time is a lost answer: the order becomes unknown.
             async with asyncio.timeout(self.submit_timeout_s):
@@ -268,10 +292,6 @@ class OrderManager:
         except Exception as exc:  # a bug in a venue must not lose the order either
             log.exception("submitting order %s failed", order.id)
             await self._settle(order, "unknown", "venue_error", repr(exc)[:500])
-        async with self.pool.acquire() as conn:
-            current = await repository.order_by_id(conn, order.tenant, order.id)
-        assert current is not None
-        return current
 
     async def _settle(self, order: Order, target: OrderState, reason_code: str, reason: str) -> None:
         """Move a just-submitted order out of ``pending_submit`` unless a report already did."""
@@ -358,10 +378,8 @@ class OrderManager:
         """Apply one report of a venue (the ``ReportSink``); ``True`` if it changed anything.
         Idempotent: a report already applied, or one the state machine has moved past, changes nothing."""
         async with self._change() as (conn, events):
-            account = await self.balances.lock(conn, report.account_id)
-            order = None
-            if account is not None:
-                order = await repository.order_by_client_id(conn, account.id, report.client_order_id, lock=True)
+            row, order = await repository.lock_for_report(conn, report.account_id, report.client_order_id)
+            account = None if row is None else account_of(row)
             if account is None or order is None:
                 log.warning(
                     "a %s report about %s/%s, an order this engine does not hold",
@@ -527,6 +545,20 @@ class OrderManager:
             except Exception:
                 log.warning("reconciliation failed; retrying in %.1f s", interval_s, exc_info=True)
             await asyncio.sleep(interval_s)
+
+
+def _as_of(order: Order, update: OrderUpdated) -> Order:
+    """``order`` at the version ``update`` describes (its state, progress and reason)."""
+    return replace(
+        order,
+        state=update.state,
+        version=update.version,
+        filled_quantity=update.filled_quantity,
+        average_fill_price=update.average_fill_price,
+        venue_order_id=update.venue_order_id,
+        reason_code=update.reason_code,
+        reason=update.reason,
+    )
 
 
 def _venue_order(order: Order) -> VenueOrder:

@@ -7,7 +7,7 @@ Every read a caller can steer names the tenant, so another tenant's order is sim
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,7 +22,7 @@ _COLUMNS = """id, tenant, account_id, venue, client_order_id, symbol, side, type
  venue_order_id, reason_code, reason, attribution, actor, submitted_ns"""
 
 
-def order_of(row: asyncpg.Record) -> Order:
+def order_of(row: asyncpg.Record | Mapping[str, Any]) -> Order:
     values = dict(row)
     values["attribution"] = OrderAttribution.model_validate_json(values["attribution"])
     return Order(**values)
@@ -110,6 +110,36 @@ async def order_by_client_id(
         client_order_id,
     )
     return None if row is None else order_of(row)
+
+
+#: The account columns ``lock_for_report`` reads (``balance.account_of``'s), prefixed apart from the order's.
+_ACCOUNT_COLUMNS = ("id", "tenant", "venue", "name", "currency", "balance", "margin_rate", "venue_account")
+_ORDER_NAMES = tuple(name.strip() for name in _COLUMNS.split(","))
+
+
+async def lock_for_report(
+    conn: asyncpg.Connection, account_id: str, client_order_id: str
+) -> tuple[dict[str, Any] | None, Order | None]:
+    """Lock the account's row, then its order's (the order of locks every transaction keeps), in one
+    round trip; the account's columns (``None``: no such account) and the order (``None``: not held).
+
+    The account is locked first: the materialized CTE runs before the lateral subquery that reads
+    and locks the order. Both rows come back in their newest committed versions (``FOR UPDATE`` in
+    READ COMMITTED re-reads a row changed while it waited)."""
+    accounts = ", ".join(f"a.{c} AS a_{c}" for c in _ACCOUNT_COLUMNS)
+    row = await conn.fetchrow(
+        "WITH a AS MATERIALIZED (SELECT * FROM trading.accounts WHERE id = $1 FOR UPDATE)"
+        f" SELECT {accounts}, o.* FROM a LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM trading.orders"
+        " WHERE account_id = a.id AND client_order_id = $2 FOR UPDATE) o ON true",
+        account_id,
+        client_order_id,
+    )
+    if row is None:
+        return None, None
+    account = {c: row[f"a_{c}"] for c in _ACCOUNT_COLUMNS}
+    if row["id"] is None:
+        return account, None
+    return account, order_of({name: row[name] for name in _ORDER_NAMES})
 
 
 async def orders_in(conn: asyncpg.Connection, states: Sequence[str], limit: int | None = 1000) -> list[Order]:
