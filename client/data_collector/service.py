@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from shared.kit.client_key import client_key_headers
 from shared.kit.contract import Contract
 from shared.kit.deps import HttpClient
 from shared.kit.service import Runtime, ServiceDefinition
+from shared.periodic import every
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,9 @@ def _http_options(_: CollectorSettings) -> dict[str, Any]:
     }
 
 
-async def _every(seconds: float, step: Callable[[], Awaitable[Any]]) -> None:
-    while True:
-        try:
-            await step()
-        except Exception:  # a failing source must not stop the others
-            log.exception("collector step failed")
-        await asyncio.sleep(seconds)
+def _every(seconds: float, step: Callable[[], Awaitable[Any]]) -> Awaitable[None]:
+    # A failing source must not stop the others.
+    return every(seconds, step, log=log, what="collector step")
 
 
 #: A forwarder or confirmation loop that failed is started again after this pause (readiness red meanwhile).

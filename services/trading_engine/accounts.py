@@ -50,6 +50,12 @@ async def ensure_platform_paper_account(pool: asyncpg.Pool, balance: Decimal, cu
     return bool(made)
 
 
+async def account_exists(db: asyncpg.Pool | asyncpg.Connection, tenant: str, account_id: str) -> bool:
+    """Whether ``tenant`` has the account ``account_id`` (on a pool, or in the caller's transaction)."""
+    found = await db.fetchval("SELECT 1 FROM trading.accounts WHERE tenant = $1 AND id = $2", tenant, account_id)
+    return found is not None
+
+
 async def create_account(pool: asyncpg.Pool, tenant: str, spec: AccountCreate) -> dict[str, Any]:
     """A new account of ``tenant`` (its id made here: ``<venue>-<12 hex>``)."""
     async with pool.acquire() as conn:

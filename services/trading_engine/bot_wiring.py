@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from services.trading_engine import accounts
 from services.trading_engine.bots import lifecycle, store
 from services.trading_engine.bots.intents import Intent
 from services.trading_engine.bots.model import Bot, BotConfig, Holding, MarketView
@@ -90,10 +91,7 @@ class EngineMarket:
         )
 
     async def account_exists(self, tenant: str, account_id: str) -> bool:
-        found = await self.pool.fetchval(
-            "SELECT 1 FROM trading.accounts WHERE tenant = $1 AND id = $2", tenant, account_id
-        )
-        return found is not None
+        return await accounts.account_exists(self.pool, tenant, account_id)
 
 
 class EngineIntents:

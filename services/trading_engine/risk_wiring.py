@@ -21,6 +21,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from services.trading_engine import accounts
 from services.trading_engine.orders.manager import OrderManager
 from services.trading_engine.orders.models import Order
 from services.trading_engine.orders.pretrade import PreTradeContext, Rejection
@@ -189,8 +190,7 @@ class EngineRiskBackend:
                 self._sweep(event)
 
     async def account_exists(self, conn: asyncpg.Connection, tenant: str, account_id: str) -> bool:
-        found = await conn.fetchval("SELECT 1 FROM trading.accounts WHERE tenant = $1 AND id = $2", tenant, account_id)
-        return found is not None
+        return await accounts.account_exists(conn, tenant, account_id)
 
     async def cancel_in_scope(self, conn: asyncpg.Connection, switch: KillSwitch) -> int:
         """How many open orders the switch covers now (they are canceled once the trip commits)."""

@@ -8,7 +8,6 @@ rejections) and the bots (their positions after a fill).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -48,6 +47,7 @@ from shared.kit.contract import Consumes, Contract
 from shared.kit.deps import Bus, Postgres, TokenAuth
 from shared.kit.service import Runtime, ServiceDefinition
 from shared.outbox import Outbox
+from shared.periodic import every
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +116,8 @@ def configured_venues(rt: Rt, sink: ReportSink) -> Mapping[str, Venue]:
     return {"paper": paper, "mt5": mt5}
 
 
-async def _every(seconds: float, step: Callable[[], Awaitable[Any]]) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await step()
-        except Exception:  # the database or the broker is away: next round
-            log.warning("periodic step %s failed", step, exc_info=True)
+def _every(seconds: float, step: Callable[[], Awaitable[Any]]) -> Awaitable[None]:
+    return every(seconds, step, log=log, what=f"periodic step {step.__name__}", at_once=False, level=logging.WARNING)
 
 
 def make_start(venues: VenueFactory, risk_gate: bool) -> Callable[[Rt], Any]:
